@@ -1,0 +1,529 @@
+//! Working-day calendar: bank holidays (gov.uk `bank-holidays.json` format),
+//! deployment closure days, the board's time zone, and every offset phrase of
+//! the rules catalogue (§1). Nothing else in cpwatch does date arithmetic.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{
+    DateTime, Datelike, Duration, Months, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc,
+    Weekday,
+};
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+/// The bank holidays shipped with cpwatch (gov.uk format, 2010–2027).
+pub const EMBEDDED_BANK_HOLIDAYS: &str = include_str!("../data/bank-holidays.json");
+const EMBEDDED_NAME: &str = "<built-in bank-holidays.json>";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CalendarError {
+    #[error("{file}: cannot read the bank-holiday file: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: not a gov.uk bank-holidays.json file: {source}")]
+    Parse {
+        file: String,
+        source: serde_json::Error,
+    },
+    #[error("{file}: has no division {division:?} (it has: {available})")]
+    NoDivision {
+        file: String,
+        division: String,
+        available: String,
+    },
+    #[error("the calendar {division:?} in {file} covers {first}–{last}; {year} is not covered: point `calendar_file` at a newer gov.uk bank-holidays.json")]
+    YearNotCovered {
+        division: String,
+        file: String,
+        year: i32,
+        first: i32,
+        last: i32,
+    },
+    #[error("{file}: closure day {line:?} is not a YYYY-MM-DD date")]
+    BadClosure { file: String, line: String },
+}
+
+#[derive(Deserialize)]
+struct GovUkDivision {
+    events: Vec<GovUkEvent>,
+}
+
+#[derive(Deserialize)]
+struct GovUkEvent {
+    title: String,
+    date: NaiveDate,
+}
+
+/// Bank holidays of every division, plus the deployment's own closure days.
+#[derive(Debug)]
+pub struct HolidayData {
+    file: String,
+    divisions: HashMap<String, Division>,
+    closures: BTreeMap<NaiveDate, String>,
+}
+
+#[derive(Debug)]
+struct Division {
+    days: BTreeMap<NaiveDate, String>,
+    first_year: i32,
+    last_year: i32,
+}
+
+impl HolidayData {
+    /// The built-in data, or a newer file of the same format.
+    pub fn load(path: Option<&Path>) -> Result<Self, CalendarError> {
+        match path {
+            None => Self::parse(EMBEDDED_BANK_HOLIDAYS, EMBEDDED_NAME),
+            Some(p) => {
+                let file = p.display().to_string();
+                let text = std::fs::read_to_string(p).map_err(|source| CalendarError::Read {
+                    file: file.clone(),
+                    source,
+                })?;
+                Self::parse(&text, &file)
+            }
+        }
+    }
+
+    pub fn parse(text: &str, file: &str) -> Result<Self, CalendarError> {
+        let raw: HashMap<String, GovUkDivision> =
+            serde_json::from_str(text).map_err(|source| CalendarError::Parse {
+                file: file.to_string(),
+                source,
+            })?;
+        let divisions = raw
+            .into_iter()
+            .map(|(name, d)| {
+                let days: BTreeMap<NaiveDate, String> =
+                    d.events.into_iter().map(|e| (e.date, e.title)).collect();
+                let first_year = days.keys().next().map_or(0, |d| d.year());
+                let last_year = days.keys().next_back().map_or(-1, |d| d.year());
+                (
+                    name,
+                    Division {
+                        days,
+                        first_year,
+                        last_year,
+                    },
+                )
+            })
+            .collect();
+        Ok(HolidayData {
+            file: file.to_string(),
+            divisions,
+            closures: BTreeMap::new(),
+        })
+    }
+
+    /// Adds closure days (e.g. a council's Christmas closure) that count as
+    /// non-working days in every division.
+    pub fn add_closures(&mut self, days: impl IntoIterator<Item = (NaiveDate, String)>) {
+        self.closures.extend(days);
+    }
+
+    /// Reads closure days from a file: one `YYYY-MM-DD [description]` a line, `#` comments.
+    pub fn load_closures(&mut self, path: &Path) -> Result<(), CalendarError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| CalendarError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        let mut days = Vec::new();
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let (date, label) = line
+                .split_once(char::is_whitespace)
+                .unwrap_or((line, "closure day"));
+            let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {
+                CalendarError::BadClosure {
+                    file: file.clone(),
+                    line: line.to_string(),
+                }
+            })?;
+            days.push((date, label.trim().to_string()));
+        }
+        self.add_closures(days);
+        Ok(())
+    }
+
+    pub fn has_division(&self, division: &str) -> bool {
+        self.divisions.contains_key(division)
+    }
+
+    pub fn check_division(&self, division: &str) -> Result<(), CalendarError> {
+        if self.has_division(division) {
+            return Ok(());
+        }
+        let mut available: Vec<&str> = self.divisions.keys().map(String::as_str).collect();
+        available.sort_unstable();
+        Err(CalendarError::NoDivision {
+            file: self.file.clone(),
+            division: division.to_string(),
+            available: available.join(", "),
+        })
+    }
+}
+
+/// One board's calendar: a division of the holiday data and a time zone.
+#[derive(Debug, Clone)]
+pub struct Calendar {
+    data: Arc<HolidayData>,
+    division: String,
+    pub tz: Tz,
+}
+
+/// How many units an offset moves, and which way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    WorkingDays,
+    Hours,
+    Days,
+    Weeks,
+    Months,
+}
+
+/// The amount of an offset: a number, or a case field (a plan's visiting interval).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Amount {
+    Fixed(i64),
+    /// `sign` × the value of the named case field, read at evaluation.
+    Field {
+        name: String,
+        negative: bool,
+    },
+}
+
+/// An offset phrase of the rules catalogue, e.g. `+15 working days`,
+/// `-2 working days at 10:00`, `+24 hours`, `-1 day`, `+3 months`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offset {
+    pub amount: Amount,
+    pub unit: Unit,
+    pub at: Option<NaiveTime>,
+}
+
+/// Case fields an offset may take its amount from.
+pub const OFFSET_FIELDS: &[&str] = &["plan.visit_interval_working_days"];
+
+impl FromStr for Offset {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let text = s.trim();
+        let (negative, rest) = match text.chars().next() {
+            Some('+') => (false, &text[1..]),
+            Some('-') => (true, &text[1..]),
+            Some('\u{2212}') => (true, &text['\u{2212}'.len_utf8()..]),
+            _ => {
+                return Err(format!(
+                    "offset {s:?} must start with + or - (e.g. \"+15 working days\")"
+                ))
+            }
+        };
+        let (main, at) = match rest.split_once(" at ") {
+            Some((m, t)) => {
+                let time = NaiveTime::parse_from_str(t.trim(), "%H:%M")
+                    .map_err(|_| format!("offset {s:?}: time {:?} is not HH:MM", t.trim()))?;
+                (m, Some(time))
+            }
+            None => (rest, None),
+        };
+        let mut words = main.split_whitespace();
+        let number = words
+            .next()
+            .ok_or_else(|| format!("offset {s:?} has no amount"))?;
+        let unit_words: Vec<&str> = words.collect();
+        let unit = match unit_words.join(" ").as_str() {
+            "working day" | "working days" => Unit::WorkingDays,
+            "hour" | "hours" => Unit::Hours,
+            "day" | "days" => Unit::Days,
+            "week" | "weeks" => Unit::Weeks,
+            "month" | "months" => Unit::Months,
+            other => {
+                return Err(format!(
+                    "offset {s:?}: unknown unit {other:?} (expected working days, hours, days, weeks or months)"
+                ))
+            }
+        };
+        let amount = match number.parse::<i64>() {
+            Ok(n) if n >= 0 => Amount::Fixed(if negative { -n } else { n }),
+            Ok(_) => return Err(format!("offset {s:?}: put the sign before the number")),
+            Err(_) if OFFSET_FIELDS.contains(&number) => Amount::Field {
+                name: number.to_string(),
+                negative,
+            },
+            Err(_) => {
+                return Err(format!(
+                    "offset {s:?}: {number:?} is neither a number nor a case field ({})",
+                    OFFSET_FIELDS.join(", ")
+                ))
+            }
+        };
+        if at.is_some() && !matches!(unit, Unit::WorkingDays | Unit::Days) {
+            return Err(format!(
+                "offset {s:?}: \"at HH:MM\" goes only with working days or days"
+            ));
+        }
+        Ok(Offset { amount, unit, at })
+    }
+}
+
+impl fmt::Display for Offset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (sign, amount) = match &self.amount {
+            Amount::Fixed(n) => (if *n < 0 { "-" } else { "+" }, n.abs().to_string()),
+            Amount::Field { name, negative } => (if *negative { "-" } else { "+" }, name.clone()),
+        };
+        let one = amount == "1";
+        let unit = match (self.unit, one) {
+            (Unit::WorkingDays, false) => "working days",
+            (Unit::WorkingDays, true) => "working day",
+            (Unit::Hours, false) => "hours",
+            (Unit::Hours, true) => "hour",
+            (Unit::Days, false) => "days",
+            (Unit::Days, true) => "day",
+            (Unit::Weeks, false) => "weeks",
+            (Unit::Weeks, true) => "week",
+            (Unit::Months, false) => "months",
+            (Unit::Months, true) => "month",
+        };
+        write!(f, "{sign}{amount} {unit}")?;
+        if let Some(at) = self.at {
+            write!(f, " at {}", at.format("%H:%M"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Offset {
+    /// The offset with a field amount replaced by its value.
+    pub fn resolve(&self, field_value: Option<i64>) -> Option<Offset> {
+        match &self.amount {
+            Amount::Fixed(_) => Some(self.clone()),
+            Amount::Field { negative, .. } => field_value.map(|v| Offset {
+                amount: Amount::Fixed(if *negative { -v } else { v }),
+                unit: self.unit,
+                at: self.at,
+            }),
+        }
+    }
+
+    fn fixed(&self) -> i64 {
+        match self.amount {
+            Amount::Fixed(n) => n,
+            Amount::Field { .. } => 0,
+        }
+    }
+}
+
+/// How a deadline was derived, for `explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Derivation {
+    pub from_date: NaiveDate,
+    pub to_date: NaiveDate,
+    /// Bank holidays and closure days passed over while counting working days.
+    pub skipped_holidays: Vec<(NaiveDate, String)>,
+    pub skipped_weekend_days: usize,
+}
+
+fn end_of_day_time() -> NaiveTime {
+    NaiveTime::from_hms_opt(23, 59, 59).unwrap_or(NaiveTime::MIN)
+}
+
+impl Calendar {
+    pub fn new(data: Arc<HolidayData>, division: &str, tz: Tz) -> Result<Self, CalendarError> {
+        data.check_division(division)?;
+        Ok(Calendar {
+            data,
+            division: division.to_string(),
+            tz,
+        })
+    }
+
+    fn division(&self) -> Option<&Division> {
+        self.data.divisions.get(&self.division)
+    }
+
+    fn covered(&self, date: NaiveDate) -> Result<(), CalendarError> {
+        let (first, last) = self
+            .division()
+            .map_or((0, -1), |d| (d.first_year, d.last_year));
+        if date.year() < first || date.year() > last {
+            return Err(CalendarError::YearNotCovered {
+                division: self.division.clone(),
+                file: self.data.file.clone(),
+                year: date.year(),
+                first,
+                last,
+            });
+        }
+        Ok(())
+    }
+
+    /// The bank holiday or closure on this date, if any.
+    pub fn holiday(&self, date: NaiveDate) -> Option<&str> {
+        self.division()
+            .and_then(|d| d.days.get(&date))
+            .or_else(|| self.data.closures.get(&date))
+            .map(String::as_str)
+    }
+
+    pub fn is_working_day(&self, date: NaiveDate) -> Result<bool, CalendarError> {
+        self.covered(date)?;
+        Ok(!matches!(date.weekday(), Weekday::Sat | Weekday::Sun) && self.holiday(date).is_none())
+    }
+
+    /// Moves `n` working days from `date` (day 0); `n = 0` gives `date` itself
+    /// when it is a working day, otherwise the next working day.
+    pub fn add_working_days(&self, date: NaiveDate, n: i64) -> Result<NaiveDate, CalendarError> {
+        let step = if n < 0 { -1 } else { 1 };
+        let mut d = date;
+        if n == 0 {
+            while !self.is_working_day(d)? {
+                d += Duration::days(1);
+            }
+            return Ok(d);
+        }
+        let mut left = n.abs();
+        while left > 0 {
+            d += Duration::days(step);
+            if self.is_working_day(d)? {
+                left -= 1;
+            }
+        }
+        Ok(d)
+    }
+
+    pub fn local_date(&self, t: DateTime<Utc>) -> NaiveDate {
+        t.with_timezone(&self.tz).date_naive()
+    }
+
+    pub fn local(&self, t: DateTime<Utc>) -> DateTime<Tz> {
+        t.with_timezone(&self.tz)
+    }
+
+    /// A local wall-clock time as an instant: the earlier of an ambiguous
+    /// time, and for a time skipped by the spring change, the same time an hour later.
+    pub fn at_local(&self, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
+        let naive = NaiveDateTime::new(date, time);
+        match self.tz.from_local_datetime(&naive).earliest() {
+            Some(t) => t.with_timezone(&Utc),
+            None => {
+                let later = naive + Duration::hours(1);
+                self.tz
+                    .from_local_datetime(&later)
+                    .earliest()
+                    .map_or_else(|| Utc.from_utc_datetime(&naive), |t| t.with_timezone(&Utc))
+            }
+        }
+    }
+
+    /// 23:59:59 local time on `date`.
+    pub fn end_of_day(&self, date: NaiveDate) -> DateTime<Utc> {
+        self.at_local(date, end_of_day_time())
+    }
+
+    /// 00:00 local time on `date`: the instant a date-only event stands for.
+    pub fn start_of_day(&self, date: NaiveDate) -> DateTime<Utc> {
+        self.at_local(date, NaiveTime::MIN)
+    }
+
+    /// The date an offset reaches from `date` (day 0), for day-based units.
+    /// Only working days need the holiday list, so only they need the year covered.
+    pub fn shift_date(&self, date: NaiveDate, offset: &Offset) -> Result<NaiveDate, CalendarError> {
+        let n = offset.fixed();
+        let result = match offset.unit {
+            Unit::WorkingDays => self.add_working_days(date, n)?,
+            Unit::Days => date + Duration::days(n),
+            Unit::Weeks => date + Duration::days(7 * n),
+            Unit::Months => add_months(date, n),
+            Unit::Hours => date + Duration::days(n.div_euclid(24)),
+        };
+        Ok(result)
+    }
+
+    /// The deadline an offset sets from the instant `start` (§1 of the catalogue).
+    pub fn deadline(
+        &self,
+        start: DateTime<Utc>,
+        offset: &Offset,
+    ) -> Result<DateTime<Utc>, CalendarError> {
+        if offset.unit == Unit::Hours {
+            return Ok(start + Duration::hours(offset.fixed()));
+        }
+        let date = self.shift_date(self.local_date(start), offset)?;
+        Ok(match offset.at {
+            Some(time) => self.at_local(date, time),
+            None => self.end_of_day(date),
+        })
+    }
+
+    /// The non-working days strictly between two dates, for `explain`.
+    pub fn derivation(&self, from: NaiveDate, to: NaiveDate) -> Derivation {
+        let (lo, hi) = if from <= to { (from, to) } else { (to, from) };
+        let mut skipped_holidays = Vec::new();
+        let mut skipped_weekend_days = 0;
+        let mut d = lo + Duration::days(1);
+        while d < hi {
+            if matches!(d.weekday(), Weekday::Sat | Weekday::Sun) {
+                skipped_weekend_days += 1;
+            } else if let Some(name) = self.holiday(d) {
+                skipped_holidays.push((d, name.to_string()));
+            }
+            d += Duration::days(1);
+        }
+        Derivation {
+            from_date: from,
+            to_date: to,
+            skipped_holidays,
+            skipped_weekend_days,
+        }
+    }
+
+    /// Working days late: the working days after the deadline's date up to and
+    /// including the date of `at`, and at least 1 for anything after the deadline.
+    pub fn working_days_late(
+        &self,
+        deadline: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<i64, CalendarError> {
+        if at <= deadline {
+            return Ok(0);
+        }
+        let (due, until) = (self.local_date(deadline), self.local_date(at));
+        let mut count = 0;
+        let mut d = due;
+        while d < until {
+            d += Duration::days(1);
+            if self.is_working_day(d)? {
+                count += 1;
+            }
+        }
+        Ok(count.max(1))
+    }
+
+    /// Which file and division this calendar reads, for messages.
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.division, self.data.file)
+    }
+}
+
+/// Same day-of-month `n` months on, clamped to the month's last day.
+pub fn add_months(date: NaiveDate, n: i64) -> NaiveDate {
+    let months = Months::new(n.unsigned_abs().min(u32::MAX as u64) as u32);
+    let shifted = if n >= 0 {
+        date.checked_add_months(months)
+    } else {
+        date.checked_sub_months(months)
+    };
+    shifted.unwrap_or(date)
+}

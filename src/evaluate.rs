@@ -1,0 +1,1800 @@
+//! Evaluation: case state, rules, calendars and an instant in; obligations and
+//! data-quality findings out. Pure: no I/O, no clock, no panics on bad data.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDate};
+use serde::Serialize;
+
+use crate::calendar::{Calendar, CalendarError, HolidayData, Offset};
+use crate::case::*;
+use crate::rules::{AuditBy, Board, Rule, RuleKind, RuleSet, Subject};
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Overdue,
+    DueSoon,
+    Pending,
+    MetLate,
+    Met,
+    Excepted,
+    Void,
+}
+
+impl Status {
+    pub const ALL: &'static [Status] = &[
+        Status::Pending,
+        Status::DueSoon,
+        Status::Overdue,
+        Status::Met,
+        Status::MetLate,
+        Status::Void,
+        Status::Excepted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::DueSoon => "due_soon",
+            Status::Overdue => "overdue",
+            Status::Met => "met",
+            Status::MetLate => "met_late",
+            Status::Void => "void",
+            Status::Excepted => "excepted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Self::ALL.iter().copied().find(|st| st.as_str() == s)
+    }
+}
+
+/// One duty of one rule for one subject (and, for recurring rules, one occurrence).
+#[derive(Debug, Clone, Serialize)]
+pub struct Obligation {
+    pub key: String,
+    pub rule: String,
+    pub title: String,
+    pub kind: RuleKind,
+    pub board: String,
+    pub board_version: String,
+    /// The child's case reference; null for a conference as a whole or an agency's report.
+    pub child: Option<String>,
+    #[serde(skip)]
+    pub child_id: Option<String>,
+    pub conference: Option<String>,
+    pub agency: Option<String>,
+    pub team: Option<String>,
+    pub occurrence: String,
+    pub starts_at: Instant,
+    pub due_at: Instant,
+    pub met_at: Option<Instant>,
+    pub status: Status,
+    pub late_working_days: Option<i64>,
+    pub exception_reason: Option<String>,
+    pub audit_by: Option<AuditBy>,
+    /// What the deadline was counted from, for `explain`.
+    pub start_event: String,
+    pub offset: Option<String>,
+    /// For a capped rule: the event that brought the deadline forward.
+    pub capped_by: Option<String>,
+}
+
+/// Case data that contradicts itself or the contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub kind: String,
+    pub table: String,
+    pub row: String,
+    pub message: String,
+}
+
+impl Finding {
+    pub fn new(kind: &str, table: &str, row: &str, message: impl Into<String>) -> Self {
+        Finding {
+            kind: kind.into(),
+            table: table.into(),
+            row: row.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    pub evaluated_at: Instant,
+    pub obligations: Vec<Obligation>,
+    pub findings: Vec<Finding>,
+}
+
+pub struct Options<'a> {
+    /// The board of children whose `board` is null.
+    pub default_board: &'a str,
+}
+
+/// Evaluates every board's rules against the case state at `now`.
+pub fn evaluate(
+    state: &CaseState,
+    rules: &RuleSet,
+    holidays: &Arc<HolidayData>,
+    now: Instant,
+    opts: &Options,
+) -> Evaluation {
+    let (clean, mut findings) = sanitize(state, now);
+    let idx = Index::new(&clean, &mut findings);
+    let mut obligations = Vec::new();
+
+    let mut children_by_board: HashMap<&str, Vec<&Child>> = HashMap::new();
+    for c in &clean.children {
+        let board = c.board.as_deref().unwrap_or(opts.default_board);
+        if rules.boards.contains_key(board) {
+            children_by_board.entry(board).or_default().push(c);
+        } else {
+            findings.push(Finding::new(
+                "unknown_board",
+                "children",
+                &c.id,
+                format!(
+                    "board {board:?} has no rule file (known: {})",
+                    rules.boards.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+    let mut conferences_by_board: HashMap<&str, Vec<&Conference>> = HashMap::new();
+    for conf in &clean.conferences {
+        let board = idx
+            .conf_children
+            .get(conf.id.as_str())
+            .and_then(|ccs| ccs.first())
+            .and_then(|cc| idx.children.get(cc.child_id.as_str()))
+            .map(|c| c.board.as_deref().unwrap_or(opts.default_board));
+        match board {
+            Some(b) if rules.boards.contains_key(b) => {
+                conferences_by_board.entry(b).or_default().push(conf)
+            }
+            Some(_) => {}
+            None => findings.push(Finding::new(
+                "conference_without_children",
+                "conferences",
+                &conf.id,
+                "no conference_children row names a known child for this conference",
+            )),
+        }
+    }
+
+    let mut calendar_errors: HashMap<String, CalendarError> = HashMap::new();
+    for (board_id, versions) in &rules.boards {
+        let children = children_by_board
+            .get(board_id.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let conferences = conferences_by_board
+            .get(board_id.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        if children.is_empty() && conferences.is_empty() {
+            continue;
+        }
+        for board in versions {
+            let cal = match Calendar::new(holidays.clone(), &board.calendar, board.time_zone) {
+                Ok(c) => c,
+                Err(e) => {
+                    findings.push(Finding::new(
+                        "calendar_missing",
+                        "children",
+                        "*",
+                        format!("board {}: {e}", board.id),
+                    ));
+                    continue;
+                }
+            };
+            let window = rules.window(board);
+            let ev = BoardEval {
+                idx: &idx,
+                board,
+                cal: &cal,
+                now,
+                window,
+                calendar_errors: &mut calendar_errors,
+            };
+            ev.run(children, conferences, &mut obligations);
+        }
+    }
+    for (what, e) in calendar_errors {
+        findings.push(Finding::new(
+            "calendar_not_covered",
+            "-",
+            &what,
+            e.to_string(),
+        ));
+    }
+    obligations.sort_by(|a, b| (a.due_at, &a.key).cmp(&(b.due_at, &b.key)));
+    findings.sort_by(|a, b| {
+        (&a.table, &a.row, &a.kind, &a.message).cmp(&(&b.table, &b.row, &b.kind, &b.message))
+    });
+    findings.dedup();
+    Evaluation {
+        evaluated_at: now,
+        obligations,
+        findings,
+    }
+}
+
+// ------------------------------------------------------------------ sanitise
+
+fn future(
+    findings: &mut Vec<Finding>,
+    table: &str,
+    row: &str,
+    column: &str,
+    t: Instant,
+    now: Instant,
+) -> bool {
+    if t > now {
+        findings.push(Finding::new(
+            "recorded_in_future",
+            table,
+            row,
+            format!(
+                "{column} {} is later than the evaluation instant {}; treated as not yet happened",
+                t.to_rfc3339(),
+                now.to_rfc3339()
+            ),
+        ));
+        true
+    } else {
+        false
+    }
+}
+
+fn clear_future(
+    findings: &mut Vec<Finding>,
+    table: &str,
+    row: &str,
+    column: &str,
+    v: &mut Option<Instant>,
+    now: Instant,
+) {
+    if let Some(t) = *v {
+        if future(findings, table, row, column, t, now) {
+            *v = None;
+        }
+    }
+}
+
+/// A copy of the state without happenings recorded after `now` (each one a finding).
+fn sanitize(state: &CaseState, now: Instant) -> (CaseState, Vec<Finding>) {
+    let mut f = state.load_findings.clone();
+    let mut s = state.clone();
+    let today = now.date_naive();
+    s.referrals.retain(|r| {
+        !future(
+            &mut f,
+            "referrals",
+            &r.id,
+            "received_at",
+            r.received_at,
+            now,
+        )
+    });
+    for r in &mut s.referrals {
+        clear_future(
+            &mut f,
+            "referrals",
+            &r.id,
+            "written_confirmation_at",
+            &mut r.written_confirmation_at,
+            now,
+        );
+        clear_future(
+            &mut f,
+            "referrals",
+            &r.id,
+            "acknowledged_at",
+            &mut r.acknowledged_at,
+            now,
+        );
+        clear_future(
+            &mut f,
+            "referrals",
+            &r.id,
+            "next_steps_recorded_at",
+            &mut r.next_steps_recorded_at,
+            now,
+        );
+    }
+    s.strategy_discussions.retain(|d| {
+        !future(
+            &mut f,
+            "strategy_discussions",
+            &d.id,
+            "held_at",
+            d.held_at,
+            now,
+        )
+    });
+    for d in &mut s.strategy_discussions {
+        clear_future(
+            &mut f,
+            "strategy_discussions",
+            &d.id,
+            "child_seen_at",
+            &mut d.child_seen_at,
+            now,
+        );
+        clear_future(
+            &mut f,
+            "strategy_discussions",
+            &d.id,
+            "conference_decided_at",
+            &mut d.conference_decided_at,
+            now,
+        );
+    }
+    for a in &mut s.assessments {
+        if let Some(done) = a.completed_on {
+            if done > today {
+                f.push(Finding::new("recorded_in_future", "assessments", &a.id, format!("completed_on {done} is later than the evaluation date; treated as not yet completed")));
+                a.completed_on = None;
+            } else if done < a.started_on {
+                f.push(Finding::new(
+                    "inconsistent_dates",
+                    "assessments",
+                    &a.id,
+                    format!("completed_on {done} is before started_on {}", a.started_on),
+                ));
+            }
+        }
+    }
+    for c in &mut s.conferences {
+        let id = c.id.clone();
+        clear_future(&mut f, "conferences", &id, "held_at", &mut c.held_at, now);
+        for (col, v) in [
+            ("requested_at", &mut c.requested_at),
+            ("transfer_notified_at", &mut c.transfer_notified_at),
+            ("chair_liaison_at", &mut c.chair_liaison_at),
+            ("decision_circulated_at", &mut c.decision_circulated_at),
+            ("plan_circulated_at", &mut c.plan_circulated_at),
+            ("plan_hard_copy_sent_at", &mut c.plan_hard_copy_sent_at),
+            ("summary_circulated_at", &mut c.summary_circulated_at),
+            ("minutes_circulated_at", &mut c.minutes_circulated_at),
+        ] {
+            clear_future(&mut f, "conferences", &id, col, v, now);
+        }
+        let held_status = matches!(c.status.as_str(), "held" | "adjourned" | "deferred");
+        if held_status && c.held_at.is_none() {
+            f.push(Finding::new(
+                "inconsistent_status",
+                "conferences",
+                &id,
+                format!(
+                    "status is {} but held_at is empty (or in the future)",
+                    c.status
+                ),
+            ));
+        }
+        if !held_status && c.held_at.is_some() {
+            f.push(Finding::new(
+                "inconsistent_status",
+                "conferences",
+                &id,
+                format!("held_at is set but status is {}", c.status),
+            ));
+        }
+    }
+    for cc in &mut s.conference_children {
+        let row = format!("{}/{}", cc.conference_id, cc.child_id);
+        clear_future(
+            &mut f,
+            "conference_children",
+            &row,
+            "workbook_received_at",
+            &mut cc.workbook_received_at,
+            now,
+        );
+    }
+    for i in &mut s.invitations {
+        let row = format!("{}/{}", i.conference_id, i.agency_id);
+        clear_future(
+            &mut f,
+            "invitations",
+            &row,
+            "report_received_at",
+            &mut i.report_received_at,
+            now,
+        );
+        clear_future(
+            &mut f,
+            "invitations",
+            &row,
+            "report_shared_with_family_at",
+            &mut i.report_shared_with_family_at,
+            now,
+        );
+        clear_future(
+            &mut f,
+            "invitations",
+            &row,
+            "report_authorised_at",
+            &mut i.report_authorised_at,
+            now,
+        );
+    }
+    s.cp_plans.retain(|p| {
+        if p.started_on > today {
+            f.push(Finding::new(
+                "recorded_in_future",
+                "cp_plans",
+                &p.id,
+                format!(
+                    "started_on {} is later than the evaluation date",
+                    p.started_on
+                ),
+            ));
+            return false;
+        }
+        true
+    });
+    for p in &mut s.cp_plans {
+        if let Some(end) = p.ended_on {
+            if end > today {
+                f.push(Finding::new(
+                    "recorded_in_future",
+                    "cp_plans",
+                    &p.id,
+                    format!("ended_on {end} is later than the evaluation date; treated as open"),
+                ));
+                p.ended_on = None;
+            } else if end < p.started_on {
+                f.push(Finding::new(
+                    "inconsistent_dates",
+                    "cp_plans",
+                    &p.id,
+                    format!("ended_on {end} is before started_on {}", p.started_on),
+                ));
+            }
+        }
+    }
+    s.core_groups
+        .retain(|g| !future(&mut f, "core_groups", &g.id, "held_at", g.held_at, now));
+    s.visits
+        .retain(|v| !future(&mut f, "visits", &v.id, "visited_at", v.visited_at, now));
+    s.cin_reviews.retain(|r| {
+        if r.held_on > today {
+            f.push(Finding::new(
+                "recorded_in_future",
+                "cin_reviews",
+                &r.id,
+                format!("held_on {} is later than the evaluation date", r.held_on),
+            ));
+            return false;
+        }
+        true
+    });
+    (s, f)
+}
+
+// -------------------------------------------------------------------- index
+
+struct Index<'a> {
+    children: HashMap<&'a str, &'a Child>,
+    agencies: HashMap<&'a str, &'a Agency>,
+    workers: HashMap<&'a str, &'a Worker>,
+    conf_children: HashMap<&'a str, Vec<&'a ConferenceChild>>,
+    /// Each child's conferences, in date order.
+    child_confs: HashMap<&'a str, Vec<(&'a Conference, &'a ConferenceChild)>>,
+    invitations: HashMap<&'a str, Vec<&'a Invitation>>,
+    referrals: HashMap<&'a str, Vec<&'a Referral>>,
+    sds: HashMap<&'a str, Vec<&'a StrategyDiscussion>>,
+    assessments: HashMap<&'a str, Vec<&'a Assessment>>,
+    plans: HashMap<&'a str, Vec<&'a CpPlan>>,
+    core_groups: HashMap<&'a str, Vec<Instant>>,
+    visits: HashMap<&'a str, Vec<Instant>>,
+    cin_reviews: HashMap<&'a str, Vec<NaiveDate>>,
+    reconvened_by: HashMap<&'a str, Vec<&'a Conference>>,
+    exceptions: HashMap<&'a str, Vec<&'a Exception>>,
+}
+
+fn group<'a, T, K: Fn(&'a T) -> &'a str>(rows: &'a [T], key: K) -> HashMap<&'a str, Vec<&'a T>> {
+    let mut m: HashMap<&str, Vec<&T>> = HashMap::new();
+    for r in rows {
+        m.entry(key(r)).or_default().push(r);
+    }
+    m
+}
+
+impl<'a> Index<'a> {
+    fn new(s: &'a CaseState, f: &mut Vec<Finding>) -> Self {
+        let children: HashMap<&str, &Child> =
+            s.children.iter().map(|c| (c.id.as_str(), c)).collect();
+        let agencies: HashMap<&str, &Agency> =
+            s.agencies.iter().map(|a| (a.id.as_str(), a)).collect();
+        let workers: HashMap<&str, &Worker> =
+            s.workers.iter().map(|w| (w.id.as_str(), w)).collect();
+        let teams: HashMap<&str, &Team> = s.teams.iter().map(|t| (t.id.as_str(), t)).collect();
+        let conferences: HashMap<&str, &Conference> =
+            s.conferences.iter().map(|c| (c.id.as_str(), c)).collect();
+
+        for w in &s.workers {
+            if !teams.contains_key(w.team_id.as_str()) {
+                f.push(Finding::new(
+                    "unknown_reference",
+                    "workers",
+                    &w.id,
+                    format!("team_id {:?} names no team", w.team_id),
+                ));
+            }
+        }
+        for c in &s.children {
+            if let Some(w) = &c.allocated_worker_id {
+                if !workers.contains_key(w.as_str()) {
+                    f.push(Finding::new(
+                        "unknown_reference",
+                        "children",
+                        &c.id,
+                        format!("allocated_worker_id {w:?} names no worker"),
+                    ));
+                }
+            }
+        }
+        let mut unknown_child = |table: &str, row: &str, child: &str| {
+            if !children.contains_key(child) {
+                f.push(Finding::new(
+                    "unknown_reference",
+                    table,
+                    row,
+                    format!("child_id {child:?} names no child"),
+                ));
+                false
+            } else {
+                true
+            }
+        };
+        let referrals: Vec<&Referral> = s
+            .referrals
+            .iter()
+            .filter(|r| unknown_child("referrals", &r.id, &r.child_id))
+            .collect();
+        let sd_rows: Vec<&StrategyDiscussion> = s
+            .strategy_discussions
+            .iter()
+            .filter(|r| unknown_child("strategy_discussions", &r.id, &r.child_id))
+            .collect();
+        let assessment_rows: Vec<&Assessment> = s
+            .assessments
+            .iter()
+            .filter(|r| unknown_child("assessments", &r.id, &r.child_id))
+            .collect();
+        let plan_rows: Vec<&CpPlan> = s
+            .cp_plans
+            .iter()
+            .filter(|r| unknown_child("cp_plans", &r.id, &r.child_id))
+            .collect();
+        let cg_rows: Vec<&CoreGroup> = s
+            .core_groups
+            .iter()
+            .filter(|r| unknown_child("core_groups", &r.id, &r.child_id))
+            .collect();
+        let visit_rows: Vec<&Visit> = s
+            .visits
+            .iter()
+            .filter(|r| unknown_child("visits", &r.id, &r.child_id))
+            .collect();
+        let cin_rows: Vec<&CinReview> = s
+            .cin_reviews
+            .iter()
+            .filter(|r| unknown_child("cin_reviews", &r.id, &r.child_id))
+            .collect();
+
+        let mut conf_children: HashMap<&str, Vec<&ConferenceChild>> = HashMap::new();
+        let mut child_confs: HashMap<&str, Vec<(&Conference, &ConferenceChild)>> = HashMap::new();
+        for cc in &s.conference_children {
+            let row = format!("{}/{}", cc.conference_id, cc.child_id);
+            let conf = conferences.get(cc.conference_id.as_str());
+            if conf.is_none() {
+                f.push(Finding::new(
+                    "unknown_reference",
+                    "conference_children",
+                    &row,
+                    format!("conference_id {:?} names no conference", cc.conference_id),
+                ));
+            }
+            if !children.contains_key(cc.child_id.as_str()) {
+                f.push(Finding::new(
+                    "unknown_reference",
+                    "conference_children",
+                    &row,
+                    format!("child_id {:?} names no child", cc.child_id),
+                ));
+                continue;
+            }
+            if let Some(conf) = conf {
+                conf_children
+                    .entry(cc.conference_id.as_str())
+                    .or_default()
+                    .push(cc);
+                child_confs
+                    .entry(cc.child_id.as_str())
+                    .or_default()
+                    .push((conf, cc));
+            }
+        }
+        for v in conf_children.values_mut() {
+            v.sort_by(|a, b| a.child_id.cmp(&b.child_id));
+        }
+        for v in child_confs.values_mut() {
+            v.sort_by(|a, b| (a.0.date(), &a.0.id).cmp(&(b.0.date(), &b.0.id)));
+        }
+        let mut invitations: HashMap<&str, Vec<&Invitation>> = HashMap::new();
+        for i in &s.invitations {
+            let row = format!("{}/{}", i.conference_id, i.agency_id);
+            if !agencies.contains_key(i.agency_id.as_str()) {
+                f.push(Finding::new(
+                    "unknown_agency",
+                    "invitations",
+                    &row,
+                    format!("agency_id {:?} names no agency", i.agency_id),
+                ));
+                continue;
+            }
+            if !conferences.contains_key(i.conference_id.as_str()) {
+                f.push(Finding::new(
+                    "unknown_reference",
+                    "invitations",
+                    &row,
+                    format!("conference_id {:?} names no conference", i.conference_id),
+                ));
+                continue;
+            }
+            invitations
+                .entry(i.conference_id.as_str())
+                .or_default()
+                .push(i);
+        }
+        let mut reconvened_by: HashMap<&str, Vec<&Conference>> = HashMap::new();
+        for c in &s.conferences {
+            if let Some(r) = &c.reconvenes_id {
+                if conferences.contains_key(r.as_str()) {
+                    reconvened_by.entry(r.as_str()).or_default().push(c);
+                } else {
+                    f.push(Finding::new(
+                        "missing_reconvened_conference",
+                        "conferences",
+                        &c.id,
+                        format!("reconvenes_id {r:?} names no conference"),
+                    ));
+                }
+            }
+        }
+
+        let mut sds = HashMap::<&str, Vec<&StrategyDiscussion>>::new();
+        for d in sd_rows {
+            sds.entry(d.child_id.as_str()).or_default().push(d);
+        }
+        for v in sds.values_mut() {
+            v.sort_by_key(|d| d.held_at);
+        }
+        let mut plans = HashMap::<&str, Vec<&CpPlan>>::new();
+        for p in plan_rows {
+            plans.entry(p.child_id.as_str()).or_default().push(p);
+        }
+        for (child, v) in plans.iter_mut() {
+            v.sort_by_key(|p| p.started_on);
+            let open: Vec<&str> = v
+                .iter()
+                .filter(|p| p.ended_on.is_none())
+                .map(|p| p.id.as_str())
+                .collect();
+            if open.len() > 1 {
+                f.push(Finding::new(
+                    "two_open_plans",
+                    "cp_plans",
+                    open[1],
+                    format!(
+                        "child {child:?} has {} open plans: {}",
+                        open.len(),
+                        open.join(", ")
+                    ),
+                ));
+            }
+        }
+        let mut assessments = HashMap::<&str, Vec<&Assessment>>::new();
+        for a in assessment_rows {
+            assessments.entry(a.child_id.as_str()).or_default().push(a);
+        }
+        for v in assessments.values_mut() {
+            v.sort_by_key(|a| a.started_on);
+        }
+        let mut core_groups = HashMap::<&str, Vec<Instant>>::new();
+        for g in cg_rows {
+            core_groups
+                .entry(g.child_id.as_str())
+                .or_default()
+                .push(g.held_at);
+        }
+        let mut visits = HashMap::<&str, Vec<Instant>>::new();
+        for v in visit_rows {
+            visits
+                .entry(v.child_id.as_str())
+                .or_default()
+                .push(v.visited_at);
+        }
+        let mut cin_reviews = HashMap::<&str, Vec<NaiveDate>>::new();
+        for r in cin_rows {
+            cin_reviews
+                .entry(r.child_id.as_str())
+                .or_default()
+                .push(r.held_on);
+        }
+        for v in core_groups.values_mut().chain(visits.values_mut()) {
+            v.sort();
+        }
+        for v in cin_reviews.values_mut() {
+            v.sort();
+        }
+        let mut refs = HashMap::<&str, Vec<&Referral>>::new();
+        for r in referrals {
+            refs.entry(r.child_id.as_str()).or_default().push(r);
+        }
+        let exceptions = group(&s.exceptions, |e: &Exception| e.rule.as_str());
+        for e in &s.exceptions {
+            if e.child_id.is_none() && e.conference_id.is_none() && e.agency_id.is_none() {
+                f.push(Finding::new(
+                    "exception_unmatched",
+                    "exceptions",
+                    &e.id,
+                    "names no child, conference or agency, so it applies to nothing",
+                ));
+            }
+        }
+
+        let idx = Index {
+            children,
+            agencies,
+            workers,
+            conf_children,
+            child_confs,
+            invitations,
+            referrals: refs,
+            sds,
+            assessments,
+            plans,
+            core_groups,
+            visits,
+            cin_reviews,
+            reconvened_by,
+            exceptions,
+        };
+        idx.cross_checks(f);
+        idx
+    }
+
+    /// Contradictions that need several tables at once.
+    fn cross_checks(&self, f: &mut Vec<Finding>) {
+        for (child, confs) in &self.child_confs {
+            let s47: Vec<&&StrategyDiscussion> = self
+                .sds
+                .get(child)
+                .map(|v| v.iter().filter(|d| d.s47_initiated).collect())
+                .unwrap_or_default();
+            for (conf, _) in confs {
+                let Some(held) = conf.took_place() else {
+                    continue;
+                };
+                if matches!(conf.kind.as_str(), "initial" | "pre_birth")
+                    && conf.reconvenes_id.is_none()
+                    && !s47.is_empty()
+                    && s47.iter().all(|d| d.held_at > held)
+                {
+                    f.push(Finding::new(
+                        "conference_before_strategy_discussion",
+                        "conferences",
+                        &conf.id,
+                        format!("initial conference held {} before child {child:?}'s first section 47 strategy discussion ({})", held.to_rfc3339(), s47[0].held_at.to_rfc3339()),
+                    ));
+                }
+                if conf.kind == "review" {
+                    let day = held.date_naive();
+                    let on_plan = self.plans.get(child).is_some_and(|ps| {
+                        ps.iter()
+                            .any(|p| p.started_on <= day && p.ended_on.is_none_or(|e| e >= day))
+                    });
+                    if !on_plan {
+                        f.push(Finding::new("review_without_plan", "conferences", &conf.id, format!("review conference about child {child:?}, who has no child protection plan on {day}")));
+                    }
+                }
+            }
+        }
+    }
+
+    fn took_place_confs(
+        &self,
+        child: &str,
+    ) -> impl Iterator<Item = (&'a Conference, &'a ConferenceChild, Instant)> + '_ {
+        self.child_confs
+            .get(child)
+            .into_iter()
+            .flatten()
+            .filter_map(|(c, cc)| c.took_place().map(|t| (*c, *cc, t)))
+    }
+
+    /// The child's plan at a date: the one covering it, else the next to start.
+    fn plan_at(&self, child: &str, day: NaiveDate) -> Option<&'a CpPlan> {
+        let plans = self.plans.get(child)?;
+        plans
+            .iter()
+            .rev()
+            .find(|p| p.started_on <= day && p.ended_on.is_none_or(|e| e >= day))
+            .or_else(|| plans.iter().find(|p| p.started_on >= day))
+            .copied()
+    }
+
+    fn team_of(&self, child: Option<&Child>) -> Option<String> {
+        let w = child?.allocated_worker_id.as_deref()?;
+        self.workers.get(w).map(|w| w.team_id.clone())
+    }
+}
+
+// ---------------------------------------------------------------- obligations
+
+#[derive(Clone, Copy, Default)]
+struct Ctx<'a> {
+    child: Option<&'a Child>,
+    conference: Option<&'a Conference>,
+    cc: Option<&'a ConferenceChild>,
+    invitation: Option<&'a Invitation>,
+    agency: Option<&'a Agency>,
+    referral: Option<&'a Referral>,
+    sd: Option<&'a StrategyDiscussion>,
+    plan: Option<&'a CpPlan>,
+    /// An initial conference decided on but not yet arranged.
+    awaiting: bool,
+}
+
+struct BoardEval<'e, 'a> {
+    idx: &'e Index<'a>,
+    board: &'e Board,
+    cal: &'e Calendar,
+    now: Instant,
+    window: (Option<NaiveDate>, Option<NaiveDate>),
+    calendar_errors: &'e mut HashMap<String, CalendarError>,
+}
+
+fn age_on(dob: NaiveDate, day: NaiveDate) -> i32 {
+    let mut age = day.year() - dob.year();
+    if (day.month(), day.day()) < (dob.month(), dob.day()) {
+        age -= 1;
+    }
+    age
+}
+
+impl<'e, 'a> BoardEval<'e, 'a> {
+    fn run(
+        mut self,
+        children: &[&'a Child],
+        conferences: &[&'a Conference],
+        out: &mut Vec<Obligation>,
+    ) {
+        for rule in &self.board.rules {
+            for ctx in self.subjects(rule, children, conferences) {
+                if self.matches(rule, &ctx) {
+                    self.obligations(rule, &ctx, out);
+                }
+            }
+        }
+    }
+
+    fn subjects(
+        &self,
+        rule: &Rule,
+        children: &[&'a Child],
+        conferences: &[&'a Conference],
+    ) -> Vec<Ctx<'a>> {
+        let idx = self.idx;
+        let mut v = Vec::new();
+        match rule.subject {
+            Subject::Referral => {
+                for c in children {
+                    for r in idx.referrals.get(c.id.as_str()).into_iter().flatten() {
+                        v.push(Ctx {
+                            child: Some(c),
+                            referral: Some(r),
+                            ..Ctx::default()
+                        });
+                    }
+                }
+            }
+            Subject::StrategyDiscussion => {
+                for c in children {
+                    for d in idx.sds.get(c.id.as_str()).into_iter().flatten() {
+                        v.push(Ctx {
+                            child: Some(c),
+                            sd: Some(d),
+                            ..Ctx::default()
+                        });
+                    }
+                }
+            }
+            Subject::Plan => {
+                for c in children {
+                    for p in idx.plans.get(c.id.as_str()).into_iter().flatten() {
+                        v.push(Ctx {
+                            child: Some(c),
+                            plan: Some(p),
+                            ..Ctx::default()
+                        });
+                    }
+                }
+            }
+            Subject::Conference => {
+                for conf in conferences {
+                    let child = idx
+                        .conf_children
+                        .get(conf.id.as_str())
+                        .and_then(|ccs| ccs.first())
+                        .and_then(|cc| idx.children.get(cc.child_id.as_str()))
+                        .copied();
+                    v.push(Ctx {
+                        conference: Some(conf),
+                        child,
+                        ..Ctx::default()
+                    });
+                }
+            }
+            Subject::Invitation => {
+                for conf in conferences {
+                    let child = idx
+                        .conf_children
+                        .get(conf.id.as_str())
+                        .and_then(|ccs| ccs.first())
+                        .and_then(|cc| idx.children.get(cc.child_id.as_str()))
+                        .copied();
+                    for inv in idx
+                        .invitations
+                        .get(conf.id.as_str())
+                        .into_iter()
+                        .flatten()
+                        .filter(|i| i.report_expected)
+                    {
+                        let agency = idx.agencies.get(inv.agency_id.as_str()).copied();
+                        v.push(Ctx {
+                            conference: Some(conf),
+                            child,
+                            invitation: Some(inv),
+                            agency,
+                            ..Ctx::default()
+                        });
+                    }
+                }
+            }
+            Subject::ChildConference => {
+                for conf in conferences {
+                    for cc in idx
+                        .conf_children
+                        .get(conf.id.as_str())
+                        .into_iter()
+                        .flatten()
+                    {
+                        let child = idx.children.get(cc.child_id.as_str()).copied();
+                        v.push(Ctx {
+                            conference: Some(conf),
+                            cc: Some(cc),
+                            child,
+                            ..Ctx::default()
+                        });
+                    }
+                }
+                if rule.filter.include_awaiting == Some(true) {
+                    for c in children {
+                        if let Some(sd) = self.awaiting_conference(rule, c) {
+                            v.push(Ctx {
+                                child: Some(c),
+                                sd: Some(sd),
+                                awaiting: true,
+                                ..Ctx::default()
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// The child's last s47 strategy discussion, when it decided on a conference
+    /// and no conference of the rule's kinds has been arranged after it.
+    fn awaiting_conference(&self, rule: &Rule, child: &Child) -> Option<&'a StrategyDiscussion> {
+        let last = self
+            .idx
+            .sds
+            .get(child.id.as_str())?
+            .iter()
+            .rev()
+            .find(|d| d.s47_initiated)?;
+        last.conference_decided_at?;
+        let kinds = rule.filter.conference_kind.as_deref().unwrap_or(&[]);
+        let arranged = self
+            .idx
+            .child_confs
+            .get(child.id.as_str())
+            .into_iter()
+            .flatten()
+            .any(|(c, _)| {
+                (kinds.is_empty() || kinds.contains(&c.kind))
+                    && c.date()
+                        .or(c.requested_at)
+                        .is_none_or(|d| d >= last.held_at)
+            });
+        (!arranged).then_some(*last)
+    }
+
+    fn matches(&self, rule: &Rule, ctx: &Ctx<'a>) -> bool {
+        let f = &rule.filter;
+        let in_list = |list: &Option<Vec<String>>, v: Option<&str>| {
+            list.as_ref()
+                .is_none_or(|l| v.is_some_and(|v| l.iter().any(|x| x == v)))
+        };
+        let flag = |want: Option<bool>, have: bool| want.is_none_or(|w| w == have);
+        if !ctx.awaiting {
+            if let Some(conf) = ctx.conference {
+                if !in_list(&f.conference_kind, Some(&conf.kind))
+                    || !in_list(&f.conference_status, Some(&conf.status))
+                {
+                    return false;
+                }
+                if !flag(f.chair_overruled, conf.chair_overruled)
+                    || !flag(
+                        f.reconvened,
+                        self.idx.reconvened_by.contains_key(conf.id.as_str()),
+                    )
+                    || !flag(f.reconvenes, conf.reconvenes_id.is_some())
+                {
+                    return false;
+                }
+                let ccs = self
+                    .idx
+                    .conf_children
+                    .get(conf.id.as_str())
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                if !flag(
+                    f.plan_made,
+                    ccs.iter().any(|cc| cc.outcome.as_deref() == Some("plan")),
+                ) {
+                    return false;
+                }
+                if let Some(outcomes) = &f.outcome {
+                    let ok = match ctx.cc {
+                        Some(cc) => cc.outcome.as_ref().is_some_and(|o| outcomes.contains(o)),
+                        None => ccs
+                            .iter()
+                            .any(|cc| cc.outcome.as_ref().is_some_and(|o| outcomes.contains(o))),
+                    };
+                    if !ok {
+                        return false;
+                    }
+                }
+                if f.first_review.is_some() {
+                    let first = ctx.child.is_some_and(|c| self.is_first_review(c, conf));
+                    if !flag(f.first_review, first) {
+                        return false;
+                    }
+                }
+            } else if f.conference_kind.is_some()
+                || f.conference_status.is_some()
+                || f.outcome.is_some()
+            {
+                return false;
+            }
+        }
+        if f.agency_group.is_some() || f.agency_group_not.is_some() {
+            let group = ctx.agency.map(|a| a.professional_group.as_str());
+            if !in_list(&f.agency_group, group) {
+                return false;
+            }
+            if let (Some(not), Some(g)) = (&f.agency_group_not, group) {
+                if not.iter().any(|x| x == g) {
+                    return false;
+                }
+            }
+        }
+        if let Some(concerns) = &f.concern {
+            let concern = ctx
+                .referral
+                .and_then(|r| r.concern.as_ref())
+                .or(ctx.sd.and_then(|d| d.concern.as_ref()));
+            if !concern.is_some_and(|c| concerns.contains(c)) {
+                return false;
+            }
+        }
+        if let Some(r) = ctx.referral {
+            if !flag(f.by_telephone, r.by_telephone) {
+                return false;
+            }
+        }
+        if let Some(d) = ctx.sd.filter(|_| !ctx.awaiting) {
+            if !flag(f.s47_initiated, d.s47_initiated)
+                || !flag(f.conference_decided, d.conference_decided_at.is_some())
+            {
+                return false;
+            }
+        }
+        if let Some(p) = ctx.plan {
+            if !flag(f.plan_ended, p.ended_on.is_some()) {
+                return false;
+            }
+        }
+        if f.age_from.is_some() || f.age_to.is_some() {
+            let day = ctx
+                .conference
+                .and_then(Conference::date)
+                .unwrap_or(self.now);
+            let day = self.cal.local_date(day);
+            let Some(dob) = ctx
+                .child
+                .and_then(|c| c.date_of_birth)
+                .filter(|d| *d <= day)
+            else {
+                return false;
+            };
+            let age = age_on(dob, day);
+            if f.age_from.is_some_and(|a| age < a as i32)
+                || f.age_to.is_some_and(|a| age > a as i32)
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// A review conference with no other review between it and the conference that made the plan.
+    fn is_first_review(&self, child: &Child, conf: &Conference) -> bool {
+        let Some(at) = conf.took_place() else {
+            return false;
+        };
+        let mut previous_reviews = 0;
+        for (c, _, t) in self.idx.took_place_confs(&child.id) {
+            if t >= at {
+                break;
+            }
+            match c.kind.as_str() {
+                "review" => previous_reviews += 1,
+                _ => previous_reviews = 0,
+            }
+        }
+        previous_reviews == 0
+    }
+
+    // ----------------------------------------------------------------- events
+
+    fn date_event(&self, d: NaiveDate) -> Instant {
+        self.cal.start_of_day(d)
+    }
+
+    /// The instant of a named event for a subject; "first X" events look from `after`.
+    fn event(&self, name: &str, ctx: &Ctx<'a>, after: Option<Instant>) -> Option<Instant> {
+        let idx = self.idx;
+        let child_id = ctx.child.map(|c| c.id.as_str());
+        let after_t = after.unwrap_or(Instant::MIN_UTC);
+        match name {
+            "referral.received_at" => ctx.referral.map(|r| r.received_at),
+            "referral.written_received_at" => ctx.referral.and_then(|r| {
+                if r.by_telephone {
+                    r.written_confirmation_at
+                } else {
+                    Some(r.received_at)
+                }
+            }),
+            "referral.written_confirmation_at" => ctx.referral?.written_confirmation_at,
+            "referral.acknowledged_at" => ctx.referral?.acknowledged_at,
+            "referral.next_steps_recorded_at" => ctx.referral?.next_steps_recorded_at,
+            "next_strategy_discussion.held_at" => idx
+                .sds
+                .get(child_id?)?
+                .iter()
+                .map(|d| d.held_at)
+                .find(|t| *t >= after_t),
+            "initial_assessment.completed_on" | "core_assessment.completed_on" => {
+                let kind = if name.starts_with("initial") {
+                    "initial"
+                } else {
+                    "core"
+                };
+                let from = self.cal.local_date(after_t);
+                let a = idx
+                    .assessments
+                    .get(child_id?)?
+                    .iter()
+                    .find(|a| a.kind == kind && a.started_on >= from)?;
+                a.completed_on.map(|d| self.date_event(d))
+            }
+            "strategy_discussion.held_at" => ctx.sd.map(|d| d.held_at),
+            "strategy_discussion.child_seen_at" => ctx.sd?.child_seen_at,
+            "strategy_discussion.conference_decided_at" => ctx.sd?.conference_decided_at,
+            "next_initial_conference.requested_at" | "next_initial_conference.held_at" => {
+                let sd_at = ctx.sd?.held_at;
+                let conf = idx
+                    .child_confs
+                    .get(child_id?)?
+                    .iter()
+                    .map(|(c, _)| *c)
+                    .find(|c| {
+                        matches!(c.kind.as_str(), "initial" | "pre_birth")
+                            && !c.is_cancelled()
+                            && c.reconvenes_id.is_none()
+                            && c.date().or(c.requested_at).is_none_or(|d| d >= sd_at)
+                    })?;
+                if name.ends_with("requested_at") {
+                    conf.requested_at
+                } else {
+                    conf.took_place()
+                }
+            }
+            "last_s47_strategy_discussion.held_at" => {
+                let before = ctx
+                    .conference
+                    .and_then(Conference::date)
+                    .unwrap_or(self.now);
+                idx.sds
+                    .get(child_id?)?
+                    .iter()
+                    .rev()
+                    .find(|d| d.s47_initiated && d.held_at <= before)
+                    .map(|d| d.held_at)
+            }
+            "conference.requested_at" => ctx.conference?.requested_at,
+            "conference.transfer_notified_at" => ctx.conference?.transfer_notified_at,
+            "conference.date" => ctx.conference?.date(),
+            "conference.held_at" => ctx.conference?.took_place(),
+            "conference.chair_liaison_at" => ctx.conference?.chair_liaison_at,
+            "conference.decision_circulated_at" => ctx.conference?.decision_circulated_at,
+            "conference.plan_circulated_at" => ctx.conference?.plan_circulated_at,
+            "conference.plan_hard_copy_sent_at" => ctx.conference?.plan_hard_copy_sent_at,
+            "conference.summary_circulated_at" => ctx.conference?.summary_circulated_at,
+            "conference.minutes_circulated_at" => ctx.conference?.minutes_circulated_at,
+            "reconvening_conference.held_at" => {
+                let conf = ctx.conference?;
+                let direct = idx
+                    .reconvened_by
+                    .get(conf.id.as_str())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.took_place())
+                    .min();
+                direct.or_else(|| {
+                    let from = conf.date()?;
+                    idx.conf_children
+                        .get(conf.id.as_str())?
+                        .iter()
+                        .flat_map(|cc| idx.took_place_confs(&cc.child_id))
+                        .filter(|(c, _, t)| c.id != conf.id && *t > from)
+                        .map(|(_, _, t)| t)
+                        .min()
+                })
+            }
+            "first_core_group.held_at" => match ctx
+                .cc
+                .map(|cc| cc.child_id.as_str())
+                .or(ctx.plan.map(|p| p.child_id.as_str()))
+            {
+                Some(child) => idx
+                    .core_groups
+                    .get(child)?
+                    .iter()
+                    .copied()
+                    .find(|t| *t >= after_t),
+                None => idx
+                    .conf_children
+                    .get(ctx.conference?.id.as_str())?
+                    .iter()
+                    .filter_map(|cc| {
+                        idx.core_groups
+                            .get(cc.child_id.as_str())?
+                            .iter()
+                            .copied()
+                            .find(|t| *t >= after_t)
+                    })
+                    .min(),
+            },
+            "next_review_conference.held_at" => {
+                let own = ctx.conference.map(|c| c.id.as_str());
+                idx.took_place_confs(child_id?)
+                    .find(|(c, _, t)| {
+                        c.kind == "review" && Some(c.id.as_str()) != own && *t > after_t
+                    })
+                    .map(|(_, _, t)| t)
+            }
+            "invitation.report_received_at" => ctx.invitation?.report_received_at,
+            "invitation.report_shared_with_family_at" => {
+                ctx.invitation?.report_shared_with_family_at
+            }
+            "invitation.report_authorised_at" => ctx.invitation?.report_authorised_at,
+            "conference_child.workbook_received_at" => ctx.cc?.workbook_received_at,
+            "child.expected_due_date" => ctx.child?.expected_due_date.map(|d| self.date_event(d)),
+            "child.eighteenth_birthday" => {
+                let plan = ctx.plan?;
+                let birthday = crate::calendar::add_months(ctx.child?.date_of_birth?, 18 * 12);
+                let window_start = crate::calendar::add_months(birthday, -3);
+                let covers =
+                    plan.started_on <= birthday && plan.ended_on.is_none_or(|e| e >= window_start);
+                covers.then(|| self.date_event(birthday))
+            }
+            "plan.started_on" => ctx.plan.map(|p| self.date_event(p.started_on)),
+            "plan.ended_on" => ctx.plan?.ended_on.map(|d| self.date_event(d)),
+            "core_group_or_conference.held_at" => {
+                let child = child_id?;
+                let cg = idx
+                    .core_groups
+                    .get(child)
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .find(|t| *t > after_t);
+                let conf = idx
+                    .took_place_confs(child)
+                    .map(|(_, _, t)| t)
+                    .find(|t| *t > after_t);
+                [cg, conf].into_iter().flatten().min()
+            }
+            "visit.visited_at" => idx
+                .visits
+                .get(child_id?)?
+                .iter()
+                .copied()
+                .find(|t| *t > after_t),
+            "cin_review.held_on" => idx
+                .cin_reviews
+                .get(child_id?)?
+                .iter()
+                .map(|d| self.date_event(*d))
+                .find(|t| *t > after_t),
+            _ => None,
+        }
+    }
+
+    // --------------------------------------------------------- obligations
+
+    fn in_window(&self, start: Instant) -> bool {
+        let day = self.cal.local_date(start);
+        self.window.0.is_none_or(|from| day >= from) && self.window.1.is_none_or(|to| day < to)
+    }
+
+    fn deadline(&mut self, start: Instant, offset: &Offset, what: &str) -> Option<Instant> {
+        match self.cal.deadline(start, offset) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                let key = match &e {
+                    CalendarError::YearNotCovered { year, .. } => {
+                        format!("{}:{year}", self.board.id)
+                    }
+                    _ => format!("{}:{what}", self.board.id),
+                };
+                self.calendar_errors.entry(key).or_insert(e);
+                None
+            }
+        }
+    }
+
+    /// The reason of an agreed exception matching this obligation: every id the
+    /// exception names must be the obligation's (a child named on a conference-wide
+    /// obligation must be one of the conference's children).
+    fn exception(&self, rule: &Rule, ctx: &Ctx<'a>) -> Option<String> {
+        let names_child = !matches!(rule.subject, Subject::Conference | Subject::Invitation);
+        let child_ok = |want: &str| {
+            if names_child {
+                ctx.child.is_some_and(|c| c.id == want)
+            } else {
+                ctx.conference.is_some_and(|conf| {
+                    self.idx
+                        .conf_children
+                        .get(conf.id.as_str())
+                        .is_some_and(|ccs| ccs.iter().any(|cc| cc.child_id == want))
+                })
+            }
+        };
+        self.idx
+            .exceptions
+            .get(rule.id.as_str())?
+            .iter()
+            .find(|e| {
+                (e.child_id.is_some() || e.conference_id.is_some() || e.agency_id.is_some())
+                    && e.child_id.as_deref().is_none_or(child_ok)
+                    && e.conference_id
+                        .as_deref()
+                        .is_none_or(|w| ctx.conference.is_some_and(|c| c.id == w))
+                    && e.agency_id
+                        .as_deref()
+                        .is_none_or(|w| ctx.agency.is_some_and(|a| a.id == w))
+            })
+            .map(|e| e.reason.clone())
+    }
+
+    fn base(&self, rule: &Rule, ctx: &Ctx<'a>, occurrence: String) -> Obligation {
+        // Obligations about a conference as a whole or an agency's report name no child.
+        let names_child = !matches!(rule.subject, Subject::Conference | Subject::Invitation);
+        let child = ctx.child.filter(|_| names_child);
+        let conference = ctx.conference.map(|c| c.id.clone());
+        let agency = ctx.agency.map(|a| a.id.clone());
+        let key = format!(
+            "{}:{}:{}:{}:{}:{}",
+            self.board.id,
+            rule.id,
+            child.map_or("-", |c| c.reference.as_str()),
+            conference.as_deref().unwrap_or("-"),
+            agency.as_deref().unwrap_or("-"),
+            occurrence
+        );
+        Obligation {
+            key,
+            rule: rule.id.clone(),
+            title: rule.title.clone(),
+            kind: rule.kind,
+            board: self.board.id.clone(),
+            board_version: self.board.version.clone(),
+            child: child.map(|c| c.reference.clone()),
+            child_id: child.map(|c| c.id.clone()),
+            conference,
+            agency,
+            team: self.idx.team_of(ctx.child),
+            occurrence,
+            starts_at: self.now,
+            due_at: self.now,
+            met_at: None,
+            status: Status::Pending,
+            late_working_days: None,
+            exception_reason: None,
+            audit_by: rule.audit_by,
+            start_event: rule.starts.as_ref().map_or_else(
+                || "conference.held_at".to_string(),
+                |e| e.as_str().to_string(),
+            ),
+            offset: None,
+            capped_by: None,
+        }
+    }
+
+    fn occurrence(&self, rule: &Rule, ctx: &Ctx<'a>) -> String {
+        if ctx.awaiting {
+            return format!("awaiting/{}", ctx.sd.map_or("", |d| d.id.as_str()));
+        }
+        match rule.subject {
+            Subject::Referral => format!("referral/{}", ctx.referral.map_or("", |r| r.id.as_str())),
+            Subject::StrategyDiscussion => format!(
+                "strategy_discussion/{}",
+                ctx.sd.map_or("", |d| d.id.as_str())
+            ),
+            Subject::Plan => format!("plan/{}", ctx.plan.map_or("", |p| p.id.as_str())),
+            _ => "0".to_string(),
+        }
+    }
+
+    fn obligations(&mut self, rule: &Rule, ctx: &Ctx<'a>, out: &mut Vec<Obligation>) {
+        match rule.kind {
+            RuleKind::Standard => self.standard(rule, ctx, out),
+            RuleKind::Recurring => self.recurring(rule, ctx, out),
+            RuleKind::Deadline | RuleKind::Notice => {
+                if let Some(o) = self.one_off(rule, ctx) {
+                    out.push(o);
+                }
+            }
+        }
+    }
+
+    fn offset_for(&self, rule: &Rule, ctx: &Ctx<'a>) -> Option<Offset> {
+        let offset = rule.offset_for(ctx.conference.map(|c| c.kind.as_str()))?;
+        offset.resolve(ctx.plan.and_then(|p| p.visit_interval_working_days))
+    }
+
+    fn one_off(&mut self, rule: &Rule, ctx: &Ctx<'a>) -> Option<Obligation> {
+        let start = self.event(rule.starts.as_ref()?.as_str(), ctx, None)?;
+        if !self.in_window(start) {
+            return None;
+        }
+        let offset = self.offset_for(rule, ctx)?;
+        let mut due = self.deadline(start, &offset, &rule.id)?;
+        let mut o = self.base(rule, ctx, self.occurrence(rule, ctx));
+        o.starts_at = start;
+        o.offset = Some(offset.to_string());
+        if let Some(cap) = &rule.cap {
+            if let Some(c) = self
+                .event(cap.as_str(), ctx, Some(start))
+                .filter(|c| *c < due)
+            {
+                due = c;
+                o.capped_by = Some(cap.as_str().to_string());
+            }
+        }
+        o.due_at = due;
+        let met_from = match &rule.met_window {
+            Some(w) => self
+                .deadline(start, w, &rule.id)
+                .map(|t| self.cal.start_of_day(self.cal.local_date(t))),
+            None => Some(start),
+        };
+        // A windowed duty (the review around the 18th birthday) exists once its window opens.
+        if rule.met_window.is_some() && met_from.is_none_or(|from| from > self.now) {
+            return None;
+        }
+        o.met_at = rule
+            .met_by
+            .as_ref()
+            .and_then(|m| self.event(m.as_str(), ctx, met_from));
+        if rule.kind == RuleKind::Notice {
+            o.status = if self.now > due {
+                Status::Void
+            } else {
+                self.pending(rule, due)
+            };
+            return Some(o);
+        }
+        self.settle(rule, ctx, &mut o);
+        Some(o)
+    }
+
+    /// Status, lateness and exception for a deadline obligation whose dates are set.
+    fn settle(&mut self, rule: &Rule, ctx: &Ctx<'a>, o: &mut Obligation) {
+        let due = o.due_at;
+        if rule.void_when.iter().any(|v| v == "conference_cancelled")
+            && ctx.conference.is_some_and(Conference::is_cancelled)
+        {
+            o.status = Status::Void;
+            return;
+        }
+        if o.met_at.is_some_and(|m| m <= due) {
+            o.status = Status::Met;
+            o.late_working_days = Some(0);
+            return;
+        }
+        if let Some(reason) = self.exception(rule, ctx) {
+            o.status = Status::Excepted;
+            o.exception_reason = Some(reason);
+            return;
+        }
+        if let Some(m) = o.met_at {
+            o.status = Status::MetLate;
+            o.late_working_days = self.late(due, m);
+            return;
+        }
+        if rule
+            .void_when
+            .iter()
+            .any(|v| v == "plan_ended_before_deadline")
+            && self.plan_ended_before(ctx, due)
+        {
+            o.status = Status::Void;
+            return;
+        }
+        if self.now > due {
+            o.status = Status::Overdue;
+            o.late_working_days = self.late(due, self.now);
+        } else {
+            o.status = self.pending(rule, due);
+        }
+    }
+
+    fn late(&mut self, due: Instant, at: Instant) -> Option<i64> {
+        match self.cal.working_days_late(due, at) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                let key = format!("{}:late", self.board.id);
+                self.calendar_errors.entry(key).or_insert(e);
+                None
+            }
+        }
+    }
+
+    fn pending(&self, rule: &Rule, due: Instant) -> Status {
+        let lead = rule.remind_before.as_ref().unwrap_or(&self.board.due_soon);
+        match self.cal.shift_date(self.cal.local_date(due), lead) {
+            Ok(from) if self.cal.local_date(self.now) >= from => Status::DueSoon,
+            _ => Status::Pending,
+        }
+    }
+
+    fn plan_ended_before(&self, ctx: &Ctx<'a>, due: Instant) -> bool {
+        let due_day = self.cal.local_date(due);
+        let plan = ctx.plan.or_else(|| {
+            let child = ctx.child?;
+            let day = self.cal.local_date(
+                ctx.conference
+                    .and_then(Conference::date)
+                    .unwrap_or(self.now),
+            );
+            self.idx.plan_at(&child.id, day)
+        });
+        plan.and_then(|p| p.ended_on)
+            .is_some_and(|end| end < due_day)
+    }
+
+    fn recurring(&mut self, rule: &Rule, ctx: &Ctx<'a>, out: &mut Vec<Obligation>) {
+        let Some(mut anchor) = rule
+            .starts
+            .as_ref()
+            .and_then(|s| self.event(s.as_str(), ctx, None))
+        else {
+            return;
+        };
+        let Some(offset) = self.offset_for(rule, ctx) else {
+            return;
+        };
+        let Some(met_by) = rule.met_by.as_ref() else {
+            return;
+        };
+        // The chain ends with the plan, or (for a child-in-need plan) at the child's next conference.
+        let end = match ctx.plan {
+            Some(p) => p.ended_on.map(|d| self.cal.end_of_day(d)),
+            None => ctx.child.and_then(|c| {
+                let from = ctx.conference.and_then(Conference::took_place)?;
+                self.idx
+                    .took_place_confs(&c.id)
+                    .map(|(_, _, t)| t)
+                    .find(|t| *t > from)
+            }),
+        };
+        let prefix = self.occurrence(rule, ctx);
+        for n in 0.. {
+            if end.is_some_and(|e| anchor >= e) {
+                break;
+            }
+            let Some(due) = self.deadline(anchor, &offset, &rule.id) else {
+                break;
+            };
+            let occurrence = if prefix == "0" {
+                n.to_string()
+            } else {
+                format!("{prefix}#{n}")
+            };
+            let mut o = self.base(rule, ctx, occurrence);
+            o.starts_at = anchor;
+            o.due_at = due;
+            o.offset = Some(offset.to_string());
+            o.start_event = if n == 0 {
+                o.start_event
+            } else {
+                met_by.as_str().to_string()
+            };
+            o.met_at = self
+                .event(met_by.as_str(), ctx, Some(anchor))
+                .filter(|m| end.is_none_or(|e| *m <= e));
+            let next = o.met_at;
+            if self.in_window(anchor) {
+                if o.met_at.is_none() && end.is_some_and(|e| e < due) {
+                    o.status = Status::Void;
+                } else {
+                    self.settle(rule, ctx, &mut o);
+                }
+                out.push(o);
+            }
+            match next {
+                Some(m) if m > anchor => anchor = m,
+                _ => break,
+            }
+        }
+    }
+
+    fn standard(&mut self, rule: &Rule, ctx: &Ctx<'a>, out: &mut Vec<Obligation>) {
+        let Some(spec) = &rule.standard else { return };
+        let idx = self.idx;
+        let (at, held) = match (ctx.plan, ctx.conference) {
+            (Some(p), _) => match p.ended_on {
+                Some(end) => (self.cal.end_of_day(end), true),
+                None => return,
+            },
+            (None, Some(conf)) => match (conf.took_place(), conf.date()) {
+                (Some(t), _) => (t, true),
+                (None, Some(d)) => (d, false),
+                (None, None) => return,
+            },
+            _ => return,
+        };
+        if !self.in_window(at) {
+            return;
+        }
+        let mut o = self.base(rule, ctx, self.occurrence(rule, ctx));
+        o.starts_at = ctx.plan.map_or(at, |p| self.date_event(p.started_on));
+        o.due_at = at;
+        o.start_event = if ctx.plan.is_some() {
+            "plan.ended_on".into()
+        } else {
+            "conference.held_at".into()
+        };
+        if ctx.conference.is_some_and(Conference::is_cancelled) {
+            o.status = Status::Void;
+            out.push(o);
+            return;
+        }
+        if !held {
+            o.status = self.pending(rule, at);
+            out.push(o);
+            return;
+        }
+        let met = match spec.check.as_str() {
+            "quoracy" => ctx.conference.is_some_and(|conf| self.quorate(spec, conf)),
+            "advocacy_offered" => ctx.cc.is_some_and(|cc| cc.advocacy_offered == Some(true)),
+            "exception_recorded" => false,
+            "core_assessment_completed" => {
+                let (Some(p), Some(end)) = (ctx.plan, ctx.plan.and_then(|p| p.ended_on)) else {
+                    return;
+                };
+                let done = idx
+                    .assessments
+                    .get(p.child_id.as_str())
+                    .and_then(|v| {
+                        v.iter()
+                            .rev()
+                            .find(|a| a.kind == "core" && a.started_on <= end)
+                    })
+                    .and_then(|a| a.completed_on)
+                    .filter(|d| *d <= end);
+                o.met_at = done.map(|d| self.date_event(d));
+                done.is_some()
+            }
+            _ => false,
+        };
+        if met {
+            o.status = Status::Met;
+            if o.met_at.is_none() {
+                o.met_at = Some(at);
+            }
+        } else if let Some(reason) = self.exception(rule, ctx) {
+            o.status = Status::Excepted;
+            o.exception_reason = Some(reason);
+        } else {
+            o.status = Status::Overdue;
+        }
+        out.push(o);
+    }
+
+    fn quorate(&self, spec: &crate::rules::StandardSpec, conf: &Conference) -> bool {
+        let idx = self.idx;
+        let attended: Vec<&Agency> = idx
+            .invitations
+            .get(conf.id.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|i| i.attended == Some(true))
+            .filter_map(|i| idx.agencies.get(i.agency_id.as_str()).copied())
+            .collect();
+        let csc = attended
+            .iter()
+            .any(|a| a.professional_group == "childrens_social_care");
+        let others = attended
+            .iter()
+            .filter(|a| a.professional_group != "childrens_social_care")
+            .count() as u32;
+        let total = attended.len() as u32;
+        if spec.require_social_care == Some(true) && !csc {
+            return false;
+        }
+        if spec.min_other_agencies.is_some_and(|m| others < m)
+            || spec.min_agencies.is_some_and(|m| total < m)
+        {
+            return false;
+        }
+        if let Some(group) = &spec.unborn_requires {
+            let day = conf.date().map(|t| self.cal.local_date(t));
+            let unborn = conf.kind == "pre_birth"
+                || idx
+                    .conf_children
+                    .get(conf.id.as_str())
+                    .into_iter()
+                    .flatten()
+                    .any(|cc| {
+                        idx.children.get(cc.child_id.as_str()).is_some_and(|c| {
+                            c.expected_due_date.is_some()
+                                && c.date_of_birth
+                                    .is_none_or(|dob| day.is_some_and(|d| dob > d))
+                        })
+                    });
+            if unborn && !attended.iter().any(|a| &a.professional_group == group) {
+                return false;
+            }
+        }
+        true
+    }
+}

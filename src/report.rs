@@ -1,0 +1,237 @@
+//! Presenting an evaluation: the person's table, and the JSON and CSV that
+//! scripts read (a public interface, documented in the README).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use chrono::SecondsFormat;
+use chrono_tz::Tz;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
+use serde::Serialize;
+
+use crate::case::Instant;
+use crate::evaluate::{Evaluation, Finding, Obligation, Status};
+use crate::rules::RuleSet;
+
+/// Time zones of the boards, for writing instants with the local offset.
+pub struct Zones {
+    zones: BTreeMap<String, Tz>,
+    default: Tz,
+}
+
+impl Zones {
+    pub fn new(rules: &RuleSet, default_board: &str) -> Self {
+        let zones: BTreeMap<String, Tz> = rules
+            .boards
+            .iter()
+            .filter_map(|(id, v)| v.last().map(|b| (id.clone(), b.time_zone)))
+            .collect();
+        let default = zones
+            .get(default_board)
+            .copied()
+            .unwrap_or(Tz::Europe__London);
+        Zones { zones, default }
+    }
+
+    pub fn of(&self, board: &str) -> Tz {
+        self.zones.get(board).copied().unwrap_or(self.default)
+    }
+
+    pub fn rfc3339(&self, board: &str, t: Instant) -> String {
+        t.with_timezone(&self.of(board))
+            .to_rfc3339_opts(SecondsFormat::Secs, false)
+    }
+
+    pub fn default_rfc3339(&self, t: Instant) -> String {
+        t.with_timezone(&self.default)
+            .to_rfc3339_opts(SecondsFormat::Secs, false)
+    }
+
+    /// `Thu 14 Jan 2027 23:59` in the board's time zone.
+    pub fn human(&self, board: &str, t: Instant) -> String {
+        t.with_timezone(&self.of(board))
+            .format("%a %-d %b %Y %H:%M")
+            .to_string()
+    }
+}
+
+/// One obligation as the JSON and CSV outputs write it.
+#[derive(Debug, Serialize)]
+pub struct ObligationRecord {
+    pub key: String,
+    pub rule: String,
+    pub title: String,
+    pub kind: String,
+    pub board: String,
+    pub board_version: String,
+    pub child: Option<String>,
+    pub conference: Option<String>,
+    pub agency: Option<String>,
+    pub team: Option<String>,
+    pub occurrence: String,
+    pub starts_at: String,
+    pub due_at: String,
+    pub met_at: Option<String>,
+    pub status: Status,
+    pub late_working_days: Option<i64>,
+    pub exception_reason: Option<String>,
+}
+
+impl ObligationRecord {
+    pub fn new(o: &Obligation, z: &Zones) -> Self {
+        ObligationRecord {
+            key: o.key.clone(),
+            rule: o.rule.clone(),
+            title: o.title.clone(),
+            kind: serde_json::to_value(o.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            board: o.board.clone(),
+            board_version: o.board_version.clone(),
+            child: o.child.clone(),
+            conference: o.conference.clone(),
+            agency: o.agency.clone(),
+            team: o.team.clone(),
+            occurrence: o.occurrence.clone(),
+            starts_at: z.rfc3339(&o.board, o.starts_at),
+            due_at: z.rfc3339(&o.board, o.due_at),
+            met_at: o.met_at.map(|t| z.rfc3339(&o.board, t)),
+            status: o.status,
+            late_working_days: o.late_working_days,
+            exception_reason: o.exception_reason.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonOut<'a> {
+    evaluated_at: String,
+    obligations: Vec<ObligationRecord>,
+    findings: &'a [Finding],
+}
+
+pub fn write_json(
+    w: &mut dyn Write,
+    eval: &Evaluation,
+    obligations: &[&Obligation],
+    z: &Zones,
+) -> anyhow::Result<()> {
+    let out = JsonOut {
+        evaluated_at: z.default_rfc3339(eval.evaluated_at),
+        obligations: obligations
+            .iter()
+            .map(|o| ObligationRecord::new(o, z))
+            .collect(),
+        findings: &eval.findings,
+    };
+    serde_json::to_writer_pretty(&mut *w, &out)?;
+    writeln!(w)?;
+    Ok(())
+}
+
+pub fn write_csv(w: &mut dyn Write, obligations: &[&Obligation], z: &Zones) -> anyhow::Result<()> {
+    let mut csv = csv::Writer::from_writer(w);
+    for o in obligations {
+        csv.serialize(ObligationRecord::new(o, z))?;
+    }
+    csv.flush()?;
+    Ok(())
+}
+
+/// Overdue first, then by deadline.
+pub fn person_order(obligations: &mut [&Obligation]) {
+    obligations.sort_by(|a, b| {
+        (a.status != Status::Overdue, a.due_at, &a.key).cmp(&(
+            b.status != Status::Overdue,
+            b.due_at,
+            &b.key,
+        ))
+    });
+}
+
+pub fn write_table(
+    w: &mut dyn Write,
+    eval: &Evaluation,
+    obligations: &[&Obligation],
+    z: &Zones,
+) -> anyhow::Result<()> {
+    let mut sorted: Vec<&Obligation> = obligations.to_vec();
+    person_order(&mut sorted);
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    table.set_header([
+        "status",
+        "due",
+        "late (wd)",
+        "board",
+        "rule",
+        "child",
+        "conference",
+        "agency",
+        "met",
+    ]);
+    for o in &sorted {
+        table.add_row([
+            o.status.as_str().to_string(),
+            z.human(&o.board, o.due_at),
+            o.late_working_days
+                .filter(|n| *n > 0)
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            o.board.clone(),
+            o.rule.clone(),
+            o.child.clone().unwrap_or_default(),
+            o.conference.clone().unwrap_or_default(),
+            o.agency.clone().unwrap_or_default(),
+            o.met_at
+                .map(|t| z.human(&o.board, t))
+                .or_else(|| {
+                    o.exception_reason
+                        .as_ref()
+                        .map(|r| format!("excepted: {r}"))
+                })
+                .unwrap_or_default(),
+        ]);
+    }
+    if !sorted.is_empty() {
+        writeln!(w, "{table}")?;
+    }
+    write_summary(w, eval, obligations, z)
+}
+
+/// `N obligations at T: n pending, n due_soon, …`
+pub fn summary_line(eval: &Evaluation, obligations: &[&Obligation], z: &Zones) -> String {
+    let mut counts: BTreeMap<Status, usize> = BTreeMap::new();
+    for o in obligations {
+        *counts.entry(o.status).or_default() += 1;
+    }
+    let parts: Vec<String> = Status::ALL
+        .iter()
+        .map(|s| format!("{} {}", counts.get(s).copied().unwrap_or(0), s.as_str()))
+        .collect();
+    format!(
+        "{} obligations at {}: {}",
+        obligations.len(),
+        z.default_rfc3339(eval.evaluated_at),
+        parts.join(", ")
+    )
+}
+
+pub fn write_summary(
+    w: &mut dyn Write,
+    eval: &Evaluation,
+    obligations: &[&Obligation],
+    z: &Zones,
+) -> anyhow::Result<()> {
+    writeln!(w, "{}", summary_line(eval, obligations, z))?;
+    if !eval.findings.is_empty() {
+        writeln!(w, "\n{} data-quality findings:", eval.findings.len())?;
+        for f in &eval.findings {
+            writeln!(w, "  {} {}: [{}] {}", f.table, f.row, f.kind, f.message)?;
+        }
+    }
+    Ok(())
+}

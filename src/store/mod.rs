@@ -1,0 +1,418 @@
+//! Case storage: one [`Store`] trait with an SQLite (embedded default) and a
+//! PostgreSQL implementation, chosen once from the database URL. Loading reads
+//! only the contract's tables (which may be views); cpwatch writes only its
+//! `cpwatch_` tables, except `migrate` and `demo` on a database it owns.
+
+mod postgres;
+mod rows;
+mod sqlite;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+
+use crate::case::{CaseState, Instant};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// The default database: an SQLite file in the working directory.
+pub const DEFAULT_URL: &str = "sqlite://cpwatch.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0:?} is not a database URL cpwatch knows: use sqlite:///absolute/path.db, sqlite://relative.db or postgres://user@host/db")]
+    BadUrl(String),
+    #[error("cannot open the database {url}: {reason}\n  what to do: {hint}")]
+    Connect {
+        url: String,
+        reason: String,
+        hint: String,
+    },
+    #[error("database {url}: {what} failed: {reason}")]
+    Query {
+        url: String,
+        what: String,
+        reason: String,
+    },
+}
+
+/// One migration, embedded in the binary.
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+    /// Creates contract (case) tables rather than cpwatch's own.
+    pub case_tables: bool,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The URL with any password removed, for messages and logs.
+    fn describe(&self) -> String;
+    /// Applies pending migrations; with `own_tables_only`, only cpwatch's own tables.
+    async fn migrate(&self, own_tables_only: bool) -> Result<Vec<String>, StoreError>;
+    /// Reads the whole case state.
+    async fn load(&self) -> Result<CaseState, StoreError>;
+    /// Replaces every case table's rows (demo and synthetic data only).
+    async fn replace_case_data(&self, state: &CaseState) -> Result<(), StoreError>;
+    /// Records a value in `cpwatch_state`.
+    async fn set_state(&self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Reads a value from `cpwatch_state`.
+    async fn get_state(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// How many rows the `children` table holds.
+    async fn count_children(&self) -> Result<i64, StoreError>;
+}
+
+/// Opens the store a URL names. `create` makes a missing SQLite file.
+pub async fn connect(url: &str, create: bool) -> Result<Box<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Box::new(SqliteStore::connect(url, create).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Box::new(PgStore::connect(url).await?))
+    } else {
+        Err(StoreError::BadUrl(redact(url)))
+    }
+}
+
+/// A URL with its password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let host_start = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_start].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..scheme_end + 3],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// A value bound into an insert, so both dialects share one table layout.
+#[derive(Debug, Clone)]
+pub enum Val {
+    Text(Option<String>),
+    Bool(Option<bool>),
+    Int(Option<i64>),
+    Instant(Option<Instant>),
+    Date(Option<NaiveDate>),
+}
+
+fn t(s: &str) -> Val {
+    Val::Text(Some(s.to_string()))
+}
+fn ot(s: &Option<String>) -> Val {
+    Val::Text(s.clone())
+}
+
+/// Every case table: its columns as loaded and written, in contract order.
+pub const TABLES: &[(&str, &[&str])] = &[
+    ("agencies", &["id", "name", "professional_group", "email"]),
+    ("teams", &["id", "name", "manager_email"]),
+    ("workers", &["id", "name", "email", "team_id"]),
+    (
+        "children",
+        &[
+            "id",
+            "reference",
+            "board",
+            "date_of_birth",
+            "expected_due_date",
+            "allocated_worker_id",
+            "looked_after",
+        ],
+    ),
+    (
+        "referrals",
+        &[
+            "id",
+            "child_id",
+            "received_at",
+            "by_telephone",
+            "written_confirmation_at",
+            "acknowledged_at",
+            "next_steps_recorded_at",
+            "concern",
+        ],
+    ),
+    (
+        "assessments",
+        &["id", "child_id", "kind", "started_on", "completed_on"],
+    ),
+    (
+        "strategy_discussions",
+        &[
+            "id",
+            "child_id",
+            "held_at",
+            "s47_initiated",
+            "concern",
+            "child_seen_at",
+            "conference_decided_at",
+        ],
+    ),
+    (
+        "conferences",
+        &[
+            "id",
+            "kind",
+            "status",
+            "requested_at",
+            "transfer_notified_at",
+            "scheduled_at",
+            "held_at",
+            "reconvenes_id",
+            "chair_email",
+            "chair_liaison_at",
+            "chair_overruled",
+            "decision_circulated_at",
+            "plan_circulated_at",
+            "plan_hard_copy_sent_at",
+            "summary_circulated_at",
+            "minutes_circulated_at",
+            "next_review_on",
+        ],
+    ),
+    (
+        "conference_children",
+        &[
+            "conference_id",
+            "child_id",
+            "outcome",
+            "category",
+            "advocacy_offered",
+            "workbook_received_at",
+        ],
+    ),
+    (
+        "invitations",
+        &[
+            "conference_id",
+            "agency_id",
+            "attended",
+            "report_expected",
+            "report_received_at",
+            "report_shared_with_family_at",
+            "report_authorised_at",
+            "email",
+        ],
+    ),
+    (
+        "cp_plans",
+        &[
+            "id",
+            "child_id",
+            "started_on",
+            "ended_on",
+            "end_reason",
+            "category",
+            "visit_interval_working_days",
+        ],
+    ),
+    ("core_groups", &["id", "child_id", "held_at"]),
+    ("visits", &["id", "child_id", "visited_at", "seen_alone"]),
+    ("cin_reviews", &["id", "child_id", "held_on"]),
+    (
+        "exceptions",
+        &[
+            "id",
+            "rule",
+            "child_id",
+            "conference_id",
+            "agency_id",
+            "reason",
+            "agreed_by",
+            "recorded_at",
+        ],
+    ),
+];
+
+pub fn select_sql(table: &str, columns: &[&str]) -> String {
+    format!("SELECT {} FROM {table}", columns.join(", "))
+}
+
+/// The rows of each case table of a state, in [`TABLES`] order.
+pub fn rows_of(s: &CaseState) -> Vec<Vec<Vec<Val>>> {
+    use Val::*;
+    vec![
+        s.agencies
+            .iter()
+            .map(|a| vec![t(&a.id), t(&a.name), t(&a.professional_group), ot(&a.email)])
+            .collect(),
+        s.teams
+            .iter()
+            .map(|x| vec![t(&x.id), t(&x.name), ot(&x.manager_email)])
+            .collect(),
+        s.workers
+            .iter()
+            .map(|w| vec![t(&w.id), t(&w.name), ot(&w.email), t(&w.team_id)])
+            .collect(),
+        s.children
+            .iter()
+            .map(|c| {
+                vec![
+                    t(&c.id),
+                    t(&c.reference),
+                    ot(&c.board),
+                    Date(c.date_of_birth),
+                    Date(c.expected_due_date),
+                    ot(&c.allocated_worker_id),
+                    Bool(Some(c.looked_after)),
+                ]
+            })
+            .collect(),
+        s.referrals
+            .iter()
+            .map(|r| {
+                vec![
+                    t(&r.id),
+                    t(&r.child_id),
+                    Instant(Some(r.received_at)),
+                    Bool(Some(r.by_telephone)),
+                    Instant(r.written_confirmation_at),
+                    Instant(r.acknowledged_at),
+                    Instant(r.next_steps_recorded_at),
+                    ot(&r.concern),
+                ]
+            })
+            .collect(),
+        s.assessments
+            .iter()
+            .map(|a| {
+                vec![
+                    t(&a.id),
+                    t(&a.child_id),
+                    t(&a.kind),
+                    Date(Some(a.started_on)),
+                    Date(a.completed_on),
+                ]
+            })
+            .collect(),
+        s.strategy_discussions
+            .iter()
+            .map(|d| {
+                vec![
+                    t(&d.id),
+                    t(&d.child_id),
+                    Instant(Some(d.held_at)),
+                    Bool(Some(d.s47_initiated)),
+                    ot(&d.concern),
+                    Instant(d.child_seen_at),
+                    Instant(d.conference_decided_at),
+                ]
+            })
+            .collect(),
+        s.conferences
+            .iter()
+            .map(|c| {
+                vec![
+                    t(&c.id),
+                    t(&c.kind),
+                    t(&c.status),
+                    Instant(c.requested_at),
+                    Instant(c.transfer_notified_at),
+                    Instant(c.scheduled_at),
+                    Instant(c.held_at),
+                    ot(&c.reconvenes_id),
+                    ot(&c.chair_email),
+                    Instant(c.chair_liaison_at),
+                    Bool(Some(c.chair_overruled)),
+                    Instant(c.decision_circulated_at),
+                    Instant(c.plan_circulated_at),
+                    Instant(c.plan_hard_copy_sent_at),
+                    Instant(c.summary_circulated_at),
+                    Instant(c.minutes_circulated_at),
+                    Date(c.next_review_on),
+                ]
+            })
+            .collect(),
+        s.conference_children
+            .iter()
+            .map(|c| {
+                vec![
+                    t(&c.conference_id),
+                    t(&c.child_id),
+                    ot(&c.outcome),
+                    ot(&c.category),
+                    Bool(c.advocacy_offered),
+                    Instant(c.workbook_received_at),
+                ]
+            })
+            .collect(),
+        s.invitations
+            .iter()
+            .map(|i| {
+                vec![
+                    t(&i.conference_id),
+                    t(&i.agency_id),
+                    Bool(i.attended),
+                    Bool(Some(i.report_expected)),
+                    Instant(i.report_received_at),
+                    Instant(i.report_shared_with_family_at),
+                    Instant(i.report_authorised_at),
+                    ot(&i.email),
+                ]
+            })
+            .collect(),
+        s.cp_plans
+            .iter()
+            .map(|p| {
+                vec![
+                    t(&p.id),
+                    t(&p.child_id),
+                    Date(Some(p.started_on)),
+                    Date(p.ended_on),
+                    ot(&p.end_reason),
+                    ot(&p.category),
+                    Int(p.visit_interval_working_days),
+                ]
+            })
+            .collect(),
+        s.core_groups
+            .iter()
+            .map(|g| vec![t(&g.id), t(&g.child_id), Instant(Some(g.held_at))])
+            .collect(),
+        s.visits
+            .iter()
+            .map(|v| {
+                vec![
+                    t(&v.id),
+                    t(&v.child_id),
+                    Instant(Some(v.visited_at)),
+                    Bool(v.seen_alone),
+                ]
+            })
+            .collect(),
+        s.cin_reviews
+            .iter()
+            .map(|r| vec![t(&r.id), t(&r.child_id), Date(Some(r.held_on))])
+            .collect(),
+        s.exceptions
+            .iter()
+            .map(|e| {
+                vec![
+                    t(&e.id),
+                    t(&e.rule),
+                    ot(&e.child_id),
+                    ot(&e.conference_id),
+                    ot(&e.agency_id),
+                    t(&e.reason),
+                    t(&e.agreed_by),
+                    Instant(Some(e.recorded_at)),
+                ]
+            })
+            .collect(),
+    ]
+}
+
+/// How many rows go in one multi-row INSERT, under both databases' bind limits.
+pub fn chunk_rows(columns: usize) -> usize {
+    (30_000 / columns.max(1)).max(1)
+}

@@ -1,0 +1,218 @@
+//! The shared database: PostgreSQL, with native TIMESTAMPTZ, DATE and BOOLEAN.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use super::rows::{case_state, Get};
+use super::{chunk_rows, redact, rows_of, select_sql, Migration, Store, StoreError, Val, TABLES};
+use crate::case::{CaseState, Instant};
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "case_tables",
+        sql: include_str!("../../migrations/postgres/0001_case_tables.sql"),
+        case_tables: true,
+    },
+    Migration {
+        version: 2,
+        name: "cpwatch_state",
+        sql: include_str!("../../migrations/postgres/0002_cpwatch_state.sql"),
+        case_tables: false,
+    },
+];
+
+pub struct PgStore {
+    pool: PgPool,
+    url: String,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Connect {
+                url: redact(url),
+                reason: e.to_string(),
+                hint: "check that PostgreSQL is running and that the URL's host, port, user, password and database are right".into(),
+            })?;
+        Ok(PgStore {
+            pool,
+            url: redact(url),
+        })
+    }
+
+    fn err(&self, what: &str, e: sqlx::Error) -> StoreError {
+        StoreError::Query {
+            url: self.url.clone(),
+            what: what.to_string(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl Get for PgRow {
+    fn text(&self, col: &str) -> Result<Option<String>, String> {
+        self.try_get::<Option<String>, _>(col)
+            .map_err(|e| e.to_string())
+    }
+    fn boolean(&self, col: &str) -> Result<Option<bool>, String> {
+        self.try_get::<Option<bool>, _>(col)
+            .map_err(|e| e.to_string())
+    }
+    fn int(&self, col: &str) -> Result<Option<i64>, String> {
+        match self.try_get::<Option<i32>, _>(col) {
+            Ok(v) => Ok(v.map(i64::from)),
+            Err(_) => self
+                .try_get::<Option<i64>, _>(col)
+                .map_err(|e| e.to_string()),
+        }
+    }
+    fn instant(&self, col: &str) -> Result<Option<Instant>, String> {
+        self.try_get::<Option<Instant>, _>(col)
+            .map_err(|e| e.to_string())
+    }
+    fn date(&self, col: &str) -> Result<Option<NaiveDate>, String> {
+        self.try_get::<Option<NaiveDate>, _>(col)
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn bind_row(mut b: sqlx::query_builder::Separated<'_, '_, Postgres, &'static str>, row: Vec<Val>) {
+    for v in row {
+        match v {
+            Val::Text(x) => b.push_bind(x),
+            Val::Bool(x) => b.push_bind(x),
+            Val::Int(x) => b.push_bind(x.and_then(|n| i32::try_from(n).ok())),
+            Val::Instant(x) => b.push_bind(x),
+            Val::Date(x) => b.push_bind(x),
+        };
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+
+    async fn migrate(&self, own_tables_only: bool) -> Result<Vec<String>, StoreError> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS cpwatch_schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err("creating cpwatch_schema_migrations", e))?;
+        let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM cpwatch_schema_migrations")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("reading cpwatch_schema_migrations", e))?;
+        let mut applied = Vec::new();
+        let pending: Vec<&Migration> = MIGRATIONS
+            .iter()
+            .filter(|m| !done.contains(&m.version) && !(own_tables_only && m.case_tables))
+            .collect();
+        for m in pending {
+            let what = format!("migration {:04}_{}", m.version, m.name);
+            let mut tx = self.pool.begin().await.map_err(|e| self.err(&what, e))?;
+            sqlx::Executor::execute(&mut *tx, m.sql)
+                .await
+                .map_err(|e| self.err(&what, e))?;
+            sqlx::query("INSERT INTO cpwatch_schema_migrations (version, name) VALUES ($1, $2)")
+                .bind(m.version)
+                .bind(m.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(&what, e))?;
+            tx.commit().await.map_err(|e| self.err(&what, e))?;
+            applied.push(what);
+        }
+        Ok(applied)
+    }
+
+    async fn load(&self) -> Result<CaseState, StoreError> {
+        let mut tables = HashMap::new();
+        // One snapshot for all tables, so a concurrent ETL load is seen whole or not at all.
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.err("starting a read", e))?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err("starting a read", e))?;
+        for (table, cols) in TABLES {
+            let rows = sqlx::query(&select_sql(table, cols))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| self.err(&format!("reading {table}"), e))?;
+            tables.insert(*table, rows);
+        }
+        tx.commit()
+            .await
+            .map_err(|e| self.err("finishing a read", e))?;
+        Ok(case_state(tables))
+    }
+
+    async fn replace_case_data(&self, state: &CaseState) -> Result<(), StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.err("replacing case data", e))?;
+        for ((table, cols), rows) in TABLES.iter().zip(rows_of(state)) {
+            sqlx::query(&format!("DELETE FROM {table}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(&format!("clearing {table}"), e))?;
+            let mut rows = rows.into_iter().peekable();
+            while rows.peek().is_some() {
+                let chunk: Vec<Vec<Val>> = rows.by_ref().take(chunk_rows(cols.len())).collect();
+                let mut qb = QueryBuilder::<Postgres>::new(format!(
+                    "INSERT INTO {table} ({}) ",
+                    cols.join(", ")
+                ));
+                qb.push_values(chunk, bind_row);
+                qb.build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(&format!("writing {table}"), e))?;
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(|e| self.err("replacing case data", e))
+    }
+
+    async fn set_state(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO cpwatch_state (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("writing cpwatch_state", e))
+    }
+
+    async fn get_state(&self, key: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM cpwatch_state WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err("reading cpwatch_state", e))
+    }
+
+    async fn count_children(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM children")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.err("counting children", e))
+    }
+}

@@ -1,0 +1,335 @@
+//! Turning database rows into case state. A value that cannot be read (a
+//! malformed timestamp in SQLite, say) becomes a data-quality finding and the
+//! field is treated as empty; a row missing a required value is skipped with a
+//! finding. Nothing here fails the whole load.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::case::*;
+use crate::evaluate::Finding;
+
+/// Reading one column of a row, whatever the database.
+pub trait Get {
+    fn text(&self, col: &str) -> Result<Option<String>, String>;
+    fn boolean(&self, col: &str) -> Result<Option<bool>, String>;
+    fn int(&self, col: &str) -> Result<Option<i64>, String>;
+    fn instant(&self, col: &str) -> Result<Option<Instant>, String>;
+    fn date(&self, col: &str) -> Result<Option<NaiveDate>, String>;
+}
+
+/// RFC 3339 with an offset or `Z`, as the contract stores instants in SQLite.
+pub fn parse_instant(s: &str) -> Result<Instant, String> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            format!("{s:?} is not an RFC 3339 instant with an offset (e.g. 2026-01-13T10:00:00Z)")
+        })
+}
+
+pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("{s:?} is not a YYYY-MM-DD date"))
+}
+
+struct Reader<'r, R: Get> {
+    row: &'r R,
+    table: &'static str,
+    id: String,
+    findings: &'r mut Vec<Finding>,
+    ok: bool,
+}
+
+impl<'r, R: Get> Reader<'r, R> {
+    fn note<T>(&mut self, col: &str, r: Result<Option<T>, String>) -> Option<T> {
+        match r {
+            Ok(v) => v,
+            Err(e) => {
+                self.findings.push(Finding::new(
+                    "unreadable_value",
+                    self.table,
+                    &self.id,
+                    format!("{col}: {e}; treated as empty"),
+                ));
+                None
+            }
+        }
+    }
+    fn need<T>(&mut self, col: &str, v: Option<T>) -> Option<T> {
+        if v.is_none() && self.ok {
+            self.ok = false;
+            self.findings.push(Finding::new(
+                "missing_value",
+                self.table,
+                &self.id,
+                format!("{col} is empty; the row is left out"),
+            ));
+        }
+        v
+    }
+    fn opt_text(&mut self, col: &str) -> Option<String> {
+        let r = self.row.text(col);
+        self.note(col, r)
+    }
+    fn text(&mut self, col: &str) -> String {
+        let v = self.opt_text(col);
+        self.need(col, v).unwrap_or_default()
+    }
+    fn opt_bool(&mut self, col: &str) -> Option<bool> {
+        let r = self.row.boolean(col);
+        self.note(col, r)
+    }
+    fn bool_or(&mut self, col: &str, default: bool) -> bool {
+        self.opt_bool(col).unwrap_or(default)
+    }
+    fn opt_instant(&mut self, col: &str) -> Option<Instant> {
+        let r = self.row.instant(col);
+        self.note(col, r)
+    }
+    fn instant(&mut self, col: &str) -> Instant {
+        let v = self.opt_instant(col);
+        self.need(col, v).unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+    fn opt_date(&mut self, col: &str) -> Option<NaiveDate> {
+        let r = self.row.date(col);
+        self.note(col, r)
+    }
+    fn date(&mut self, col: &str) -> NaiveDate {
+        let v = self.opt_date(col);
+        self.need(col, v).unwrap_or(NaiveDate::MIN)
+    }
+    fn opt_int(&mut self, col: &str) -> Option<i64> {
+        let r = self.row.int(col);
+        self.note(col, r)
+    }
+    /// A value that must be one of a list: anything else is a finding, kept as read.
+    fn one_of(&mut self, col: &str, v: Option<String>, allowed: &[&str]) -> Option<String> {
+        if let Some(x) = &v {
+            if !allowed.contains(&x.as_str()) {
+                self.findings.push(Finding::new(
+                    "unknown_value",
+                    self.table,
+                    &self.id,
+                    format!("{col} {x:?} is not one of {}", allowed.join(", ")),
+                ));
+            }
+        }
+        v
+    }
+}
+
+fn read_all<R: Get, T>(
+    rows: &[R],
+    table: &'static str,
+    id_cols: &[&str],
+    findings: &mut Vec<Finding>,
+    f: impl Fn(&mut Reader<R>) -> T,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id = id_cols
+            .iter()
+            .map(|c| row.text(c).ok().flatten().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("/");
+        let mut r = Reader {
+            row,
+            table,
+            id,
+            findings,
+            ok: true,
+        };
+        let v = f(&mut r);
+        if r.ok {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// Builds the case state from each table's rows.
+pub fn case_state<R: Get>(mut tables: HashMap<&'static str, Vec<R>>) -> CaseState {
+    let mut f = Vec::new();
+    let mut take = |t: &str| tables.remove(t).unwrap_or_default();
+    let agencies = take("agencies");
+    let teams = take("teams");
+    let workers = take("workers");
+    let children = take("children");
+    let referrals = take("referrals");
+    let assessments = take("assessments");
+    let sds = take("strategy_discussions");
+    let conferences = take("conferences");
+    let ccs = take("conference_children");
+    let invitations = take("invitations");
+    let plans = take("cp_plans");
+    let core_groups = take("core_groups");
+    let visits = take("visits");
+    let cin = take("cin_reviews");
+    let exceptions = take("exceptions");
+    let id = &["id"];
+    let mut s = CaseState {
+        agencies: read_all(&agencies, "agencies", id, &mut f, |r| {
+            let group = r.opt_text("professional_group");
+            let group = r.one_of("professional_group", group, PROFESSIONAL_GROUPS);
+            Agency {
+                id: r.text("id"),
+                name: r.text("name"),
+                professional_group: r.need("professional_group", group).unwrap_or_default(),
+                email: r.opt_text("email"),
+            }
+        }),
+        teams: read_all(&teams, "teams", id, &mut f, |r| Team {
+            id: r.text("id"),
+            name: r.text("name"),
+            manager_email: r.opt_text("manager_email"),
+        }),
+        workers: read_all(&workers, "workers", id, &mut f, |r| Worker {
+            id: r.text("id"),
+            name: r.text("name"),
+            email: r.opt_text("email"),
+            team_id: r.text("team_id"),
+        }),
+        children: read_all(&children, "children", id, &mut f, |r| Child {
+            id: r.text("id"),
+            reference: r.text("reference"),
+            board: r.opt_text("board"),
+            date_of_birth: r.opt_date("date_of_birth"),
+            expected_due_date: r.opt_date("expected_due_date"),
+            allocated_worker_id: r.opt_text("allocated_worker_id"),
+            looked_after: r.bool_or("looked_after", false),
+        }),
+        referrals: read_all(&referrals, "referrals", id, &mut f, |r| {
+            let concern = r.opt_text("concern");
+            Referral {
+                id: r.text("id"),
+                child_id: r.text("child_id"),
+                received_at: r.instant("received_at"),
+                by_telephone: r.bool_or("by_telephone", false),
+                written_confirmation_at: r.opt_instant("written_confirmation_at"),
+                acknowledged_at: r.opt_instant("acknowledged_at"),
+                next_steps_recorded_at: r.opt_instant("next_steps_recorded_at"),
+                concern: r.one_of("concern", concern, CONCERNS),
+            }
+        }),
+        assessments: read_all(&assessments, "assessments", id, &mut f, |r| {
+            let kind = r.opt_text("kind");
+            let kind = r.one_of("kind", kind, &["initial", "core"]);
+            Assessment {
+                id: r.text("id"),
+                child_id: r.text("child_id"),
+                kind: r.need("kind", kind).unwrap_or_default(),
+                started_on: r.date("started_on"),
+                completed_on: r.opt_date("completed_on"),
+            }
+        }),
+        strategy_discussions: read_all(&sds, "strategy_discussions", id, &mut f, |r| {
+            let concern = r.opt_text("concern");
+            StrategyDiscussion {
+                id: r.text("id"),
+                child_id: r.text("child_id"),
+                held_at: r.instant("held_at"),
+                s47_initiated: r.bool_or("s47_initiated", false),
+                concern: r.one_of("concern", concern, CONCERNS),
+                child_seen_at: r.opt_instant("child_seen_at"),
+                conference_decided_at: r.opt_instant("conference_decided_at"),
+            }
+        }),
+        conferences: read_all(&conferences, "conferences", id, &mut f, |r| {
+            let kind = r.opt_text("kind");
+            let kind = r.one_of("kind", kind, CONFERENCE_KINDS);
+            let status = r.opt_text("status");
+            let status = r.one_of("status", status, CONFERENCE_STATUSES);
+            Conference {
+                id: r.text("id"),
+                kind: r.need("kind", kind).unwrap_or_default(),
+                status: r.need("status", status).unwrap_or_default(),
+                requested_at: r.opt_instant("requested_at"),
+                transfer_notified_at: r.opt_instant("transfer_notified_at"),
+                scheduled_at: r.opt_instant("scheduled_at"),
+                held_at: r.opt_instant("held_at"),
+                reconvenes_id: r.opt_text("reconvenes_id"),
+                chair_email: r.opt_text("chair_email"),
+                chair_liaison_at: r.opt_instant("chair_liaison_at"),
+                chair_overruled: r.bool_or("chair_overruled", false),
+                decision_circulated_at: r.opt_instant("decision_circulated_at"),
+                plan_circulated_at: r.opt_instant("plan_circulated_at"),
+                plan_hard_copy_sent_at: r.opt_instant("plan_hard_copy_sent_at"),
+                summary_circulated_at: r.opt_instant("summary_circulated_at"),
+                minutes_circulated_at: r.opt_instant("minutes_circulated_at"),
+                next_review_on: r.opt_date("next_review_on"),
+            }
+        }),
+        conference_children: read_all(
+            &ccs,
+            "conference_children",
+            &["conference_id", "child_id"],
+            &mut f,
+            |r| {
+                let outcome = r.opt_text("outcome");
+                ConferenceChild {
+                    conference_id: r.text("conference_id"),
+                    child_id: r.text("child_id"),
+                    outcome: r.one_of("outcome", outcome, OUTCOMES),
+                    category: r.opt_text("category"),
+                    advocacy_offered: r.opt_bool("advocacy_offered"),
+                    workbook_received_at: r.opt_instant("workbook_received_at"),
+                }
+            },
+        ),
+        invitations: read_all(
+            &invitations,
+            "invitations",
+            &["conference_id", "agency_id"],
+            &mut f,
+            |r| Invitation {
+                conference_id: r.text("conference_id"),
+                agency_id: r.text("agency_id"),
+                attended: r.opt_bool("attended"),
+                report_expected: r.bool_or("report_expected", true),
+                report_received_at: r.opt_instant("report_received_at"),
+                report_shared_with_family_at: r.opt_instant("report_shared_with_family_at"),
+                report_authorised_at: r.opt_instant("report_authorised_at"),
+                email: r.opt_text("email"),
+            },
+        ),
+        cp_plans: read_all(&plans, "cp_plans", id, &mut f, |r| CpPlan {
+            id: r.text("id"),
+            child_id: r.text("child_id"),
+            started_on: r.date("started_on"),
+            ended_on: r.opt_date("ended_on"),
+            end_reason: r.opt_text("end_reason"),
+            category: r.opt_text("category"),
+            visit_interval_working_days: r.opt_int("visit_interval_working_days"),
+        }),
+        core_groups: read_all(&core_groups, "core_groups", id, &mut f, |r| CoreGroup {
+            id: r.text("id"),
+            child_id: r.text("child_id"),
+            held_at: r.instant("held_at"),
+        }),
+        visits: read_all(&visits, "visits", id, &mut f, |r| Visit {
+            id: r.text("id"),
+            child_id: r.text("child_id"),
+            visited_at: r.instant("visited_at"),
+            seen_alone: r.opt_bool("seen_alone"),
+        }),
+        cin_reviews: read_all(&cin, "cin_reviews", id, &mut f, |r| CinReview {
+            id: r.text("id"),
+            child_id: r.text("child_id"),
+            held_on: r.date("held_on"),
+        }),
+        exceptions: read_all(&exceptions, "exceptions", id, &mut f, |r| Exception {
+            id: r.text("id"),
+            rule: r.text("rule"),
+            child_id: r.opt_text("child_id"),
+            conference_id: r.opt_text("conference_id"),
+            agency_id: r.opt_text("agency_id"),
+            reason: r.text("reason"),
+            agreed_by: r.text("agreed_by"),
+            recorded_at: r.instant("recorded_at"),
+        }),
+        load_findings: Vec::new(),
+    };
+    s.load_findings = f;
+    s
+}

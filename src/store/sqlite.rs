@@ -1,0 +1,217 @@
+//! The embedded default: an SQLite file. Instants are RFC 3339 text, dates
+//! `YYYY-MM-DD` text and booleans integers, as the contract says.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{NaiveDate, SecondsFormat};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::rows::{case_state, parse_date, parse_instant, Get};
+use super::{chunk_rows, rows_of, select_sql, Migration, Store, StoreError, Val, TABLES};
+use crate::case::{CaseState, Instant};
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "case_tables",
+        sql: include_str!("../../migrations/sqlite/0001_case_tables.sql"),
+        case_tables: true,
+    },
+    Migration {
+        version: 2,
+        name: "cpwatch_state",
+        sql: include_str!("../../migrations/sqlite/0002_cpwatch_state.sql"),
+        case_tables: false,
+    },
+];
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    url: String,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, create: bool) -> Result<Self, StoreError> {
+        let fail = |reason: String| StoreError::Connect {
+            url: url.to_string(),
+            reason,
+            hint: if create {
+                "check that the directory exists and is writable".into()
+            } else {
+                "create it with `cpwatch demo` (synthetic data) or `cpwatch migrate` (empty tables), or pass --database".into()
+            },
+        };
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| fail(e.to_string()))?
+            .create_if_missing(create)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(SqliteStore {
+            pool,
+            url: url.to_string(),
+        })
+    }
+
+    fn err(&self, what: &str, e: sqlx::Error) -> StoreError {
+        StoreError::Query {
+            url: self.url.clone(),
+            what: what.to_string(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl Get for SqliteRow {
+    fn text(&self, col: &str) -> Result<Option<String>, String> {
+        self.try_get::<Option<String>, _>(col)
+            .map_err(|e| e.to_string())
+    }
+    fn boolean(&self, col: &str) -> Result<Option<bool>, String> {
+        match self.try_get::<Option<i64>, _>(col) {
+            Ok(v) => Ok(v.map(|n| n != 0)),
+            Err(_) => match self.text(col)?.as_deref() {
+                None => Ok(None),
+                Some("true") | Some("t") | Some("1") => Ok(Some(true)),
+                Some("false") | Some("f") | Some("0") => Ok(Some(false)),
+                Some(other) => Err(format!("{other:?} is not a boolean")),
+            },
+        }
+    }
+    fn int(&self, col: &str) -> Result<Option<i64>, String> {
+        self.try_get::<Option<i64>, _>(col)
+            .map_err(|e| e.to_string())
+    }
+    fn instant(&self, col: &str) -> Result<Option<Instant>, String> {
+        self.text(col)?.map(|s| parse_instant(&s)).transpose()
+    }
+    fn date(&self, col: &str) -> Result<Option<NaiveDate>, String> {
+        self.text(col)?.map(|s| parse_date(&s)).transpose()
+    }
+}
+
+fn bind_row(mut b: sqlx::query_builder::Separated<'_, '_, Sqlite, &'static str>, row: Vec<Val>) {
+    for v in row {
+        match v {
+            Val::Text(x) => b.push_bind(x),
+            Val::Bool(x) => b.push_bind(x),
+            Val::Int(x) => b.push_bind(x),
+            Val::Instant(x) => b.push_bind(x.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))),
+            Val::Date(x) => b.push_bind(x.map(|d| d.format("%Y-%m-%d").to_string())),
+        };
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+
+    async fn migrate(&self, own_tables_only: bool) -> Result<Vec<String>, StoreError> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS cpwatch_schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err("creating cpwatch_schema_migrations", e))?;
+        let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM cpwatch_schema_migrations")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("reading cpwatch_schema_migrations", e))?;
+        let mut applied = Vec::new();
+        let pending: Vec<&Migration> = MIGRATIONS
+            .iter()
+            .filter(|m| !done.contains(&m.version) && !(own_tables_only && m.case_tables))
+            .collect();
+        for m in pending {
+            let what = format!("migration {:04}_{}", m.version, m.name);
+            let mut tx = self.pool.begin().await.map_err(|e| self.err(&what, e))?;
+            sqlx::Executor::execute(&mut *tx, m.sql)
+                .await
+                .map_err(|e| self.err(&what, e))?;
+            sqlx::query("INSERT INTO cpwatch_schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+                .bind(m.version)
+                .bind(m.name)
+                .bind(chrono::Utc::now().to_rfc3339())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(&what, e))?;
+            tx.commit().await.map_err(|e| self.err(&what, e))?;
+            applied.push(what);
+        }
+        Ok(applied)
+    }
+
+    async fn load(&self) -> Result<CaseState, StoreError> {
+        let mut tables = HashMap::new();
+        for (table, cols) in TABLES {
+            let rows = sqlx::query(&select_sql(table, cols))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(&format!("reading {table}"), e))?;
+            tables.insert(*table, rows);
+        }
+        Ok(case_state(tables))
+    }
+
+    async fn replace_case_data(&self, state: &CaseState) -> Result<(), StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.err("replacing case data", e))?;
+        for ((table, cols), rows) in TABLES.iter().zip(rows_of(state)) {
+            sqlx::query(&format!("DELETE FROM {table}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(&format!("clearing {table}"), e))?;
+            let mut rows = rows.into_iter().peekable();
+            while rows.peek().is_some() {
+                let chunk: Vec<Vec<Val>> = rows.by_ref().take(chunk_rows(cols.len())).collect();
+                let mut qb = QueryBuilder::<Sqlite>::new(format!(
+                    "INSERT INTO {table} ({}) ",
+                    cols.join(", ")
+                ));
+                qb.push_values(chunk, bind_row);
+                qb.build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(&format!("writing {table}"), e))?;
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(|e| self.err("replacing case data", e))
+    }
+
+    async fn set_state(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO cpwatch_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("writing cpwatch_state", e))
+    }
+
+    async fn get_state(&self, key: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM cpwatch_state WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err("reading cpwatch_state", e))
+    }
+
+    async fn count_children(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM children")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.err("counting children", e))
+    }
+}
