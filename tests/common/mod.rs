@@ -1,0 +1,259 @@
+//! A canonical case for tests: one child referred on Monday 14 December 2026,
+//! a strategy discussion on Monday 21 December, an initial conference on
+//! Wednesday 13 January 2027 that makes a plan, a first core group, and review
+//! conferences in April and October 2027 — everything on time.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use cpwatch::calendar::HolidayData;
+use cpwatch::case::*;
+use cpwatch::evaluate::{evaluate, Evaluation, Options};
+use cpwatch::rules::{self, RuleSet};
+
+pub fn t(s: &str) -> Instant {
+    DateTime::parse_from_rfc3339(s)
+        .expect("instant")
+        .with_timezone(&Utc)
+}
+
+pub fn d(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
+}
+
+pub fn built_in_rules() -> RuleSet {
+    rules::built_in().expect("built-in rules")
+}
+
+pub fn holidays() -> Arc<HolidayData> {
+    Arc::new(HolidayData::load(None).expect("holidays"))
+}
+
+pub fn eval_with(state: &CaseState, rules: &RuleSet, at: &str) -> Evaluation {
+    evaluate(
+        state,
+        rules,
+        &holidays(),
+        t(at),
+        &Options {
+            default_board: "working-together-2010",
+        },
+    )
+}
+
+pub fn eval(state: &CaseState, at: &str) -> Evaluation {
+    eval_with(state, &built_in_rules(), at)
+}
+
+pub fn agency(id: &str, group: &str) -> Agency {
+    Agency {
+        id: id.into(),
+        name: format!("{id} agency"),
+        professional_group: group.into(),
+        email: Some(format!("{}@cpwatch.example", id.to_lowercase())),
+    }
+}
+
+pub fn child(id: &str, reference: &str, board: &str, dob: Option<&str>) -> Child {
+    Child {
+        id: id.into(),
+        reference: reference.into(),
+        board: Some(board.into()),
+        date_of_birth: dob.map(d),
+        expected_due_date: None,
+        allocated_worker_id: Some("W1".into()),
+        looked_after: false,
+    }
+}
+
+pub fn conference(id: &str, kind: &str, held: &str) -> Conference {
+    Conference {
+        id: id.into(),
+        kind: kind.into(),
+        status: "held".into(),
+        held_at: Some(t(held)),
+        scheduled_at: Some(t(held)),
+        ..Conference::default()
+    }
+}
+
+pub fn cc(conf: &str, child: &str, outcome: &str) -> ConferenceChild {
+    ConferenceChild {
+        conference_id: conf.into(),
+        child_id: child.into(),
+        outcome: Some(outcome.into()),
+        category: None,
+        advocacy_offered: Some(true),
+        workbook_received_at: None,
+    }
+}
+
+pub fn invitation(conf: &str, agency: &str, at: &str) -> Invitation {
+    Invitation {
+        conference_id: conf.into(),
+        agency_id: agency.into(),
+        attended: Some(true),
+        report_expected: true,
+        report_received_at: Some(t(at)),
+        report_shared_with_family_at: Some(t(at)),
+        report_authorised_at: (agency == "AG-CSC").then(|| t(at)),
+        email: None,
+    }
+}
+
+pub const AGENCIES: &[&str] = &["AG-CSC", "AG-POL", "AG-HV", "AG-EDU"];
+
+/// The canonical case, for one board.
+pub fn fixture(board: &str) -> CaseState {
+    let mut s = CaseState {
+        agencies: vec![
+            agency("AG-CSC", "childrens_social_care"),
+            agency("AG-POL", "police"),
+            agency("AG-HV", "health"),
+            agency("AG-EDU", "education"),
+            agency("AG-MW", "midwifery"),
+        ],
+        teams: vec![Team {
+            id: "T1".into(),
+            name: "Team one".into(),
+            manager_email: Some("tm1@cpwatch.example".into()),
+        }],
+        workers: vec![Worker {
+            id: "W1".into(),
+            name: "Worker one".into(),
+            email: Some("w1@cpwatch.example".into()),
+            team_id: "T1".into(),
+        }],
+        children: vec![child("C1", "TEST-1", board, Some("2013-05-10"))],
+        ..CaseState::default()
+    };
+    s.referrals.push(Referral {
+        id: "R1".into(),
+        child_id: "C1".into(),
+        received_at: t("2026-12-14T10:00:00Z"),
+        by_telephone: true,
+        written_confirmation_at: Some(t("2026-12-15T09:00:00Z")),
+        acknowledged_at: Some(t("2026-12-15T10:00:00Z")),
+        next_steps_recorded_at: Some(t("2026-12-14T15:00:00Z")),
+        concern: Some("physical_abuse".into()),
+    });
+    s.assessments.push(Assessment {
+        id: "IA1".into(),
+        child_id: "C1".into(),
+        kind: "initial".into(),
+        started_on: d("2026-12-14"),
+        completed_on: Some(d("2026-12-22")),
+    });
+    s.assessments.push(Assessment {
+        id: "CA1".into(),
+        child_id: "C1".into(),
+        kind: "core".into(),
+        started_on: d("2026-12-21"),
+        completed_on: Some(d("2027-02-01")),
+    });
+    s.strategy_discussions.push(StrategyDiscussion {
+        id: "SD1".into(),
+        child_id: "C1".into(),
+        held_at: t("2026-12-14T14:00:00Z"),
+        s47_initiated: false,
+        concern: Some("physical_abuse".into()),
+        child_seen_at: Some(t("2026-12-14T18:00:00Z")),
+        conference_decided_at: None,
+    });
+    s.strategy_discussions.push(StrategyDiscussion {
+        id: "SD2".into(),
+        child_id: "C1".into(),
+        held_at: t("2026-12-21T11:00:00Z"),
+        s47_initiated: true,
+        concern: Some("physical_abuse".into()),
+        child_seen_at: Some(t("2026-12-21T16:00:00Z")),
+        conference_decided_at: Some(t("2026-12-21T13:00:00Z")),
+    });
+    let mut c1 = conference("CONF-1", "initial", "2027-01-13T10:00:00Z");
+    c1.requested_at = Some(t("2026-12-22T09:00:00Z"));
+    c1.chair_liaison_at = Some(t("2027-01-05T12:00:00Z"));
+    c1.decision_circulated_at = Some(t("2027-01-13T16:00:00Z"));
+    c1.plan_circulated_at = Some(t("2027-01-14T12:00:00Z"));
+    c1.plan_hard_copy_sent_at = Some(t("2027-01-15T12:00:00Z"));
+    c1.summary_circulated_at = Some(t("2027-01-15T12:00:00Z"));
+    c1.minutes_circulated_at = Some(t("2027-01-25T12:00:00Z"));
+    s.conferences.push(c1);
+    let mut x = cc("CONF-1", "C1", "plan");
+    x.workbook_received_at = Some(t("2027-01-08T12:00:00Z"));
+    s.conference_children.push(x);
+    for a in AGENCIES {
+        s.invitations
+            .push(invitation("CONF-1", a, "2027-01-08T12:00:00Z"));
+    }
+    s.cp_plans.push(CpPlan {
+        id: "P1".into(),
+        child_id: "C1".into(),
+        started_on: d("2027-01-13"),
+        ended_on: None,
+        end_reason: None,
+        category: Some("physical_abuse".into()),
+        visit_interval_working_days: Some(10),
+    });
+    s.core_groups.push(CoreGroup {
+        id: "CG1".into(),
+        child_id: "C1".into(),
+        held_at: t("2027-01-20T10:00:00Z"),
+    });
+    for (id, conf, held, reports) in [
+        (
+            "CONF-2",
+            "CONF-2",
+            "2027-04-07T09:00:00Z",
+            "2027-03-30T12:00:00+01:00",
+        ),
+        (
+            "CONF-3",
+            "CONF-3",
+            "2027-10-05T09:00:00Z",
+            "2027-09-27T12:00:00+01:00",
+        ),
+    ] {
+        let mut c = conference(id, "review", held);
+        c.decision_circulated_at = Some(t(held) + chrono::Duration::hours(4));
+        c.minutes_circulated_at = Some(t(held) + chrono::Duration::days(5));
+        s.conferences.push(c);
+        s.conference_children.push(cc(conf, "C1", "plan_continues"));
+        for a in AGENCIES {
+            s.invitations.push(invitation(conf, a, reports));
+        }
+    }
+    s
+}
+
+pub fn conf_mut<'a>(s: &'a mut CaseState, id: &str) -> &'a mut Conference {
+    s.conferences
+        .iter_mut()
+        .find(|c| c.id == id)
+        .expect("conference")
+}
+
+pub fn inv_mut<'a>(s: &'a mut CaseState, conf: &str, agency: &str) -> &'a mut Invitation {
+    s.invitations
+        .iter_mut()
+        .find(|i| i.conference_id == conf && i.agency_id == agency)
+        .expect("invitation")
+}
+
+pub fn exception(
+    rule: &str,
+    child: Option<&str>,
+    conf: Option<&str>,
+    agency: Option<&str>,
+) -> Exception {
+    Exception {
+        id: format!("EX-{rule}"),
+        rule: rule.into(),
+        child_id: child.map(String::from),
+        conference_id: conf.map(String::from),
+        agency_id: agency.map(String::from),
+        reason: "Agreed by the chair: family bereavement".into(),
+        agreed_by: "Chair".into(),
+        recorded_at: t("2026-12-20T10:00:00Z"),
+    }
+}

@@ -1,0 +1,1398 @@
+//! Evaluation scenarios: for each board and each deadline rule, the meeting
+//! event on the deadline itself, one minute late, missing (overdue, and due
+//! soon just before), excepted and void — with every deadline worked out by
+//! hand below. Standards, recurring rules, versions and data-quality findings
+//! follow.
+
+mod common;
+
+use chrono::Duration;
+use common::*;
+use cpwatch::case::*;
+use cpwatch::evaluate::{Evaluation, Obligation, Status};
+
+const BOARDS: &[&str] = &[
+    "working-together-2010",
+    "pan-dorset",
+    "hampshire-4lscb",
+    "barnsley",
+    "cwm-taf-morgannwg",
+    "bolton",
+];
+const LATER: &str = "2027-11-30T12:00:00Z";
+
+type Setter = fn(&mut CaseState, Option<Instant>);
+
+#[derive(Clone, Copy)]
+enum Target {
+    Child,
+    /// The child's obligation about one conference.
+    ChildAt(&'static str),
+    Conference(&'static str),
+    Agency(&'static str, &'static str),
+}
+
+struct Scenario {
+    boards: &'static [&'static str],
+    rule: &'static str,
+    /// The deadline, worked out by hand.
+    due: &'static str,
+    set: Setter,
+    /// The meeting event is a date, not an instant.
+    date_only: bool,
+    target: Target,
+    /// Occurrence to pick when a subject has several (e.g. one strategy discussion of two).
+    occurrence: Option<&'static str>,
+    void: Option<fn(&mut CaseState)>,
+}
+
+fn pick<'e>(e: &'e Evaluation, board: &str, sc: &Scenario) -> &'e Obligation {
+    let found: Vec<&Obligation> = e
+        .obligations
+        .iter()
+        .filter(|o| o.board == board && o.rule == sc.rule)
+        .filter(|o| match sc.target {
+            Target::Child => o.child.as_deref() == Some("TEST-1"),
+            Target::ChildAt(c) => {
+                o.child.as_deref() == Some("TEST-1") && o.conference.as_deref() == Some(c)
+            }
+            Target::Conference(c) => o.conference.as_deref() == Some(c) && o.agency.is_none(),
+            Target::Agency(c, a) => {
+                o.conference.as_deref() == Some(c) && o.agency.as_deref() == Some(a)
+            }
+        })
+        .filter(|o| sc.occurrence.is_none_or(|occ| o.occurrence.contains(occ)))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "{board} {}: expected one obligation, found {found:#?}",
+        sc.rule
+    );
+    found[0]
+}
+
+fn met_value(sc: &Scenario, due: Instant, late: bool) -> Instant {
+    if sc.date_only {
+        // A date-only event stands for the start of its day.
+        let day = due.with_timezone(&chrono_tz::Europe::London).date_naive()
+            + Duration::days(i64::from(late));
+        day.and_hms_opt(0, 0, 0)
+            .and_then(|n| n.and_local_timezone(chrono_tz::Europe::London).single())
+            .map(|x| x.with_timezone(&chrono::Utc))
+            .expect("date")
+    } else if late {
+        due + Duration::minutes(1)
+    } else {
+        due
+    }
+}
+
+fn run(sc: &Scenario) {
+    let due = t(sc.due);
+    let boards: Vec<&str> = if sc.boards.is_empty() {
+        BOARDS.to_vec()
+    } else {
+        sc.boards.to_vec()
+    };
+    for board in boards {
+        let ctx = format!("{board} {}", sc.rule);
+        // On the deadline itself: met.
+        let mut s = fixture(board);
+        (sc.set)(&mut s, Some(met_value(sc, due, false)));
+        let e = eval(&s, LATER);
+        let o = pick(&e, board, sc);
+        assert_eq!(o.due_at, due, "{ctx}: deadline");
+        assert_eq!(
+            (o.status, o.late_working_days),
+            (Status::Met, Some(0)),
+            "{ctx}: on the deadline"
+        );
+
+        // One minute (or, for a date, one day) late: met late by one working day.
+        (sc.set)(&mut s, Some(met_value(sc, due, true)));
+        let e = eval(&s, LATER);
+        let o = pick(&e, board, sc);
+        assert_eq!(
+            (o.status, o.late_working_days),
+            (Status::MetLate, Some(1)),
+            "{ctx}: one minute late"
+        );
+
+        // Missing: overdue a minute after the deadline, due soon a minute before.
+        (sc.set)(&mut s, None);
+        let after = (due + Duration::minutes(1)).to_rfc3339();
+        let e = eval(&s, &after);
+        let o = pick(&e, board, sc);
+        assert_eq!(
+            (o.status, o.late_working_days, o.met_at),
+            (Status::Overdue, Some(1), None),
+            "{ctx}: missing"
+        );
+        let before = (due - Duration::minutes(1)).to_rfc3339();
+        let e = eval(&s, &before);
+        assert_eq!(
+            pick(&e, board, sc).status,
+            Status::DueSoon,
+            "{ctx}: just before"
+        );
+
+        // An agreed exception: excepted, with its reason.
+        let mut x = s.clone();
+        x.exceptions.push(match sc.target {
+            Target::Child => exception(sc.rule, Some("C1"), None, None),
+            Target::ChildAt(c) => exception(sc.rule, Some("C1"), Some(c), None),
+            Target::Conference(c) => exception(sc.rule, None, Some(c), None),
+            Target::Agency(c, a) => exception(sc.rule, None, Some(c), Some(a)),
+        });
+        let e = eval(&x, LATER);
+        let o = pick(&e, board, sc);
+        assert_eq!(o.status, Status::Excepted, "{ctx}: excepted");
+        assert_eq!(
+            o.exception_reason.as_deref(),
+            Some("Agreed by the chair: family bereavement")
+        );
+
+        // The case no longer needs it: void.
+        if let Some(void) = sc.void {
+            let mut v = s.clone();
+            void(&mut v);
+            let e = eval(&v, LATER);
+            assert_eq!(pick(&e, board, sc).status, Status::Void, "{ctx}: void");
+        }
+    }
+}
+
+fn cancel_conf1(s: &mut CaseState) {
+    let c = conf_mut(s, "CONF-1");
+    c.status = "cancelled".into();
+    c.held_at = None;
+}
+
+const ALL: &[&str] = &[];
+
+fn scenarios() -> Vec<Scenario> {
+    let sc = |boards, rule, due, set: Setter, target| Scenario {
+        boards,
+        rule,
+        due,
+        set,
+        date_only: false,
+        target,
+        occurrence: None,
+        void: None,
+    };
+    let not = |b: &'static [&'static str]| -> &'static [&'static str] {
+        let v: Vec<&'static str> = BOARDS.iter().copied().filter(|x| !b.contains(x)).collect();
+        Box::leak(v.into_boxed_slice())
+    };
+    vec![
+        // Baseline rules, in every board that does not change them.
+        // Referral Monday 14 December 2026 10:00 by telephone: 48 hours is Wednesday 10:00.
+        sc(
+            ALL,
+            "referral-confirmed-in-writing",
+            "2026-12-16T10:00:00Z",
+            |s, v| s.referrals[0].written_confirmation_at = v,
+            Target::Child,
+        ),
+        // Written referral Tuesday 15 December: one working day is the end of Wednesday 16.
+        Scenario {
+            set: |s, v| {
+                s.referrals[0].acknowledged_at = v;
+                s.referrals[0].written_confirmation_at = Some(t("2026-12-15T09:00:00Z"));
+            },
+            ..sc(
+                ALL,
+                "referral-acknowledged",
+                "2026-12-16T23:59:59Z",
+                |_, _| {},
+                Target::Child,
+            )
+        },
+        sc(
+            ALL,
+            "referral-decision",
+            "2026-12-15T23:59:59Z",
+            |s, v| s.referrals[0].next_steps_recorded_at = v,
+            Target::Child,
+        ),
+        // 10 working days from Monday 14 December skip Christmas Day and the Boxing Day substitute (Monday 28).
+        Scenario {
+            date_only: true,
+            ..sc(
+                ALL,
+                "initial-assessment",
+                "2026-12-30T23:59:59Z",
+                |s, v| s.assessments[0].completed_on = v.map(|t| t.date_naive()),
+                Target::Child,
+            )
+        },
+        // Physical abuse reported Monday 14 December: a strategy discussion the same working day.
+        sc(
+            ALL,
+            "strategy-discussion-same-day",
+            "2026-12-14T23:59:59Z",
+            |s, v| match v {
+                Some(v) => s.strategy_discussions[0].held_at = v,
+                None => s.strategy_discussions.clear(),
+            },
+            Target::Child,
+        ),
+        // Strategy discussion Monday 21 December 11:00: the child seen within 24 hours.
+        Scenario {
+            occurrence: Some("SD2"),
+            ..sc(
+                ALL,
+                "child-seen-24h",
+                "2026-12-22T11:00:00Z",
+                |s, v| s.strategy_discussions[1].child_seen_at = v,
+                Target::Child,
+            )
+        },
+        // 35 working days from Monday 21 December 2026 (skipping 25 and 28 December and 1 January) = Thursday 11 February 2027.
+        Scenario {
+            date_only: true,
+            ..sc(
+                ALL,
+                "core-assessment",
+                "2027-02-11T23:59:59Z",
+                |s, v| s.assessments[1].completed_on = v.map(|t| t.date_naive()),
+                Target::Child,
+            )
+        },
+        // The worked example: 21 December 2026 + 15 working days = Thursday 14 January 2027.
+        Scenario {
+            void: Some(cancel_conf1),
+            ..sc(
+                ALL,
+                "icpc-timeliness",
+                "2027-01-14T23:59:59Z",
+                |s, v| {
+                    let c = conf_mut(s, "CONF-1");
+                    c.held_at = v;
+                    c.status = if v.is_some() { "held" } else { "scheduled" }.into();
+                    c.scheduled_at = Some(v.unwrap_or(t("2027-01-20T10:00:00Z")));
+                },
+                Target::ChildAt("CONF-1"),
+            )
+        },
+        // Conference Wednesday 13 January: decision circulated by the end of Thursday 14.
+        sc(
+            not(&["barnsley"]),
+            "decision-circulated",
+            "2027-01-14T23:59:59Z",
+            |s, v| conf_mut(s, "CONF-1").decision_circulated_at = v,
+            Target::Conference("CONF-1"),
+        ),
+        // First core group within 10 working days: Wednesday 27 January.
+        Scenario {
+            void: Some(|s| s.cp_plans[0].ended_on = Some(d("2027-01-20"))),
+            ..sc(
+                not(&["hampshire-4lscb"]),
+                "first-core-group",
+                "2027-01-27T23:59:59Z",
+                |s, v| match v {
+                    Some(v) => s.core_groups[0].held_at = v,
+                    None => s.core_groups.clear(),
+                },
+                Target::Child,
+            )
+        },
+        // First review within three months: 13 April 2027, 23:59:59 BST.
+        Scenario {
+            void: Some(|s| {
+                s.cp_plans[0].ended_on = Some(d("2027-03-01"));
+                s.conferences.retain(|c| c.id != "CONF-3");
+            }),
+            ..sc(
+                ALL,
+                "first-review",
+                "2027-04-13T22:59:59Z",
+                |s, v| {
+                    let c = conf_mut(s, "CONF-2");
+                    c.held_at = v;
+                    c.status = if v.is_some() { "held" } else { "scheduled" }.into();
+                    c.scheduled_at = Some(v.unwrap_or(t("2027-05-01T09:00:00Z")));
+                },
+                Target::Child,
+            )
+        },
+        // Next review within six months of Wednesday 7 April: 7 October 2027, 23:59:59 BST.
+        Scenario {
+            void: Some(|s| s.cp_plans[0].ended_on = Some(d("2027-06-01"))),
+            ..sc(
+                ALL,
+                "subsequent-review",
+                "2027-10-07T22:59:59Z",
+                |s, v| {
+                    let c = conf_mut(s, "CONF-3");
+                    c.held_at = v;
+                    c.status = if v.is_some() { "held" } else { "scheduled" }.into();
+                    c.scheduled_at = Some(v.unwrap_or(t("2027-10-20T09:00:00Z")));
+                },
+                Target::Conference("CONF-2"),
+            )
+        },
+        // Pan-Dorset: initial conference 13 January 10:00 - 24 hours; review 7 April - 5 working days
+        // (Tuesday 6, Monday 5, Friday 2, Thursday 1 April, Wednesday 31 March).
+        Scenario {
+            void: Some(cancel_conf1),
+            ..sc(
+                &["pan-dorset"],
+                "report-to-chair",
+                "2027-01-12T10:00:00Z",
+                |s, v| inv_mut(s, "CONF-1", "AG-POL").report_received_at = v,
+                Target::Agency("CONF-1", "AG-POL"),
+            )
+        },
+        sc(
+            &["pan-dorset"],
+            "report-to-chair",
+            "2027-03-31T22:59:59Z",
+            |s, v| inv_mut(s, "CONF-2", "AG-POL").report_received_at = v,
+            Target::Agency("CONF-2", "AG-POL"),
+        ),
+        Scenario {
+            void: Some(cancel_conf1),
+            ..sc(
+                &["pan-dorset"],
+                "report-shared-with-family",
+                "2027-01-12T10:00:00Z",
+                |s, v| inv_mut(s, "CONF-1", "AG-EDU").report_shared_with_family_at = v,
+                Target::Agency("CONF-1", "AG-EDU"),
+            )
+        },
+        sc(
+            &["pan-dorset"],
+            "report-shared-with-family",
+            "2027-03-31T22:59:59Z",
+            |s, v| inv_mut(s, "CONF-2", "AG-EDU").report_shared_with_family_at = v,
+            Target::Agency("CONF-2", "AG-EDU"),
+        ),
+        // Minutes: 10 working days from 13 January = 27 January (Pan-Dorset, Hampshire); 15 = 3 February (Barnsley, Bolton); 20 = 10 February (Cwm Taf).
+        sc(
+            &["pan-dorset", "hampshire-4lscb"],
+            "minutes-circulated",
+            "2027-01-27T23:59:59Z",
+            |s, v| conf_mut(s, "CONF-1").minutes_circulated_at = v,
+            Target::Conference("CONF-1"),
+        ),
+        sc(
+            &["barnsley", "bolton"],
+            "minutes-circulated",
+            "2027-02-03T23:59:59Z",
+            |s, v| conf_mut(s, "CONF-1").minutes_circulated_at = v,
+            Target::Conference("CONF-1"),
+        ),
+        sc(
+            &["cwm-taf-morgannwg"],
+            "minutes-circulated",
+            "2027-02-10T23:59:59Z",
+            |s, v| conf_mut(s, "CONF-1").minutes_circulated_at = v,
+            Target::Conference("CONF-1"),
+        ),
+        // Hampshire: agencies 24 hours, the social worker 48 hours before Wednesday 13 January 10:00.
+        Scenario {
+            void: Some(cancel_conf1),
+            ..sc(
+                &["hampshire-4lscb"],
+                "report-to-chair",
+                "2027-01-12T10:00:00Z",
+                |s, v| inv_mut(s, "CONF-1", "AG-HV").report_received_at = v,
+                Target::Agency("CONF-1", "AG-HV"),
+            )
+        },
+        Scenario {
+            void: Some(cancel_conf1),
+            ..sc(
+                &["hampshire-4lscb"],
+                "sw-report-to-chair",
+                "2027-01-11T10:00:00Z",
+                |s, v| inv_mut(s, "CONF-1", "AG-CSC").report_received_at = v,
+                Target::Agency("CONF-1", "AG-CSC"),
+            )
+        },
+        // Hampshire: the core group follows the conference directly (same working day).
+        sc(
+            &["hampshire-4lscb"],
+            "first-core-group",
+            "2027-01-13T23:59:59Z",
+            |s, v| match v {
+                Some(v) => s.core_groups[0].held_at = v,
+                None => s.core_groups.clear(),
+            },
+            Target::Child,
+        ),
+        sc(
+            &["hampshire-4lscb"],
+            "plan-circulated",
+            "2027-01-15T23:59:59Z",
+            |s, v| conf_mut(s, "CONF-1").plan_circulated_at = v,
+            Target::Conference("CONF-1"),
+        ),
+        sc(
+            &["hampshire-4lscb"],
+            "plan-hard-copy",
+            "2027-01-18T23:59:59Z",
+            |s, v| conf_mut(s, "CONF-1").plan_hard_copy_sent_at = v,
+            Target::Conference("CONF-1"),
+        ),
+        // Barnsley: booked within 24 hours of the decision (Monday 21 December 13:00).
+        sc(
+            &["barnsley"],
+            "conference-booked",
+            "2026-12-22T13:00:00Z",
+            |s, v| conf_mut(s, "CONF-1").requested_at = v,
+            Target::Child,
+        ),
+        // Barnsley: a week before Wednesday 13 January is Wednesday 6 January.
+        Scenario {
+            void: Some(cancel_conf1),
+            ..sc(
+                &["barnsley"],
+                "chair-liaison",
+                "2027-01-06T23:59:59Z",
+                |s, v| conf_mut(s, "CONF-1").chair_liaison_at = v,
+                Target::Conference("CONF-1"),
+            )
+        },
+        // Barnsley: two days before is Monday 11 January; two working days before at 10:00 is Monday 11 January 10:00.
+        Scenario {
+            void: Some(cancel_conf1),
+            ..sc(
+                &["barnsley"],
+                "report-shared-with-family",
+                "2027-01-11T23:59:59Z",
+                |s, v| inv_mut(s, "CONF-1", "AG-POL").report_shared_with_family_at = v,
+                Target::Agency("CONF-1", "AG-POL"),
+            )
+        },
+        Scenario {
+            void: Some(cancel_conf1),
+            ..sc(
+                &["barnsley"],
+                "report-to-unit",
+                "2027-01-11T23:59:59Z",
+                |s, v| inv_mut(s, "CONF-1", "AG-EDU").report_received_at = v,
+                Target::Agency("CONF-1", "AG-EDU"),
+            )
+        },
+        Scenario {
+            void: Some(cancel_conf1),
+            ..sc(
+                &["barnsley"],
+                "sw-report-authorised",
+                "2027-01-11T10:00:00Z",
+                |s, v| inv_mut(s, "CONF-1", "AG-CSC").report_authorised_at = v,
+                Target::Agency("CONF-1", "AG-CSC"),
+            )
+        },
+        sc(
+            &["barnsley"],
+            "decision-circulated",
+            "2027-01-14T10:00:00Z",
+            |s, v| conf_mut(s, "CONF-1").decision_circulated_at = v,
+            Target::Conference("CONF-1"),
+        ),
+        // Cwm Taf: two working days before = end of Monday 11 January; the day before = end of Tuesday 12.
+        Scenario {
+            void: Some(cancel_conf1),
+            ..sc(
+                &["cwm-taf-morgannwg"],
+                "report-to-chair",
+                "2027-01-11T23:59:59Z",
+                |s, v| inv_mut(s, "CONF-1", "AG-POL").report_received_at = v,
+                Target::Agency("CONF-1", "AG-POL"),
+            )
+        },
+        Scenario {
+            void: Some(cancel_conf1),
+            ..sc(
+                &["cwm-taf-morgannwg"],
+                "report-shared-with-family",
+                "2027-01-12T23:59:59Z",
+                |s, v| inv_mut(s, "CONF-1", "AG-POL").report_shared_with_family_at = v,
+                Target::Agency("CONF-1", "AG-POL"),
+            )
+        },
+        // Cwm Taf: 5 working days (end of Wednesday 20 January) or the first core group (20 January 10:00), whichever is sooner.
+        sc(
+            &["cwm-taf-morgannwg"],
+            "summary-circulated",
+            "2027-01-20T10:00:00Z",
+            |s, v| conf_mut(s, "CONF-1").summary_circulated_at = v,
+            Target::Conference("CONF-1"),
+        ),
+        // Bolton: requested within one working day of the recommendation (Monday 21 December).
+        sc(
+            &["bolton"],
+            "conference-requested",
+            "2026-12-22T23:59:59Z",
+            |s, v| conf_mut(s, "CONF-1").requested_at = v,
+            Target::Child,
+        ),
+        // Bolton: two working days before, for initial and review conferences (Easter Monday 29 March is long past by 5 April).
+        Scenario {
+            void: Some(cancel_conf1),
+            ..sc(
+                &["bolton"],
+                "report-to-chair",
+                "2027-01-11T23:59:59Z",
+                |s, v| inv_mut(s, "CONF-1", "AG-HV").report_received_at = v,
+                Target::Agency("CONF-1", "AG-HV"),
+            )
+        },
+        sc(
+            &["bolton"],
+            "report-to-chair",
+            "2027-04-05T22:59:59Z",
+            |s, v| inv_mut(s, "CONF-2", "AG-HV").report_received_at = v,
+            Target::Agency("CONF-2", "AG-HV"),
+        ),
+        Scenario {
+            void: Some(cancel_conf1),
+            ..sc(
+                &["bolton"],
+                "workbook-submitted",
+                "2027-01-11T23:59:59Z",
+                |s, v| s.conference_children[0].workbook_received_at = v,
+                Target::ChildAt("CONF-1"),
+            )
+        },
+    ]
+}
+
+#[test]
+fn every_deadline_rule_on_time_on_the_deadline_late_missing_excepted_and_void() {
+    let all = scenarios();
+    assert!(all.len() > 30);
+    for sc in &all {
+        run(sc);
+    }
+}
+
+#[test]
+fn the_scenario_list_covers_every_deadline_rule_of_every_board() {
+    let rules = built_in_rules();
+    let covered: Vec<&str> = scenarios().iter().map(|s| s.rule).collect();
+    // Rules with their own tests below (recurring, standards, other subjects).
+    let elsewhere = [
+        "transfer-in-conference",
+        "cin-plan-review",
+        "age-18-review",
+        "quoracy",
+        "reconvene-adjourned",
+        "reconvene-overruled",
+        "reconvene-discontinuation-dissent",
+        "discontinued-at-first-review",
+        "discontinued-without-core-assessment",
+        "core-group-interval",
+        "pre-birth-request",
+        "pre-birth-conference",
+        "advocacy-offered",
+        "cp-visit-frequency",
+        "reconvene-not-quorate",
+        "reconvene-deferred",
+        "minutes-amendments-window",
+    ];
+    for b in rules.boards.values().flatten() {
+        for r in &b.rules {
+            assert!(
+                covered.contains(&r.id.as_str()) || elsewhere.contains(&r.id.as_str()),
+                "{} {} has no scenario",
+                b.id,
+                r.id
+            );
+        }
+    }
+}
+
+fn one<'e>(
+    e: &'e Evaluation,
+    board: &str,
+    rule: &str,
+    pred: impl Fn(&Obligation) -> bool,
+) -> &'e Obligation {
+    let v: Vec<&Obligation> = e
+        .obligations
+        .iter()
+        .filter(|o| o.board == board && o.rule == rule && pred(o))
+        .collect();
+    assert_eq!(v.len(), 1, "{board} {rule}: {v:#?}");
+    v[0]
+}
+
+#[test]
+fn an_initial_conference_not_yet_arranged_is_still_watched() {
+    let mut s = fixture("barnsley");
+    s.conferences.retain(|c| c.id == "CONF-9");
+    s.conference_children.clear();
+    let e = eval(&s, "2027-01-15T09:00:00Z");
+    let o = one(&e, "barnsley", "icpc-timeliness", |_| true);
+    assert_eq!(
+        (o.conference.as_deref(), o.status, o.due_at),
+        (None, Status::Overdue, t("2027-01-14T23:59:59Z"))
+    );
+    assert_eq!(o.child.as_deref(), Some("TEST-1"));
+    let e = eval(&s, "2027-01-08T09:00:00Z");
+    assert_eq!(
+        one(&e, "barnsley", "icpc-timeliness", |_| true).status,
+        Status::Pending
+    );
+}
+
+#[test]
+fn icpc_counts_from_the_last_s47_strategy_discussion() {
+    let mut s = fixture("pan-dorset");
+    s.strategy_discussions[0].s47_initiated = true;
+    let e = eval(&s, LATER);
+    let o = one(&e, "pan-dorset", "icpc-timeliness", |o| {
+        o.conference.as_deref() == Some("CONF-1")
+    });
+    assert_eq!(o.starts_at, t("2026-12-21T11:00:00Z"));
+    // A discussion after the conference does not count.
+    s.strategy_discussions.push(StrategyDiscussion {
+        id: "SD3".into(),
+        held_at: t("2027-02-01T10:00:00Z"),
+        ..s.strategy_discussions[1].clone()
+    });
+    let e = eval(&s, LATER);
+    assert_eq!(
+        one(&e, "pan-dorset", "icpc-timeliness", |o| o
+            .conference
+            .as_deref()
+            == Some("CONF-1"))
+        .starts_at,
+        t("2026-12-21T11:00:00Z")
+    );
+}
+
+#[test]
+fn transfer_in_conference_counts_from_the_notification_or_the_request() {
+    let mut s = fixture("pan-dorset");
+    let mut c = conference("CONF-T", "transfer_in", "2027-02-05T10:00:00Z");
+    c.transfer_notified_at = Some(t("2027-01-15T10:00:00Z"));
+    c.requested_at = Some(t("2027-01-18T10:00:00Z"));
+    s.conferences.push(c);
+    s.conference_children.push(cc("CONF-T", "C1", "plan"));
+    // Notified Friday 15 January: 15 working days = Friday 5 February.
+    let e = eval(&s, LATER);
+    let o = one(&e, "pan-dorset", "transfer-in-conference", |_| true);
+    assert_eq!(
+        (o.due_at, o.status),
+        (t("2027-02-05T23:59:59Z"), Status::Met)
+    );
+    // Barnsley counts from the request received (Monday 18 January): Monday 8 February.
+    s.children[0].board = Some("barnsley".into());
+    let e = eval(&s, LATER);
+    let o = one(&e, "barnsley", "transfer-in-conference", |_| true);
+    assert_eq!(
+        (o.due_at, o.status),
+        (t("2027-02-08T23:59:59Z"), Status::Met)
+    );
+    conf_mut(&mut s, "CONF-T").held_at = Some(t("2027-02-09T10:00:00Z"));
+    let e = eval(&s, LATER);
+    assert_eq!(
+        one(&e, "barnsley", "transfer-in-conference", |_| true).status,
+        Status::MetLate
+    );
+}
+
+#[test]
+fn pre_birth_conference_weeks_before_the_due_date() {
+    let mut s = fixture("barnsley");
+    s.children.push(Child {
+        expected_due_date: Some(d("2027-06-30")),
+        date_of_birth: None,
+        ..child("C2", "TEST-2", "barnsley", None)
+    });
+    let mut c = conference("CONF-PB", "pre_birth", "2027-05-05T09:00:00Z");
+    c.requested_at = Some(t("2027-04-07T09:00:00Z"));
+    s.conferences.push(c);
+    s.conference_children.push(cc("CONF-PB", "C2", "plan"));
+    let e = eval(&s, LATER);
+    // Due date Wednesday 30 June 2027: 12 weeks before is Wednesday 7 April, 8 weeks before Wednesday 5 May.
+    let req = one(&e, "barnsley", "pre-birth-request", |_| true);
+    assert_eq!(
+        (req.due_at, req.status),
+        (t("2027-04-07T22:59:59Z"), Status::Met)
+    );
+    let held = one(&e, "barnsley", "pre-birth-conference", |_| true);
+    assert_eq!(
+        (held.due_at, held.status),
+        (t("2027-05-05T22:59:59Z"), Status::Met)
+    );
+    // The pre-birth conference also answers the initial-conference timescale, when there was a strategy discussion.
+    assert!(e
+        .obligations
+        .iter()
+        .all(|o| !(o.rule == "icpc-timeliness" && o.conference.as_deref() == Some("CONF-PB"))));
+    conf_mut(&mut s, "CONF-PB").held_at = Some(t("2027-05-06T09:00:00Z"));
+    let e = eval(&s, LATER);
+    assert_eq!(
+        one(&e, "barnsley", "pre-birth-conference", |_| true).status,
+        Status::MetLate
+    );
+}
+
+fn add_reconvening(s: &mut CaseState, original: &str, status: &str, held: Option<&str>) {
+    conf_mut(s, original).status = status.into();
+    if let Some(h) = held {
+        let mut c = conference(&format!("{original}-R"), "initial", h);
+        c.reconvenes_id = Some(original.into());
+        s.conferences.push(c);
+        s.conference_children
+            .push(cc(&format!("{original}-R"), "C1", "plan"));
+    }
+}
+
+#[test]
+fn adjourned_and_deferred_conferences_reconvene_in_time() {
+    // Adjourned Wednesday 13 January: Pan-Dorset 15 working days (Wednesday 3 February), Bolton 20 (Wednesday 10 February).
+    for (board, rule, status, due) in [
+        (
+            "pan-dorset",
+            "reconvene-adjourned",
+            "adjourned",
+            "2027-02-03T23:59:59Z",
+        ),
+        (
+            "bolton",
+            "reconvene-not-quorate",
+            "adjourned",
+            "2027-02-10T23:59:59Z",
+        ),
+        (
+            "bolton",
+            "reconvene-deferred",
+            "deferred",
+            "2027-02-10T23:59:59Z",
+        ),
+    ] {
+        let mut s = fixture(board);
+        add_reconvening(&mut s, "CONF-1", status, Some("2027-02-03T10:00:00Z"));
+        let e = eval(&s, LATER);
+        let o = one(&e, board, rule, |o| {
+            o.conference.as_deref() == Some("CONF-1")
+        });
+        assert_eq!(
+            (o.due_at, o.status, o.met_at),
+            (t(due), Status::Met, Some(t("2027-02-03T10:00:00Z"))),
+            "{board} {rule}"
+        );
+        let mut s = fixture(board);
+        add_reconvening(&mut s, "CONF-1", status, None);
+        s.conferences.retain(|c| c.id == "CONF-1");
+        let e = eval(&s, LATER);
+        assert_eq!(
+            one(&e, board, rule, |_| true).status,
+            Status::Overdue,
+            "{board} {rule} missing"
+        );
+    }
+}
+
+#[test]
+fn overruled_and_dissent_reconvened_within_four_weeks() {
+    let mut s = fixture("pan-dorset");
+    conf_mut(&mut s, "CONF-1").chair_overruled = true;
+    let mut c = conference("CONF-1-R", "initial", "2027-02-11T10:00:00Z");
+    c.reconvenes_id = Some("CONF-1".into());
+    s.conferences.push(c);
+    s.conference_children.push(cc("CONF-1-R", "C1", "plan"));
+    let e = eval(&s, LATER);
+    // 13 January + 4 weeks = Wednesday 10 February: the further conference on the 11th is a day late.
+    let o = one(&e, "pan-dorset", "reconvene-overruled", |_| true);
+    assert_eq!(
+        (o.due_at, o.status, o.late_working_days),
+        (t("2027-02-10T23:59:59Z"), Status::MetLate, Some(1))
+    );
+    // Dissent: the review of 7 April ended the plan and a reconvened conference followed.
+    let mut s = fixture("pan-dorset");
+    s.conference_children
+        .iter_mut()
+        .find(|x| x.conference_id == "CONF-2")
+        .expect("cc")
+        .outcome = Some("plan_ended".into());
+    let mut c = conference("CONF-2-R", "review", "2027-05-04T09:00:00Z");
+    c.reconvenes_id = Some("CONF-2".into());
+    s.conferences.push(c);
+    s.conference_children
+        .push(cc("CONF-2-R", "C1", "plan_continues"));
+    let e = eval(&s, LATER);
+    let o = one(
+        &e,
+        "pan-dorset",
+        "reconvene-discontinuation-dissent",
+        |_| true,
+    );
+    assert_eq!(
+        (o.due_at, o.status),
+        (t("2027-05-05T22:59:59Z"), Status::Met)
+    );
+}
+
+#[test]
+fn quoracy_standards_differ_by_board() {
+    let at = LATER;
+    let mut s = fixture("pan-dorset");
+    let e = eval(&s, at);
+    assert_eq!(
+        one(&e, "pan-dorset", "quoracy", |o| o.conference.as_deref()
+            == Some("CONF-1"))
+        .status,
+        Status::Met
+    );
+    // Only children's social care and one other agency attend: not quorate.
+    for a in ["AG-HV", "AG-EDU"] {
+        inv_mut(&mut s, "CONF-1", a).attended = Some(false);
+    }
+    let e = eval(&s, at);
+    let o = one(&e, "pan-dorset", "quoracy", |o| {
+        o.conference.as_deref() == Some("CONF-1")
+    });
+    assert_eq!((o.status, o.child.as_deref()), (Status::Overdue, None));
+    s.exceptions
+        .push(exception("quoracy", None, Some("CONF-1"), None));
+    let e = eval(&s, at);
+    assert_eq!(
+        one(&e, "pan-dorset", "quoracy", |o| o.conference.as_deref()
+            == Some("CONF-1"))
+        .status,
+        Status::Excepted
+    );
+    // Cwm Taf counts three agencies in all, and wants midwifery for an unborn child.
+    let mut s = fixture("cwm-taf-morgannwg");
+    for a in ["AG-CSC", "AG-EDU"] {
+        inv_mut(&mut s, "CONF-1", a).attended = Some(false);
+    }
+    let e = eval(&s, at);
+    assert_eq!(
+        one(&e, "cwm-taf-morgannwg", "quoracy", |o| o
+            .conference
+            .as_deref()
+            == Some("CONF-1"))
+        .status,
+        Status::Overdue
+    );
+    let mut s = fixture("cwm-taf-morgannwg");
+    conf_mut(&mut s, "CONF-1").kind = "pre_birth".into();
+    let e = eval(&s, at);
+    assert_eq!(
+        one(&e, "cwm-taf-morgannwg", "quoracy", |o| o
+            .conference
+            .as_deref()
+            == Some("CONF-1"))
+        .status,
+        Status::Overdue
+    );
+    s.invitations
+        .push(invitation("CONF-1", "AG-MW", "2027-01-08T12:00:00Z"));
+    let e = eval(&s, at);
+    assert_eq!(
+        one(&e, "cwm-taf-morgannwg", "quoracy", |o| o
+            .conference
+            .as_deref()
+            == Some("CONF-1"))
+        .status,
+        Status::Met
+    );
+    // Attendance not recorded at all is not quorate.
+    let mut s = fixture("bolton");
+    s.invitations.iter_mut().for_each(|i| i.attended = None);
+    let e = eval(&s, at);
+    assert_eq!(
+        one(&e, "bolton", "quoracy", |o| o.conference.as_deref()
+            == Some("CONF-1"))
+        .status,
+        Status::Overdue
+    );
+}
+
+#[test]
+fn advocacy_offered_by_age() {
+    // Born 10 May 2013: 13 at the January 2027 conference.
+    let s = fixture("barnsley");
+    let e = eval(&s, LATER);
+    assert_eq!(
+        one(&e, "barnsley", "advocacy-offered", |o| o
+            .conference
+            .as_deref()
+            == Some("CONF-1"))
+        .status,
+        Status::Met
+    );
+    let mut s = fixture("bolton");
+    s.conference_children[0].advocacy_offered = Some(false);
+    let e = eval(&s, LATER);
+    assert_eq!(
+        one(&e, "bolton", "advocacy-offered", |o| o
+            .conference
+            .as_deref()
+            == Some("CONF-1"))
+        .status,
+        Status::Overdue
+    );
+    // Twelve years old: Bolton's "over 13" does not apply, Barnsley's 11-15 does.
+    let mut s = fixture("bolton");
+    s.children[0].date_of_birth = Some(d("2014-06-01"));
+    let e = eval(&s, LATER);
+    assert!(!e
+        .obligations
+        .iter()
+        .any(|o| o.rule == "advocacy-offered" && o.conference.as_deref() == Some("CONF-1")));
+    s.children[0].board = Some("barnsley".into());
+    let e = eval(&s, LATER);
+    assert_eq!(
+        one(&e, "barnsley", "advocacy-offered", |o| o
+            .conference
+            .as_deref()
+            == Some("CONF-1"))
+        .status,
+        Status::Met
+    );
+    // A scheduled conference: pending; cancelled: void.
+    let mut s = fixture("barnsley");
+    let e = eval(&s, "2027-01-12T09:00:00Z");
+    assert_eq!(
+        one(&e, "barnsley", "advocacy-offered", |o| o
+            .conference
+            .as_deref()
+            == Some("CONF-1"))
+        .status,
+        Status::DueSoon
+    );
+    cancel_conf1(&mut s);
+    let e = eval(&s, LATER);
+    assert_eq!(
+        one(&e, "barnsley", "advocacy-offered", |o| o
+            .conference
+            .as_deref()
+            == Some("CONF-1"))
+        .status,
+        Status::Void
+    );
+}
+
+#[test]
+fn discontinuation_audit_flags() {
+    let mut s = fixture("pan-dorset");
+    s.conference_children
+        .iter_mut()
+        .find(|x| x.conference_id == "CONF-2")
+        .expect("cc")
+        .outcome = Some("plan_ended".into());
+    s.cp_plans[0].ended_on = Some(d("2027-04-07"));
+    let e = eval(&s, LATER);
+    let o = one(&e, "pan-dorset", "discontinued-at-first-review", |_| true);
+    assert_eq!(o.status, Status::Overdue);
+    // The core assessment was completed on 1 February, before the plan ended.
+    assert_eq!(
+        one(
+            &e,
+            "pan-dorset",
+            "discontinued-without-core-assessment",
+            |_| true
+        )
+        .status,
+        Status::Met
+    );
+    s.exceptions.push(exception(
+        "discontinued-at-first-review",
+        Some("C1"),
+        Some("CONF-2"),
+        None,
+    ));
+    s.assessments[1].completed_on = Some(d("2027-04-20"));
+    let e = eval(&s, LATER);
+    assert_eq!(
+        one(&e, "pan-dorset", "discontinued-at-first-review", |_| true).status,
+        Status::Excepted
+    );
+    assert_eq!(
+        one(
+            &e,
+            "pan-dorset",
+            "discontinued-without-core-assessment",
+            |_| true
+        )
+        .status,
+        Status::Overdue
+    );
+    // The October review is a second review: ending the plan there raises no flag.
+    let mut s = fixture("pan-dorset");
+    s.conference_children
+        .iter_mut()
+        .find(|x| x.conference_id == "CONF-3")
+        .expect("cc")
+        .outcome = Some("plan_ended".into());
+    let e = eval(&s, LATER);
+    assert!(!e
+        .obligations
+        .iter()
+        .any(|o| o.rule == "discontinued-at-first-review"));
+}
+
+#[test]
+fn core_groups_every_six_weeks_in_hampshire() {
+    let mut s = fixture("hampshire-4lscb");
+    // First core group 20 January, then 24 February; review conferences on 7 April and 5 October.
+    s.core_groups.push(CoreGroup {
+        id: "CG2".into(),
+        child_id: "C1".into(),
+        held_at: t("2027-02-24T10:00:00Z"),
+    });
+    let e = eval(&s, "2027-06-30T12:00:00Z");
+    let chain: Vec<(Instant, Status)> = e
+        .obligations
+        .iter()
+        .filter(|o| o.rule == "core-group-interval")
+        .map(|o| (o.due_at, o.status))
+        .collect();
+    assert_eq!(
+        chain,
+        vec![
+            (t("2027-03-03T23:59:59Z"), Status::Met), // 20 Jan + 6 weeks, met 24 Feb
+            (t("2027-04-07T22:59:59Z"), Status::Met), // 24 Feb + 6 weeks, met by the review conference on 7 April
+            (t("2027-05-19T22:59:59Z"), Status::Overdue), // 7 April + 6 weeks: nothing since
+        ]
+    );
+    // No first core group yet: no chain (first-core-group reports that).
+    s.core_groups.clear();
+    let e = eval(&s, "2027-06-30T12:00:00Z");
+    assert!(!e
+        .obligations
+        .iter()
+        .any(|o| o.rule == "core-group-interval"));
+}
+
+#[test]
+fn visits_at_the_plans_interval_in_barnsley() {
+    let mut s = fixture("barnsley");
+    // Every 10 working days from Wednesday 13 January: 27 January; visit on 26 January; then 9 February.
+    s.visits.push(Visit {
+        id: "V1".into(),
+        child_id: "C1".into(),
+        visited_at: t("2027-01-26T11:00:00Z"),
+        seen_alone: Some(true),
+    });
+    s.visits.push(Visit {
+        id: "V2".into(),
+        child_id: "C1".into(),
+        visited_at: t("2027-02-10T11:00:00Z"),
+        seen_alone: Some(true),
+    });
+    let e = eval(&s, "2027-02-26T12:00:00Z");
+    let chain: Vec<(Instant, Status, Option<i64>)> = e
+        .obligations
+        .iter()
+        .filter(|o| o.rule == "cp-visit-frequency")
+        .map(|o| (o.due_at, o.status, o.late_working_days))
+        .collect();
+    assert_eq!(
+        chain,
+        vec![
+            (t("2027-01-27T23:59:59Z"), Status::Met, Some(0)),
+            (t("2027-02-09T23:59:59Z"), Status::MetLate, Some(1)),
+            (t("2027-02-24T23:59:59Z"), Status::Overdue, Some(2)),
+        ]
+    );
+    // No interval in the plan: no visiting obligation.
+    s.cp_plans[0].visit_interval_working_days = None;
+    let e = eval(&s, "2027-02-26T12:00:00Z");
+    assert!(!e.obligations.iter().any(|o| o.rule == "cp-visit-frequency"));
+    // The plan ends: the chain stops, and an unmet visit due after the end is void.
+    s.cp_plans[0].visit_interval_working_days = Some(10);
+    s.cp_plans[0].ended_on = Some(d("2027-02-15"));
+    let e = eval(&s, "2027-02-26T12:00:00Z");
+    let last = e
+        .obligations
+        .iter()
+        .filter(|o| o.rule == "cp-visit-frequency")
+        .last()
+        .expect("chain");
+    assert_eq!(last.status, Status::Void);
+}
+
+#[test]
+fn child_in_need_plan_reviews_recur() {
+    let mut s = fixture("working-together-2010");
+    s.conference_children[0].outcome = Some("no_plan_cin".into());
+    s.conferences.retain(|c| c.id == "CONF-1");
+    s.cp_plans.clear();
+    s.cin_reviews.push(CinReview {
+        id: "CIN1".into(),
+        child_id: "C1".into(),
+        held_on: d("2027-06-01"),
+    });
+    let e = eval(&s, LATER);
+    let chain: Vec<(Instant, Status)> = e
+        .obligations
+        .iter()
+        .filter(|o| o.rule == "cin-plan-review")
+        .map(|o| (o.due_at, o.status))
+        .collect();
+    // 13 January + 6 months = 13 July (met 1 June); 1 June + 6 months = 1 December, still pending on 30 November.
+    assert_eq!(
+        chain,
+        vec![
+            (t("2027-07-13T22:59:59Z"), Status::Met),
+            (t("2027-12-01T23:59:59Z"), Status::DueSoon)
+        ]
+    );
+}
+
+#[test]
+fn review_around_the_eighteenth_birthday() {
+    let mut s = fixture("working-together-2010");
+    s.children[0].date_of_birth = Some(d("2009-09-15"));
+    // Turns 18 on 15 September 2027; the October review is too late, so move one into the window.
+    let e = eval(&s, "2027-05-01T12:00:00Z");
+    assert!(
+        !e.obligations.iter().any(|o| o.rule == "age-18-review"),
+        "not before the 3-month window opens"
+    );
+    let e = eval(&s, "2027-07-01T12:00:00Z");
+    let o = one(&e, "working-together-2010", "age-18-review", |_| true);
+    assert_eq!(
+        (o.due_at, o.status),
+        (t("2027-09-15T22:59:59Z"), Status::DueSoon)
+    );
+    let e = eval(&s, "2027-09-20T12:00:00Z");
+    assert_eq!(
+        one(&e, "working-together-2010", "age-18-review", |_| true).status,
+        Status::Overdue
+    );
+    conf_mut(&mut s, "CONF-3").held_at = Some(t("2027-09-01T09:00:00Z"));
+    let e = eval(&s, "2027-09-20T12:00:00Z");
+    assert_eq!(
+        one(&e, "working-together-2010", "age-18-review", |_| true).status,
+        Status::Met
+    );
+}
+
+#[test]
+fn the_minutes_amendment_window_is_a_notice_not_a_measure() {
+    let s = fixture("bolton");
+    // Minutes circulated Monday 25 January: 10 working days = Monday 8 February.
+    let e = eval(&s, "2027-02-03T12:00:00Z");
+    let o = one(&e, "bolton", "minutes-amendments-window", |o| {
+        o.conference.as_deref() == Some("CONF-1")
+    });
+    assert_eq!(
+        (o.due_at, o.status),
+        (t("2027-02-08T23:59:59Z"), Status::DueSoon)
+    );
+    let e = eval(&s, "2027-02-09T12:00:00Z");
+    assert_eq!(
+        one(&e, "bolton", "minutes-amendments-window", |o| o
+            .conference
+            .as_deref()
+            == Some("CONF-1"))
+        .status,
+        Status::Void
+    );
+}
+
+#[test]
+fn an_obligation_is_judged_by_the_version_in_force_when_it_started() {
+    let mut files: Vec<(String, String)> = cpwatch::rules::BUILT_IN
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    let v43 = cpwatch::rules::BUILT_IN
+        .iter()
+        .find(|(n, _)| *n == "bolton.toml")
+        .map(|(_, t)| t.to_string())
+        .expect("bolton")
+        .replace("version = \"v44\"", "version = \"v43\"")
+        .replace("effective_from = 2024-06-03", "effective_from = 2020-01-01")
+        .replace(
+            "offset = \"+15 working days\"\nmet_by = \"conference.minutes_circulated_at\"",
+            "offset = \"+20 working days\"\nmet_by = \"conference.minutes_circulated_at\"",
+        );
+    files.push(("bolton-v43.toml".into(), v43));
+    let rules = cpwatch::rules::load_texts(files).expect("both versions load");
+    assert_eq!(rules.boards["bolton"].len(), 2);
+    // A conference held on Wednesday 7 June 2023 is judged by v43 (20 working days: Wednesday 5 July).
+    let mut s = fixture("bolton");
+    let c = conf_mut(&mut s, "CONF-1");
+    c.held_at = Some(t("2023-06-07T09:00:00Z"));
+    c.scheduled_at = c.held_at;
+    c.minutes_circulated_at = Some(t("2023-06-30T09:00:00Z"));
+    let e = eval_with(&s, &rules, LATER);
+    let o = one(&e, "bolton", "minutes-circulated", |o| {
+        o.conference.as_deref() == Some("CONF-1")
+    });
+    assert_eq!(
+        (o.board_version.as_str(), o.due_at, o.status),
+        ("v43", t("2023-07-05T22:59:59Z"), Status::Met)
+    );
+    // The same minutes after a 2025 conference are judged by v44 (15 working days).
+    let e = eval_with(&fixture("bolton"), &rules, LATER);
+    let o = one(&e, "bolton", "minutes-circulated", |o| {
+        o.conference.as_deref() == Some("CONF-1")
+    });
+    assert_eq!(
+        (o.board_version.as_str(), o.due_at),
+        ("v44", t("2027-02-03T23:59:59Z"))
+    );
+}
+
+fn has(e: &Evaluation, kind: &str, table: &str, row: &str) -> bool {
+    e.findings
+        .iter()
+        .any(|f| f.kind == kind && f.table == table && f.row == row)
+}
+
+#[test]
+fn contradictory_data_is_reported_not_fatal() {
+    let mut s = fixture("pan-dorset");
+    // A conference held before the strategy discussion it answers.
+    s.strategy_discussions.retain(|d| d.id == "SD2");
+    s.strategy_discussions[0].held_at = t("2027-01-20T10:00:00Z");
+    // A review about a child with no plan.
+    s.children
+        .push(child("C2", "TEST-2", "pan-dorset", Some("2015-01-01")));
+    s.conferences
+        .push(conference("CONF-X", "review", "2027-03-03T10:00:00Z"));
+    s.conference_children
+        .push(cc("CONF-X", "C2", "plan_continues"));
+    // An invitation naming an unknown agency.
+    s.invitations
+        .push(invitation("CONF-1", "AG-NOPE", "2027-01-08T12:00:00Z"));
+    // Minutes circulated after the evaluation instant.
+    conf_mut(&mut s, "CONF-2").minutes_circulated_at = Some(t("2027-12-25T10:00:00Z"));
+    // Two open plans.
+    s.cp_plans.push(CpPlan {
+        id: "P2".into(),
+        ..s.cp_plans[0].clone()
+    });
+    // A reconvened conference pointing at a missing one.
+    conf_mut(&mut s, "CONF-3").reconvenes_id = Some("CONF-GONE".into());
+    // Rows pointing at children who do not exist.
+    s.core_groups.push(CoreGroup {
+        id: "CG9".into(),
+        child_id: "C404".into(),
+        held_at: t("2027-02-01T10:00:00Z"),
+    });
+    let e = eval(&s, LATER);
+    assert!(
+        has(
+            &e,
+            "conference_before_strategy_discussion",
+            "conferences",
+            "CONF-1"
+        ),
+        "{:#?}",
+        e.findings
+    );
+    assert!(has(&e, "review_without_plan", "conferences", "CONF-X"));
+    assert!(has(&e, "unknown_agency", "invitations", "CONF-1/AG-NOPE"));
+    assert!(has(&e, "recorded_in_future", "conferences", "CONF-2"));
+    assert!(
+        has(&e, "two_open_plans", "cp_plans", "P2") || has(&e, "two_open_plans", "cp_plans", "P1")
+    );
+    assert!(has(
+        &e,
+        "missing_reconvened_conference",
+        "conferences",
+        "CONF-3"
+    ));
+    assert!(has(&e, "unknown_reference", "core_groups", "CG9"));
+    // The future minutes count as not yet circulated.
+    let o = one(&e, "pan-dorset", "minutes-circulated", |o| {
+        o.conference.as_deref() == Some("CONF-2")
+    });
+    assert_eq!((o.status, o.met_at), (Status::Overdue, None));
+    // A scheduled future conference is normal, not a finding.
+    let mut s = fixture("pan-dorset");
+    let c = conf_mut(&mut s, "CONF-3");
+    c.status = "scheduled".into();
+    c.held_at = None;
+    c.decision_circulated_at = None;
+    c.minutes_circulated_at = None;
+    s.invitations.retain(|i| i.conference_id != "CONF-3");
+    let e = eval(&s, "2027-06-01T12:00:00Z");
+    assert!(
+        !e.findings.iter().any(|f| f.row == "CONF-3"),
+        "{:#?}",
+        e.findings
+    );
+}
+
+#[test]
+fn statuses_and_lateness_are_consistent_over_the_demo_authority() {
+    let holidays = holidays();
+    let rules = built_in_rules();
+    let now = t("2026-11-23T09:00:00Z");
+    let state = cpwatch::demo::generate(7, 400, now, &holidays).expect("demo data");
+    let e = cpwatch::evaluate::evaluate(
+        &state,
+        &rules,
+        &holidays,
+        now,
+        &cpwatch::evaluate::Options {
+            default_board: "working-together-2010",
+        },
+    );
+    assert!(e.obligations.len() > 5_000);
+    for o in &e.obligations {
+        match o.status {
+            Status::Met => assert!(
+                o.met_at.is_some_and(|m| m <= o.due_at)
+                    || o.kind == cpwatch::rules::RuleKind::Standard,
+                "{o:#?}"
+            ),
+            Status::MetLate => assert!(
+                o.met_at.is_some_and(|m| m > o.due_at)
+                    && o.late_working_days.is_some_and(|n| n >= 1),
+                "{o:#?}"
+            ),
+            Status::Overdue => assert!(
+                o.met_at.is_none()
+                    && (o.due_at < now || o.kind == cpwatch::rules::RuleKind::Standard),
+                "{o:#?}"
+            ),
+            Status::Pending | Status::DueSoon => {
+                assert!(o.due_at >= now && o.met_at.is_none(), "{o:#?}")
+            }
+            Status::Excepted => assert!(o.exception_reason.is_some()),
+            Status::Void => {}
+        }
+    }
+    // Keys identify obligations: no two alike.
+    let mut keys: Vec<&str> = e.obligations.iter().map(|o| o.key.as_str()).collect();
+    keys.sort_unstable();
+    let before = keys.len();
+    keys.dedup();
+    assert_eq!(before, keys.len(), "duplicate obligation keys");
+    // Every board is represented, with every status a QA officer expects.
+    for b in [
+        "barnsley",
+        "bolton",
+        "cwm-taf-morgannwg",
+        "hampshire-4lscb",
+        "pan-dorset",
+    ] {
+        assert!(e.obligations.iter().any(|o| o.board == b));
+    }
+    for st in [
+        Status::Met,
+        Status::MetLate,
+        Status::Overdue,
+        Status::Pending,
+        Status::DueSoon,
+        Status::Excepted,
+        Status::Void,
+    ] {
+        assert!(e.obligations.iter().any(|o| o.status == st), "{st:?}");
+    }
+    // The same seed gives the same data.
+    let again = cpwatch::demo::generate(7, 400, now, &holidays).expect("demo data");
+    assert_eq!(
+        serde_json::to_string(&state).expect("json"),
+        serde_json::to_string(&again).expect("json")
+    );
+}
