@@ -589,7 +589,7 @@ impl Gen {
         if unborn || age < 5 {
             agencies.push(if unborn { "AG-MW" } else { "AG-HV" });
         }
-        if age >= 2 && age < 5 {
+        if (2..5).contains(&age) {
             agencies.push("AG-EY");
         }
         if age >= 5 {

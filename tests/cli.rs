@@ -44,7 +44,11 @@ fn the_command_line_is_well_formed_and_every_command_says_what_it_does() {
         (vec!["rules", "check", "--help"], "file:line:column"),
     ] {
         let o = cpwatch(dir.path(), &cmd);
-        assert!(o.status.success() && stdout(&o).contains(words), "{cmd:?}: {}", stdout(&o));
+        assert!(
+            o.status.success() && stdout(&o).contains(words),
+            "{cmd:?}: {}",
+            stdout(&o)
+        );
         assert!(stdout(&help).contains(cmd[0]));
     }
 }
@@ -55,8 +59,14 @@ fn demo_then_check_and_explain_on_the_embedded_database() {
     let demo = cpwatch(dir.path(), &["demo", "--at", AT]);
     assert!(demo.status.success(), "{}", stderr(&demo));
     let text = stdout(&demo);
-    assert!(text.contains("overdue") && text.contains("data-quality findings"), "{text}");
-    assert!(dir.path().join("cpwatch.db").exists(), "the embedded default is a file in the working directory");
+    assert!(
+        text.contains("overdue") && text.contains("data-quality findings"),
+        "{text}"
+    );
+    assert!(
+        dir.path().join("cpwatch.db").exists(),
+        "the embedded default is a file in the working directory"
+    );
 
     let json = cpwatch(dir.path(), &["check", "--format", "json", "--at", AT]);
     assert!(json.status.success(), "{}", stderr(&json));
@@ -65,33 +75,85 @@ fn demo_then_check_and_explain_on_the_embedded_database() {
     let obligations = v["obligations"].as_array().expect("obligations");
     assert!(obligations.len() > 3000);
     for o in obligations.iter().take(500) {
-        for field in ["rule", "board", "child", "conference", "agency", "starts_at", "due_at", "met_at", "status", "late_working_days", "exception_reason"] {
+        for field in [
+            "rule",
+            "board",
+            "child",
+            "conference",
+            "agency",
+            "starts_at",
+            "due_at",
+            "met_at",
+            "status",
+            "late_working_days",
+            "exception_reason",
+        ] {
             assert!(o.get(field).is_some(), "{field} missing in {o}");
         }
         let due = o["due_at"].as_str().expect("due_at");
-        assert!(due.ends_with("+00:00") || due.ends_with("+01:00"), "{due} carries the local offset");
+        assert!(
+            due.ends_with("+00:00") || due.ends_with("+01:00"),
+            "{due} carries the local offset"
+        );
     }
     // Obligations about a conference as a whole or one agency's report name no child.
-    assert!(obligations.iter().filter(|o| o["rule"] == "report-to-chair").all(|o| o["child"].is_null() && o["agency"].is_string()));
-    assert!(v["findings"].as_array().is_some_and(|f| f.iter().any(|x| x["kind"] == "unknown_agency")));
+    assert!(obligations
+        .iter()
+        .filter(|o| o["rule"] == "report-to-chair")
+        .all(|o| o["child"].is_null() && o["agency"].is_string()));
+    assert!(v["findings"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x["kind"] == "unknown_agency")));
 
-    let filtered = cpwatch(dir.path(), &["check", "--format", "json", "--at", AT, "--board", "bolton", "--status", "overdue", "--rule", "report-to-chair"]);
+    let filtered = cpwatch(
+        dir.path(),
+        &[
+            "check",
+            "--format",
+            "json",
+            "--at",
+            AT,
+            "--board",
+            "bolton",
+            "--status",
+            "overdue",
+            "--rule",
+            "report-to-chair",
+        ],
+    );
     let v: serde_json::Value = serde_json::from_slice(&filtered.stdout).expect("json");
     let list = v["obligations"].as_array().expect("list");
-    assert!(!list.is_empty() && list.iter().all(|o| o["board"] == "bolton" && o["status"] == "overdue" && o["rule"] == "report-to-chair"));
+    assert!(
+        !list.is_empty()
+            && list.iter().all(|o| o["board"] == "bolton"
+                && o["status"] == "overdue"
+                && o["rule"] == "report-to-chair")
+    );
 
     let csv = cpwatch(dir.path(), &["check", "--format", "csv", "--at", AT]);
     assert!(stdout(&csv).starts_with("key,rule,title,kind,board,board_version,child,conference,agency,team,occurrence,starts_at,due_at,met_at,status,late_working_days,exception_reason\n"));
 
     let table = cpwatch(dir.path(), &["check", "--at", AT, "--status", "overdue"]);
     let text = stdout(&table);
-    assert!(text.lines().nth(3).is_some_and(|l| l.contains("overdue")), "{text}");
+    assert!(
+        text.lines().nth(3).is_some_and(|l| l.contains("overdue")),
+        "{text}"
+    );
 
-    let reference = obligations.iter().find(|o| o["rule"] == "icpc-timeliness" && o["status"] == "met").and_then(|o| o["child"].as_str()).expect("a child");
+    let reference = obligations
+        .iter()
+        .find(|o| o["rule"] == "icpc-timeliness" && o["status"] == "met")
+        .and_then(|o| o["child"].as_str())
+        .expect("a child");
     let explain = cpwatch(dir.path(), &["explain", reference, "--at", AT]);
     assert!(explain.status.success(), "{}", stderr(&explain));
     let text = stdout(&explain);
-    assert!(text.contains("Timeline") && text.contains("icpc-timeliness: strategy discussion") && text.contains("source: "), "{text}");
+    assert!(
+        text.contains("Timeline")
+            && text.contains("icpc-timeliness: strategy discussion")
+            && text.contains("source: "),
+        "{text}"
+    );
 
     let missing = cpwatch(dir.path(), &["explain", "NO-SUCH-CHILD"]);
     assert_eq!(missing.status.code(), Some(2));
@@ -108,8 +170,20 @@ async fn explain_words_a_deadline_as_a_qa_officer_would_check_it() {
     let url = format!("sqlite://{}", dir.path().join("case.db").display());
     let s = cpwatch::store::connect(&url, true).await.expect("sqlite");
     s.migrate(false).await.expect("migrate");
-    s.replace_case_data(&fixture("pan-dorset")).await.expect("write");
-    let o = cpwatch(dir.path(), &["explain", "TEST-1", "--database", &url, "--at", "2027-11-30T12:00:00Z"]);
+    s.replace_case_data(&fixture("pan-dorset"))
+        .await
+        .expect("write");
+    let o = cpwatch(
+        dir.path(),
+        &[
+            "explain",
+            "TEST-1",
+            "--database",
+            &url,
+            "--at",
+            "2027-11-30T12:00:00Z",
+        ],
+    );
     let text = stdout(&o);
     assert!(
         text.contains("icpc-timeliness: strategy discussion Mon 21 Dec 2026 + 15 working days (skipping the bank holidays 25 Dec, 28 Dec and 1 Jan, and the weekends) = Thu 14 Jan 2027, 23:59; held Wed 13 Jan 2027, 10:00: met"),
@@ -128,13 +202,32 @@ fn rules_check_passes_the_shipped_rules_and_points_at_broken_ones() {
     assert!(stdout(&ok).contains("rules OK: 6 boards"));
 
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::copy(repo.join("rules/working-together-2010.toml"), dir.path().join("working-together-2010.toml")).expect("copy");
-    let broken = std::fs::read_to_string(repo.join("rules/bolton.toml")).expect("bolton").replace("offset = \"+15 working days\"", "offset = \"+15 wrking days\"");
+    std::fs::copy(
+        repo.join("rules/working-together-2010.toml"),
+        dir.path().join("working-together-2010.toml"),
+    )
+    .expect("copy");
+    let broken = std::fs::read_to_string(repo.join("rules/bolton.toml"))
+        .expect("bolton")
+        .replace(
+            "offset = \"+15 working days\"",
+            "offset = \"+15 wrking days\"",
+        );
     std::fs::write(dir.path().join("bolton.toml"), &broken).expect("write");
     let bad = cpwatch(dir.path(), &["rules", "check", "."]);
     assert_eq!(bad.status.code(), Some(1));
-    let line = broken.lines().position(|l| l.contains("wrking")).expect("line") + 1;
-    assert!(stdout(&bad).contains(&format!("bolton.toml:{line}:10: offset: offset \"+15 wrking days\": unknown unit")), "{}", stdout(&bad));
+    let line = broken
+        .lines()
+        .position(|l| l.contains("wrking"))
+        .expect("line")
+        + 1;
+    assert!(
+        stdout(&bad).contains(&format!(
+            "bolton.toml:{line}:10: offset: offset \"+15 wrking days\": unknown unit"
+        )),
+        "{}",
+        stdout(&bad)
+    );
 
     // A command that needs the rules refuses to run on broken ones, with status 2.
     let check = cpwatch(dir.path(), &["check", "--rules", "."]);
@@ -163,38 +256,85 @@ async fn demo_will_not_replace_case_data_it_did_not_create() {
     let url = format!("sqlite://{}", dir.path().join("live.db").display());
     let s = cpwatch::store::connect(&url, true).await.expect("sqlite");
     s.migrate(false).await.expect("migrate");
-    s.replace_case_data(&fixture("bolton")).await.expect("write");
+    s.replace_case_data(&fixture("bolton"))
+        .await
+        .expect("write");
     let o = cpwatch(dir.path(), &["demo", "--database", &url]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("did not create"), "{}", stderr(&o));
-    assert_eq!(s.count_children().await.expect("count"), 1, "nothing was replaced");
-    let o = cpwatch(dir.path(), &["demo", "--database", &url, "--force", "--children", "40"]);
+    assert_eq!(
+        s.count_children().await.expect("count"),
+        1,
+        "nothing was replaced"
+    );
+    let o = cpwatch(
+        dir.path(),
+        &["demo", "--database", &url, "--force", "--children", "40"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
 #[tokio::test]
 async fn check_and_explain_work_against_postgresql() {
-    let admin_url = std::env::var("CPWATCH_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin_url = std::env::var("CPWATCH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let name = format!("cpwatch_cli_{}", std::process::id());
-    let mut admin = PgConnection::connect(&admin_url).await.expect("PostgreSQL on loopback");
-    admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.expect("drop");
-    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create");
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .expect("PostgreSQL on loopback");
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await
+        .expect("drop");
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create");
     let pg = format!("{}/{name}", admin_url.rsplit_once('/').expect("db").0);
 
     let dir = tempfile::tempdir().expect("tempdir");
     let m = cpwatch(dir.path(), &["migrate", "--database", &pg]);
-    assert!(m.status.success() && stdout(&m).contains("applied migration 0001_case_tables"), "{}{}", stdout(&m), stderr(&m));
-    let d = cpwatch(dir.path(), &["demo", "--database", &pg, "--at", AT, "--children", "120"]);
+    assert!(
+        m.status.success() && stdout(&m).contains("applied migration 0001_case_tables"),
+        "{}{}",
+        stdout(&m),
+        stderr(&m)
+    );
+    let d = cpwatch(
+        dir.path(),
+        &["demo", "--database", &pg, "--at", AT, "--children", "120"],
+    );
     assert!(d.status.success(), "{}", stderr(&d));
-    let on_pg = cpwatch(dir.path(), &["check", "--database", &pg, "--format", "json", "--at", AT]);
+    let on_pg = cpwatch(
+        dir.path(),
+        &["check", "--database", &pg, "--format", "json", "--at", AT],
+    );
     assert!(on_pg.status.success(), "{}", stderr(&on_pg));
     let lite = cpwatch(dir.path(), &["demo", "--at", AT, "--children", "120"]);
     assert!(lite.status.success());
     let on_sqlite = cpwatch(dir.path(), &["check", "--format", "json", "--at", AT]);
-    assert_eq!(stdout(&on_pg), stdout(&on_sqlite), "PostgreSQL and SQLite disagree");
+    assert_eq!(
+        stdout(&on_pg),
+        stdout(&on_sqlite),
+        "PostgreSQL and SQLite disagree"
+    );
     let v: serde_json::Value = serde_json::from_slice(&on_pg.stdout).expect("json");
-    let child = v["obligations"].as_array().and_then(|l| l.iter().find_map(|o| o["child"].as_str())).expect("child").to_string();
-    let e = cpwatch(dir.path(), &["explain", &child, "--database", &pg, "--at", AT]);
-    assert!(e.status.success() && stdout(&e).contains("Obligations"), "{}", stderr(&e));
-    admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.expect("drop");
+    let child = v["obligations"]
+        .as_array()
+        .and_then(|l| l.iter().find_map(|o| o["child"].as_str()))
+        .expect("child")
+        .to_string();
+    let e = cpwatch(
+        dir.path(),
+        &["explain", &child, "--database", &pg, "--at", AT],
+    );
+    assert!(
+        e.status.success() && stdout(&e).contains("Obligations"),
+        "{}",
+        stderr(&e)
+    );
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await
+        .expect("drop");
 }

@@ -1109,8 +1109,7 @@ fn visits_at_the_plans_interval_in_barnsley() {
     let last = e
         .obligations
         .iter()
-        .filter(|o| o.rule == "cp-visit-frequency")
-        .last()
+        .rfind(|o| o.rule == "cp-visit-frequency")
         .expect("chain");
     assert_eq!(last.status, Status::Void);
 }

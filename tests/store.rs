@@ -15,7 +15,8 @@ use sqlx::{Connection, Executor, PgConnection};
 const NOW: &str = "2026-11-23T09:00:00Z";
 
 fn admin_url() -> String {
-    std::env::var("CPWATCH_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("CPWATCH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 fn url_for(db: &str, user: Option<&str>) -> String {
@@ -40,10 +41,22 @@ struct TempDb {
 
 impl TempDb {
     async fn new(tag: &str) -> TempDb {
-        let name = format!("cpwatch_t_{tag}_{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
-        let mut admin = PgConnection::connect(&admin_url()).await.expect("PostgreSQL on loopback (see README: tests need it)");
-        admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.expect("drop");
-        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create");
+        let name = format!(
+            "cpwatch_t_{tag}_{}_{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut admin = PgConnection::connect(&admin_url())
+            .await
+            .expect("PostgreSQL on loopback (see README: tests need it)");
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+            .await
+            .expect("drop");
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create");
         TempDb { name }
     }
 
@@ -53,7 +66,10 @@ impl TempDb {
 
     async fn finish(self) {
         let mut admin = PgConnection::connect(&admin_url()).await.expect("admin");
-        admin.execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str()).await.expect("drop");
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
+            .await
+            .expect("drop");
     }
 }
 
@@ -86,17 +102,28 @@ async fn sqlite_and_postgres_give_the_same_evaluation() {
     let state = demo_state();
     let direct = json_of(&state);
     let (_dir, from_sqlite) = sqlite_roundtrip(&state).await;
-    assert_eq!(json_of(&from_sqlite), direct, "SQLite round trip changed the evaluation");
+    assert_eq!(
+        json_of(&from_sqlite),
+        direct,
+        "SQLite round trip changed the evaluation"
+    );
 
     let db = TempDb::new("same").await;
     let pg = store::connect(&db.url(), false).await.expect("postgres");
     let applied = pg.migrate(false).await.expect("migrate");
     assert_eq!(applied.len(), 2);
-    assert!(pg.migrate(false).await.expect("again").is_empty(), "migrations run once");
+    assert!(
+        pg.migrate(false).await.expect("again").is_empty(),
+        "migrations run once"
+    );
     pg.replace_case_data(&state).await.expect("write");
     let from_pg = pg.load().await.expect("load");
     assert_eq!(from_pg.children.len(), 150);
-    assert_eq!(json_of(&from_pg), direct, "PostgreSQL round trip changed the evaluation");
+    assert_eq!(
+        json_of(&from_pg),
+        direct,
+        "PostgreSQL round trip changed the evaluation"
+    );
     db.finish().await;
 }
 
@@ -127,28 +154,65 @@ async fn loading_works_through_views_with_a_select_only_role() {
 
     let role = format!("{}_reader", db.name);
     let mut admin = PgConnection::connect(&db.url()).await.expect("admin");
-    admin.execute("CREATE SCHEMA cms_views").await.expect("schema");
+    admin
+        .execute("CREATE SCHEMA cms_views")
+        .await
+        .expect("schema");
     for (table, _) in store::TABLES {
-        admin.execute(format!("CREATE VIEW cms_views.{table} AS SELECT * FROM public.{table}").as_str()).await.expect("view");
+        admin
+            .execute(
+                format!("CREATE VIEW cms_views.{table} AS SELECT * FROM public.{table}").as_str(),
+            )
+            .await
+            .expect("view");
     }
-    admin.execute(format!("DROP ROLE IF EXISTS {role}").as_str()).await.expect("drop role");
-    admin.execute(format!("CREATE ROLE {role} LOGIN").as_str()).await.expect("role");
-    admin.execute(format!("GRANT CONNECT ON DATABASE {} TO {role}", db.name).as_str()).await.expect("grant");
+    admin
+        .execute(format!("DROP ROLE IF EXISTS {role}").as_str())
+        .await
+        .expect("drop role");
+    admin
+        .execute(format!("CREATE ROLE {role} LOGIN").as_str())
+        .await
+        .expect("role");
+    admin
+        .execute(format!("GRANT CONNECT ON DATABASE {} TO {role}", db.name).as_str())
+        .await
+        .expect("grant");
     admin.execute(format!("REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA cms_views TO {role}").as_str()).await.expect("grant");
-    admin.execute(format!("GRANT SELECT ON ALL TABLES IN SCHEMA cms_views TO {role}").as_str()).await.expect("grant");
-    admin.execute(format!("ALTER ROLE {role} IN DATABASE {} SET search_path = cms_views", db.name).as_str()).await.expect("path");
+    admin
+        .execute(format!("GRANT SELECT ON ALL TABLES IN SCHEMA cms_views TO {role}").as_str())
+        .await
+        .expect("grant");
+    admin
+        .execute(
+            format!(
+                "ALTER ROLE {role} IN DATABASE {} SET search_path = cms_views",
+                db.name
+            )
+            .as_str(),
+        )
+        .await
+        .expect("path");
     admin.close().await.expect("close");
 
-    let reader = store::connect(&url_for(&db.name, Some(&role)), false).await.expect("reader connects");
+    let reader = store::connect(&url_for(&db.name, Some(&role)), false)
+        .await
+        .expect("reader connects");
     let loaded = reader.load().await.expect("load through views");
     assert_eq!(json_of(&loaded), json_of(&state));
     // The role really can only read.
-    assert!(reader.replace_case_data(&state).await.is_err(), "a SELECT-only role must not be able to write");
+    assert!(
+        reader.replace_case_data(&state).await.is_err(),
+        "a SELECT-only role must not be able to write"
+    );
     drop(reader);
 
     db.finish().await;
     let mut admin = PgConnection::connect(&admin_url()).await.expect("admin");
-    admin.execute(format!("DROP ROLE IF EXISTS {role}").as_str()).await.expect("drop role");
+    admin
+        .execute(format!("DROP ROLE IF EXISTS {role}").as_str())
+        .await
+        .expect("drop role");
 }
 
 #[tokio::test]
@@ -157,23 +221,54 @@ async fn unreadable_values_become_findings_and_the_rest_loads() {
     let url = format!("sqlite://{}", dir.path().join("bad.db").display());
     let s = store::connect(&url, true).await.expect("sqlite");
     s.migrate(false).await.expect("migrate");
-    s.replace_case_data(&fixture("bolton")).await.expect("write");
+    s.replace_case_data(&fixture("bolton"))
+        .await
+        .expect("write");
     drop(s);
     let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("raw");
-    conn.execute("UPDATE conferences SET minutes_circulated_at = '25/01/2027' WHERE id = 'CONF-1'").await.expect("update");
-    conn.execute("UPDATE core_groups SET held_at = 'last Tuesday' WHERE id = 'CG1'").await.expect("update");
-    conn.execute("UPDATE referrals SET concern = 'bullying' WHERE id = 'R1'").await.expect("update");
+    conn.execute("UPDATE conferences SET minutes_circulated_at = '25/01/2027' WHERE id = 'CONF-1'")
+        .await
+        .expect("update");
+    conn.execute("UPDATE core_groups SET held_at = 'last Tuesday' WHERE id = 'CG1'")
+        .await
+        .expect("update");
+    conn.execute("UPDATE referrals SET concern = 'bullying' WHERE id = 'R1'")
+        .await
+        .expect("update");
     conn.close().await.expect("close");
     let s = store::connect(&url, false).await.expect("sqlite");
     let state = s.load().await.expect("load");
     let e = eval(&state, NOW);
-    let kinds: Vec<(&str, &str, &str)> = e.findings.iter().map(|f| (f.kind.as_str(), f.table.as_str(), f.row.as_str())).collect();
-    assert!(kinds.contains(&("unreadable_value", "conferences", "CONF-1")), "{kinds:?}");
-    assert!(kinds.contains(&("unreadable_value", "core_groups", "CG1")), "{kinds:?}");
-    assert!(kinds.contains(&("missing_value", "core_groups", "CG1")), "{kinds:?}");
-    assert!(kinds.contains(&("unknown_value", "referrals", "R1")), "{kinds:?}");
-    assert_eq!(state.conferences.len(), 3, "the row with a bad value is kept");
-    assert!(state.core_groups.is_empty(), "a row without its one timestamp is left out");
+    let kinds: Vec<(&str, &str, &str)> = e
+        .findings
+        .iter()
+        .map(|f| (f.kind.as_str(), f.table.as_str(), f.row.as_str()))
+        .collect();
+    assert!(
+        kinds.contains(&("unreadable_value", "conferences", "CONF-1")),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("unreadable_value", "core_groups", "CG1")),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("missing_value", "core_groups", "CG1")),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("unknown_value", "referrals", "R1")),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        state.conferences.len(),
+        3,
+        "the row with a bad value is kept"
+    );
+    assert!(
+        state.core_groups.is_empty(),
+        "a row without its one timestamp is left out"
+    );
 }
 
 #[tokio::test]
@@ -185,17 +280,33 @@ async fn migrations_can_leave_the_case_tables_alone() {
     assert_eq!(applied, vec!["migration 0002_cpwatch_state".to_string()]);
     drop(s);
     let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("raw");
-    let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").fetch_all(&mut conn).await.expect("tables");
-    assert!(tables.iter().all(|t| t.starts_with("cpwatch_")), "{tables:?}");
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .fetch_all(&mut conn)
+            .await
+            .expect("tables");
+    assert!(
+        tables.iter().all(|t| t.starts_with("cpwatch_")),
+        "{tables:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_missing_database_says_what_to_do() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("absent.db").display());
-    let e = store::connect(&url, false).await.err().expect("no such file");
+    let e = store::connect(&url, false)
+        .await
+        .err()
+        .expect("no such file");
     let text = e.to_string();
-    assert!(text.contains("absent.db") && text.contains("cpwatch demo"), "{text}");
+    assert!(
+        text.contains("absent.db") && text.contains("cpwatch demo"),
+        "{text}"
+    );
     assert!(store::connect("mysql://x", false).await.is_err());
-    assert_eq!(store::redact("postgres://cp:s3cret@db.example:5432/cases"), "postgres://cp:***@db.example:5432/cases");
+    assert_eq!(
+        store::redact("postgres://cp:s3cret@db.example:5432/cases"),
+        "postgres://cp:***@db.example:5432/cases"
+    );
 }

@@ -45,6 +45,13 @@ pub struct Migration {
     pub case_tables: bool,
 }
 
+/// The migrations still to apply, in order.
+fn pending<'m>(all: &'m [Migration], done: &[i64], own_tables_only: bool) -> Vec<&'m Migration> {
+    all.iter()
+        .filter(|m| !(done.contains(&m.version) || own_tables_only && m.case_tables))
+        .collect()
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// The URL with any password removed, for messages and logs.

@@ -114,10 +114,7 @@ impl Store for PgStore {
             .await
             .map_err(|e| self.err("reading cpwatch_schema_migrations", e))?;
         let mut applied = Vec::new();
-        let pending: Vec<&Migration> = MIGRATIONS
-            .iter()
-            .filter(|m| !done.contains(&m.version) && !(own_tables_only && m.case_tables))
-            .collect();
+        let pending = super::pending(MIGRATIONS, &done, own_tables_only);
         for m in pending {
             let what = format!("migration {:04}_{}", m.version, m.name);
             let mut tx = self.pool.begin().await.map_err(|e| self.err(&what, e))?;
