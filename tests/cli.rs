@@ -8,7 +8,6 @@ use std::process::{Command, Output};
 
 use clap::CommandFactory;
 use common::*;
-use sqlx::{Connection, Executor, PgConnection};
 
 const AT: &str = "2026-11-23T09:00:00Z";
 
@@ -276,22 +275,8 @@ async fn demo_will_not_replace_case_data_it_did_not_create() {
 
 #[tokio::test]
 async fn check_and_explain_work_against_postgresql() {
-    let admin_url = std::env::var("CPWATCH_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("cpwatch_cli_{}", std::process::id());
-    let mut admin = PgConnection::connect(&admin_url)
-        .await
-        .expect("PostgreSQL on loopback");
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-        .await
-        .expect("drop");
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .expect("create");
-    let pg = format!("{}/{name}", admin_url.rsplit_once('/').expect("db").0);
-
+    let db = TempDb::new("cli").await;
+    let pg = db.url();
     let dir = tempfile::tempdir().expect("tempdir");
     let m = cpwatch(dir.path(), &["migrate", "--database", &pg]);
     assert!(
@@ -333,8 +318,5 @@ async fn check_and_explain_work_against_postgresql() {
         "{}",
         stderr(&e)
     );
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-        .await
-        .expect("drop");
+    db.finish().await;
 }

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use common::*;
 use cpwatch::case::CaseState;
 use cpwatch::report::{self, Zones};
@@ -13,65 +11,6 @@ use cpwatch::store;
 use sqlx::{Connection, Executor, PgConnection};
 
 const NOW: &str = "2026-11-23T09:00:00Z";
-
-fn admin_url() -> String {
-    std::env::var("CPWATCH_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn url_for(db: &str, user: Option<&str>) -> String {
-    let admin = admin_url();
-    let (head, _) = admin.rsplit_once('/').expect("url has a database");
-    match user {
-        None => format!("{head}/{db}"),
-        Some(u) => {
-            let rest = head.split_once('@').map_or(head, |(_, h)| h);
-            let scheme = "postgres://";
-            format!("{scheme}{u}@{}/{db}", rest.trim_start_matches(scheme))
-        }
-    }
-}
-
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// A scratch database, dropped by `finish`.
-struct TempDb {
-    name: String,
-}
-
-impl TempDb {
-    async fn new(tag: &str) -> TempDb {
-        let name = format!(
-            "cpwatch_t_{tag}_{}_{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        );
-        let mut admin = PgConnection::connect(&admin_url())
-            .await
-            .expect("PostgreSQL on loopback (see README: tests need it)");
-        admin
-            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-            .await
-            .expect("drop");
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .expect("create");
-        TempDb { name }
-    }
-
-    fn url(&self) -> String {
-        url_for(&self.name, None)
-    }
-
-    async fn finish(self) {
-        let mut admin = PgConnection::connect(&admin_url()).await.expect("admin");
-        admin
-            .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
-            .await
-            .expect("drop");
-    }
-}
 
 fn json_of(state: &CaseState) -> String {
     let rules = built_in_rules();

@@ -4,6 +4,7 @@
 //! conferences in April and October 2027 — everything on time.
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -11,6 +12,7 @@ use cpwatch::calendar::HolidayData;
 use cpwatch::case::*;
 use cpwatch::evaluate::{evaluate, Evaluation, Options};
 use cpwatch::rules::{self, RuleSet};
+use sqlx::{Connection, Executor, PgConnection};
 
 pub fn t(s: &str) -> Instant {
     DateTime::parse_from_rfc3339(s)
@@ -255,5 +257,66 @@ pub fn exception(
         reason: "Agreed by the chair: family bereavement".into(),
         agreed_by: "Chair".into(),
         recorded_at: t("2026-12-20T10:00:00Z"),
+    }
+}
+
+// ------------------------------------------------ PostgreSQL on loopback
+
+pub fn admin_url() -> String {
+    std::env::var("CPWATCH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn url_for(db: &str, user: Option<&str>) -> String {
+    let admin = admin_url();
+    let (head, _) = admin.rsplit_once('/').expect("url has a database");
+    match user {
+        None => format!("{head}/{db}"),
+        Some(u) => {
+            let rest = head.split_once('@').map_or(head, |(_, h)| h);
+            let scheme = "postgres://";
+            format!("{scheme}{u}@{}/{db}", rest.trim_start_matches(scheme))
+        }
+    }
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A scratch database, dropped by `finish`.
+pub struct TempDb {
+    pub name: String,
+}
+
+impl TempDb {
+    pub async fn new(tag: &str) -> TempDb {
+        let name = format!(
+            "cpwatch_t_{tag}_{}_{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut admin = PgConnection::connect(&admin_url())
+            .await
+            .expect("PostgreSQL on loopback (see README: tests need it)");
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+            .await
+            .expect("drop");
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create");
+        TempDb { name }
+    }
+
+    pub fn url(&self) -> String {
+        url_for(&self.name, None)
+    }
+
+    pub async fn finish(self) {
+        let mut admin = PgConnection::connect(&admin_url()).await.expect("admin");
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
+            .await
+            .expect("drop");
     }
 }
