@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::calendar::{Calendar, CalendarError, HolidayData, Offset};
 use crate::case::*;
-use crate::rules::{AuditBy, Board, Rule, RuleKind, RuleSet, Subject};
+use crate::rules::{AuditBy, Board, Event, Rule, RuleKind, RuleSet, Subject};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
@@ -1177,30 +1177,30 @@ impl<'e, 'a> BoardEval<'e, 'a> {
     }
 
     /// The instant of a named event for a subject; "first X" events look from `after`.
-    fn event(&self, name: &str, ctx: &Ctx<'a>, after: Option<Instant>) -> Option<Instant> {
+    fn event(&self, ev: Event, ctx: &Ctx<'a>, after: Option<Instant>) -> Option<Instant> {
         let idx = self.idx;
         let child_id = ctx.child.map(|c| c.id.as_str());
         let after_t = after.unwrap_or(Instant::MIN_UTC);
-        match name {
-            "referral.received_at" => ctx.referral.map(|r| r.received_at),
-            "referral.written_received_at" => ctx.referral.and_then(|r| {
+        match ev {
+            Event::ReferralReceivedAt => ctx.referral.map(|r| r.received_at),
+            Event::ReferralWrittenReceivedAt => ctx.referral.and_then(|r| {
                 if r.by_telephone {
                     r.written_confirmation_at
                 } else {
                     Some(r.received_at)
                 }
             }),
-            "referral.written_confirmation_at" => ctx.referral?.written_confirmation_at,
-            "referral.acknowledged_at" => ctx.referral?.acknowledged_at,
-            "referral.next_steps_recorded_at" => ctx.referral?.next_steps_recorded_at,
-            "next_strategy_discussion.held_at" => idx
+            Event::ReferralWrittenConfirmationAt => ctx.referral?.written_confirmation_at,
+            Event::ReferralAcknowledgedAt => ctx.referral?.acknowledged_at,
+            Event::ReferralNextStepsRecordedAt => ctx.referral?.next_steps_recorded_at,
+            Event::NextStrategyDiscussionHeldAt => idx
                 .sds
                 .get(child_id?)?
                 .iter()
                 .map(|d| d.held_at)
                 .find(|t| *t >= after_t),
-            "initial_assessment.completed_on" | "core_assessment.completed_on" => {
-                let kind = if name.starts_with("initial") {
+            Event::InitialAssessmentCompletedOn | Event::CoreAssessmentCompletedOn => {
+                let kind = if ev == Event::InitialAssessmentCompletedOn {
                     "initial"
                 } else {
                     "core"
@@ -1213,10 +1213,10 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                     .find(|a| a.kind == kind && a.started_on >= from)?;
                 a.completed_on.map(|d| self.date_event(d))
             }
-            "strategy_discussion.held_at" => ctx.sd.map(|d| d.held_at),
-            "strategy_discussion.child_seen_at" => ctx.sd?.child_seen_at,
-            "strategy_discussion.conference_decided_at" => ctx.sd?.conference_decided_at,
-            "next_initial_conference.requested_at" | "next_initial_conference.held_at" => {
+            Event::StrategyDiscussionHeldAt => ctx.sd.map(|d| d.held_at),
+            Event::StrategyDiscussionChildSeenAt => ctx.sd?.child_seen_at,
+            Event::StrategyDiscussionConferenceDecidedAt => ctx.sd?.conference_decided_at,
+            Event::NextInitialConferenceRequestedAt | Event::NextInitialConferenceHeldAt => {
                 let sd_at = ctx.sd?.held_at;
                 let conf = idx
                     .child_confs
@@ -1229,13 +1229,13 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                             && c.reconvenes_id.is_none()
                             && c.date().or(c.requested_at).is_none_or(|d| d >= sd_at)
                     })?;
-                if name.ends_with("requested_at") {
+                if ev == Event::NextInitialConferenceRequestedAt {
                     conf.requested_at
                 } else {
                     conf.took_place()
                 }
             }
-            "last_s47_strategy_discussion.held_at" => {
+            Event::LastS47StrategyDiscussionHeldAt => {
                 let before = ctx
                     .conference
                     .and_then(Conference::date)
@@ -1247,17 +1247,17 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                     .find(|d| d.s47_initiated && d.held_at <= before)
                     .map(|d| d.held_at)
             }
-            "conference.requested_at" => ctx.conference?.requested_at,
-            "conference.transfer_notified_at" => ctx.conference?.transfer_notified_at,
-            "conference.date" => ctx.conference?.date(),
-            "conference.held_at" => ctx.conference?.took_place(),
-            "conference.chair_liaison_at" => ctx.conference?.chair_liaison_at,
-            "conference.decision_circulated_at" => ctx.conference?.decision_circulated_at,
-            "conference.plan_circulated_at" => ctx.conference?.plan_circulated_at,
-            "conference.plan_hard_copy_sent_at" => ctx.conference?.plan_hard_copy_sent_at,
-            "conference.summary_circulated_at" => ctx.conference?.summary_circulated_at,
-            "conference.minutes_circulated_at" => ctx.conference?.minutes_circulated_at,
-            "reconvening_conference.held_at" => {
+            Event::ConferenceRequestedAt => ctx.conference?.requested_at,
+            Event::ConferenceTransferNotifiedAt => ctx.conference?.transfer_notified_at,
+            Event::ConferenceDate => ctx.conference?.date(),
+            Event::ConferenceHeldAt => ctx.conference?.took_place(),
+            Event::ConferenceChairLiaisonAt => ctx.conference?.chair_liaison_at,
+            Event::ConferenceDecisionCirculatedAt => ctx.conference?.decision_circulated_at,
+            Event::ConferencePlanCirculatedAt => ctx.conference?.plan_circulated_at,
+            Event::ConferencePlanHardCopySentAt => ctx.conference?.plan_hard_copy_sent_at,
+            Event::ConferenceSummaryCirculatedAt => ctx.conference?.summary_circulated_at,
+            Event::ConferenceMinutesCirculatedAt => ctx.conference?.minutes_circulated_at,
+            Event::ReconveningConferenceHeldAt => {
                 let conf = ctx.conference?;
                 let direct = idx
                     .reconvened_by
@@ -1277,7 +1277,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                         .min()
                 })
             }
-            "first_core_group.held_at" => match ctx
+            Event::FirstCoreGroupHeldAt => match ctx
                 .cc
                 .map(|cc| cc.child_id.as_str())
                 .or(ctx.plan.map(|p| p.child_id.as_str()))
@@ -1301,7 +1301,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                     })
                     .min(),
             },
-            "next_review_conference.held_at" => {
+            Event::NextReviewConferenceHeldAt => {
                 let own = ctx.conference.map(|c| c.id.as_str());
                 idx.took_place_confs(child_id?)
                     .find(|(c, _, t)| {
@@ -1309,14 +1309,14 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                     })
                     .map(|(_, _, t)| t)
             }
-            "invitation.report_received_at" => ctx.invitation?.report_received_at,
-            "invitation.report_shared_with_family_at" => {
+            Event::InvitationReportReceivedAt => ctx.invitation?.report_received_at,
+            Event::InvitationReportSharedWithFamilyAt => {
                 ctx.invitation?.report_shared_with_family_at
             }
-            "invitation.report_authorised_at" => ctx.invitation?.report_authorised_at,
-            "conference_child.workbook_received_at" => ctx.cc?.workbook_received_at,
-            "child.expected_due_date" => ctx.child?.expected_due_date.map(|d| self.date_event(d)),
-            "child.eighteenth_birthday" => {
+            Event::InvitationReportAuthorisedAt => ctx.invitation?.report_authorised_at,
+            Event::ConferenceChildWorkbookReceivedAt => ctx.cc?.workbook_received_at,
+            Event::ChildExpectedDueDate => ctx.child?.expected_due_date.map(|d| self.date_event(d)),
+            Event::ChildEighteenthBirthday => {
                 let plan = ctx.plan?;
                 let birthday = crate::calendar::add_months(ctx.child?.date_of_birth?, 18 * 12);
                 let window_start = crate::calendar::add_months(birthday, -3);
@@ -1324,9 +1324,9 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                     plan.started_on <= birthday && plan.ended_on.is_none_or(|e| e >= window_start);
                 covers.then(|| self.date_event(birthday))
             }
-            "plan.started_on" => ctx.plan.map(|p| self.date_event(p.started_on)),
-            "plan.ended_on" => ctx.plan?.ended_on.map(|d| self.date_event(d)),
-            "core_group_or_conference.held_at" => {
+            Event::PlanStartedOn => ctx.plan.map(|p| self.date_event(p.started_on)),
+            Event::PlanEndedOn => ctx.plan?.ended_on.map(|d| self.date_event(d)),
+            Event::CoreGroupOrConferenceHeldAt => {
                 let child = child_id?;
                 let cg = idx
                     .core_groups
@@ -1341,19 +1341,18 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                     .find(|t| *t > after_t);
                 [cg, conf].into_iter().flatten().min()
             }
-            "visit.visited_at" => idx
+            Event::VisitVisitedAt => idx
                 .visits
                 .get(child_id?)?
                 .iter()
                 .copied()
                 .find(|t| *t > after_t),
-            "cin_review.held_on" => idx
+            Event::CinReviewHeldOn => idx
                 .cin_reviews
                 .get(child_id?)?
                 .iter()
                 .map(|d| self.date_event(*d))
                 .find(|t| *t > after_t),
-            _ => None,
         }
     }
 
@@ -1451,7 +1450,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             audit_by: rule.audit_by,
             start_event: rule.starts.as_ref().map_or_else(
                 || "conference.held_at".to_string(),
-                |e| e.as_str().to_string(),
+                |e| e.name().to_string(),
             ),
             offset: None,
             capped_by: None,
@@ -1491,7 +1490,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
     }
 
     fn one_off(&mut self, rule: &Rule, ctx: &Ctx<'a>) -> Option<Obligation> {
-        let start = self.event(rule.starts.as_ref()?.as_str(), ctx, None)?;
+        let start = self.event(rule.starts?, ctx, None)?;
         if !self.in_window(start) {
             return None;
         }
@@ -1501,12 +1500,9 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         o.starts_at = start;
         o.offset = Some(offset.to_string());
         if let Some(cap) = &rule.cap {
-            if let Some(c) = self
-                .event(cap.as_str(), ctx, Some(start))
-                .filter(|c| *c < due)
-            {
+            if let Some(c) = self.event(*cap, ctx, Some(start)).filter(|c| *c < due) {
                 due = c;
-                o.capped_by = Some(cap.as_str().to_string());
+                o.capped_by = Some(cap.name().to_string());
             }
         }
         o.due_at = due;
@@ -1520,10 +1516,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         if rule.met_window.is_some() && met_from.is_none_or(|from| from > self.now) {
             return None;
         }
-        o.met_at = rule
-            .met_by
-            .as_ref()
-            .and_then(|m| self.event(m.as_str(), ctx, met_from));
+        o.met_at = rule.met_by.and_then(|m| self.event(m, ctx, met_from));
         if rule.kind == RuleKind::Notice {
             o.status = if self.now > due {
                 Status::Void
@@ -1612,11 +1605,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
     }
 
     fn recurring(&mut self, rule: &Rule, ctx: &Ctx<'a>, out: &mut Vec<Obligation>) {
-        let Some(mut anchor) = rule
-            .starts
-            .as_ref()
-            .and_then(|s| self.event(s.as_str(), ctx, None))
-        else {
+        let Some(mut anchor) = rule.starts.as_ref().and_then(|s| self.event(*s, ctx, None)) else {
             return;
         };
         let Some(offset) = self.offset_for(rule, ctx) else {
@@ -1656,10 +1645,10 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             o.start_event = if n == 0 {
                 o.start_event
             } else {
-                met_by.as_str().to_string()
+                met_by.name().to_string()
             };
             o.met_at = self
-                .event(met_by.as_str(), ctx, Some(anchor))
+                .event(*met_by, ctx, Some(anchor))
                 .filter(|m| end.is_none_or(|e| *m <= e));
             let next = o.met_at;
             if self.in_window(anchor) {

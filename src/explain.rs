@@ -8,7 +8,7 @@ use crate::calendar::{Calendar, HolidayData, Offset, Unit};
 use crate::case::{CaseState, Instant};
 use crate::evaluate::{Evaluation, Obligation, Status};
 use crate::report::Zones;
-use crate::rules::{RuleKind, RuleSet};
+use crate::rules::{Event, RuleKind, RuleSet};
 
 fn start_label(event: &str) -> &str {
     match event {
@@ -426,12 +426,7 @@ pub fn explain(
         writeln!(
             w,
             "\n- {}",
-            derivation(
-                o,
-                &cal,
-                z,
-                rule.and_then(|r| r.met_by.as_ref()).map(|e| e.as_str())
-            )
+            derivation(o, &cal, z, rule.and_then(|r| r.met_by).map(Event::name))
         )?;
         let mut about = Vec::new();
         if let Some(c) = &o.conference {

@@ -67,100 +67,76 @@ impl Subject {
     }
 }
 
-use Subject as S;
+/// Declares the case events: the one vocabulary the rule files name and the
+/// evaluation resolves, each with the subjects it has a meaning for.
+macro_rules! events {
+    ($($variant:ident = $name:literal : [$($subject:ident),*]),* $(,)?) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Event {
+            $($variant),*
+        }
 
-/// The case events a rule may start from or be met by.
-pub const EVENTS: &[(&str, &[Subject])] = &[
-    ("referral.received_at", &[S::Referral]),
-    ("referral.written_received_at", &[S::Referral]),
-    ("referral.written_confirmation_at", &[S::Referral]),
-    ("referral.acknowledged_at", &[S::Referral]),
-    ("referral.next_steps_recorded_at", &[S::Referral]),
-    ("next_strategy_discussion.held_at", &[S::Referral]),
-    (
-        "initial_assessment.completed_on",
-        &[S::Referral, S::StrategyDiscussion],
-    ),
-    (
-        "core_assessment.completed_on",
-        &[S::Referral, S::StrategyDiscussion],
-    ),
-    ("strategy_discussion.held_at", &[S::StrategyDiscussion]),
-    (
-        "strategy_discussion.child_seen_at",
-        &[S::StrategyDiscussion],
-    ),
-    (
-        "strategy_discussion.conference_decided_at",
-        &[S::StrategyDiscussion],
-    ),
-    (
-        "next_initial_conference.requested_at",
-        &[S::StrategyDiscussion],
-    ),
-    ("next_initial_conference.held_at", &[S::StrategyDiscussion]),
-    (
-        "last_s47_strategy_discussion.held_at",
-        &[S::ChildConference],
-    ),
-    (
-        "conference.requested_at",
-        &[S::Conference, S::ChildConference, S::Invitation],
-    ),
-    (
-        "conference.transfer_notified_at",
-        &[S::Conference, S::ChildConference, S::Invitation],
-    ),
-    (
-        "conference.date",
-        &[S::Conference, S::ChildConference, S::Invitation],
-    ),
-    (
-        "conference.held_at",
-        &[S::Conference, S::ChildConference, S::Invitation],
-    ),
-    (
-        "conference.chair_liaison_at",
-        &[S::Conference, S::ChildConference],
-    ),
-    ("conference.decision_circulated_at", &[S::Conference]),
-    ("conference.plan_circulated_at", &[S::Conference]),
-    ("conference.plan_hard_copy_sent_at", &[S::Conference]),
-    ("conference.summary_circulated_at", &[S::Conference]),
-    ("conference.minutes_circulated_at", &[S::Conference]),
-    ("reconvening_conference.held_at", &[S::Conference]),
-    (
-        "first_core_group.held_at",
-        &[S::Conference, S::ChildConference, S::Plan],
-    ),
-    (
-        "next_review_conference.held_at",
-        &[S::ChildConference, S::Plan],
-    ),
-    ("invitation.report_received_at", &[S::Invitation]),
-    ("invitation.report_shared_with_family_at", &[S::Invitation]),
-    ("invitation.report_authorised_at", &[S::Invitation]),
-    (
-        "conference_child.workbook_received_at",
-        &[S::ChildConference],
-    ),
-    ("child.expected_due_date", &[S::ChildConference]),
-    ("child.eighteenth_birthday", &[S::Plan]),
-    ("plan.started_on", &[S::Plan]),
-    ("plan.ended_on", &[S::Plan]),
-    ("core_group_or_conference.held_at", &[S::Plan]),
-    ("visit.visited_at", &[S::Plan]),
-    ("cin_review.held_on", &[S::ChildConference]),
-];
+        impl Event {
+            pub const ALL: &'static [Event] = &[$(Event::$variant),*];
 
-/// A named event; validated against [`EVENTS`] when the rules load.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Event(pub String);
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Event::$variant => $name),*
+                }
+            }
 
-impl Event {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            pub fn subjects(self) -> &'static [Subject] {
+                match self {
+                    $(Event::$variant => &[$(Subject::$subject),*]),*
+                }
+            }
+
+            pub fn parse(name: &str) -> Option<Event> {
+                Self::ALL.iter().copied().find(|e| e.name() == name)
+            }
+        }
+    };
+}
+
+events! {
+    ReferralReceivedAt = "referral.received_at": [Referral],
+    ReferralWrittenReceivedAt = "referral.written_received_at": [Referral],
+    ReferralWrittenConfirmationAt = "referral.written_confirmation_at": [Referral],
+    ReferralAcknowledgedAt = "referral.acknowledged_at": [Referral],
+    ReferralNextStepsRecordedAt = "referral.next_steps_recorded_at": [Referral],
+    NextStrategyDiscussionHeldAt = "next_strategy_discussion.held_at": [Referral],
+    InitialAssessmentCompletedOn = "initial_assessment.completed_on": [Referral, StrategyDiscussion],
+    CoreAssessmentCompletedOn = "core_assessment.completed_on": [Referral, StrategyDiscussion],
+    StrategyDiscussionHeldAt = "strategy_discussion.held_at": [StrategyDiscussion],
+    StrategyDiscussionChildSeenAt = "strategy_discussion.child_seen_at": [StrategyDiscussion],
+    StrategyDiscussionConferenceDecidedAt = "strategy_discussion.conference_decided_at": [StrategyDiscussion],
+    NextInitialConferenceRequestedAt = "next_initial_conference.requested_at": [StrategyDiscussion],
+    NextInitialConferenceHeldAt = "next_initial_conference.held_at": [StrategyDiscussion],
+    LastS47StrategyDiscussionHeldAt = "last_s47_strategy_discussion.held_at": [ChildConference],
+    ConferenceRequestedAt = "conference.requested_at": [Conference, ChildConference, Invitation],
+    ConferenceTransferNotifiedAt = "conference.transfer_notified_at": [Conference, ChildConference, Invitation],
+    ConferenceDate = "conference.date": [Conference, ChildConference, Invitation],
+    ConferenceHeldAt = "conference.held_at": [Conference, ChildConference, Invitation],
+    ConferenceChairLiaisonAt = "conference.chair_liaison_at": [Conference, ChildConference],
+    ConferenceDecisionCirculatedAt = "conference.decision_circulated_at": [Conference],
+    ConferencePlanCirculatedAt = "conference.plan_circulated_at": [Conference],
+    ConferencePlanHardCopySentAt = "conference.plan_hard_copy_sent_at": [Conference],
+    ConferenceSummaryCirculatedAt = "conference.summary_circulated_at": [Conference],
+    ConferenceMinutesCirculatedAt = "conference.minutes_circulated_at": [Conference],
+    ReconveningConferenceHeldAt = "reconvening_conference.held_at": [Conference],
+    FirstCoreGroupHeldAt = "first_core_group.held_at": [Conference, ChildConference, Plan],
+    NextReviewConferenceHeldAt = "next_review_conference.held_at": [ChildConference, Plan],
+    InvitationReportReceivedAt = "invitation.report_received_at": [Invitation],
+    InvitationReportSharedWithFamilyAt = "invitation.report_shared_with_family_at": [Invitation],
+    InvitationReportAuthorisedAt = "invitation.report_authorised_at": [Invitation],
+    ConferenceChildWorkbookReceivedAt = "conference_child.workbook_received_at": [ChildConference],
+    ChildExpectedDueDate = "child.expected_due_date": [ChildConference],
+    ChildEighteenthBirthday = "child.eighteenth_birthday": [Plan],
+    PlanStartedOn = "plan.started_on": [Plan],
+    PlanEndedOn = "plan.ended_on": [Plan],
+    CoreGroupOrConferenceHeldAt = "core_group_or_conference.held_at": [Plan],
+    VisitVisitedAt = "visit.visited_at": [Plan],
+    CinReviewHeldOn = "cin_review.held_on": [ChildConference],
 }
 
 pub const RECIPIENTS: &[&str] = &[
@@ -985,9 +961,9 @@ fn check_event(
     errors: &mut Vec<RuleError>,
 ) {
     let name = s.get_ref();
-    match EVENTS.iter().find(|(n, _)| n == name) {
+    match Event::parse(name) {
         None => {
-            let known: Vec<&str> = EVENTS.iter().map(|(n, _)| *n).collect();
+            let known: Vec<&str> = Event::ALL.iter().map(|e| e.name()).collect();
             errors.push(src.error(
                 Some(s.span()),
                 format!(
@@ -996,10 +972,10 @@ fn check_event(
                 ),
             ));
         }
-        Some((_, subjects)) => {
+        Some(event) => {
             if let Some(subject) = subject {
-                if !subjects.contains(&subject) {
-                    let fits: Vec<&str> = subjects.iter().map(|s| s.name()).collect();
+                if !event.subjects().contains(&subject) {
+                    let fits: Vec<&str> = event.subjects().iter().map(|s| s.name()).collect();
                     errors.push(src.error(
                         Some(s.span()),
                         format!("{field}: event {name:?} has no meaning for applies_to = {:?} (it fits: {})", subject.name(), fits.join(", ")),
@@ -1079,9 +1055,8 @@ fn validate_entry(
             ("cap", &merged.cap, &entry.cap),
         ] {
             if let (None, Some(ev)) = (own, inherited) {
-                let fits = EVENTS
-                    .iter()
-                    .any(|(n, subjects)| n == ev.get_ref() && subjects.contains(&subject));
+                let fits =
+                    Event::parse(ev.get_ref()).is_some_and(|e| e.subjects().contains(&subject));
                 if !fits {
                     errors.push(src.error(
                         Some(a.span()),
@@ -1326,15 +1301,24 @@ fn build_rule(r: &RawRule, file: &str) -> Option<Rule> {
             .as_ref()
             .map(|f| f.get_ref().clone())
             .unwrap_or_default(),
-        starts: r.starts.as_ref().map(|s| Event(s.get_ref().clone())),
+        starts: match &r.starts {
+            Some(e) => Some(Event::parse(e.get_ref())?),
+            None => None,
+        },
         offset,
         variants,
-        met_by: r.met_by.as_ref().map(|s| Event(s.get_ref().clone())),
+        met_by: match &r.met_by {
+            Some(e) => Some(Event::parse(e.get_ref())?),
+            None => None,
+        },
         met_window: match &r.met_window {
             Some(o) => Some(o.get_ref().parse().ok()?),
             None => None,
         },
-        cap: r.cap.as_ref().map(|s| Event(s.get_ref().clone())),
+        cap: match &r.cap {
+            Some(e) => Some(Event::parse(e.get_ref())?),
+            None => None,
+        },
         standard: r.standard.as_ref().map(|s| s.get_ref().clone()),
         void_when: r
             .void_when
