@@ -6,15 +6,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::calendar::HolidayData;
 use crate::case::Instant;
-use crate::evaluate::{evaluate, Evaluation, Obligation, Options, Status};
-use crate::report::{self, Zones};
-use crate::rules::{self, RuleSet};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{process_env, secret, BoardContacts, Config, TransportKind};
+use crate::daemon::Daemon;
+use crate::engine::Engine;
+use crate::evaluate::{Obligation, Status};
+use crate::notify::{FileTransport, LogTransport, SmtpTransport, Templates, Transport};
+use crate::report;
+use crate::rules;
 use crate::store::{self, Store};
 
 #[derive(Parser)]
@@ -53,6 +57,11 @@ pub enum Command {
     Demo(DemoArgs),
     /// Creates or updates the database tables (the case tables and cpwatch's own).
     Migrate(MigrateArgs),
+    /// Runs the service: evaluates on a schedule, sends reminders and escalations, serves metrics.
+    Run(RunArgs),
+    /// Works with the configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Works with board rule files.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -65,6 +74,19 @@ pub enum RulesCommand {
         /// Directory of *.toml rule files (default: the rules built into cpwatch).
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Checks the configuration: every key, the rules, the templates and the database.
+    Check(RunArgs),
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The configuration file (every key can also come from CPWATCH_… variables).
+    #[arg(long, env = "CPWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -141,6 +163,15 @@ pub struct DemoArgs {
     /// Replace case data that `cpwatch demo` did not create.
     #[arg(long)]
     pub force: bool,
+    /// Then run the service on the demo data: reminder emails go to --outbox as .eml files.
+    #[arg(long)]
+    pub run: bool,
+    /// Where `--run` writes the reminder emails.
+    #[arg(long, default_value = "demo-outbox")]
+    pub outbox: PathBuf,
+    /// Where `--run` serves /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:9187")]
+    pub listen: String,
 }
 
 #[derive(Args)]
@@ -164,60 +195,6 @@ fn parse_status(s: &str) -> Result<Status, String> {
     })
 }
 
-/// Everything an evaluation needs besides the case state.
-pub struct Engine {
-    pub rules: RuleSet,
-    pub holidays: Arc<HolidayData>,
-    pub default_board: String,
-}
-
-impl Engine {
-    pub fn load(c: &Common) -> anyhow::Result<Self> {
-        let rules = match &c.rules {
-            Some(dir) => rules::load_dir(dir),
-            None => rules::built_in(),
-        }
-        .map_err(|e| anyhow!("the rule files have errors:\n{e}"))?;
-        let mut holidays = HolidayData::load(c.calendar.as_deref())?;
-        if let Some(f) = &c.closures {
-            holidays.load_closures(f)?;
-        }
-        if !rules.boards.contains_key(&c.default_board) {
-            bail!(
-                "--default-board {:?} has no rule file (known: {})",
-                c.default_board,
-                rules.boards.keys().cloned().collect::<Vec<_>>().join(", ")
-            );
-        }
-        for b in rules.boards.values().flatten() {
-            holidays
-                .check_division(&b.calendar)
-                .with_context(|| format!("board {} ({})", b.id, b.file))?;
-        }
-        Ok(Engine {
-            rules,
-            holidays: Arc::new(holidays),
-            default_board: c.default_board.clone(),
-        })
-    }
-
-    pub fn evaluate(&self, state: &crate::case::CaseState, now: Instant) -> Evaluation {
-        evaluate(
-            state,
-            &self.rules,
-            &self.holidays,
-            now,
-            &Options {
-                default_board: &self.default_board,
-            },
-        )
-    }
-
-    pub fn zones(&self) -> Zones {
-        Zones::new(&self.rules, &self.default_board)
-    }
-}
-
 /// Runs the command line; errors the user must fix exit with status 2.
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
@@ -226,6 +203,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Demo(a) => demo(a).await,
         Command::Migrate(a) => migrate(a).await,
         Command::Rules(RulesCommand::Check { dir }) => Ok(rules_check(dir)),
+        Command::Run(a) => run_service(a).await,
+        Command::Config(ConfigCommand::Check(a)) => config_check(a).await,
     };
     match result {
         Ok(code) => code,
@@ -251,6 +230,17 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+impl Engine {
+    fn from_args(c: &Common) -> anyhow::Result<Engine> {
+        Engine::load(
+            c.rules.as_deref(),
+            c.calendar.as_deref(),
+            c.closures.as_deref(),
+            &c.default_board,
+        )
+    }
+}
+
 async fn open(url: &str, create: bool) -> anyhow::Result<Box<dyn Store>> {
     Ok(store::connect(url, create).await?)
 }
@@ -260,7 +250,7 @@ fn now_or(at: Option<Instant>) -> Instant {
 }
 
 async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
-    let engine = Engine::load(&a.common)?;
+    let engine = Engine::from_args(&a.common)?;
     if let Some(b) = &a.board {
         if !engine.rules.boards.contains_key(b) {
             bail!(
@@ -298,7 +288,7 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
-    let engine = Engine::load(&a.common)?;
+    let engine = Engine::from_args(&a.common)?;
     let store = open(&a.common.database, false).await?;
     let state = store.load().await?;
     let eval = engine.evaluate(&state, now_or(a.common.at));
@@ -320,7 +310,7 @@ async fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
-    let engine = Engine::load(&a.common)?;
+    let engine = Engine::from_args(&a.common)?;
     let now = now_or(a.common.at);
     let store = open(&a.common.database, true).await?;
     store.migrate(false).await?;
@@ -368,6 +358,149 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
         .find(|o| o.rule == "icpc-timeliness" && o.status == Status::MetLate)
         .and_then(|o| o.child.clone());
     writeln!(out, "\nNext: `cpwatch check --database {} --format json`, or `cpwatch explain {}` for one child's deadlines worked out by hand.", a.common.database, example.as_deref().unwrap_or("REFERENCE"))?;
+    if !a.run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    drop(out);
+    let config = demo_config(&a);
+    println!(
+        "\nRunning the service on the demo data: reminder emails go to {}/, metrics at http://{}/metrics. Ctrl-C stops it.",
+        a.outbox.display(),
+        config.http.listen
+    );
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let daemon = Daemon::new(
+        config,
+        store,
+        engine,
+        clock,
+        Box::new(FileTransport {
+            dir: a.outbox.clone(),
+        }),
+    )?;
+    Arc::new(daemon).serve(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's service settings: files instead of mail, at any hour of any day.
+fn demo_config(a: &DemoArgs) -> Config {
+    let mut c = Config {
+        database_url: a.common.database.clone(),
+        default_board: a.common.default_board.clone(),
+        ..Config::default()
+    };
+    c.http.listen = a.listen.clone();
+    c.mail.transport = TransportKind::File;
+    c.mail.from = "cpwatch demo <cpwatch@demo.cpwatch.example>".into();
+    c.mail.directory = a.outbox.clone();
+    c.schedule.evaluate = "0 * * * * *".into();
+    c.schedule.digest_at = "00:00".into();
+    c.reminders.send_window = "00:00-23:59".into();
+    c.reminders.working_days_only = false;
+    for (board, _) in crate::rules::BUILT_IN {
+        let id = board.trim_end_matches(".toml");
+        c.boards.insert(
+            id.to_string(),
+            BoardContacts {
+                conference_service: Some(format!("conferences@{id}.cpwatch.example")),
+                safeguarding_manager: Some(format!("safeguarding.manager@{id}.cpwatch.example")),
+            },
+        );
+    }
+    c
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+/// The configuration, its engine, store and transport, ready to run.
+async fn service(
+    a: &RunArgs,
+) -> anyhow::Result<(Config, Engine, Box<dyn Store>, Box<dyn Transport>)> {
+    let path = a
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("cpwatch.toml"));
+    let config = Config::load(&path, a.config.is_some(), &process_env)?;
+    let engine = Engine::load(
+        config.rules_dir.as_deref(),
+        config.calendar_file.as_deref(),
+        config.closures_file.as_deref(),
+        &config.default_board,
+    )?;
+    for board in config.boards.keys() {
+        if !engine.rules.boards.contains_key(board) {
+            bail!("boards.{board}: no rule file defines this board");
+        }
+    }
+    let url = config.database_url_with_secret(&process_env)?;
+    let embedded = url.starts_with("sqlite:");
+    let store = open(&url, embedded).await?;
+    // cpwatch may create the case tables only in a database of its own.
+    store.migrate(!embedded).await?;
+    let transport: Box<dyn Transport> = match config.mail.transport {
+        TransportKind::File => Box::new(FileTransport {
+            dir: config.mail.directory.clone(),
+        }),
+        TransportKind::Log => Box::new(LogTransport),
+        TransportKind::Smtp => Box::new(
+            SmtpTransport::new(
+                &config.mail.smtp,
+                secret("CPWATCH_SMTP_PASSWORD", &process_env)?,
+            )
+            .map_err(|e| anyhow::anyhow!("mail.smtp: {e}"))?,
+        ),
+    };
+    Ok((config, engine, store, transport))
+}
+
+async fn run_service(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let (config, engine, store, transport) = service(&a).await?;
+    tracing::info!(database = %store.describe(), transport = ?config.mail.transport, "starting");
+    let daemon = Daemon::new(config, store, engine, Arc::new(SystemClock), transport)?;
+    Arc::new(daemon).serve(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn config_check(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let (config, engine, store, _) = service(&a).await?;
+    let state = store.load().await?;
+    Templates::load(config.reminders.templates_dir.as_deref())
+        .map_err(|e| anyhow::anyhow!("reminders.templates_dir: {e}"))?;
+    let boards_without_contacts: Vec<&String> = engine
+        .rules
+        .boards
+        .keys()
+        .filter(|b| !config.boards.contains_key(*b))
+        .collect();
+    println!(
+        "config OK: database {} ({} children), {} boards, mail by {:?}, HTTP on {}",
+        store.describe(),
+        state.children.len(),
+        engine.rules.boards.len(),
+        config.mail.transport,
+        config.http.listen
+    );
+    if !boards_without_contacts.is_empty() {
+        println!("note: no [boards.<id>] contacts for {}: their conference-service and safeguarding-manager reminders have no address", boards_without_contacts.iter().map(|b| b.as_str()).collect::<Vec<_>>().join(", "));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

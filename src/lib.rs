@@ -8,9 +8,15 @@
 pub mod calendar;
 pub mod case;
 pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
 pub mod demo;
+pub mod engine;
 pub mod evaluate;
 pub mod explain;
+pub mod metrics;
+pub mod notify;
 pub mod report;
 pub mod rules;
 pub mod store;

@@ -4,7 +4,7 @@
 //! `cpwatch_` tables, except `migrate` and `demo` on a database it owns.
 
 mod postgres;
-mod rows;
+pub(crate) mod rows;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -53,7 +53,7 @@ fn pending<'m>(all: &'m [Migration], done: &[i64], own_tables_only: bool) -> Vec
 }
 
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: NotificationLog + Send + Sync {
     /// The URL with any password removed, for messages and logs.
     fn describe(&self) -> String;
     /// Applies pending migrations; with `own_tables_only`, only cpwatch's own tables.
@@ -68,6 +68,163 @@ pub trait Store: Send + Sync {
     async fn get_state(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// How many rows the `children` table holds.
     async fn count_children(&self) -> Result<i64, StoreError>;
+}
+
+/// The notification log in `cpwatch_notifications`.
+#[async_trait]
+pub trait NotificationLog {
+    /// Records planned notifications not yet in the log, as `pending`; returns how many were new.
+    async fn log_planned(&self, rows: &[NewNotification], at: Instant)
+        -> Result<usize, StoreError>;
+    /// The notification log (only rows of one status, if given), oldest first.
+    async fn log_rows(&self, status: Option<&str>) -> Result<Vec<LogRow>, StoreError>;
+    /// Records what happened to pending notifications.
+    async fn log_update(
+        &self,
+        ids: &[String],
+        update: &LogUpdate,
+        at: Instant,
+    ) -> Result<(), StoreError>;
+}
+
+/// A notification to record before it is sent.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    pub id: String,
+    pub obligation_key: String,
+    pub stage: String,
+    pub recipient: String,
+    pub occurrence: i64,
+    pub board: String,
+    pub rule: String,
+}
+
+/// One row of `cpwatch_notifications`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRow {
+    pub id: String,
+    pub obligation_key: String,
+    pub stage: String,
+    pub recipient: String,
+    pub occurrence: i64,
+    pub board: String,
+    pub rule: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<Instant>,
+    pub message_id: Option<String>,
+    pub last_error: Option<String>,
+    pub planned_at: Instant,
+    pub sent_at: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+pub enum LogUpdate {
+    /// The server accepted the message.
+    Sent { message_id: String },
+    /// A transient failure: try again from `next_attempt_at`.
+    Retry {
+        next_attempt_at: Instant,
+        error: String,
+    },
+    /// A permanent failure: the server's reply, never retried.
+    Failed { error: String },
+    /// The obligation was met (or voided, or excepted) before the reminder went.
+    Dropped,
+}
+
+/// Instants in cpwatch's own log are RFC 3339 UTC text in both databases.
+pub(crate) fn log_time(t: Instant) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The notification-log methods, the same for both databases but for placeholders.
+macro_rules! notification_log {
+    ($store:ty, $sql:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::store::NotificationLog for $store {
+        async fn log_planned(&self, rows: &[$crate::store::NewNotification], at: $crate::case::Instant) -> Result<usize, StoreError> {
+            let at = $crate::store::log_time(at);
+            let mut tx = self.pool.begin().await.map_err(|e| self.err("recording notifications", e))?;
+            let sql = $sql("INSERT INTO cpwatch_notifications (id, obligation_key, stage, recipient, occurrence, board, rule, status, attempts, planned_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?) ON CONFLICT (id) DO NOTHING");
+            let mut new = 0;
+            for r in rows {
+                let done = sqlx::query(&sql)
+                    .bind(&r.id)
+                    .bind(&r.obligation_key)
+                    .bind(&r.stage)
+                    .bind(&r.recipient)
+                    .bind(r.occurrence)
+                    .bind(&r.board)
+                    .bind(&r.rule)
+                    .bind(&at)
+                    .bind(&at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err("recording notifications", e))?;
+                new += done.rows_affected() as usize;
+            }
+            tx.commit().await.map_err(|e| self.err("recording notifications", e))?;
+            Ok(new)
+        }
+
+        async fn log_rows(&self, status: Option<&str>) -> Result<Vec<$crate::store::LogRow>, StoreError> {
+            let base = "SELECT id, obligation_key, stage, recipient, occurrence, board, rule, status, attempts, next_attempt_at, message_id, last_error, planned_at, sent_at FROM cpwatch_notifications";
+            let filtered = $sql(&format!("{base} WHERE status = ? ORDER BY planned_at, id"));
+            let rows = match status {
+                Some(st) => sqlx::query(&filtered).bind(st).fetch_all(&self.pool).await,
+                None => sqlx::query(&format!("{base} ORDER BY planned_at, id")).fetch_all(&self.pool).await,
+            }
+            .map_err(|e| self.err("reading cpwatch_notifications", e))?;
+            rows.iter().map(|r| $crate::store::rows::log_row(r).map_err(|reason| StoreError::Query { url: self.url.clone(), what: "reading cpwatch_notifications".into(), reason })).collect()
+        }
+
+        async fn log_update(&self, ids: &[String], update: &$crate::store::LogUpdate, at: $crate::case::Instant) -> Result<(), StoreError> {
+            use $crate::store::LogUpdate;
+            let at = $crate::store::log_time(at);
+            let mut tx = self.pool.begin().await.map_err(|e| self.err("updating cpwatch_notifications", e))?;
+            let sql = match update {
+                LogUpdate::Sent { .. } => "UPDATE cpwatch_notifications SET status = 'sent', message_id = ?, sent_at = ?, attempts = attempts + 1, last_error = NULL, updated_at = ? WHERE id = ? AND status = 'pending'",
+                LogUpdate::Retry { .. } => "UPDATE cpwatch_notifications SET next_attempt_at = ?, last_error = ?, attempts = attempts + 1, updated_at = ? WHERE id = ? AND status = 'pending'",
+                LogUpdate::Failed { .. } => "UPDATE cpwatch_notifications SET status = 'failed', last_error = ?, attempts = attempts + 1, updated_at = ? WHERE id = ? AND status = 'pending'",
+                LogUpdate::Dropped => "UPDATE cpwatch_notifications SET status = 'dropped', updated_at = ? WHERE id = ? AND status = 'pending'",
+            };
+            let sql = $sql(sql);
+            for id in ids {
+                let q = sqlx::query(&sql);
+                let q = match update {
+                    LogUpdate::Sent { message_id } => q.bind(message_id.clone()).bind(at.clone()),
+                    LogUpdate::Retry { next_attempt_at, error } => q.bind($crate::store::log_time(*next_attempt_at)).bind(error.clone()),
+                    LogUpdate::Failed { error } => q.bind(error.clone()),
+                    LogUpdate::Dropped => q,
+                };
+                q.bind(at.clone()).bind(id.clone()).execute(&mut *tx).await.map_err(|e| self.err("updating cpwatch_notifications", e))?;
+            }
+            tx.commit().await.map_err(|e| self.err("updating cpwatch_notifications", e))
+        }
+        }
+    };
+}
+pub(crate) use notification_log;
+
+/// `?` placeholders as PostgreSQL's `$1, $2, …`.
+pub(crate) fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// SQLite takes `?` as it is.
+pub(crate) fn as_is(sql: &str) -> String {
+    sql.to_string()
 }
 
 /// Opens the store a URL names. `create` makes a missing SQLite file.

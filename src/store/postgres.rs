@@ -25,6 +25,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0002_cpwatch_state.sql"),
         case_tables: false,
     },
+    Migration {
+        version: 3,
+        name: "cpwatch_notifications",
+        sql: include_str!("../../migrations/postgres/0003_cpwatch_notifications.sql"),
+        case_tables: false,
+    },
 ];
 
 pub struct PgStore {
@@ -213,3 +219,5 @@ impl Store for PgStore {
             .map_err(|e| self.err("counting children", e))
     }
 }
+
+super::notification_log!(PgStore, super::numbered);

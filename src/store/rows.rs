@@ -333,3 +333,25 @@ pub fn case_state<R: Get>(mut tables: HashMap<&'static str, Vec<R>>) -> CaseStat
     s.load_findings = f;
     s
 }
+
+/// A row of `cpwatch_notifications` (instants as RFC 3339 text in both databases).
+pub fn log_row<R: Get>(r: &R) -> Result<crate::store::LogRow, String> {
+    let text = |c: &str| r.text(c)?.ok_or_else(|| format!("{c} is empty"));
+    let time = |c: &str| r.text(c)?.map(|s| parse_instant(&s)).transpose();
+    Ok(crate::store::LogRow {
+        id: text("id")?,
+        obligation_key: text("obligation_key")?,
+        stage: text("stage")?,
+        recipient: text("recipient")?,
+        occurrence: r.int("occurrence")?.unwrap_or(0),
+        board: text("board")?,
+        rule: text("rule")?,
+        status: text("status")?,
+        attempts: r.int("attempts")?.unwrap_or(0),
+        next_attempt_at: time("next_attempt_at")?,
+        message_id: r.text("message_id")?,
+        last_error: r.text("last_error")?,
+        planned_at: time("planned_at")?.ok_or("planned_at is empty")?,
+        sent_at: time("sent_at")?,
+    })
+}

@@ -27,6 +27,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0002_cpwatch_state.sql"),
         case_tables: false,
     },
+    Migration {
+        version: 3,
+        name: "cpwatch_notifications",
+        sql: include_str!("../../migrations/sqlite/0003_cpwatch_notifications.sql"),
+        case_tables: false,
+    },
 ];
 
 pub struct SqliteStore {
@@ -212,3 +218,5 @@ impl Store for SqliteStore {
             .map_err(|e| self.err("counting children", e))
     }
 }
+
+super::notification_log!(SqliteStore, super::as_is);

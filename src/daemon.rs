@@ -1,0 +1,324 @@
+//! The long-running service: a tick (load, evaluate, update metrics, plan and
+//! deliver reminders), the scheduler that starts ticks, the HTTP endpoints,
+//! and shutdown. Every tick is idempotent, so a scheduler that fires twice,
+//! late or not at all for a while never sends twice or loses a reminder.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::{mpsc, watch};
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+use crate::calendar::Calendar;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+use crate::notify::{self, Delivery, Templates, Transport};
+use crate::store::Store;
+
+/// What the readiness check looks at.
+pub struct Health {
+    database_ok: AtomicBool,
+    last_tick: AtomicI64,
+    stale_after_seconds: i64,
+    clock: Arc<dyn Clock>,
+}
+
+impl Health {
+    /// Ready: the database answered at the last tick, and ticks are not stale.
+    pub fn ready(&self) -> Result<(), String> {
+        if !self.database_ok.load(Ordering::SeqCst) {
+            return Err("the case database did not answer at the last tick".into());
+        }
+        let last = self.last_tick.load(Ordering::SeqCst);
+        let age = self.clock.now().timestamp() - last;
+        if last == 0 || age > self.stale_after_seconds {
+            return Err(format!(
+                "no tick for {age} s (more than {} s): the scheduler has stalled",
+                self.stale_after_seconds
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What one tick did, for the log line and for tests.
+#[derive(Debug, Clone, Default)]
+pub struct TickReport {
+    pub obligations: usize,
+    pub overdue: usize,
+    pub findings: usize,
+    pub delivery: Delivery,
+    pub seconds: f64,
+}
+
+pub struct Daemon {
+    pub config: Config,
+    store: Box<dyn Store>,
+    engine: Engine,
+    clock: Arc<dyn Clock>,
+    transport: Box<dyn Transport>,
+    templates: Templates,
+    calendar: Calendar,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    rng: Mutex<ChaCha8Rng>,
+}
+
+impl Daemon {
+    pub fn new(
+        config: Config,
+        store: Box<dyn Store>,
+        engine: Engine,
+        clock: Arc<dyn Clock>,
+        transport: Box<dyn Transport>,
+    ) -> anyhow::Result<Daemon> {
+        let templates = Templates::load(config.reminders.templates_dir.as_deref())
+            .map_err(|e| anyhow::anyhow!("reminders.templates_dir: {e}"))?;
+        let calendar = engine.default_calendar(config.time_zone()?)?;
+        let metrics = Arc::new(Metrics::new()?);
+        metrics.rules(&engine.rules);
+        let health = Arc::new(Health {
+            database_ok: AtomicBool::new(false),
+            last_tick: AtomicI64::new(0),
+            stale_after_seconds: config.schedule.stale_after_seconds as i64,
+            clock: clock.clone(),
+        });
+        let seed = clock.now().timestamp_nanos_opt().unwrap_or(0) as u64;
+        Ok(Daemon {
+            config,
+            store,
+            engine,
+            clock,
+            transport,
+            templates,
+            calendar,
+            metrics,
+            health,
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+        })
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// One tick: load the case state, evaluate, update the metrics, and deliver reminders.
+    pub async fn run_once(&self) -> anyhow::Result<TickReport> {
+        let now = self.clock.now();
+        self.metrics.tick_started(now);
+        self.health
+            .last_tick
+            .store(now.timestamp(), Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        let result = self.tick(now, started).await;
+        self.metrics.tick_finished(result.is_ok());
+        match &result {
+            Ok(r) => tracing::info!(
+                obligations = r.obligations,
+                overdue = r.overdue,
+                findings = r.findings,
+                recorded = r.delivery.recorded,
+                sent = r.delivery.sent,
+                messages = r.delivery.messages,
+                retried = r.delivery.retried,
+                failed = r.delivery.failed,
+                dropped = r.delivery.dropped,
+                waiting = r.delivery.waiting,
+                seconds = r.seconds,
+                "tick"
+            ),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "tick failed; the next tick will try again")
+            }
+        }
+        result
+    }
+
+    async fn tick(
+        &self,
+        now: crate::case::Instant,
+        started: std::time::Instant,
+    ) -> anyhow::Result<TickReport> {
+        let state = match self.store.load().await {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics.database_up.set(0);
+                self.health.database_ok.store(false, Ordering::SeqCst);
+                return Err(e.into());
+            }
+        };
+        self.metrics.database_up.set(1);
+        self.health.database_ok.store(true, Ordering::SeqCst);
+        let eval = self.engine.evaluate(&state, now);
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics.evaluated(&eval, seconds, now);
+        let ctx = notify::Context {
+            state: &state,
+            rules: &self.engine.rules,
+            holidays: &self.engine.holidays,
+            config: &self.config,
+        };
+        let (planned, unresolved) = notify::plan(&eval, &ctx, now);
+        let mut missing: HashMap<(String, String), i64> = HashMap::new();
+        for u in &unresolved {
+            let board = u.obligation_key.split(':').next().unwrap_or("").to_string();
+            *missing.entry((board, u.recipient.clone())).or_default() += 1;
+        }
+        self.metrics.unresolved(&missing);
+        let outbox = notify::Outbox {
+            store: self.store.as_ref(),
+            transport: self.transport.as_ref(),
+            templates: &self.templates,
+            config: &self.config,
+            calendar: &self.calendar,
+        };
+        let mut jitter = || self.rng.lock().map(|mut r| r.gen::<f64>()).unwrap_or(0.5);
+        let delivery = match notify::deliver(&outbox, planned, now, &mut jitter).await {
+            Ok(d) => d,
+            Err(e) => {
+                self.metrics.database_up.set(0);
+                self.health.database_ok.store(false, Ordering::SeqCst);
+                return Err(e).context("recording notifications");
+            }
+        };
+        let attempted = delivery.sent + delivery.retried + delivery.failed;
+        if attempted > 0 {
+            self.metrics
+                .smtp_up
+                .set(i64::from(delivery.sent > 0 || delivery.retried == 0));
+        }
+        for ((stage, outcome), n) in &delivery.outcomes {
+            self.metrics.notification(stage.as_str(), outcome, *n);
+        }
+        Ok(TickReport {
+            obligations: eval.obligations.len(),
+            overdue: eval
+                .obligations
+                .iter()
+                .filter(|o| o.status == crate::evaluate::Status::Overdue)
+                .count(),
+            findings: eval.findings.len(),
+            delivery,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Serves HTTP and runs ticks on the schedule until `shutdown` completes.
+    /// A tick in progress at shutdown is abandoned: its pending notifications
+    /// stay pending in the log and go at the next start.
+    pub async fn serve(
+        self: Arc<Self>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let addr = self.config.listen()?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("http.listen: cannot listen on {addr}"))?;
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+        let app = router(self.metrics.clone(), self.health.clone());
+        let mut http_stop = stop_rx.clone();
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = http_stop.wait_for(|s| *s).await;
+                })
+                .await
+        });
+
+        // Ticks are coalesced: a tick requested while one runs (or one is queued) is one tick.
+        let (tick_tx, mut tick_rx) = mpsc::channel::<()>(1);
+        let scheduler = JobScheduler::new()
+            .await
+            .context("starting the scheduler")?;
+        let tx = tick_tx.clone();
+        let job = Job::new_async_tz(
+            self.config.schedule.evaluate.as_str(),
+            self.config.time_zone()?,
+            move |_, _| {
+                let tx = tx.clone();
+                Box::pin(async move {
+                    let _ = tx.try_send(());
+                })
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("schedule.evaluate: {e}"))?;
+        scheduler.add(job).await.context("scheduling evaluation")?;
+        scheduler.start().await.context("starting the scheduler")?;
+        let _ = tick_tx.try_send(());
+
+        let mut stop = stop_rx.clone();
+        let mut stop_mid_tick = stop_rx.clone();
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                Some(()) = tick_rx.recv() => {
+                    tokio::select! {
+                        _ = self.run_once() => {}
+                        _ = stop_mid_tick.wait_for(|s| *s) => {
+                            tracing::info!("shutting down during a tick: abandoned; pending reminders stay pending");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let mut scheduler = scheduler;
+        if let Err(e) = scheduler.shutdown().await {
+            tracing::warn!(error = %e, "stopping the scheduler");
+        }
+        http.await
+            .context("the HTTP server task")?
+            .context("the HTTP server")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+struct HttpState {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+pub fn router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(s): State<HttpState>| async move {
+                (
+                    [("content-type", "text/plain; version=0.0.4")],
+                    s.metrics.render(),
+                )
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|State(s): State<HttpState>| async move {
+                match s.health.ready() {
+                    Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+                    Err(why) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: {why}\n"),
+                    ),
+                }
+            }),
+        )
+        .with_state(HttpState { metrics, health })
+}

@@ -1,0 +1,83 @@
+//! What an evaluation needs besides the case state: the rules, the holiday
+//! data and the default board, loaded once and shared by the CLI and the daemon.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+
+use crate::calendar::{Calendar, HolidayData};
+use crate::case::{CaseState, Instant};
+use crate::evaluate::{evaluate, Evaluation, Options};
+use crate::report::Zones;
+use crate::rules::{self, RuleSet};
+
+/// Everything an evaluation needs besides the case state.
+pub struct Engine {
+    pub rules: RuleSet,
+    pub holidays: Arc<HolidayData>,
+    pub default_board: String,
+}
+
+impl Engine {
+    pub fn load(
+        rules_dir: Option<&Path>,
+        calendar: Option<&Path>,
+        closures: Option<&Path>,
+        default_board: &str,
+    ) -> anyhow::Result<Self> {
+        let rules = match rules_dir {
+            Some(dir) => rules::load_dir(dir),
+            None => rules::built_in(),
+        }
+        .map_err(|e| anyhow!("the rule files have errors:\n{e}"))?;
+        let mut holidays = HolidayData::load(calendar)?;
+        if let Some(f) = closures {
+            holidays.load_closures(f)?;
+        }
+        if !rules.boards.contains_key(default_board) {
+            bail!(
+                "default board {:?} has no rule file (known: {})",
+                default_board,
+                rules.boards.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        for b in rules.boards.values().flatten() {
+            holidays
+                .check_division(&b.calendar)
+                .with_context(|| format!("board {} ({})", b.id, b.file))?;
+        }
+        Ok(Engine {
+            rules,
+            holidays: Arc::new(holidays),
+            default_board: default_board.to_string(),
+        })
+    }
+
+    pub fn evaluate(&self, state: &CaseState, now: Instant) -> Evaluation {
+        evaluate(
+            state,
+            &self.rules,
+            &self.holidays,
+            now,
+            &Options {
+                default_board: &self.default_board,
+            },
+        )
+    }
+
+    pub fn zones(&self) -> Zones {
+        Zones::new(&self.rules, &self.default_board)
+    }
+}
+
+impl Engine {
+    /// The default board's calendar, for timing that belongs to no one board.
+    pub fn default_calendar(&self, tz: chrono_tz::Tz) -> anyhow::Result<Calendar> {
+        let division = self
+            .rules
+            .latest(&self.default_board)
+            .map_or("england-and-wales", |b| b.calendar.as_str());
+        Ok(Calendar::new(self.holidays.clone(), division, tz)?)
+    }
+}

@@ -1,0 +1,202 @@
+//! Prometheus metrics: what the last evaluation saw, how ticks and
+//! notifications went, and the health of the database and mail relay.
+//! Labels carry boards, rules, statuses, agencies and teams — never a child,
+//! case, conference or person.
+
+use std::collections::HashMap;
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::case::Instant;
+use crate::evaluate::{Evaluation, Status};
+use crate::rules::{AuditBy, RuleKind, RuleSet};
+
+pub struct Metrics {
+    registry: Registry,
+    obligations: IntGaugeVec,
+    overdue: IntGaugeVec,
+    on_time_ratio: GaugeVec,
+    findings: IntGaugeVec,
+    evaluation_seconds: Histogram,
+    last_success: Gauge,
+    last_tick: Gauge,
+    ticks: IntCounterVec,
+    notifications: IntCounterVec,
+    unresolved: IntGaugeVec,
+    pub database_up: IntGauge,
+    pub smtp_up: IntGauge,
+    rules_loaded: IntGaugeVec,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace("cpwatch")
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let m = Metrics {
+            obligations: IntGaugeVec::new(opts("obligations", "Obligations in the last evaluation, by board, rule and status."), &["board", "rule", "status"])?,
+            overdue: IntGaugeVec::new(
+                opts("overdue_obligations", "Overdue obligations by board and rule, with the agency (agency duties) or team (social care duties) responsible."),
+                &["board", "rule", "agency", "team"],
+            )?,
+            on_time_ratio: GaugeVec::new(
+                opts("on_time_ratio", "Share of obligations due in the window (30 or 90 days) that were met on time, of those met, met late or overdue."),
+                &["board", "rule", "window"],
+            )?,
+            findings: IntGaugeVec::new(opts("data_quality_findings", "Data-quality findings in the last evaluation, by kind."), &["kind"])?,
+            evaluation_seconds: Histogram::with_opts(
+                HistogramOpts::new("evaluation_duration_seconds", "Time to load the case state and evaluate it.").namespace("cpwatch").buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            )?,
+            last_success: Gauge::with_opts(opts("last_successful_evaluation_timestamp_seconds", "When the last evaluation succeeded (Unix time)."))?,
+            last_tick: Gauge::with_opts(opts("last_tick_timestamp_seconds", "When the scheduler last started a tick (Unix time)."))?,
+            ticks: IntCounterVec::new(opts("ticks_total", "Evaluation ticks by result."), &["result"])?,
+            notifications: IntCounterVec::new(opts("notifications_total", "Notifications by stage and outcome (sent, retry, failed, dropped)."), &["stage", "outcome"])?,
+            unresolved: IntGaugeVec::new(opts("unresolved_recipients", "Reminders a rule calls for that have no address in the case data or config, by board and recipient role."), &["board", "recipient"])?,
+            database_up: IntGauge::with_opts(opts("database_up", "1 when the last read of the case database succeeded."))?,
+            smtp_up: IntGauge::with_opts(opts("smtp_up", "1 when the last attempt to send mail succeeded (or none was due)."))?,
+            rules_loaded: IntGaugeVec::new(opts("rules_loaded", "Rules in force per board."), &["board"])?,
+            registry,
+        };
+        let build = IntGaugeVec::new(
+            opts("build_info", "Build information; always 1."),
+            &["version"],
+        )?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.registry.register(Box::new(build))?;
+        for c in [
+            Box::new(m.obligations.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.overdue.clone()),
+            Box::new(m.on_time_ratio.clone()),
+            Box::new(m.findings.clone()),
+            Box::new(m.evaluation_seconds.clone()),
+            Box::new(m.last_success.clone()),
+            Box::new(m.last_tick.clone()),
+            Box::new(m.ticks.clone()),
+            Box::new(m.notifications.clone()),
+            Box::new(m.unresolved.clone()),
+            Box::new(m.database_up.clone()),
+            Box::new(m.smtp_up.clone()),
+            Box::new(m.rules_loaded.clone()),
+        ] {
+            m.registry.register(c)?;
+        }
+        m.smtp_up.set(1);
+        Ok(m)
+    }
+
+    pub fn rules(&self, rules: &RuleSet) {
+        self.rules_loaded.reset();
+        for (board, versions) in &rules.boards {
+            if let Some(b) = versions.last() {
+                self.rules_loaded
+                    .with_label_values(&[board.as_str()])
+                    .set(b.rules.len() as i64);
+            }
+        }
+    }
+
+    pub fn tick_started(&self, now: Instant) {
+        self.last_tick.set(now.timestamp() as f64);
+    }
+
+    pub fn tick_finished(&self, ok: bool) {
+        self.ticks
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    pub fn evaluated(&self, eval: &Evaluation, seconds: f64, now: Instant) {
+        self.evaluation_seconds.observe(seconds);
+        self.last_success.set(now.timestamp() as f64);
+        self.obligations.reset();
+        self.overdue.reset();
+        self.on_time_ratio.reset();
+        self.findings.reset();
+        let mut counts: HashMap<(&str, &str, &str), i64> = HashMap::new();
+        let mut overdue: HashMap<(&str, &str, &str, &str), i64> = HashMap::new();
+        // (met on time, counted) per board, rule and window.
+        let mut ratio: HashMap<(&str, &str, &str), (u32, u32)> = HashMap::new();
+        for o in &eval.obligations {
+            *counts
+                .entry((&o.board, &o.rule, o.status.as_str()))
+                .or_default() += 1;
+            if o.status == Status::Overdue {
+                let agency = if o.audit_by == Some(AuditBy::Agency) {
+                    o.agency.as_deref().unwrap_or("")
+                } else {
+                    ""
+                };
+                let team = if o.audit_by == Some(AuditBy::Team) {
+                    o.team.as_deref().unwrap_or("")
+                } else {
+                    ""
+                };
+                *overdue
+                    .entry((&o.board, &o.rule, agency, team))
+                    .or_default() += 1;
+            }
+            if o.kind == RuleKind::Notice
+                || !matches!(o.status, Status::Met | Status::MetLate | Status::Overdue)
+                || o.due_at > now
+            {
+                continue;
+            }
+            for (window, days) in [("30d", 30), ("90d", 90)] {
+                if o.due_at >= now - chrono::Duration::days(days) {
+                    let e = ratio.entry((&o.board, &o.rule, window)).or_default();
+                    e.1 += 1;
+                    if o.status == Status::Met {
+                        e.0 += 1;
+                    }
+                }
+            }
+        }
+        for ((b, r, s), n) in counts {
+            self.obligations.with_label_values(&[b, r, s]).set(n);
+        }
+        for ((b, r, a, t), n) in overdue {
+            self.overdue.with_label_values(&[b, r, a, t]).set(n);
+        }
+        for ((b, r, w), (met, all)) in ratio {
+            self.on_time_ratio
+                .with_label_values(&[b, r, w])
+                .set(f64::from(met) / f64::from(all));
+        }
+        let mut kinds: HashMap<&str, i64> = HashMap::new();
+        for f in &eval.findings {
+            *kinds.entry(&f.kind).or_default() += 1;
+        }
+        for (k, n) in kinds {
+            self.findings.with_label_values(&[k]).set(n);
+        }
+    }
+
+    pub fn notification(&self, stage: &str, outcome: &str, n: u64) {
+        self.notifications
+            .with_label_values(&[stage, outcome])
+            .inc_by(n);
+    }
+
+    pub fn unresolved(&self, counts: &HashMap<(String, String), i64>) {
+        self.unresolved.reset();
+        for ((board, role), n) in counts {
+            self.unresolved
+                .with_label_values(&[board.as_str(), role.as_str()])
+                .set(*n);
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
