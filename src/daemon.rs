@@ -235,9 +235,7 @@ impl Daemon {
         let mut http_stop = stop_rx.clone();
         let http = tokio::spawn(async move {
             axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = http_stop.wait_for(|s| *s).await;
-                })
+                .with_graceful_shutdown(async move { stopped(&mut http_stop).await })
                 .await
         });
 
@@ -266,11 +264,11 @@ impl Daemon {
         let mut stop_mid_tick = stop_rx.clone();
         loop {
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
+                _ = stopped(&mut stop) => break,
                 Some(()) = tick_rx.recv() => {
                     tokio::select! {
                         _ = self.run_once() => {}
-                        _ = stop_mid_tick.wait_for(|s| *s) => {
+                        _ = stopped(&mut stop_mid_tick) => {
                             tracing::info!("shutting down during a tick: abandoned; pending reminders stay pending");
                             break;
                         }
@@ -288,6 +286,11 @@ impl Daemon {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Completes once shutdown is asked for (the watch guard is dropped here, not held across awaits).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
 }
 
 #[derive(Clone)]

@@ -50,7 +50,7 @@ async fn sqlite_and_postgres_give_the_same_evaluation() {
     let db = TempDb::new("same").await;
     let pg = store::connect(&db.url(), false).await.expect("postgres");
     let applied = pg.migrate(false).await.expect("migrate");
-    assert_eq!(applied.len(), 2);
+    assert_eq!(applied.len(), 3);
     assert!(
         pg.migrate(false).await.expect("again").is_empty(),
         "migrations run once"
@@ -216,7 +216,13 @@ async fn migrations_can_leave_the_case_tables_alone() {
     let url = format!("sqlite://{}", dir.path().join("own.db").display());
     let s = store::connect(&url, true).await.expect("sqlite");
     let applied = s.migrate(true).await.expect("migrate");
-    assert_eq!(applied, vec!["migration 0002_cpwatch_state".to_string()]);
+    assert_eq!(
+        applied,
+        vec![
+            "migration 0002_cpwatch_state".to_string(),
+            "migration 0003_cpwatch_notifications".to_string()
+        ]
+    );
     drop(s);
     let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("raw");
     let tables: Vec<String> =

@@ -1,0 +1,850 @@
+//! The service: reminder stages and recipients, the send window and digest,
+//! the notification log (once only, nothing lost, dropped when met), real SMTP
+//! over TCP to a server on loopback, metrics, and the HTTP endpoints — all on
+//! a controllable clock.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use chrono::Duration;
+use common::*;
+use cpwatch::case::CaseState;
+use cpwatch::clock::ManualClock;
+use cpwatch::config::{BoardContacts, Config, TlsMode};
+use cpwatch::daemon::Daemon;
+use cpwatch::engine::Engine;
+use cpwatch::notify::{self, FileTransport, SmtpTransport, Stage, Transport};
+use cpwatch::store::LogRow;
+
+fn config() -> Config {
+    let mut c = Config {
+        default_board: "working-together-2010".into(),
+        ..Config::default()
+    };
+    c.mail.from = "cpwatch <cpwatch@test.cpwatch.example>".into();
+    c.schedule.digest_at = "09:00".into();
+    c.reminders.send_window = "08:00-18:00".into();
+    for b in [
+        "working-together-2010",
+        "pan-dorset",
+        "hampshire-4lscb",
+        "barnsley",
+        "cwm-taf-morgannwg",
+        "bolton",
+    ] {
+        c.boards.insert(
+            b.into(),
+            BoardContacts {
+                conference_service: Some(format!("cs@{b}.test")),
+                safeguarding_manager: Some(format!("sm@{b}.test")),
+            },
+        );
+    }
+    c
+}
+
+fn engine() -> Engine {
+    Engine::load(None, None, None, "working-together-2010").expect("engine")
+}
+
+async fn daemon(
+    state: &CaseState,
+    clock: Arc<ManualClock>,
+    transport: Box<dyn Transport>,
+    tweak: impl FnOnce(&mut Config),
+) -> (Daemon, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("cases.db").display());
+    let store = cpwatch::store::connect(&url, true).await.expect("sqlite");
+    store.migrate(false).await.expect("migrate");
+    store.replace_case_data(state).await.expect("write");
+    let mut c = config();
+    c.database_url = url;
+    tweak(&mut c);
+    (
+        Daemon::new(c, store, engine(), clock, transport).expect("daemon"),
+        dir,
+    )
+}
+
+/// The canonical case with the minutes of CONF-1 never circulated: Barnsley's
+/// 15 working days from Wednesday 13 January 2027 end on Wednesday 3 February.
+fn minutes_missing() -> CaseState {
+    let mut s = fixture("barnsley");
+    conf_mut(&mut s, "CONF-1").minutes_circulated_at = None;
+    s
+}
+
+fn eml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn minutes_rows(rows: &[LogRow]) -> Vec<&LogRow> {
+    rows.iter()
+        .filter(|r| r.rule == "minutes-circulated" && r.obligation_key.contains("CONF-1"))
+        .collect()
+}
+
+#[test]
+fn stages_and_recipients_follow_the_rule() {
+    let s = minutes_missing();
+    let rules = built_in_rules();
+    let holidays = holidays();
+    let c = config();
+    let ctx = notify::Context {
+        state: &s,
+        rules: &rules,
+        holidays: &holidays,
+        config: &c,
+    };
+    let stage_at = |at: &str| {
+        let e = eval(&s, at);
+        let (planned, _) = notify::plan(&e, &ctx, t(at));
+        planned
+            .into_iter()
+            .filter(|p| p.item.rule == "minutes-circulated" && p.obligation_key.contains("CONF-1"))
+            .map(|p| (p.stage, p.recipient, p.occurrence))
+            .collect::<Vec<_>>()
+    };
+    // Three working days before (Monday 1 February): upcoming, to the conference service.
+    assert_eq!(
+        stage_at("2027-02-01T10:00:00Z"),
+        vec![(Stage::Upcoming, "cs@barnsley.test".to_string(), 0)]
+    );
+    assert_eq!(
+        stage_at("2027-02-03T10:00:00Z"),
+        vec![(Stage::Due, "cs@barnsley.test".to_string(), 0)]
+    );
+    assert_eq!(
+        stage_at("2027-02-04T10:00:00Z"),
+        vec![(Stage::Overdue, "cs@barnsley.test".to_string(), 0)]
+    );
+    // Two working days overdue: escalated to the safeguarding manager, again every five working days.
+    assert_eq!(
+        stage_at("2027-02-05T10:00:00Z"),
+        vec![(Stage::Escalation, "sm@barnsley.test".to_string(), 0)]
+    );
+    assert_eq!(
+        stage_at("2027-02-11T10:00:00Z"),
+        vec![(Stage::Escalation, "sm@barnsley.test".to_string(), 0)]
+    );
+    assert_eq!(
+        stage_at("2027-02-12T10:00:00Z"),
+        vec![(Stage::Escalation, "sm@barnsley.test".to_string(), 1)]
+    );
+    // Nothing for a met obligation.
+    assert!(stage_at("2027-01-20T10:00:00Z").is_empty());
+
+    // An agency's report: the invitation's own address comes before the agency's.
+    let mut s = fixture("barnsley");
+    let inv = inv_mut(&mut s, "CONF-1", "AG-POL");
+    inv.report_received_at = None;
+    inv.email = Some("pol.duty@police.test".into());
+    let e = eval(&s, "2027-01-11T09:00:00Z");
+    let ctx = notify::Context {
+        state: &s,
+        rules: &rules,
+        holidays: &holidays,
+        config: &c,
+    };
+    let (planned, _) = notify::plan(&e, &ctx, t("2027-01-11T09:00:00Z"));
+    let report: Vec<_> = planned
+        .iter()
+        .filter(|p| p.item.rule == "report-to-unit" && p.item.agency.as_deref() == Some("AG-POL"))
+        .collect();
+    assert_eq!(report.len(), 1);
+    assert_eq!(
+        (report[0].stage, report[0].recipient.as_str()),
+        (Stage::Due, "pol.duty@police.test")
+    );
+    assert_eq!(
+        report[0].item.deadline,
+        "by 23:59 on Mon 11 Jan 2027, today"
+    );
+
+    // A role with no address is reported, not guessed.
+    let mut c2 = config();
+    c2.boards.clear();
+    let ctx = notify::Context {
+        state: &s,
+        rules: &rules,
+        holidays: &holidays,
+        config: &c2,
+    };
+    let (_, unresolved) = notify::plan(
+        &eval(&minutes_missing(), "2027-02-01T10:00:00Z"),
+        &ctx,
+        t("2027-02-01T10:00:00Z"),
+    );
+    assert!(unresolved
+        .iter()
+        .any(|u| u.recipient == "conference_service"));
+}
+
+#[tokio::test]
+async fn quiet_hours_the_digest_and_once_only() {
+    let out = tempfile::tempdir().expect("outbox");
+    let clock = Arc::new(ManualClock::new(t("2027-02-03T07:00:00Z")));
+    let (d, _db) = daemon(
+        &minutes_missing(),
+        clock.clone(),
+        Box::new(FileTransport {
+            dir: out.path().into(),
+        }),
+        |_| {},
+    )
+    .await;
+    // 07:00: before the send window. Recorded, not sent.
+    let r = d.run_once().await.expect("tick");
+    assert!(
+        r.delivery.recorded > 0 && r.delivery.sent == 0 && r.delivery.waiting > 0,
+        "{r:?}"
+    );
+    let rows = d.store().log_rows(None).await.expect("log");
+    assert_eq!(minutes_rows(&rows)[0].status, "pending");
+    // 08:30: the window is open but the digest (09:00) is not: a "due" reminder waits.
+    clock.set(t("2027-02-03T08:30:00Z"));
+    d.run_once().await.expect("tick");
+    assert_eq!(
+        minutes_rows(&d.store().log_rows(None).await.expect("log"))[0].status,
+        "pending"
+    );
+    // 09:30: it goes, once.
+    clock.set(t("2027-02-03T09:30:00Z"));
+    let r = d.run_once().await.expect("tick");
+    assert!(r.delivery.sent > 0, "{r:?}");
+    let rows = d.store().log_rows(None).await.expect("log");
+    let m = minutes_rows(&rows);
+    assert_eq!((m[0].status.as_str(), m[0].stage.as_str()), ("sent", "due"));
+    let files = eml_files(out.path());
+    let sent_before = files.len();
+    let mail = std::fs::read_to_string(
+        files
+            .iter()
+            .find(|f| std::fs::read_to_string(f).is_ok_and(|t| t.contains("To: cs@barnsley.test")))
+            .expect("a message to the conference service"),
+    )
+    .expect("read");
+    assert!(mail.contains("Subject: Due today"), "{mail}");
+    let text = plain_text(&mail);
+    assert!(
+        text.contains("Minutes distributed within 15 working days")
+            && text.contains("by 23:59 on Wed 3 Feb 2027, today"),
+        "{text}"
+    );
+    assert!(mail.contains(&format!(
+        "Message-ID: {}",
+        m[0].message_id.clone().expect("message id")
+    )));
+    clock.set(t("2027-02-03T10:30:00Z"));
+    let r = d.run_once().await.expect("tick");
+    assert_eq!(r.delivery.sent, 0, "nothing twice: {r:?}");
+    assert_eq!(eml_files(out.path()).len(), sent_before);
+}
+
+#[tokio::test]
+async fn weekends_wait_and_a_reminder_met_before_it_goes_is_dropped() {
+    let out = tempfile::tempdir().expect("outbox");
+    // Saturday 6 February 2027: the minutes are escalated (2 working days overdue), but not at a weekend.
+    let clock = Arc::new(ManualClock::new(t("2027-02-06T10:00:00Z")));
+    let (d, _db) = daemon(
+        &minutes_missing(),
+        clock.clone(),
+        Box::new(FileTransport {
+            dir: out.path().into(),
+        }),
+        |_| {},
+    )
+    .await;
+    let r = d.run_once().await.expect("tick");
+    assert_eq!(r.delivery.sent, 0, "{r:?}");
+    let pending: Vec<LogRow> = d.store().log_rows(Some("pending")).await.expect("log");
+    assert!(pending
+        .iter()
+        .any(|r| r.rule == "minutes-circulated" && r.stage == "escalation"));
+    // The minutes go out on Sunday; by Monday's tick the escalation is no longer wanted.
+    let mut s = minutes_missing();
+    conf_mut(&mut s, "CONF-1").minutes_circulated_at = Some(t("2027-02-07T12:00:00Z"));
+    d.store().replace_case_data(&s).await.expect("update");
+    clock.set(t("2027-02-08T10:00:00Z"));
+    let r = d.run_once().await.expect("tick");
+    assert!(r.delivery.dropped > 0, "{r:?}");
+    let rows = d.store().log_rows(None).await.expect("log");
+    let m = minutes_rows(&rows);
+    assert!(m.iter().all(|r| r.status == "dropped"), "{m:?}");
+    assert!(eml_files(out.path())
+        .iter()
+        .all(|f| !std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .contains("Minutes distributed")));
+}
+
+/// Ticks every hour across a clock change: every notification goes once, in the window, on a working day.
+async fn hourly_across(from: &str, hours: i64) {
+    let out = tempfile::tempdir().expect("outbox");
+    let start = t(from);
+    let state = cpwatch::demo::generate(11, 60, start, &holidays()).expect("demo");
+    let clock = Arc::new(ManualClock::new(start));
+    let (d, _db) = daemon(
+        &state,
+        clock.clone(),
+        Box::new(FileTransport {
+            dir: out.path().into(),
+        }),
+        |_| {},
+    )
+    .await;
+    let mut sent = 0;
+    for _ in 0..hours {
+        sent += d.run_once().await.expect("tick").delivery.sent;
+        clock.advance(Duration::hours(1));
+    }
+    assert!(sent > 0);
+    let rows = d.store().log_rows(Some("sent")).await.expect("log");
+    assert_eq!(rows.len(), sent, "each notification sent once");
+    let cal = engine()
+        .default_calendar(chrono_tz::Europe::London)
+        .expect("calendar");
+    for r in &rows {
+        let at = r.sent_at.expect("sent_at");
+        let local = cal.local(at);
+        assert!(
+            cal.is_working_day(local.date_naive()).expect("covered"),
+            "sent on a non-working day: {local}"
+        );
+        assert!(
+            local.time() >= chrono::NaiveTime::from_hms_opt(8, 0, 0).expect("t")
+                && local.time() < chrono::NaiveTime::from_hms_opt(18, 0, 0).expect("t"),
+            "sent outside the window: {local}"
+        );
+    }
+    let mut ids: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.message_id.as_deref())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        eml_files(out.path()).len(),
+        ids.len(),
+        "one file per message"
+    );
+}
+
+#[tokio::test]
+async fn across_the_autumn_clock_change() {
+    hourly_across("2026-10-23T00:30:00Z", 24 * 4).await;
+}
+
+#[tokio::test]
+async fn across_the_spring_clock_change() {
+    hourly_across("2026-03-27T00:30:00Z", 24 * 4).await;
+}
+
+// ------------------------------------------------------------------- SMTP
+
+struct SmtpServer {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl SmtpServer {
+    fn start_on(port: u16) -> SmtpServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 with aiosmtpd (pip install aiosmtpd; .ci/run does)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("ready line");
+        assert_eq!(line.trim(), "ready", "the test SMTP server did not start");
+        SmtpServer { child, dir, port }
+    }
+
+    fn set_mode(&self, mode: &str) {
+        std::fs::write(self.dir.path().join("mode"), mode).expect("mode");
+    }
+
+    /// (envelope recipients, message text) of each accepted message.
+    fn received(&self) -> Vec<(Vec<String>, String)> {
+        let mut out = Vec::new();
+        for n in 1.. {
+            let base = self.dir.path().join(n.to_string());
+            let Ok(env) = std::fs::read_to_string(base.with_extension("json")) else {
+                break;
+            };
+            let v: serde_json::Value = serde_json::from_str(&env).expect("envelope");
+            let to = v["to"]
+                .as_array()
+                .expect("to")
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect();
+            out.push((
+                to,
+                std::fs::read_to_string(base.with_extension("eml")).expect("eml"),
+            ));
+        }
+        out
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn smtp_to(port: u16) -> Box<dyn Transport> {
+    let c = cpwatch::config::Smtp {
+        host: "127.0.0.1".into(),
+        port,
+        tls: TlsMode::None,
+        allow_plaintext: true,
+        username: None,
+        timeout_seconds: 5,
+    };
+    Box::new(SmtpTransport::new(&c, None).expect("transport"))
+}
+
+fn plaintext_loopback(c: &mut Config, port: u16) {
+    c.mail.transport = cpwatch::config::TransportKind::Smtp;
+    c.mail.smtp.host = "127.0.0.1".into();
+    c.mail.smtp.port = port;
+    c.mail.smtp.tls = TlsMode::None;
+    c.mail.smtp.allow_plaintext = true;
+    c.reminders.backoff_seconds = 60;
+}
+
+/// Two overdue agency reports and the missing minutes, Thursday 4 February 2027.
+fn several_recipients() -> CaseState {
+    let mut s = minutes_missing();
+    conf_mut(&mut s, "CONF-1").decision_circulated_at = None;
+    s
+}
+
+/// The plain-text part of a message, decoded.
+fn plain_text(raw: &str) -> String {
+    let mail = mailparse::parse_mail(raw.as_bytes()).expect("a MIME message");
+    let part = mail
+        .subparts
+        .iter()
+        .find(|p| p.ctype.mimetype == "text/plain")
+        .unwrap_or(&mail);
+    part.get_body().expect("body")
+}
+
+#[tokio::test]
+async fn smtp_delivers_one_message_per_recipient_with_the_items() {
+    let server = SmtpServer::start_on(free_port());
+    // Friday 12 February 2027: the decision (due 14 January) and the minutes (due 3 February)
+    // are both escalated to Barnsley's safeguarding manager.
+    let clock = Arc::new(ManualClock::new(t("2027-02-12T10:00:00Z")));
+    let (d, _db) = daemon(
+        &several_recipients(),
+        clock.clone(),
+        smtp_to(server.port),
+        |c| plaintext_loopback(c, server.port),
+    )
+    .await;
+    let r = d.run_once().await.expect("tick");
+    assert!(
+        r.delivery.sent >= 2 && r.delivery.failed == 0 && r.delivery.retried == 0,
+        "{r:?}"
+    );
+    let got = server.received();
+    assert_eq!(got.len(), r.delivery.messages);
+    let to_sm: Vec<&(Vec<String>, String)> = got
+        .iter()
+        .filter(|(to, _)| to == &vec!["sm@barnsley.test".to_string()])
+        .collect();
+    assert_eq!(to_sm.len(), 1, "one message for the safeguarding manager");
+    let raw = &to_sm[0].1;
+    assert!(raw.contains("Subject: Escalation: "), "{raw}");
+    let text = plain_text(raw);
+    let decision = text
+        .find("Decisions and recommendations distributed")
+        .expect("decision item");
+    let minutes = text
+        .find("Minutes distributed within 15 working days")
+        .expect("minutes item");
+    assert!(decision < minutes, "items in deadline order: {text}");
+    assert!(
+        text.contains("was due by 23:59 on Wed 3 Feb 2027, 7 working days overdue"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Worker one") && !text.contains("Team one"),
+        "no names of people in mail"
+    );
+    let rows = d.store().log_rows(Some("sent")).await.expect("log");
+    assert_eq!(rows.len(), r.delivery.sent);
+    assert!(
+        rows.iter().all(|r| got
+            .iter()
+            .any(|(_, m)| m.contains(r.message_id.as_deref().unwrap_or("?")))),
+        "every logged Message-ID arrived"
+    );
+}
+
+#[tokio::test]
+async fn smtp_down_then_up_loses_nothing() {
+    let port = free_port();
+    let clock = Arc::new(ManualClock::new(t("2027-02-04T10:00:00Z")));
+    let (d, _db) = daemon(&several_recipients(), clock.clone(), smtp_to(port), |c| {
+        plaintext_loopback(c, port)
+    })
+    .await;
+    // Nothing listens: connection refused is transient.
+    let r = d.run_once().await.expect("tick");
+    assert!(r.delivery.sent == 0 && r.delivery.retried > 0, "{r:?}");
+    assert!(d.metrics.render().contains("cpwatch_smtp_up 0"));
+    let pending = d.store().log_rows(Some("pending")).await.expect("log");
+    assert!(
+        pending.iter().all(|r| r.attempts == 1
+            && r.last_error.is_some()
+            && r.next_attempt_at
+                .is_some_and(|n| n > t("2027-02-04T10:00:00Z"))),
+        "{pending:?}"
+    );
+    // The server comes up; before the backoff ends nothing is tried, after it everything goes.
+    let server = SmtpServer::start_on(port);
+    clock.advance(Duration::seconds(5));
+    assert_eq!(d.run_once().await.expect("tick").delivery.sent, 0);
+    clock.advance(Duration::hours(2));
+    let r = d.run_once().await.expect("tick");
+    assert_eq!(r.delivery.sent, pending.len(), "{r:?}");
+    assert!(d.metrics.render().contains("cpwatch_smtp_up 1"));
+    assert_eq!(server.received().len(), r.delivery.messages);
+    assert!(d
+        .store()
+        .log_rows(Some("pending"))
+        .await
+        .expect("log")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn smtp_4xx_is_retried_and_5xx_is_recorded_and_not_retried() {
+    let server = SmtpServer::start_on(free_port());
+    server.set_mode("tempfail 100");
+    let clock = Arc::new(ManualClock::new(t("2027-02-04T10:00:00Z")));
+    let (d, _db) = daemon(
+        &several_recipients(),
+        clock.clone(),
+        smtp_to(server.port),
+        |c| plaintext_loopback(c, server.port),
+    )
+    .await;
+    let r = d.run_once().await.expect("tick");
+    assert!(r.delivery.retried > 0 && r.delivery.sent == 0, "{r:?}");
+    assert!(d
+        .store()
+        .log_rows(Some("pending"))
+        .await
+        .expect("log")
+        .iter()
+        .all(|r| r.last_error.as_deref().is_some_and(|e| e.contains("451"))));
+    server.set_mode("accept");
+    clock.advance(Duration::hours(2));
+    let r = d.run_once().await.expect("tick");
+    assert!(r.delivery.sent > 0 && r.delivery.retried == 0, "{r:?}");
+
+    // A new overdue item meets a server that rejects it.
+    let mut s = several_recipients();
+    inv_mut(&mut s, "CONF-1", "AG-EDU").report_received_at = None;
+    d.store().replace_case_data(&s).await.expect("update");
+    server.set_mode("reject");
+    let r = d.run_once().await.expect("tick");
+    assert!(r.delivery.failed > 0, "{r:?}");
+    let failed = d.store().log_rows(Some("failed")).await.expect("log");
+    assert!(
+        !failed.is_empty()
+            && failed
+                .iter()
+                .all(|r| r.last_error.as_deref().is_some_and(|e| e.contains("550"))),
+        "{failed:?}"
+    );
+    assert!(d
+        .metrics
+        .render()
+        .contains("cpwatch_notifications_total{outcome=\"failed\""));
+    server.set_mode("accept");
+    clock.advance(Duration::hours(3));
+    let r = d.run_once().await.expect("tick");
+    assert_eq!(
+        (r.delivery.failed, r.delivery.retried),
+        (0, 0),
+        "a permanent failure is not retried: {r:?}"
+    );
+    assert_eq!(
+        d.store().log_rows(Some("failed")).await.expect("log").len(),
+        failed.len()
+    );
+}
+
+// --------------------------------------------------------- metrics, HTTP
+
+#[tokio::test]
+async fn metrics_parse_and_carry_no_identifiers() {
+    let now = t("2026-11-23T09:00:00Z");
+    let state = cpwatch::demo::generate(5, 200, now, &holidays()).expect("demo");
+    let out = tempfile::tempdir().expect("outbox");
+    let (d, _db) = daemon(
+        &state,
+        Arc::new(ManualClock::new(now)),
+        Box::new(FileTransport {
+            dir: out.path().into(),
+        }),
+        |_| {},
+    )
+    .await;
+    d.run_once().await.expect("tick");
+    let text = d.metrics.render();
+    let allowed_labels = [
+        "board",
+        "rule",
+        "status",
+        "agency",
+        "team",
+        "window",
+        "kind",
+        "stage",
+        "outcome",
+        "result",
+        "recipient",
+        "version",
+        "le",
+    ];
+    let mut forbidden: Vec<String> = Vec::new();
+    forbidden.extend(
+        state
+            .children
+            .iter()
+            .flat_map(|c| [c.id.clone(), c.reference.clone()]),
+    );
+    forbidden.extend(state.conferences.iter().map(|c| c.id.clone()));
+    forbidden.extend(state.workers.iter().flat_map(|w| {
+        [w.id.clone(), w.name.clone()]
+            .into_iter()
+            .chain(w.email.clone())
+    }));
+    forbidden.extend(state.teams.iter().filter_map(|t| t.manager_email.clone()));
+    let mut samples = 0;
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("a sample line");
+        assert!(
+            value.parse::<f64>().is_ok() || ["NaN", "+Inf", "-Inf"].contains(&value),
+            "{line}"
+        );
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, l.strip_suffix('}').expect("closing brace")),
+            None => (series, ""),
+        };
+        assert!(
+            name.starts_with("cpwatch_")
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        for pair in labels.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').expect("label pair");
+            assert!(allowed_labels.contains(&k), "label {k} in {line}");
+            let v = v.trim_matches('"');
+            assert!(
+                !forbidden.iter().any(|f| f == v),
+                "identifier {v} in {line}"
+            );
+        }
+        samples += 1;
+    }
+    assert!(samples > 100);
+    for name in [
+        "cpwatch_obligations{",
+        "cpwatch_overdue_obligations{",
+        "cpwatch_on_time_ratio{",
+        "cpwatch_data_quality_findings{",
+        "cpwatch_evaluation_duration_seconds_bucket",
+        "cpwatch_last_successful_evaluation_timestamp_seconds ",
+        "cpwatch_notifications_total{",
+        "cpwatch_database_up 1",
+        "cpwatch_smtp_up 1",
+        "cpwatch_rules_loaded{",
+        "cpwatch_build_info{",
+        "cpwatch_ticks_total{result=\"ok\"} 1",
+    ] {
+        assert!(text.contains(name), "{name} missing");
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    Some((
+        status,
+        buf.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    ))
+}
+
+#[tokio::test]
+async fn serves_health_readiness_and_metrics_and_stops_when_told() {
+    let port = free_port();
+    let out = tempfile::tempdir().expect("outbox");
+    let clock = Arc::new(ManualClock::new(t("2027-02-04T10:00:00Z")));
+    let (d, _db) = daemon(
+        &minutes_missing(),
+        clock.clone(),
+        Box::new(FileTransport {
+            dir: out.path().into(),
+        }),
+        |c| c.http.listen = format!("127.0.0.1:{port}"),
+    )
+    .await;
+    let d = Arc::new(d);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(d.clone().serve(async move {
+        let _ = stopped.await;
+    }));
+    let mut ready = None;
+    for _ in 0..100 {
+        if let Some((200, body)) = tokio::task::spawn_blocking(move || http_get(port, "/readyz"))
+            .await
+            .expect("join")
+        {
+            ready = Some(body);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(ready.as_deref(), Some("ready\n"));
+    let (code, body) = tokio::task::spawn_blocking(move || http_get(port, "/healthz"))
+        .await
+        .expect("join")
+        .expect("healthz");
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    let (code, body) = tokio::task::spawn_blocking(move || http_get(port, "/metrics"))
+        .await
+        .expect("join")
+        .expect("metrics");
+    assert!(
+        code == 200 && body.contains("cpwatch_database_up 1"),
+        "{body}"
+    );
+    // No tick for longer than stale_after_seconds: the scheduler has stalled, and readiness says so.
+    clock.advance(Duration::hours(1));
+    let (code, body) = tokio::task::spawn_blocking(move || http_get(port, "/readyz"))
+        .await
+        .expect("join")
+        .expect("readyz");
+    assert!(code == 503 && body.contains("stalled"), "{code} {body}");
+    let _ = stop.send(());
+    tokio::time::timeout(std::time::Duration::from_secs(10), task)
+        .await
+        .expect("stops promptly")
+        .expect("join")
+        .expect("clean stop");
+}
+
+#[test]
+fn configuration_from_file_environment_and_secret_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cpwatch.toml");
+    std::fs::write(&path, "database_url = \"postgres://cpwatch@db.internal/cases\"\n[mail]\ntransport = \"smtp\"\nfrom = \"cpwatch <cp@council.example>\"\n[mail.smtp]\nhost = \"relay.council.example\"\n[boards.barnsley]\nconference_service = \"cpu@barnsley.example\"\n").expect("write");
+    let secret_file = dir.path().join("db-password");
+    std::fs::write(&secret_file, "s3cr:t\n").expect("write");
+    let env = |name: &str| match name {
+        "CPWATCH_MAIL_SMTP_PORT" => Some("2525".to_string()),
+        "CPWATCH_BOARDS_BOLTON_SAFEGUARDING_MANAGER" => Some("sm@bolton.example".to_string()),
+        "CPWATCH_DATABASE_PASSWORD_FILE" => Some(secret_file.display().to_string()),
+        _ => None,
+    };
+    let c = Config::load(&path, true, &env).expect("loads");
+    assert_eq!(c.mail.smtp.port, 2525);
+    assert_eq!(
+        c.boards["bolton"].safeguarding_manager.as_deref(),
+        Some("sm@bolton.example")
+    );
+    assert_eq!(
+        c.database_url_with_secret(&env).expect("url"),
+        "postgres://cpwatch:s3cr%3At@db.internal/cases"
+    );
+    let none = |_: &str| None;
+    // Secrets do not belong in the file; plain text mail only to loopback, and only when allowed.
+    for (text, key) in [
+        ("database_url = \"postgres://u:pw@h/db\"\n", "database_url"),
+        ("[mail.smtp]\npassword = \"x\"\n", "mail.smtp.password"),
+        (
+            "[mail]\ntransport = \"smtp\"\n[mail.smtp]\nhost = \"relay.example\"\ntls = \"none\"\n",
+            "mail.smtp.tls",
+        ),
+        (
+            "[schedule]\nevaluate = \"every five minutes\"\n",
+            "schedule.evaluate",
+        ),
+        (
+            "[reminders]\nsend_window = \"18:00-08:00\"\n",
+            "reminders.send_window",
+        ),
+        (
+            "[boards.bolton]\nconference_service = \"not an address\"\n",
+            "boards.bolton.conference_service",
+        ),
+    ] {
+        std::fs::write(&path, text).expect("write");
+        let e = Config::load(&path, true, &none)
+            .expect_err(text)
+            .to_string();
+        assert!(e.starts_with(key), "{text}: {e}");
+    }
+    std::fs::write(&path, "[mail]\ntransprot = \"file\"\n").expect("write");
+    let e = Config::load(&path, true, &none)
+        .expect_err("unknown key")
+        .to_string();
+    assert!(e.contains("transprot"), "{e}");
+    assert!(Config::load(&dir.path().join("absent.toml"), true, &none).is_err());
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/cpwatch.example.toml");
+    let c = Config::load(&example, true, &none).expect("the shipped example is valid");
+    assert_eq!(c.mail.smtp.tls, TlsMode::Starttls);
+    assert!(Config::load(&dir.path().join("absent.toml"), false, &none).is_ok());
+}
