@@ -13,10 +13,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::case::Instant;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{process_env, secret, BoardContacts, Config, TransportKind};
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, Settings};
 use crate::engine::Engine;
 use crate::evaluate::{Obligation, Status};
-use crate::notify::{FileTransport, LogTransport, SmtpTransport, Templates, Transport};
+use crate::notify::{FileTransport, LogTransport, SmtpTransport, Transport};
 use crate::report;
 use crate::rules;
 use crate::store::{self, Store};
@@ -370,14 +370,17 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let daemon = Daemon::new(
-        config,
+        Settings::new(
+            config,
+            engine,
+            Box::new(FileTransport {
+                dir: a.outbox.clone(),
+            }),
+        )?,
         store,
-        engine,
         clock,
-        Box::new(FileTransport {
-            dir: a.outbox.clone(),
-        }),
     )?;
+    daemon.store().leadership().await?;
     Arc::new(daemon).serve(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -430,15 +433,15 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-/// The configuration, its engine, store and transport, ready to run.
-async fn service(
-    a: &RunArgs,
-) -> anyhow::Result<(Config, Engine, Box<dyn Store>, Box<dyn Transport>)> {
-    let path = a
-        .config
+fn config_path(a: &RunArgs) -> PathBuf {
+    a.config
         .clone()
-        .unwrap_or_else(|| PathBuf::from("cpwatch.toml"));
-    let config = Config::load(&path, a.config.is_some(), &process_env)?;
+        .unwrap_or_else(|| PathBuf::from("cpwatch.toml"))
+}
+
+/// The configuration and everything built from it; what SIGHUP reloads.
+fn load_settings(a: &RunArgs) -> anyhow::Result<Settings> {
+    let config = Config::load(&config_path(a), a.config.is_some(), &process_env)?;
     let engine = Engine::load(
         config.rules_dir.as_deref(),
         config.calendar_file.as_deref(),
@@ -450,11 +453,6 @@ async fn service(
             bail!("boards.{board}: no rule file defines this board");
         }
     }
-    let url = config.database_url_with_secret(&process_env)?;
-    let embedded = url.starts_with("sqlite:");
-    let store = open(&url, embedded).await?;
-    // cpwatch may create the case tables only in a database of its own.
-    store.migrate(!embedded).await?;
     let transport: Box<dyn Transport> = match config.mail.transport {
         TransportKind::File => Box::new(FileTransport {
             dir: config.mail.directory.clone(),
@@ -468,22 +466,46 @@ async fn service(
             .map_err(|e| anyhow::anyhow!("mail.smtp: {e}"))?,
         ),
     };
-    Ok((config, engine, store, transport))
+    Settings::new(config, engine, transport)
+}
+
+/// The database the configuration names, with cpwatch's own tables in place.
+async fn service_store(config: &Config) -> anyhow::Result<Box<dyn Store>> {
+    let url = config.database_url_with_secret(&process_env)?;
+    let embedded = url.starts_with("sqlite:");
+    let store = open(&url, embedded).await?;
+    // cpwatch may create the case tables only in a database of its own.
+    store.migrate(!embedded).await?;
+    Ok(store)
 }
 
 async fn run_service(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let (config, engine, store, transport) = service(&a).await?;
-    tracing::info!(database = %store.describe(), transport = ?config.mail.transport, "starting");
-    let daemon = Daemon::new(config, store, engine, Arc::new(SystemClock), transport)?;
-    Arc::new(daemon).serve(shutdown_signal()).await?;
+    let settings = load_settings(&a)?;
+    let store = service_store(&settings.config).await?;
+    tracing::info!(database = %store.describe(), transport = ?settings.config.mail.transport, "starting");
+    let daemon = Arc::new(Daemon::new(settings, store, Arc::new(SystemClock))?);
+    // With SQLite a second instance stops here; with PostgreSQL it waits its turn to send.
+    daemon.store().leadership().await?;
+    let reloader = daemon.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP: reload by restarting");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration and rules");
+            reloader.reload(load_settings(&a));
+        }
+    });
+    daemon.serve(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn config_check(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let (config, engine, store, _) = service(&a).await?;
+    let Settings { config, engine, .. } = load_settings(&a)?;
+    let store = service_store(&config).await?;
     let state = store.load().await?;
-    Templates::load(config.reminders.templates_dir.as_deref())
-        .map_err(|e| anyhow::anyhow!("reminders.templates_dir: {e}"))?;
     let boards_without_contacts: Vec<&String> = engine
         .rules
         .boards

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context as _;
 use axum::extract::State;
@@ -30,7 +30,7 @@ use crate::store::Store;
 pub struct Health {
     database_ok: AtomicBool,
     last_tick: AtomicI64,
-    stale_after_seconds: i64,
+    stale_after_seconds: AtomicI64,
     clock: Arc<dyn Clock>,
 }
 
@@ -42,10 +42,10 @@ impl Health {
         }
         let last = self.last_tick.load(Ordering::SeqCst);
         let age = self.clock.now().timestamp() - last;
-        if last == 0 || age > self.stale_after_seconds {
+        let limit = self.stale_after_seconds.load(Ordering::SeqCst);
+        if last == 0 || age > limit {
             return Err(format!(
-                "no tick for {age} s (more than {} s): the scheduler has stalled",
-                self.stale_after_seconds
+                "no tick for {age} s (more than {limit} s): the scheduler has stalled"
             ));
         }
         Ok(())
@@ -62,14 +62,39 @@ pub struct TickReport {
     pub seconds: f64,
 }
 
-pub struct Daemon {
+/// What a reload (SIGHUP) replaces: the configuration and all that is built from it.
+/// The database, the HTTP address and the schedule stay as they were at start.
+pub struct Settings {
     pub config: Config,
-    store: Box<dyn Store>,
-    engine: Engine,
-    clock: Arc<dyn Clock>,
+    pub engine: Engine,
     transport: Box<dyn Transport>,
     templates: Templates,
     calendar: Calendar,
+}
+
+impl Settings {
+    pub fn new(
+        config: Config,
+        engine: Engine,
+        transport: Box<dyn Transport>,
+    ) -> anyhow::Result<Settings> {
+        let templates = Templates::load(config.reminders.templates_dir.as_deref())
+            .map_err(|e| anyhow::anyhow!("reminders.templates_dir: {e}"))?;
+        let calendar = engine.default_calendar(config.time_zone()?)?;
+        Ok(Settings {
+            config,
+            engine,
+            transport,
+            templates,
+            calendar,
+        })
+    }
+}
+
+pub struct Daemon {
+    settings: RwLock<Arc<Settings>>,
+    store: Box<dyn Store>,
+    clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     rng: Mutex<ChaCha8Rng>,
@@ -77,36 +102,60 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn new(
-        config: Config,
+        settings: Settings,
         store: Box<dyn Store>,
-        engine: Engine,
         clock: Arc<dyn Clock>,
-        transport: Box<dyn Transport>,
     ) -> anyhow::Result<Daemon> {
-        let templates = Templates::load(config.reminders.templates_dir.as_deref())
-            .map_err(|e| anyhow::anyhow!("reminders.templates_dir: {e}"))?;
-        let calendar = engine.default_calendar(config.time_zone()?)?;
         let metrics = Arc::new(Metrics::new()?);
-        metrics.rules(&engine.rules);
+        metrics.rules(&settings.engine.rules);
         let health = Arc::new(Health {
             database_ok: AtomicBool::new(false),
             last_tick: AtomicI64::new(0),
-            stale_after_seconds: config.schedule.stale_after_seconds as i64,
+            stale_after_seconds: AtomicI64::new(
+                settings.config.schedule.stale_after_seconds as i64,
+            ),
             clock: clock.clone(),
         });
         let seed = clock.now().timestamp_nanos_opt().unwrap_or(0) as u64;
         Ok(Daemon {
-            config,
+            settings: RwLock::new(Arc::new(settings)),
             store,
-            engine,
             clock,
-            transport,
-            templates,
-            calendar,
             metrics,
             health,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
         })
+    }
+
+    /// The settings in force; a tick keeps the ones it started with.
+    pub fn settings(&self) -> Arc<Settings> {
+        match self.settings.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts new settings in force, or keeps the old ones (and says why) when they failed to load.
+    pub fn reload(&self, next: anyhow::Result<Settings>) -> bool {
+        match next {
+            Ok(next) => {
+                self.metrics.rules(&next.engine.rules);
+                self.health.stale_after_seconds.store(
+                    next.config.schedule.stale_after_seconds as i64,
+                    Ordering::SeqCst,
+                );
+                match self.settings.write() {
+                    Ok(mut s) => *s = Arc::new(next),
+                    Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
+                }
+                tracing::info!("reloaded the configuration and rules");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "reload failed: keeping the configuration and rules in force");
+                false
+            }
+        }
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -150,6 +199,7 @@ impl Daemon {
         now: crate::case::Instant,
         started: std::time::Instant,
     ) -> anyhow::Result<TickReport> {
+        let settings = self.settings();
         let state = match self.store.load().await {
             Ok(s) => s,
             Err(e) => {
@@ -160,14 +210,14 @@ impl Daemon {
         };
         self.metrics.database_up.set(1);
         self.health.database_ok.store(true, Ordering::SeqCst);
-        let eval = self.engine.evaluate(&state, now);
+        let eval = settings.engine.evaluate(&state, now);
         let seconds = started.elapsed().as_secs_f64();
         self.metrics.evaluated(&eval, seconds, now);
         let ctx = notify::Context {
             state: &state,
-            rules: &self.engine.rules,
-            holidays: &self.engine.holidays,
-            config: &self.config,
+            rules: &settings.engine.rules,
+            holidays: &settings.engine.holidays,
+            config: &settings.config,
         };
         let (planned, unresolved) = notify::plan(&eval, &ctx, now);
         let mut missing: HashMap<(String, String), i64> = HashMap::new();
@@ -176,21 +226,34 @@ impl Daemon {
             *missing.entry((board, u.recipient.clone())).or_default() += 1;
         }
         self.metrics.unresolved(&missing);
-        let outbox = notify::Outbox {
-            store: self.store.as_ref(),
-            transport: self.transport.as_ref(),
-            templates: &self.templates,
-            config: &self.config,
-            calendar: &self.calendar,
-        };
-        let mut jitter = || self.rng.lock().map(|mut r| r.gen::<f64>()).unwrap_or(0.5);
-        let delivery = match notify::deliver(&outbox, planned, now, &mut jitter).await {
-            Ok(d) => d,
+        // Only the replica holding the sender lock sends and writes the log; the others evaluate and serve metrics.
+        let leader = match self.store.leadership().await {
+            Ok(l) => l,
             Err(e) => {
-                self.metrics.database_up.set(0);
-                self.health.database_ok.store(false, Ordering::SeqCst);
-                return Err(e).context("recording notifications");
+                tracing::warn!(error = %e, "cannot tell whether this replica sends; not sending this tick");
+                false
             }
+        };
+        self.metrics.leader.set(i64::from(leader));
+        let delivery = if leader {
+            let outbox = notify::Outbox {
+                store: self.store.as_ref(),
+                transport: settings.transport.as_ref(),
+                templates: &settings.templates,
+                config: &settings.config,
+                calendar: &settings.calendar,
+            };
+            let mut jitter = || self.rng.lock().map(|mut r| r.gen::<f64>()).unwrap_or(0.5);
+            match notify::deliver(&outbox, planned, now, &mut jitter).await {
+                Ok(d) => d,
+                Err(e) => {
+                    self.metrics.database_up.set(0);
+                    self.health.database_ok.store(false, Ordering::SeqCst);
+                    return Err(e).context("recording notifications");
+                }
+            }
+        } else {
+            Delivery::default()
         };
         let attempted = delivery.sent + delivery.retried + delivery.failed;
         if attempted > 0 {
@@ -226,7 +289,8 @@ impl Daemon {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        let addr = self.config.listen()?;
+        let settings = self.settings();
+        let addr = settings.config.listen()?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("http.listen: cannot listen on {addr}"))?;
@@ -246,8 +310,8 @@ impl Daemon {
             .context("starting the scheduler")?;
         let tx = tick_tx.clone();
         let job = Job::new_async_tz(
-            self.config.schedule.evaluate.as_str(),
-            self.config.time_zone()?,
+            settings.config.schedule.evaluate.as_str(),
+            settings.config.time_zone()?,
             move |_, _| {
                 let tx = tx.clone();
                 Box::pin(async move {

@@ -28,6 +28,7 @@ pub struct Metrics {
     unresolved: IntGaugeVec,
     pub database_up: IntGauge,
     pub smtp_up: IntGauge,
+    pub leader: IntGauge,
     rules_loaded: IntGaugeVec,
 }
 
@@ -59,6 +60,7 @@ impl Metrics {
             unresolved: IntGaugeVec::new(opts("unresolved_recipients", "Reminders a rule calls for that have no address in the case data or config, by board and recipient role."), &["board", "recipient"])?,
             database_up: IntGauge::with_opts(opts("database_up", "1 when the last read of the case database succeeded."))?,
             smtp_up: IntGauge::with_opts(opts("smtp_up", "1 when the last attempt to send mail succeeded (or none was due)."))?,
+            leader: IntGauge::with_opts(opts("leader", "1 when this replica holds the sender lock: it sends mail and writes the notification log."))?,
             rules_loaded: IntGaugeVec::new(opts("rules_loaded", "Rules in force per board."), &["board"])?,
             registry,
         };
@@ -81,6 +83,7 @@ impl Metrics {
             Box::new(m.unresolved.clone()),
             Box::new(m.database_up.clone()),
             Box::new(m.smtp_up.clone()),
+            Box::new(m.leader.clone()),
             Box::new(m.rules_loaded.clone()),
         ] {
             m.registry.register(c)?;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use common::*;
 use cpwatch::case::CaseState;
 use cpwatch::clock::ManualClock;
 use cpwatch::config::{BoardContacts, Config, TlsMode};
-use cpwatch::daemon::Daemon;
+use cpwatch::daemon::{Daemon, Settings};
 use cpwatch::engine::Engine;
 use cpwatch::notify::{self, FileTransport, SmtpTransport, Stage, Transport};
 use cpwatch::store::LogRow;
@@ -66,7 +66,12 @@ async fn daemon(
     c.database_url = url;
     tweak(&mut c);
     (
-        Daemon::new(c, store, engine(), clock, transport).expect("daemon"),
+        Daemon::new(
+            Settings::new(c, engine(), transport).expect("settings"),
+            store,
+            clock,
+        )
+        .expect("daemon"),
         dir,
     )
 }
@@ -360,13 +365,6 @@ struct SmtpServer {
     child: Child,
     dir: tempfile::TempDir,
     port: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 impl SmtpServer {
@@ -707,26 +705,6 @@ async fn metrics_parse_and_carry_no_identifiers() {
     }
 }
 
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    Some((
-        status,
-        buf.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    ))
-}
-
 #[tokio::test]
 async fn serves_health_readiness_and_metrics_and_stops_when_told() {
     let port = free_port();
@@ -847,4 +825,140 @@ fn configuration_from_file_environment_and_secret_files() {
     let c = Config::load(&example, true, &none).expect("the shipped example is valid");
     assert_eq!(c.mail.smtp.tls, TlsMode::Starttls);
     assert!(Config::load(&dir.path().join("absent.toml"), false, &none).is_ok());
+}
+
+// ------------------------------------------------- replicas, one instance
+
+#[tokio::test]
+async fn two_replicas_on_postgresql_one_sends_and_the_other_takes_over() {
+    let db = TempDb::new("ha").await;
+    let setup = cpwatch::store::connect(&db.url(), false)
+        .await
+        .expect("postgres");
+    setup.migrate(false).await.expect("migrate");
+    setup
+        .replace_case_data(&several_recipients())
+        .await
+        .expect("write");
+    let out = tempfile::tempdir().expect("outbox");
+    let clock = Arc::new(ManualClock::new(t("2027-02-04T10:00:00Z")));
+    let replica = |clock: Arc<ManualClock>| {
+        let url = db.url();
+        let dir = out.path().to_path_buf();
+        async move {
+            let store = cpwatch::store::connect(&url, false)
+                .await
+                .expect("postgres");
+            let mut c = config();
+            c.database_url = url;
+            Daemon::new(
+                Settings::new(c, engine(), Box::new(FileTransport { dir })).expect("settings"),
+                store,
+                clock,
+            )
+            .expect("daemon")
+        }
+    };
+    let a = replica(clock.clone()).await;
+    let b = replica(clock.clone()).await;
+    let ra = a.run_once().await.expect("tick a");
+    let rb = b.run_once().await.expect("tick b");
+    assert!(
+        ra.delivery.sent > 0,
+        "the first replica takes the lock and sends: {ra:?}"
+    );
+    assert_eq!(
+        (rb.delivery.sent, rb.delivery.recorded),
+        (0, 0),
+        "the second only evaluates: {rb:?}"
+    );
+    assert!(
+        a.metrics.render().contains("cpwatch_leader 1")
+            && b.metrics.render().contains("cpwatch_leader 0")
+    );
+    assert!(
+        b.metrics.render().contains("cpwatch_obligations{"),
+        "the standby still serves metrics"
+    );
+    let sent_before = setup.log_rows(Some("sent")).await.expect("log").len();
+
+    // The sender dies; new work appears; the standby takes over at its next tick.
+    drop(a);
+    let mut s = several_recipients();
+    inv_mut(&mut s, "CONF-1", "AG-EDU").report_received_at = None;
+    setup.replace_case_data(&s).await.expect("update");
+    clock.advance(Duration::minutes(5));
+    let rb = b.run_once().await.expect("tick b");
+    assert!(rb.delivery.sent > 0, "{rb:?}");
+    let sent = setup.log_rows(Some("sent")).await.expect("log");
+    assert_eq!(
+        sent.len(),
+        sent_before + rb.delivery.sent,
+        "nothing sent twice"
+    );
+    let mut ids: Vec<&str> = sent.iter().map(|r| r.id.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), sent.len());
+    drop(b);
+    drop(setup);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn a_second_instance_on_one_sqlite_database_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("one.db").display());
+    let first = cpwatch::store::connect(&url, true).await.expect("sqlite");
+    assert!(first.leadership().await.expect("first instance"));
+    let second = cpwatch::store::connect(&url, false).await.expect("sqlite");
+    let e = second
+        .leadership()
+        .await
+        .expect_err("second instance")
+        .to_string();
+    assert!(
+        e.contains("another cpwatch is already running") && e.contains("PostgreSQL"),
+        "{e}"
+    );
+    drop(first);
+    assert!(
+        second.leadership().await.expect("free again"),
+        "the lock goes with the process that held it"
+    );
+}
+
+#[tokio::test]
+async fn a_reload_keeps_the_old_rules_when_the_new_ones_are_broken() {
+    let out = tempfile::tempdir().expect("outbox");
+    let clock = Arc::new(ManualClock::new(t("2027-02-04T10:00:00Z")));
+    let (d, _db) = daemon(
+        &minutes_missing(),
+        clock,
+        Box::new(FileTransport {
+            dir: out.path().into(),
+        }),
+        |_| {},
+    )
+    .await;
+    assert!(!d.reload(Err(anyhow::anyhow!("rules/local.toml:3:1: broken"))));
+    assert_eq!(d.settings().engine.rules.boards.len(), 6);
+    let rules_dir = tempfile::tempdir().expect("rules");
+    for (name, text) in cpwatch::rules::BUILT_IN {
+        std::fs::write(rules_dir.path().join(name), text).expect("copy");
+    }
+    std::fs::write(rules_dir.path().join("local.toml"), "[board]\nid = \"local\"\nname = \"Local\"\nextends = \"working-together-2010\"\nversion = \"1\"\neffective_from = 2024-01-01\nsource = \"local.txt\"\n").expect("write");
+    let engine =
+        Engine::load(Some(rules_dir.path()), None, None, "working-together-2010").expect("engine");
+    assert!(d.reload(Settings::new(
+        config(),
+        engine,
+        Box::new(FileTransport {
+            dir: out.path().into()
+        })
+    )));
+    assert_eq!(d.settings().engine.rules.boards.len(), 7);
+    assert!(d
+        .metrics
+        .render()
+        .contains("cpwatch_rules_loaded{board=\"local\"}"));
 }

@@ -22,6 +22,8 @@ pub const DEFAULT_URL: &str = "sqlite://cpwatch.db";
 pub enum StoreError {
     #[error("{0:?} is not a database URL cpwatch knows: use sqlite:///absolute/path.db, sqlite://relative.db or postgres://user@host/db")]
     BadUrl(String),
+    #[error("{0}")]
+    AlreadyRunning(String),
     #[error("cannot open the database {url}: {reason}\n  what to do: {hint}")]
     Connect {
         url: String,
@@ -68,7 +70,16 @@ pub trait Store: NotificationLog + Send + Sync {
     async fn get_state(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// How many rows the `children` table holds.
     async fn count_children(&self) -> Result<i64, StoreError>;
+    /// Whether this instance is (still) the one that sends mail and writes the
+    /// notification log. PostgreSQL: the holder of an advisory lock, kept on a
+    /// connection of its own, so another replica takes over when it dies. SQLite:
+    /// always, once this process holds the database's lock file; an error if
+    /// another process does.
+    async fn leadership(&self) -> Result<bool, StoreError>;
 }
+
+/// The PostgreSQL advisory-lock key of the sending replica ("cpwatch" in ASCII).
+pub const LEADER_LOCK_KEY: i64 = 0x6370_7761_7463_68;
 
 /// The notification log in `cpwatch_notifications`.
 #[async_trait]

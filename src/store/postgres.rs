@@ -36,6 +36,8 @@ pub const MIGRATIONS: &[Migration] = &[
 pub struct PgStore {
     pool: PgPool,
     url: String,
+    /// The connection holding the sender's advisory lock, while this replica holds it.
+    leader: tokio::sync::Mutex<Option<sqlx::PgConnection>>,
 }
 
 impl PgStore {
@@ -53,6 +55,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             url: redact(url),
+            leader: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -217,6 +220,33 @@ impl Store for PgStore {
             .fetch_one(&self.pool)
             .await
             .map_err(|e| self.err("counting children", e))
+    }
+
+    async fn leadership(&self) -> Result<bool, StoreError> {
+        use sqlx::{ConnectOptions, Connection};
+        let mut held = self.leader.lock().await;
+        if let Some(conn) = held.as_mut() {
+            if conn.ping().await.is_ok() {
+                return Ok(true);
+            }
+            // The session (and with it the lock) is gone: try again like anyone else.
+            *held = None;
+        }
+        let mut conn = self
+            .pool
+            .connect_options()
+            .connect()
+            .await
+            .map_err(|e| self.err("connecting for the sender lock", e))?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(super::LEADER_LOCK_KEY)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| self.err("taking the sender lock", e))?;
+        if got {
+            *held = Some(conn);
+        }
+        Ok(got)
     }
 }
 

@@ -38,6 +38,9 @@ pub const MIGRATIONS: &[Migration] = &[
 pub struct SqliteStore {
     pool: SqlitePool,
     url: String,
+    /// The database file, and the lock held on `<file>.lock` while this process sends.
+    file: std::path::PathBuf,
+    lock: tokio::sync::Mutex<Option<std::fs::File>>,
 }
 
 impl SqliteStore {
@@ -55,6 +58,7 @@ impl SqliteStore {
             .map_err(|e| fail(e.to_string()))?
             .create_if_missing(create)
             .busy_timeout(Duration::from_secs(10));
+        let file = opts.get_filename().to_path_buf();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts)
@@ -63,6 +67,8 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             url: url.to_string(),
+            file,
+            lock: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -216,6 +222,36 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await
             .map_err(|e| self.err("counting children", e))
+    }
+
+    async fn leadership(&self) -> Result<bool, StoreError> {
+        let mut held = self.lock.lock().await;
+        if held.is_some() {
+            return Ok(true);
+        }
+        let path = self.file.with_extension("db.lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::Connect {
+                url: self.url.clone(),
+                reason: format!("cannot open the lock file {}: {e}", path.display()),
+                hint: "check that the database's directory is writable".into(),
+            })?;
+        match f.try_lock() {
+            Ok(()) => {
+                *held = Some(f);
+                Ok(true)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::AlreadyRunning(format!(
+                "another cpwatch is already running on {} (it holds {}); with SQLite only one instance may run: stop it, or use PostgreSQL for several replicas",
+                self.url,
+                path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Connect { url: self.url.clone(), reason: format!("locking {}: {e}", path.display()), hint: "check the file system supports locks".into() }),
+        }
     }
 }
 

@@ -1,0 +1,185 @@
+//! `cpwatch run` as a process: readiness, a second instance on one SQLite
+//! database, SIGHUP reloads, and SIGTERM.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Service {
+    child: Child,
+    port: u16,
+    stderr: std::path::PathBuf,
+}
+
+impl Service {
+    fn start(dir: &Path, config: &Path) -> Service {
+        let stderr = dir.join(format!("stderr-{}.log", std::process::id()));
+        let child = Command::new(env!("CARGO_BIN_EXE_cpwatch"))
+            .args(["run", "--config"])
+            .arg(config)
+            .current_dir(dir)
+            .env("CPWATCH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("cpwatch run");
+        let port = std::fs::read_to_string(config)
+            .ok()
+            .and_then(|t| {
+                t.split("127.0.0.1:")
+                    .nth(1)
+                    .and_then(|p| p.split('"').next())
+                    .and_then(|p| p.parse().ok())
+            })
+            .expect("port in config");
+        Service {
+            child,
+            port,
+            stderr,
+        }
+    }
+
+    fn wait_for(&self, what: &str, mut ok: impl FnMut() -> bool) {
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until {
+            if ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}; stderr:\n{}", self.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn metrics(&self) -> String {
+        http_get(self.port, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, port: u16, rules: &Path) -> std::path::PathBuf {
+    let path = dir.join("cpwatch.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "database_url = \"sqlite://{}\"\nrules_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[mail]\ntransport = \"file\"\ndirectory = \"{}\"\nfrom = \"cpwatch <cp@test.cpwatch.example>\"\n",
+            dir.join("cases.db").display(),
+            rules.display(),
+            dir.join("outbox").display()
+        ),
+    )
+    .expect("config");
+    path
+}
+
+fn rules_copy(dir: &Path) -> std::path::PathBuf {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    for (name, text) in cpwatch::rules::BUILT_IN {
+        std::fs::write(rules.join(name), text).expect("copy");
+    }
+    rules
+}
+
+const LOCAL: &str = "[board]\nid = \"local\"\nname = \"Local board\"\nextends = \"working-together-2010\"\nversion = \"1\"\neffective_from = 2024-01-01\nsource = \"local.txt\"\n";
+
+#[test]
+fn sighup_applies_good_rules_and_keeps_the_old_ones_when_broken() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = rules_copy(dir.path());
+    let config = write_config(dir.path(), free_port(), &rules);
+    let mut s = Service::start(dir.path(), &config);
+    s.wait_for("ready", || {
+        http_get(s.port, "/readyz").is_some_and(|(c, _)| c == 200)
+    });
+    assert!(!s.metrics().contains("board=\"local\""));
+
+    std::fs::write(rules.join("local.toml"), LOCAL).expect("write");
+    s.signal("HUP");
+    s.wait_for("the new board in the metrics", || {
+        s.metrics()
+            .contains("cpwatch_rules_loaded{board=\"local\"}")
+    });
+
+    std::fs::write(
+        rules.join("broken.toml"),
+        LOCAL.replace("id = \"local\"", "id = \"broken\"").replace(
+            "extends = \"working-together-2010\"",
+            "extends = \"nowhere\"",
+        ),
+    )
+    .expect("write");
+    s.signal("HUP");
+    s.wait_for("the reload to be refused", || {
+        s.log()
+            .contains("reload failed: keeping the configuration and rules in force")
+    });
+    assert!(
+        s.log().contains("broken.toml"),
+        "the log says which file is broken:\n{}",
+        s.log()
+    );
+    assert!(
+        s.metrics()
+            .contains("cpwatch_rules_loaded{board=\"local\"}"),
+        "the old rules stay"
+    );
+    assert_eq!(http_get(s.port, "/healthz").map(|(c, _)| c), Some(200));
+
+    s.signal("TERM");
+    let status = s.child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "{}", s.log());
+    assert!(s.log().contains("stopped"));
+}
+
+#[test]
+fn a_second_run_on_the_same_sqlite_database_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = rules_copy(dir.path());
+    let config = write_config(dir.path(), free_port(), &rules);
+    let first = Service::start(dir.path(), &config);
+    first.wait_for("ready", || {
+        http_get(first.port, "/readyz").is_some_and(|(c, _)| c == 200)
+    });
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).expect("dir");
+    let second_config = other.join("cpwatch.toml");
+    let text = std::fs::read_to_string(&config).expect("config").replace(
+        &format!("127.0.0.1:{}", first.port),
+        &format!("127.0.0.1:{}", free_port()),
+    );
+    std::fs::write(&second_config, text).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_cpwatch"))
+        .args(["run", "--config"])
+        .arg(&second_config)
+        .current_dir(&other)
+        .output()
+        .expect("second run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another cpwatch is already running"), "{err}");
+}
