@@ -79,7 +79,7 @@ pub trait Store: NotificationLog + Send + Sync {
 }
 
 /// The PostgreSQL advisory-lock key of the sending replica ("cpwatch" in ASCII).
-pub const LEADER_LOCK_KEY: i64 = 0x6370_7761_7463_68;
+pub const LEADER_LOCK_KEY: i64 = 0x0063_7077_6174_6368;
 
 /// The notification log in `cpwatch_notifications`.
 #[async_trait]
