@@ -40,6 +40,11 @@ impl Health {
         if !self.database_ok.load(Ordering::SeqCst) {
             return Err("the case database did not answer at the last tick".into());
         }
+        self.ticking()
+    }
+
+    /// Ticks keep coming: the scheduler has not stalled.
+    pub fn ticking(&self) -> Result<(), String> {
         let last = self.last_tick.load(Ordering::SeqCst);
         let age = self.clock.now().timestamp() - last;
         let limit = self.stale_after_seconds.load(Ordering::SeqCst);
@@ -324,14 +329,22 @@ impl Daemon {
         scheduler.start().await.context("starting the scheduler")?;
         let _ = tick_tx.try_send(());
 
+        let watchdog = self.watchdog(stop_rx.clone());
         let mut stop = stop_rx.clone();
         let mut stop_mid_tick = stop_rx.clone();
+        let mut ready_sent = false;
         loop {
             tokio::select! {
                 _ = stopped(&mut stop) => break,
                 Some(()) = tick_rx.recv() => {
                     tokio::select! {
-                        _ = self.run_once() => {}
+                        r = self.run_once() => {
+                            // systemd: ready once the first evaluation has worked.
+                            if r.is_ok() && !ready_sent {
+                                systemd(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("evaluating")]);
+                                ready_sent = true;
+                            }
+                        }
                         _ = stopped(&mut stop_mid_tick) => {
                             tracing::info!("shutting down during a tick: abandoned; pending reminders stay pending");
                             break;
@@ -339,6 +352,10 @@ impl Daemon {
                     }
                 }
             }
+        }
+        systemd(&[sd_notify::NotifyState::Stopping]);
+        if let Some(w) = watchdog {
+            w.abort();
         }
         let mut scheduler = scheduler;
         if let Err(e) = scheduler.shutdown().await {
@@ -349,6 +366,41 @@ impl Daemon {
             .context("the HTTP server")?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Tells systemd (when it started us with Type=notify) how we are; a no-op otherwise.
+fn systemd(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+impl Daemon {
+    /// When systemd asks for a watchdog, pings it at half its interval while ticks keep coming.
+    fn watchdog(
+        self: &Arc<Self>,
+        stop: watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let mut usec = 0;
+        if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+            return None;
+        }
+        let every = std::time::Duration::from_micros(usec / 2);
+        let health = self.health.clone();
+        Some(tokio::spawn(async move {
+            let mut stop = stop;
+            let mut interval = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = stopped(&mut stop) => break,
+                    _ = interval.tick() => match health.ticking() {
+                        Ok(()) => systemd(&[sd_notify::NotifyState::Watchdog]),
+                        Err(why) => tracing::error!(%why, "not pinging the systemd watchdog"),
+                    },
+                }
+            }
+        }))
     }
 }
 

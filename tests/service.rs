@@ -183,3 +183,84 @@ fn a_second_run_on_the_same_sqlite_database_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another cpwatch is already running"), "{err}");
 }
+
+#[test]
+fn tells_systemd_when_ready_pings_the_watchdog_and_says_when_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = rules_copy(dir.path());
+    let config = write_config(dir.path(), free_port(), &rules);
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    // exec keeps the shell's pid, so WATCHDOG_PID names cpwatch itself.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "WATCHDOG_PID=$$ WATCHDOG_USEC=400000 exec {} run --config {}",
+            env!("CARGO_BIN_EXE_cpwatch"),
+            config.display()
+        ))
+        .current_dir(dir.path())
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cpwatch run");
+    let mut seen = String::new();
+    let mut buf = [0u8; 512];
+    while !(seen.contains("READY=1") && seen.contains("WATCHDOG=1")) {
+        let n = socket.recv(&mut buf).expect("a notification within 20 s");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let ok = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    while !seen.contains("STOPPING=1") {
+        let n = socket.recv(&mut buf).expect("STOPPING within 20 s");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+}
+
+#[test]
+fn the_unit_passes_systemd_analyze_verify() {
+    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("systemd-analyze is not installed here: the unit is not verified");
+        return;
+    };
+    assert!(probe.status.success());
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(repo.join("systemd/cpwatch.service")).expect("unit");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let verify = |text: &str| {
+        let path = dir.path().join("cpwatch.service");
+        std::fs::write(
+            &path,
+            text.replace("/usr/local/bin/cpwatch", env!("CARGO_BIN_EXE_cpwatch")),
+        )
+        .expect("write");
+        Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze")
+    };
+    let out = verify(&unit);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The check can fail: a unit with an unknown service type does not pass.
+    let out = verify(&unit.replace("Type=notify", "Type=notifyy"));
+    assert!(
+        !out.status.success() || !out.stderr.is_empty(),
+        "a broken unit passed verification"
+    );
+}
