@@ -413,24 +413,32 @@ fn demo_config(a: &DemoArgs) -> Config {
     c
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are registered when
+/// this is called, so a signal during start-up is not lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+            (term, int) => {
+                let e = term
+                    .err()
+                    .or(int.err())
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                tracing::warn!(error = %e, "cannot listen for SIGTERM/SIGINT: stop with SIGKILL");
                 std::future::pending::<()>().await;
             }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+        tracing::info!("shutdown requested");
     }
-    tracing::info!("shutdown requested");
 }
 
 fn config_path(a: &RunArgs) -> PathBuf {
@@ -480,6 +488,7 @@ async fn service_store(config: &Config) -> anyhow::Result<Box<dyn Store>> {
 }
 
 async fn run_service(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = shutdown_signal();
     let settings = load_settings(&a)?;
     let store = service_store(&settings.config).await?;
     tracing::info!(database = %store.describe(), transport = ?settings.config.mail.transport, "starting");
@@ -498,7 +507,7 @@ async fn run_service(a: RunArgs) -> anyhow::Result<ExitCode> {
             reloader.reload(load_settings(&a));
         }
     });
-    daemon.serve(shutdown_signal()).await?;
+    daemon.serve(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

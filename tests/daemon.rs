@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -361,66 +359,6 @@ async fn across_the_spring_clock_change() {
 
 // ------------------------------------------------------------------- SMTP
 
-struct SmtpServer {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl SmtpServer {
-    fn start_on(port: u16) -> SmtpServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(port.to_string())
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 with aiosmtpd (pip install aiosmtpd; .ci/run does)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("ready line");
-        assert_eq!(line.trim(), "ready", "the test SMTP server did not start");
-        SmtpServer { child, dir, port }
-    }
-
-    fn set_mode(&self, mode: &str) {
-        std::fs::write(self.dir.path().join("mode"), mode).expect("mode");
-    }
-
-    /// (envelope recipients, message text) of each accepted message.
-    fn received(&self) -> Vec<(Vec<String>, String)> {
-        let mut out = Vec::new();
-        for n in 1.. {
-            let base = self.dir.path().join(n.to_string());
-            let Ok(env) = std::fs::read_to_string(base.with_extension("json")) else {
-                break;
-            };
-            let v: serde_json::Value = serde_json::from_str(&env).expect("envelope");
-            let to = v["to"]
-                .as_array()
-                .expect("to")
-                .iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect();
-            out.push((
-                to,
-                std::fs::read_to_string(base.with_extension("eml")).expect("eml"),
-            ));
-        }
-        out
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn smtp_to(port: u16) -> Box<dyn Transport> {
     let c = cpwatch::config::Smtp {
         host: "127.0.0.1".into(),
@@ -447,17 +385,6 @@ fn several_recipients() -> CaseState {
     let mut s = minutes_missing();
     conf_mut(&mut s, "CONF-1").decision_circulated_at = None;
     s
-}
-
-/// The plain-text part of a message, decoded.
-fn plain_text(raw: &str) -> String {
-    let mail = mailparse::parse_mail(raw.as_bytes()).expect("a MIME message");
-    let part = mail
-        .subparts
-        .iter()
-        .find(|p| p.ctype.mimetype == "text/plain")
-        .unwrap_or(&mail);
-    part.get_body().expect("body")
 }
 
 #[tokio::test]
@@ -961,4 +888,93 @@ async fn a_reload_keeps_the_old_rules_when_the_new_ones_are_broken() {
         .metrics
         .render()
         .contains("cpwatch_rules_loaded{board=\"local\"}"));
+}
+
+#[tokio::test]
+async fn the_database_going_away_and_coming_back() {
+    use sqlx::{Connection, Executor};
+    let db = TempDb::new("outage").await;
+    let setup = cpwatch::store::connect(&db.url(), false)
+        .await
+        .expect("postgres");
+    setup.migrate(false).await.expect("migrate");
+    setup
+        .replace_case_data(&several_recipients())
+        .await
+        .expect("write");
+    drop(setup);
+    let out = tempfile::tempdir().expect("outbox");
+    // Saturday: notifications are recorded but wait for Monday.
+    let clock = Arc::new(ManualClock::new(t("2027-02-06T10:00:00Z")));
+    let store = cpwatch::store::connect(&db.url(), false)
+        .await
+        .expect("postgres");
+    let mut c = config();
+    c.database_url = db.url();
+    let d = Daemon::new(
+        Settings::new(
+            c,
+            engine(),
+            Box::new(FileTransport {
+                dir: out.path().into(),
+            }),
+        )
+        .expect("settings"),
+        store,
+        clock.clone(),
+    )
+    .expect("daemon");
+    let r = d.run_once().await.expect("tick");
+    assert!(r.delivery.recorded > 0 && r.delivery.sent == 0, "{r:?}");
+    assert!(d.health.ready().is_ok());
+
+    let mut admin = sqlx::PgConnection::connect(&admin_url())
+        .await
+        .expect("admin");
+    admin
+        .execute(format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", db.name).as_str())
+        .await
+        .expect("block");
+    admin
+        .execute(
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+                db.name
+            )
+            .as_str(),
+        )
+        .await
+        .expect("terminate");
+    clock.set(t("2027-02-08T10:00:00Z"));
+    assert!(
+        d.run_once().await.is_err(),
+        "the tick fails while the database is away"
+    );
+    let text = d.metrics.render();
+    assert!(
+        text.contains("cpwatch_database_up 0")
+            && text.contains("cpwatch_ticks_total{result=\"error\"} 1"),
+        "{text}"
+    );
+    assert!(d.health.ready().is_err_and(|why| why.contains("database")));
+
+    admin
+        .execute(format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", db.name).as_str())
+        .await
+        .expect("unblock");
+    clock.advance(Duration::minutes(5));
+    let r = d.run_once().await.expect("recovers by itself");
+    assert!(
+        r.delivery.sent > 0,
+        "what was recorded before the outage goes now: {r:?}"
+    );
+    assert!(d.metrics.render().contains("cpwatch_database_up 1") && d.health.ready().is_ok());
+    assert!(d
+        .store()
+        .log_rows(Some("pending"))
+        .await
+        .expect("log")
+        .is_empty());
+    drop(d);
+    db.finish().await;
 }

@@ -264,3 +264,117 @@ fn the_unit_passes_systemd_analyze_verify() {
         "a broken unit passed verification"
     );
 }
+
+/// Message-IDs of the messages the server accepted.
+fn message_ids(received: &[(Vec<String>, String)]) -> Vec<String> {
+    received
+        .iter()
+        .filter_map(|(_, m)| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("Message-ID: "))
+                .map(|v| v.trim().to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sigkill_while_sending_loses_nothing_and_duplicates_only_what_a_kill_can_cause() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = rules_copy(dir.path());
+    let db = dir.path().join("cases.db");
+    let url = format!("sqlite://{}", db.display());
+    let demo = Command::new(env!("CARGO_BIN_EXE_cpwatch"))
+        .args(["demo", "--children", "300", "--database", &url])
+        .current_dir(dir.path())
+        .output()
+        .expect("demo");
+    assert!(demo.status.success());
+    let server = SmtpServer::start_on(free_port());
+    server.set_mode("delay 0.03");
+    let port = free_port();
+    let mut boards = String::new();
+    for (name, _) in cpwatch::rules::BUILT_IN {
+        let id = name.trim_end_matches(".toml");
+        boards.push_str(&format!("[boards.{id}]\nconference_service = \"cs@{id}.test\"\nsafeguarding_manager = \"sm@{id}.test\"\n"));
+    }
+    let config = dir.path().join("cpwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = \"{url}\"\nrules_dir = \"{}\"\n[schedule]\nevaluate = \"* * * * * *\"\ndigest_at = \"00:00\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[mail]\ntransport = \"smtp\"\nfrom = \"cpwatch <cp@test.cpwatch.example>\"\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nallow_plaintext = true\n[reminders]\nsend_window = \"00:00-23:59\"\nworking_days_only = false\n{boards}",
+            rules.display(),
+            server.port
+        ),
+    )
+    .expect("config");
+
+    // Kill it at many points: before, during and after its send loop.
+    let pauses_ms = [700, 1100, 1500, 1900, 2300, 900, 1300, 2700];
+    for pause in pauses_ms {
+        let mut s = Service::start(dir.path(), &config);
+        std::thread::sleep(Duration::from_millis(pause));
+        s.child.kill().expect("SIGKILL");
+        s.child.wait().expect("wait");
+    }
+    let kills = pauses_ms.len();
+
+    // A last run finishes the work.
+    let mut s = Service::start(dir.path(), &config);
+    s.wait_for("ready", || {
+        http_get(s.port, "/readyz").is_some_and(|(c, _)| c == 200)
+    });
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+    let until = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (all, pending): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(status = 'pending'), 0) FROM cpwatch_notifications",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("log");
+        if all > 0 && pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "still {pending} of {all} pending; stderr:\n{}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s.signal("TERM");
+    assert_eq!(s.child.wait().expect("wait").code(), Some(0));
+
+    let rows: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT status, message_id FROM cpwatch_notifications")
+            .fetch_all(&mut conn)
+            .await
+            .expect("log");
+    assert!(rows.len() > 100, "{} notifications", rows.len());
+    assert!(
+        rows.iter().all(|(status, _)| status == "sent"),
+        "every notification delivered"
+    );
+    let received = message_ids(&server.received());
+    for (_, id) in &rows {
+        let id = id.as_deref().expect("a sent row has its Message-ID");
+        assert!(
+            received.iter().any(|r| r == id),
+            "{id} logged as sent but never received"
+        );
+    }
+    let mut distinct = received.clone();
+    distinct.sort();
+    distinct.dedup();
+    let duplicates = received.len() - distinct.len();
+    assert!(
+        duplicates <= kills,
+        "{duplicates} duplicate messages after {kills} kills"
+    );
+    eprintln!(
+        "{} notifications in {} messages, {duplicates} duplicates after {kills} kills",
+        rows.len(),
+        distinct.len()
+    );
+}

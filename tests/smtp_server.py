@@ -5,7 +5,8 @@ Usage: python3 smtp_server.py PORT DIR
 Each accepted message is written to DIR/<n>.eml with its envelope in
 DIR/<n>.json. The file DIR/mode decides how DATA is answered, read afresh for
 each message: "accept" (the default), "tempfail N" (451 for the next N
-messages, then accept), or "reject" (550).
+messages, then accept), "reject" (550), or "delay S" (accept after S
+seconds, to make a send loop slow enough to interrupt).
 """
 import asyncio
 import json
@@ -31,6 +32,8 @@ class Handler:
         mode = self.mode()
         if mode and mode[0] == "reject":
             return "550 5.7.1 Relaying denied for this test"
+        if mode and mode[0] == "delay":
+            await asyncio.sleep(float(mode[1]))
         if mode and mode[0] == "tempfail" and int(mode[1]) > 0:
             with open(os.path.join(self.directory, "mode"), "w") as f:
                 f.write(f"tempfail {int(mode[1]) - 1}")

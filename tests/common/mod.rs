@@ -4,7 +4,9 @@
 //! conferences in April and October 2027 — everything on time.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child as Process, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -349,4 +351,78 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
             .map(|(_, b)| b.to_string())
             .unwrap_or_default(),
     ))
+}
+
+// ----------------------------------------------------------- SMTP on loopback
+
+/// A real SMTP server on loopback (tests/smtp_server.py, aiosmtpd), stopped on drop.
+pub struct SmtpServer {
+    child: Process,
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl SmtpServer {
+    pub fn start_on(port: u16) -> SmtpServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 with aiosmtpd (pip install aiosmtpd; .ci/run does)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("ready line");
+        assert_eq!(line.trim(), "ready", "the test SMTP server did not start");
+        SmtpServer { child, dir, port }
+    }
+
+    pub fn set_mode(&self, mode: &str) {
+        std::fs::write(self.dir.path().join("mode"), mode).expect("mode");
+    }
+
+    /// (envelope recipients, message text) of each accepted message.
+    pub fn received(&self) -> Vec<(Vec<String>, String)> {
+        let mut out = Vec::new();
+        for n in 1.. {
+            let base = self.dir.path().join(n.to_string());
+            let Ok(env) = std::fs::read_to_string(base.with_extension("json")) else {
+                break;
+            };
+            let v: serde_json::Value = serde_json::from_str(&env).expect("envelope");
+            let to = v["to"]
+                .as_array()
+                .expect("to")
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect();
+            out.push((
+                to,
+                std::fs::read_to_string(base.with_extension("eml")).expect("eml"),
+            ));
+        }
+        out
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The plain-text part of a message, decoded.
+pub fn plain_text(raw: &str) -> String {
+    let mail = mailparse::parse_mail(raw.as_bytes()).expect("a MIME message");
+    let part = mail
+        .subparts
+        .iter()
+        .find(|p| p.ctype.mimetype == "text/plain")
+        .unwrap_or(&mail);
+    part.get_body().expect("body")
 }
