@@ -26,14 +26,7 @@ fn config() -> Config {
     c.mail.from = "cpwatch <cpwatch@test.cpwatch.example>".into();
     c.schedule.digest_at = "09:00".into();
     c.reminders.send_window = "08:00-18:00".into();
-    for b in [
-        "working-together-2010",
-        "pan-dorset",
-        "hampshire-4lscb",
-        "barnsley",
-        "cwm-taf-morgannwg",
-        "bolton",
-    ] {
+    for &b in BOARDS {
         c.boards.insert(
             b.into(),
             BoardContacts {
@@ -122,32 +115,47 @@ fn stages_and_recipients_follow_the_rule() {
             .map(|p| (p.stage, p.recipient, p.occurrence))
             .collect::<Vec<_>>()
     };
-    // Three working days before (Monday 1 February): upcoming, to the conference service.
-    assert_eq!(
-        stage_at("2027-02-01T10:00:00Z"),
-        vec![(Stage::Upcoming, "cs@barnsley.test".to_string(), 0)]
-    );
-    assert_eq!(
-        stage_at("2027-02-03T10:00:00Z"),
-        vec![(Stage::Due, "cs@barnsley.test".to_string(), 0)]
-    );
-    assert_eq!(
-        stage_at("2027-02-04T10:00:00Z"),
-        vec![(Stage::Overdue, "cs@barnsley.test".to_string(), 0)]
-    );
-    // Two working days overdue: escalated to the safeguarding manager, again every five working days.
-    assert_eq!(
-        stage_at("2027-02-05T10:00:00Z"),
-        vec![(Stage::Escalation, "sm@barnsley.test".to_string(), 0)]
-    );
-    assert_eq!(
-        stage_at("2027-02-11T10:00:00Z"),
-        vec![(Stage::Escalation, "sm@barnsley.test".to_string(), 0)]
-    );
-    assert_eq!(
-        stage_at("2027-02-12T10:00:00Z"),
-        vec![(Stage::Escalation, "sm@barnsley.test".to_string(), 1)]
-    );
+    // Three working days before (Monday 1 February): upcoming, to the conference service; then due,
+    // overdue, and from two working days overdue escalated to the safeguarding manager, again every five.
+    for (at, stage, to, occurrence) in [
+        (
+            "2027-02-01T10:00:00Z",
+            Stage::Upcoming,
+            "cs@barnsley.test",
+            0,
+        ),
+        ("2027-02-03T10:00:00Z", Stage::Due, "cs@barnsley.test", 0),
+        (
+            "2027-02-04T10:00:00Z",
+            Stage::Overdue,
+            "cs@barnsley.test",
+            0,
+        ),
+        (
+            "2027-02-05T10:00:00Z",
+            Stage::Escalation,
+            "sm@barnsley.test",
+            0,
+        ),
+        (
+            "2027-02-11T10:00:00Z",
+            Stage::Escalation,
+            "sm@barnsley.test",
+            0,
+        ),
+        (
+            "2027-02-12T10:00:00Z",
+            Stage::Escalation,
+            "sm@barnsley.test",
+            1,
+        ),
+    ] {
+        assert_eq!(
+            stage_at(at),
+            vec![(stage, to.to_string(), occurrence)],
+            "{at}"
+        );
+    }
     // Nothing for a met obligation.
     assert!(stage_at("2027-01-20T10:00:00Z").is_empty());
 

@@ -11,14 +11,6 @@ use common::*;
 use cpwatch::case::*;
 use cpwatch::evaluate::{Evaluation, Obligation, Status};
 
-const BOARDS: &[&str] = &[
-    "working-together-2010",
-    "pan-dorset",
-    "hampshire-4lscb",
-    "barnsley",
-    "cwm-taf-morgannwg",
-    "bolton",
-];
 const LATER: &str = "2027-11-30T12:00:00Z";
 
 type Setter = fn(&mut CaseState, Option<Instant>);

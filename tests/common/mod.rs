@@ -107,6 +107,16 @@ pub fn invitation(conf: &str, agency: &str, at: &str) -> Invitation {
     }
 }
 
+/// The baseline and the five boards.
+pub const BOARDS: &[&str] = &[
+    "working-together-2010",
+    "pan-dorset",
+    "hampshire-4lscb",
+    "barnsley",
+    "cwm-taf-morgannwg",
+    "bolton",
+];
+
 pub const AGENCIES: &[&str] = &["AG-CSC", "AG-POL", "AG-HV", "AG-EDU"];
 
 /// The canonical case, for one board.
