@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::case::Instant;
@@ -57,6 +57,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Creates or updates the database tables (the case tables and cpwatch's own).
     Migrate(MigrateArgs),
+    /// Writes the audit export of one board for a period: an xlsx workbook or CSV files.
+    Export(ExportArgs),
     /// Runs the service: evaluates on a schedule, sends reminders and escalations, serves metrics.
     Run(RunArgs),
     /// Works with the configuration file.
@@ -174,6 +176,38 @@ pub struct DemoArgs {
     pub listen: String,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ExportFormat {
+    Xlsx,
+    Csv,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The board whose obligations to export.
+    #[arg(long)]
+    pub board: String,
+    /// First day of the period (deadlines on or after it, board-local), YYYY-MM-DD.
+    #[arg(long)]
+    pub from: NaiveDate,
+    /// Last day of the period (inclusive), YYYY-MM-DD.
+    #[arg(long)]
+    pub to: NaiveDate,
+    #[arg(long, value_enum, default_value = "xlsx")]
+    pub format: ExportFormat,
+    /// The file (xlsx, or csv with --table) or directory (csv) to write.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// With --format csv: only this table, as one file.
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Replace an existing file or directory.
+    #[arg(long)]
+    pub force: bool,
+}
+
 #[derive(Args)]
 pub struct MigrateArgs {
     #[arg(long, env = "CPWATCH_DATABASE_URL", default_value = store::DEFAULT_URL)]
@@ -204,6 +238,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Migrate(a) => migrate(a).await,
         Command::Rules(RulesCommand::Check { dir }) => Ok(rules_check(dir)),
         Command::Run(a) => run_service(a).await,
+        Command::Export(a) => export(a).await,
         Command::Config(ConfigCommand::Check(a)) => config_check(a).await,
     };
     match result {
@@ -439,6 +474,81 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
         }
         tracing::info!("shutdown requested");
     }
+}
+
+async fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
+    let engine = Engine::from_args(&a.common)?;
+    let Some(board) = engine.rules.latest(&a.board) else {
+        bail!(
+            "--board {:?} has no rule file (known: {})",
+            a.board,
+            engine
+                .rules
+                .boards
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    if a.from > a.to {
+        bail!("--from {} is after --to {}", a.from, a.to);
+    }
+    let calendar =
+        crate::calendar::Calendar::new(engine.holidays.clone(), &board.calendar, board.time_zone)?;
+    let store = open(&a.common.database, false).await?;
+    let state = store.load().await?;
+    let now = now_or(a.common.at);
+    let eval = engine.evaluate(&state, now);
+    let report = crate::export::build(&crate::export::Input {
+        eval: &eval,
+        state: &state,
+        rules: &engine.rules,
+        calendar: &calendar,
+        board: &a.board,
+        default_board: &engine.default_board,
+        from: a.from,
+        to: a.to,
+        generated_at: now,
+    });
+    let stem = format!("cpwatch-{}-{}-{}", a.board, a.from, a.to);
+    let out = match (a.format, &a.table) {
+        (ExportFormat::Xlsx, Some(_)) => bail!("--table goes with --format csv"),
+        (ExportFormat::Xlsx, None) => {
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("{stem}.xlsx")));
+            report.write_xlsx(&out, a.force)?;
+            out
+        }
+        (ExportFormat::Csv, Some(t)) => {
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("{stem}-{t}.csv")));
+            report.write_csv_file(t, &out, a.force)?;
+            out
+        }
+        (ExportFormat::Csv, None) => {
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("{stem}-csv")));
+            report.write_csv_dir(&out, a.force)?;
+            out
+        }
+    };
+    println!(
+        "{}: {} obligations of {} due {} to {} ({} findings); the file holds case references: keep it where only the QA team can read it",
+        out.display(),
+        report.obligations.len(),
+        a.board,
+        a.from,
+        a.to,
+        report.findings.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn config_path(a: &RunArgs) -> PathBuf {

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod engine;
 pub mod evaluate;
 pub mod explain;
+pub mod export;
 pub mod metrics;
 pub mod notify;
 pub mod report;
