@@ -898,8 +898,8 @@ impl Report {
             opt(ws, row, 3, &r.agency)?;
             opt(ws, row, 4, &r.professional_group)?;
             opt(ws, row, 5, &r.team)?;
-            ws.write_datetime_with_format(row, 6, &r.starts, &date)?;
-            ws.write_datetime_with_format(row, 7, &r.deadline, &date)?;
+            ws.write_datetime_with_format(row, 6, r.starts, &date)?;
+            ws.write_datetime_with_format(row, 7, r.deadline, &date)?;
             if let Some(m) = &r.met {
                 ws.write_datetime_with_format(row, 8, m, &date)?;
             }
@@ -948,7 +948,7 @@ impl Report {
             opt(ws, row, 1, r.child)?;
             opt(ws, row, 2, r.conference)?;
             opt(ws, row, 3, r.agency)?;
-            ws.write_datetime_with_format(row, 4, &r.deadline, &date)?;
+            ws.write_datetime_with_format(row, 4, r.deadline, &date)?;
             opt(ws, row, 5, r.exception_reason)?;
         }
         ws.autofit();
