@@ -38,6 +38,16 @@ pub struct Config {
     pub reminders: Reminders,
     /// Per board: who runs its conferences and who is escalated to.
     pub boards: BTreeMap<String, BoardContacts>,
+    pub export: Export,
+}
+
+/// The monthly audit export the service writes by itself.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Export {
+    /// Where to write `<board>-<YYYY-MM>.xlsx` for the previous month, from the
+    /// first working day of each month; none: no scheduled export.
+    pub directory: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,6 +147,7 @@ impl Default for Config {
             mail: Mail::default(),
             reminders: Reminders::default(),
             boards: BTreeMap::new(),
+            export: Export::default(),
         }
     }
 }
@@ -226,6 +237,7 @@ const KEYS: &[&str] = &[
     "reminders.templates_dir",
     "reminders.backoff_seconds",
     "reminders.max_backoff_seconds",
+    "export.directory",
 ];
 
 const BOARD_KEYS: &[&str] = &["conference_service", "safeguarding_manager"];

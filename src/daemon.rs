@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
+use chrono::Datelike;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::{mpsc, watch};
@@ -260,6 +261,9 @@ impl Daemon {
         } else {
             Delivery::default()
         };
+        if leader {
+            self.monthly_exports(&settings, &state, &eval, now);
+        }
         let attempted = delivery.sent + delivery.retried + delivery.failed;
         if attempted > 0 {
             self.metrics
@@ -280,6 +284,76 @@ impl Daemon {
             delivery,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+
+    /// From the first working day of a month, the previous month's export for
+    /// each board, unless its file is already there.
+    fn monthly_exports(
+        &self,
+        settings: &Settings,
+        state: &crate::case::CaseState,
+        eval: &crate::evaluate::Evaluation,
+        now: crate::case::Instant,
+    ) {
+        let Some(dir) = &settings.config.export.directory else {
+            return;
+        };
+        let cal = &settings.calendar;
+        let today = cal.local_date(now);
+        let Some(first) = today.with_day(1) else {
+            return;
+        };
+        match cal.add_working_days(first, 0) {
+            Ok(first_working) if today >= first_working => {}
+            _ => return,
+        }
+        let to = first.pred_opt().unwrap_or(first);
+        let Some(from) = to.with_day(1) else { return };
+        for board in eval
+            .obligations
+            .iter()
+            .map(|o| o.board.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let path = dir.join(format!("{board}-{}.xlsx", from.format("%Y-%m")));
+            if path.exists() {
+                continue;
+            }
+            let Some(version) = settings.engine.rules.latest(board) else {
+                continue;
+            };
+            let written = Calendar::new(
+                settings.engine.holidays.clone(),
+                &version.calendar,
+                version.time_zone,
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|board_cal| {
+                let report = crate::export::build(&crate::export::Input {
+                    eval,
+                    state,
+                    rules: &settings.engine.rules,
+                    calendar: &board_cal,
+                    board,
+                    default_board: &settings.engine.default_board,
+                    from,
+                    to,
+                    generated_at: now,
+                });
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                report.write_xlsx(&path, false).map_err(|e| e.to_string())
+            });
+            match written {
+                Ok(()) => {
+                    self.metrics.export("written");
+                    tracing::info!(board, file = %path.display(), "wrote the monthly audit export");
+                }
+                Err(e) => {
+                    self.metrics.export("failed");
+                    tracing::error!(board, file = %path.display(), error = %e, "monthly audit export failed; the next tick tries again");
+                }
+            }
+        }
     }
 
     /// Serves HTTP and runs ticks on the schedule until `shutdown` completes.

@@ -532,8 +532,14 @@ fn write_groups(
     })
 }
 
-fn write_rows<T: Serialize>(w: impl Write, rows: &[T]) -> Result<(), ExportError> {
-    let mut csv = csv::Writer::from_writer(w);
+/// Rows serialised under a header that is written even when there are no rows.
+fn write_rows<T: Serialize>(
+    w: impl Write,
+    headers: &[&str],
+    rows: &[T],
+) -> Result<(), ExportError> {
+    let mut csv = csv::WriterBuilder::new().has_headers(false).from_writer(w);
+    csv.write_record(headers)?;
     for r in rows {
         csv.serialize(r)?;
     }
@@ -542,6 +548,25 @@ fn write_rows<T: Serialize>(w: impl Write, rows: &[T]) -> Result<(), ExportError
         source,
     })
 }
+
+const OBLIGATION_COLUMNS: &[&str] = &[
+    "rule",
+    "title",
+    "child",
+    "conference",
+    "agency",
+    "agency_name",
+    "professional_group",
+    "team",
+    "team_name",
+    "starts",
+    "deadline",
+    "met",
+    "status",
+    "outcome",
+    "working_days_late",
+    "exception_reason",
+];
 
 #[derive(Serialize)]
 struct ExceptionRow<'a> {
@@ -652,10 +677,23 @@ impl Report {
                     .iter()
                     .map(|r| (vec![r.rule.clone(), r.month.clone()], r.counts.fields())),
             ),
-            "obligations" => write_rows(w, &self.obligations),
-            "exceptions" => write_rows(w, &self.exceptions()),
-            "data_quality" => write_rows(w, &self.findings),
-            "national_comparison" => write_rows(w, &self.national_rows()),
+            "obligations" => write_rows(w, OBLIGATION_COLUMNS, &self.obligations),
+            "exceptions" => write_rows(
+                w,
+                &[
+                    "rule",
+                    "child",
+                    "conference",
+                    "agency",
+                    "deadline",
+                    "exception_reason",
+                ],
+                &self.exceptions(),
+            ),
+            "data_quality" => write_rows(w, &["kind", "table", "row", "message"], &self.findings),
+            "national_comparison" => {
+                write_rows(w, &["measure", "board", "england"], &self.national_rows())
+            }
             other => Err(ExportError::UnknownTable(other.into())),
         }
     }

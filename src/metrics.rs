@@ -29,6 +29,7 @@ pub struct Metrics {
     pub database_up: IntGauge,
     pub smtp_up: IntGauge,
     pub leader: IntGauge,
+    exports: IntCounterVec,
     rules_loaded: IntGaugeVec,
 }
 
@@ -60,6 +61,7 @@ impl Metrics {
             unresolved: IntGaugeVec::new(opts("unresolved_recipients", "Reminders a rule calls for that have no address in the case data or config, by board and recipient role."), &["board", "recipient"])?,
             database_up: IntGauge::with_opts(opts("database_up", "1 when the last read of the case database succeeded."))?,
             smtp_up: IntGauge::with_opts(opts("smtp_up", "1 when the last attempt to send mail succeeded (or none was due)."))?,
+            exports: IntCounterVec::new(opts("exports_total", "Scheduled monthly audit exports, by result (written, failed)."), &["result"])?,
             leader: IntGauge::with_opts(opts("leader", "1 when this replica holds the sender lock: it sends mail and writes the notification log."))?,
             rules_loaded: IntGaugeVec::new(opts("rules_loaded", "Rules in force per board."), &["board"])?,
             registry,
@@ -84,6 +86,7 @@ impl Metrics {
             Box::new(m.database_up.clone()),
             Box::new(m.smtp_up.clone()),
             Box::new(m.leader.clone()),
+            Box::new(m.exports.clone()),
             Box::new(m.rules_loaded.clone()),
         ] {
             m.registry.register(c)?;
@@ -177,6 +180,10 @@ impl Metrics {
         for (k, n) in kinds {
             self.findings.with_label_values(&[k]).set(n);
         }
+    }
+
+    pub fn export(&self, result: &str) {
+        self.exports.with_label_values(&[result]).inc();
     }
 
     pub fn notification(&self, stage: &str, outcome: &str, n: u64) {

@@ -986,3 +986,44 @@ async fn the_database_going_away_and_coming_back() {
     drop(d);
     db.finish().await;
 }
+
+#[tokio::test]
+async fn the_previous_months_export_is_written_once_from_the_first_working_day() {
+    use std::os::unix::fs::PermissionsExt;
+    let out = tempfile::tempdir().expect("outbox");
+    let exports = tempfile::tempdir().expect("exports");
+    let dir = exports.path().join("monthly");
+    let clock = Arc::new(ManualClock::new(t("2027-01-01T10:00:00Z")));
+    let (d, _db) = daemon(
+        &fixture("barnsley"),
+        clock.clone(),
+        Box::new(FileTransport {
+            dir: out.path().into(),
+        }),
+        |c| c.export.directory = Some(dir.clone()),
+    )
+    .await;
+    // Friday 1 January 2027 is New Year's Day: the first working day is Monday 4 January.
+    d.run_once().await.expect("tick");
+    assert!(!dir.join("barnsley-2026-12.xlsx").exists());
+    clock.set(t("2027-01-04T10:00:00Z"));
+    d.run_once().await.expect("tick");
+    let file = dir.join("barnsley-2026-12.xlsx");
+    assert!(file.exists());
+    assert_eq!(
+        std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777,
+        0o600
+    );
+    let first = std::fs::read(&file).expect("read");
+    clock.set(t("2027-01-05T10:00:00Z"));
+    d.run_once().await.expect("tick");
+    assert_eq!(
+        std::fs::read(&file).expect("read"),
+        first,
+        "an existing export is left alone"
+    );
+    assert!(d
+        .metrics
+        .render()
+        .contains("cpwatch_exports_total{result=\"written\"} 1"));
+}
