@@ -218,7 +218,12 @@ impl Daemon {
         self.health.database_ok.store(true, Ordering::SeqCst);
         let eval = settings.engine.evaluate(&state, now);
         let seconds = started.elapsed().as_secs_f64();
-        self.metrics.evaluated(&eval, seconds, now);
+        let groups: HashMap<&str, &str> = state
+            .agencies
+            .iter()
+            .map(|a| (a.id.as_str(), a.professional_group.as_str()))
+            .collect();
+        self.metrics.evaluated(&eval, &groups, seconds, now);
         let ctx = notify::Context {
             state: &state,
             rules: &settings.engine.rules,

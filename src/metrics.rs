@@ -19,6 +19,8 @@ pub struct Metrics {
     obligations: IntGaugeVec,
     overdue: IntGaugeVec,
     on_time_ratio: GaugeVec,
+    on_time_by_agency: GaugeVec,
+    on_time_by_team: GaugeVec,
     findings: IntGaugeVec,
     evaluation_seconds: Histogram,
     last_success: Gauge,
@@ -43,9 +45,14 @@ impl Metrics {
         let m = Metrics {
             obligations: IntGaugeVec::new(opts("obligations", "Obligations in the last evaluation, by board, rule and status."), &["board", "rule", "status"])?,
             overdue: IntGaugeVec::new(
-                opts("overdue_obligations", "Overdue obligations by board and rule, with the agency (agency duties) or team (social care duties) responsible."),
-                &["board", "rule", "agency", "team"],
+                opts("overdue_obligations", "Overdue obligations by board and rule, with the agency and its professional group (agency duties) or the team (social care duties) responsible."),
+                &["board", "rule", "agency", "professional_group", "team"],
             )?,
+            on_time_by_agency: GaugeVec::new(
+                opts("on_time_ratio_by_agency", "On-time share of agency duties due in the window, by agency and professional group."),
+                &["board", "rule", "agency", "professional_group", "window"],
+            )?,
+            on_time_by_team: GaugeVec::new(opts("on_time_ratio_by_team", "On-time share of social care duties due in the window, by team."), &["board", "rule", "team", "window"])?,
             on_time_ratio: GaugeVec::new(
                 opts("on_time_ratio", "Share of obligations due in the window (30 or 90 days) that were met on time, of those met, met late or overdue."),
                 &["board", "rule", "window"],
@@ -76,6 +83,8 @@ impl Metrics {
             Box::new(m.obligations.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(m.overdue.clone()),
             Box::new(m.on_time_ratio.clone()),
+            Box::new(m.on_time_by_agency.clone()),
+            Box::new(m.on_time_by_team.clone()),
             Box::new(m.findings.clone()),
             Box::new(m.evaluation_seconds.clone()),
             Box::new(m.last_success.clone()),
@@ -92,6 +101,18 @@ impl Metrics {
             m.registry.register(c)?;
         }
         m.smtp_up.set(1);
+        // Known label values start at zero, so "none yet" is a 0 rather than a missing series.
+        for stage in ["upcoming", "due", "overdue", "escalation"] {
+            for outcome in ["sent", "retry", "failed", "dropped"] {
+                m.notifications.with_label_values(&[stage, outcome]);
+            }
+        }
+        for result in ["ok", "error"] {
+            m.ticks.with_label_values(&[result]);
+        }
+        for result in ["written", "failed"] {
+            m.exports.with_label_values(&[result]);
+        }
         Ok(m)
     }
 
@@ -116,34 +137,50 @@ impl Metrics {
             .inc();
     }
 
-    pub fn evaluated(&self, eval: &Evaluation, seconds: f64, now: Instant) {
+    /// Updates the gauges from an evaluation; `groups` maps agency ids to professional groups.
+    pub fn evaluated(
+        &self,
+        eval: &Evaluation,
+        groups: &HashMap<&str, &str>,
+        seconds: f64,
+        now: Instant,
+    ) {
         self.evaluation_seconds.observe(seconds);
         self.last_success.set(now.timestamp() as f64);
+        for v in [
+            &self.on_time_ratio,
+            &self.on_time_by_agency,
+            &self.on_time_by_team,
+        ] {
+            v.reset();
+        }
         self.obligations.reset();
         self.overdue.reset();
-        self.on_time_ratio.reset();
         self.findings.reset();
-        let mut counts: HashMap<(&str, &str, &str), i64> = HashMap::new();
-        let mut overdue: HashMap<(&str, &str, &str, &str), i64> = HashMap::new();
-        // (met on time, counted) per board, rule and window.
-        let mut ratio: HashMap<(&str, &str, &str), (u32, u32)> = HashMap::new();
+        let mut counts: HashMap<[&str; 3], i64> = HashMap::new();
+        let mut overdue: HashMap<[&str; 5], i64> = HashMap::new();
+        // (met on time, counted), by labels.
+        let mut ratio: HashMap<[&str; 3], (u32, u32)> = HashMap::new();
+        let mut by_agency: HashMap<[&str; 5], (u32, u32)> = HashMap::new();
+        let mut by_team: HashMap<[&str; 4], (u32, u32)> = HashMap::new();
         for o in &eval.obligations {
             *counts
-                .entry((&o.board, &o.rule, o.status.as_str()))
+                .entry([&o.board, &o.rule, o.status.as_str()])
                 .or_default() += 1;
+            let agency = if o.audit_by == Some(AuditBy::Agency) {
+                o.agency.as_deref().unwrap_or("")
+            } else {
+                ""
+            };
+            let group = groups.get(agency).copied().unwrap_or("");
+            let team = if o.audit_by == Some(AuditBy::Team) {
+                o.team.as_deref().unwrap_or("")
+            } else {
+                ""
+            };
             if o.status == Status::Overdue {
-                let agency = if o.audit_by == Some(AuditBy::Agency) {
-                    o.agency.as_deref().unwrap_or("")
-                } else {
-                    ""
-                };
-                let team = if o.audit_by == Some(AuditBy::Team) {
-                    o.team.as_deref().unwrap_or("")
-                } else {
-                    ""
-                };
                 *overdue
-                    .entry((&o.board, &o.rule, agency, team))
+                    .entry([&o.board, &o.rule, agency, group, team])
                     .or_default() += 1;
             }
             if o.kind == RuleKind::Notice
@@ -152,26 +189,47 @@ impl Metrics {
             {
                 continue;
             }
+            let met = u32::from(o.status == Status::Met);
             for (window, days) in [("30d", 30), ("90d", 90)] {
-                if o.due_at >= now - chrono::Duration::days(days) {
-                    let e = ratio.entry((&o.board, &o.rule, window)).or_default();
+                if o.due_at < now - chrono::Duration::days(days) {
+                    continue;
+                }
+                let add = |e: &mut (u32, u32)| {
+                    e.0 += met;
                     e.1 += 1;
-                    if o.status == Status::Met {
-                        e.0 += 1;
-                    }
+                };
+                add(ratio.entry([&o.board, &o.rule, window]).or_default());
+                if !agency.is_empty() {
+                    add(by_agency
+                        .entry([&o.board, &o.rule, agency, group, window])
+                        .or_default());
+                }
+                if !team.is_empty() {
+                    add(by_team
+                        .entry([&o.board, &o.rule, team, window])
+                        .or_default());
                 }
             }
         }
-        for ((b, r, s), n) in counts {
-            self.obligations.with_label_values(&[b, r, s]).set(n);
+        for (labels, n) in counts {
+            self.obligations.with_label_values(&labels).set(n);
         }
-        for ((b, r, a, t), n) in overdue {
-            self.overdue.with_label_values(&[b, r, a, t]).set(n);
+        for (labels, n) in overdue {
+            self.overdue.with_label_values(&labels).set(n);
         }
-        for ((b, r, w), (met, all)) in ratio {
-            self.on_time_ratio
-                .with_label_values(&[b, r, w])
-                .set(f64::from(met) / f64::from(all));
+        let share = |(met, all): (u32, u32)| f64::from(met) / f64::from(all);
+        for (labels, v) in ratio {
+            self.on_time_ratio.with_label_values(&labels).set(share(v));
+        }
+        for (labels, v) in by_agency {
+            self.on_time_by_agency
+                .with_label_values(&labels)
+                .set(share(v));
+        }
+        for (labels, v) in by_team {
+            self.on_time_by_team
+                .with_label_values(&labels)
+                .set(share(v));
         }
         let mut kinds: HashMap<&str, i64> = HashMap::new();
         for f in &eval.findings {

@@ -567,6 +567,7 @@ async fn metrics_parse_and_carry_no_identifiers() {
         "rule",
         "status",
         "agency",
+        "professional_group",
         "team",
         "window",
         "kind",
