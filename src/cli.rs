@@ -57,6 +57,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Creates or updates the database tables (the case tables and cpwatch's own).
     Migrate(MigrateArgs),
+    /// Fills a database with synthetic casework of any size, for load tests and benchmarks.
+    Seed(SeedArgs),
     /// Writes the audit export of one board for a period: an xlsx workbook or CSV files.
     Export(ExportArgs),
     /// Runs the service: evaluates on a schedule, sends reminders and escalations, serves metrics.
@@ -176,6 +178,27 @@ pub struct DemoArgs {
     pub listen: String,
 }
 
+#[derive(Args)]
+pub struct SeedArgs {
+    /// How many children.
+    #[arg(long)]
+    pub children: usize,
+    /// Seed of the synthetic data: the same seed, size, years and --at give the same data.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How many years of history (referrals spread over them, ending at --at).
+    #[arg(long, default_value_t = 3)]
+    pub years: i64,
+    #[arg(long, env = "CPWATCH_DATABASE_URL", default_value = store::DEFAULT_URL)]
+    pub database: String,
+    /// The end of the history (RFC 3339); default now.
+    #[arg(long, value_parser = parse_instant)]
+    pub at: Option<Instant>,
+    /// Replace case data that cpwatch did not create.
+    #[arg(long)]
+    pub force: bool,
+}
+
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum ExportFormat {
     Xlsx,
@@ -239,6 +262,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Rules(RulesCommand::Check { dir }) => Ok(rules_check(dir)),
         Command::Run(a) => run_service(a).await,
         Command::Export(a) => export(a).await,
+        Command::Seed(a) => seed(a).await,
         Command::Config(ConfigCommand::Check(a)) => config_check(a).await,
     };
     match result {
@@ -347,25 +371,15 @@ async fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
 async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::from_args(&a.common)?;
     let now = now_or(a.common.at);
-    let store = open(&a.common.database, true).await?;
-    store.migrate(false).await?;
-    let existing = store.count_children().await?;
-    if existing > 0 && store.get_state("demo").await?.is_none() && !a.force {
-        bail!(
-            "{} already holds {existing} children that `cpwatch demo` did not create; it will not replace them. Use another --database, or --force to replace them",
-            store.describe()
-        );
-    }
     let state = crate::demo::generate(a.seed, a.children, now, &engine.holidays)
         .context("generating the demo data")?;
-    store.replace_case_data(&state).await?;
-    store
-        .set_state(
-            "demo",
-            &serde_json::json!({ "seed": a.seed, "children": a.children, "at": now.to_rfc3339() })
-                .to_string(),
-        )
-        .await?;
+    let store = write_synthetic(
+        &a.common.database,
+        &state,
+        a.force,
+        serde_json::json!({ "seed": a.seed, "children": a.children, "at": now.to_rfc3339() }),
+    )
+    .await?;
     let state = store.load().await?;
     let eval = engine.evaluate(&state, now);
     let z = engine.zones();
@@ -417,6 +431,54 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     )?;
     daemon.store().leadership().await?;
     Arc::new(daemon).serve(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes synthetic case data, refusing to replace case data that cpwatch did not make.
+async fn write_synthetic(
+    url: &str,
+    state: &crate::case::CaseState,
+    force: bool,
+    made_by: serde_json::Value,
+) -> anyhow::Result<Box<dyn Store>> {
+    let store = open(url, true).await?;
+    store.migrate(false).await?;
+    let existing = store.count_children().await?;
+    if existing > 0 && store.get_state("demo").await?.is_none() && !force {
+        bail!(
+            "{} already holds {existing} children that cpwatch did not create; it will not replace them. Use another --database, or --force to replace them",
+            store.describe()
+        );
+    }
+    store.replace_case_data(state).await?;
+    store.set_state("demo", &made_by.to_string()).await?;
+    Ok(store)
+}
+
+async fn seed(a: SeedArgs) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let holidays = std::sync::Arc::new(crate::calendar::HolidayData::load(None)?);
+    let now = now_or(a.at);
+    let state = crate::demo::generate_with(
+        a.seed,
+        a.children,
+        now,
+        a.years.saturating_mul(365),
+        &holidays,
+    )
+    .context("generating synthetic data")?;
+    let generated = started.elapsed();
+    let rows: usize = crate::store::rows_of(&state).iter().map(Vec::len).sum();
+    let store = write_synthetic(&a.database, &state, a.force, serde_json::json!({ "seed": a.seed, "children": a.children, "years": a.years, "at": now.to_rfc3339() })).await?;
+    println!(
+        "{}: {} children, {rows} rows over {} years (seed {}); generated in {:.1} s, written in {:.1} s",
+        store.describe(),
+        a.children,
+        a.years,
+        a.seed,
+        generated.as_secs_f64(),
+        (started.elapsed() - generated).as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -49,15 +49,28 @@ struct Gen {
     rng: RefCell<ChaCha8Rng>,
     cal: Calendar,
     now: Instant,
+    /// How far back referrals reach, in days.
+    history_days: i64,
     s: CaseState,
     conf_seq: usize,
 }
 
-/// Makes `children` children of synthetic case history ending at `now`.
+/// Makes `children` children of synthetic case history over the 18 months before `now`.
 pub fn generate(
     seed: u64,
     children: usize,
     now: Instant,
+    holidays: &Arc<HolidayData>,
+) -> Result<CaseState, CalendarError> {
+    generate_with(seed, children, now, 540, holidays)
+}
+
+/// The same, with referrals reaching `history_days` back.
+pub fn generate_with(
+    seed: u64,
+    children: usize,
+    now: Instant,
+    history_days: i64,
     holidays: &Arc<HolidayData>,
 ) -> Result<CaseState, CalendarError> {
     let cal = Calendar::new(
@@ -69,6 +82,7 @@ pub fn generate(
         rng: RefCell::new(ChaCha8Rng::seed_from_u64(seed)),
         cal,
         now,
+        history_days: history_days.max(10),
         s: CaseState::default(),
         conf_seq: 0,
     };
@@ -168,7 +182,7 @@ impl Gen {
         let reference = format!("{code}-{:05}", 10_000 + i);
         let today = self.day(self.now);
         // Referrals spread over the last 18 months, on working days.
-        let back = self.int(5, 540);
+        let back = self.int(5, self.history_days);
         let r0_day = self.wd(today - Duration::days(back), 0)?;
         let r0 = self.office(r0_day);
         let unborn = self.chance(0.06);
@@ -289,8 +303,17 @@ impl Gen {
         }
         let s47 = self.chance(0.9);
         let mut sds = vec![sd1];
-        if s47 && self.chance(0.2) {
-            let d = self.wd(sd1_day, self.int(2, 6))?;
+        // One to three strategy discussions; the conference counts from the last.
+        let more = if !s47 {
+            0
+        } else if self.chance(0.05) {
+            2
+        } else {
+            i64::from(self.chance(0.2))
+        };
+        for _ in 0..more {
+            let from = self.day(*sds.last().unwrap_or(&sd1));
+            let d = self.wd(from, self.int(2, 6))?;
             let t = self.office(d);
             if t <= self.now {
                 sds.push(t);
@@ -595,12 +618,16 @@ impl Gen {
         if age >= 5 {
             agencies.extend(["AG-EDU", "AG-SN"]);
         }
-        let extra = ["AG-ASC", "AG-AMH", "AG-PRO", "AG-HOU", "AG-YJ", "AG-VOL"];
-        for _ in 0..self.int(1, 3) {
-            let a = extra[self.int(0, 5) as usize];
-            if !agencies.contains(&a) {
-                agencies.push(a);
-            }
+        // Six to ten agencies are invited in all.
+        let mut extra = vec![
+            "AG-ASC", "AG-AMH", "AG-PRO", "AG-HOU", "AG-YJ", "AG-VOL", "AG-HV", "AG-EDU",
+        ];
+        extra.retain(|a| !agencies.contains(a));
+        extra.shuffle(&mut *self.rng.borrow_mut());
+        let target = self.int(6, 10) as usize;
+        while agencies.len() < target {
+            let Some(a) = extra.pop() else { break };
+            agencies.push(a);
         }
         let non_quorate = held && self.chance(0.04);
         let start_day = self.day(start);
