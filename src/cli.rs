@@ -311,18 +311,7 @@ fn now_or(at: Option<Instant>) -> Instant {
 async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::from_args(&a.common)?;
     if let Some(b) = &a.board {
-        if !engine.rules.boards.contains_key(b) {
-            bail!(
-                "--board {b:?} has no rule file (known: {})",
-                engine
-                    .rules
-                    .boards
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
+        engine.board(b)?;
     }
     let store = open(&a.common.database, false).await?;
     let state = store.load().await?;
@@ -540,19 +529,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
 
 async fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::from_args(&a.common)?;
-    let Some(board) = engine.rules.latest(&a.board) else {
-        bail!(
-            "--board {:?} has no rule file (known: {})",
-            a.board,
-            engine
-                .rules
-                .boards
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    };
+    let board = engine.board(&a.board)?;
     if a.from > a.to {
         bail!("--from {} is after --to {}", a.from, a.to);
     }

@@ -72,6 +72,21 @@ impl Engine {
 }
 
 impl Engine {
+    /// The latest version of a board the user named, or an error listing the boards there are.
+    pub fn board(&self, id: &str) -> anyhow::Result<&Arc<crate::rules::Board>> {
+        self.rules.latest(id).ok_or_else(|| {
+            anyhow!(
+                "--board {id:?} has no rule file (known: {})",
+                self.rules
+                    .boards
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+    }
+
     /// The default board's calendar, for timing that belongs to no one board.
     pub fn default_calendar(&self, tz: chrono_tz::Tz) -> anyhow::Result<Calendar> {
         let division = self

@@ -811,56 +811,39 @@ impl Report {
         ws.set_column_width(1, 60)?;
 
         // By agency, by team.
-        let ws = wb.add_worksheet().set_name("By agency")?;
-        let cols = [
-            "Rule",
-            "Agency",
-            "Agency name",
-            "Professional group",
-            "Due",
-            "Met on time",
-            "Met late",
-            "Outstanding",
-            "Excepted",
-            "% on time",
-            "Median working days late",
-            "Worst working days late",
-        ];
-        header_row(ws, &cols, &bold)?;
-        for (i, r) in self.by_agency.iter().enumerate() {
-            let row = 1 + i as u32;
-            ws.write(row, 0, r.rule.as_str())?;
-            ws.write(row, 1, r.agency.as_str())?;
-            ws.write(row, 2, r.agency_name.as_str())?;
-            ws.write(row, 3, r.professional_group.as_str())?;
-            counts_cells(ws, row, 4, &r.counts, &pct)?;
-        }
-        ws.set_freeze_panes(1, 0)?;
-        ws.autofit();
-        let ws = wb.add_worksheet().set_name("By team")?;
-        let cols = [
-            "Rule",
-            "Team",
-            "Team name",
-            "Due",
-            "Met on time",
-            "Met late",
-            "Outstanding",
-            "Excepted",
-            "% on time",
-            "Median working days late",
-            "Worst working days late",
-        ];
-        header_row(ws, &cols, &bold)?;
-        for (i, r) in self.by_team.iter().enumerate() {
-            let row = 1 + i as u32;
-            ws.write(row, 0, r.rule.as_str())?;
-            ws.write(row, 1, r.team.as_str())?;
-            ws.write(row, 2, r.team_name.as_str())?;
-            counts_cells(ws, row, 3, &r.counts, &pct)?;
-        }
-        ws.set_freeze_panes(1, 0)?;
-        ws.autofit();
+        let agency_rows = self.by_agency.iter().map(|r| {
+            (
+                vec![
+                    r.rule.as_str(),
+                    r.agency.as_str(),
+                    r.agency_name.as_str(),
+                    r.professional_group.as_str(),
+                ],
+                &r.counts,
+            )
+        });
+        group_sheet(
+            &mut wb,
+            "By agency",
+            &["Rule", "Agency", "Agency name", "Professional group"],
+            agency_rows,
+            &bold,
+            &pct,
+        )?;
+        let team_rows = self.by_team.iter().map(|r| {
+            (
+                vec![r.rule.as_str(), r.team.as_str(), r.team_name.as_str()],
+                &r.counts,
+            )
+        });
+        group_sheet(
+            &mut wb,
+            "By team",
+            &["Rule", "Team", "Team name"],
+            team_rows,
+            &bold,
+            &pct,
+        )?;
 
         // By month: % on time, rules down and months across, and one small chart per rule.
         let ws = wb.add_worksheet().set_name("By month")?;
@@ -1049,6 +1032,39 @@ impl Report {
         }
         wb.save_to_buffer()
     }
+}
+
+/// A sheet of groups: the group's own columns, then its counts.
+fn group_sheet<'r>(
+    wb: &mut Workbook,
+    name: &str,
+    own: &[&str],
+    rows: impl Iterator<Item = (Vec<&'r str>, &'r Counts)>,
+    bold: &Format,
+    pct: &Format,
+) -> Result<(), XlsxError> {
+    let ws = wb.add_worksheet().set_name(name)?;
+    let counts = [
+        "Due",
+        "Met on time",
+        "Met late",
+        "Outstanding",
+        "Excepted",
+        "% on time",
+        "Median working days late",
+        "Worst working days late",
+    ];
+    header_row(ws, &[own, &counts[..]].concat(), bold)?;
+    for (i, (cells, c)) in rows.enumerate() {
+        let row = 1 + i as u32;
+        for (col, v) in cells.iter().enumerate() {
+            ws.write(row, col as u16, *v)?;
+        }
+        counts_cells(ws, row, own.len() as u16, c, pct)?;
+    }
+    ws.set_freeze_panes(1, 0)?;
+    ws.autofit();
+    Ok(())
 }
 
 fn header_row(ws: &mut Worksheet, cols: &[&str], bold: &Format) -> Result<(), XlsxError> {
