@@ -785,18 +785,7 @@ impl Report {
             ws.write(1 + i as u32, 1, v.as_str())?;
         }
         let top = 6;
-        let headers = [
-            "Rule",
-            "Title",
-            "Due",
-            "Met on time",
-            "Met late",
-            "Outstanding",
-            "Excepted",
-            "% on time",
-            "Median working days late",
-            "Worst working days late",
-        ];
+        let headers = [&["Rule", "Title"][..], COUNT_HEADERS].concat();
         for (c, h) in headers.iter().enumerate() {
             ws.write_with_format(top, c as u16, *h, &bold)?;
         }
@@ -1034,6 +1023,18 @@ impl Report {
     }
 }
 
+/// The workbook's headings of a group's counts, in `counts_cells` order.
+const COUNT_HEADERS: &[&str] = &[
+    "Due",
+    "Met on time",
+    "Met late",
+    "Outstanding",
+    "Excepted",
+    "% on time",
+    "Median working days late",
+    "Worst working days late",
+];
+
 /// A sheet of groups: the group's own columns, then its counts.
 fn group_sheet<'r>(
     wb: &mut Workbook,
@@ -1044,17 +1045,7 @@ fn group_sheet<'r>(
     pct: &Format,
 ) -> Result<(), XlsxError> {
     let ws = wb.add_worksheet().set_name(name)?;
-    let counts = [
-        "Due",
-        "Met on time",
-        "Met late",
-        "Outstanding",
-        "Excepted",
-        "% on time",
-        "Median working days late",
-        "Worst working days late",
-    ];
-    header_row(ws, &[own, &counts[..]].concat(), bold)?;
+    header_row(ws, &[own, COUNT_HEADERS].concat(), bold)?;
     for (i, (cells, c)) in rows.enumerate() {
         let row = 1 + i as u32;
         for (col, v) in cells.iter().enumerate() {
