@@ -155,7 +155,7 @@ impl HolidayData {
         Ok(())
     }
 
-    pub fn has_division(&self, division: &str) -> bool {
+    fn has_division(&self, division: &str) -> bool {
         self.divisions.contains_key(division)
     }
 
@@ -509,11 +509,6 @@ impl Calendar {
             }
         }
         Ok(count.max(1))
-    }
-
-    /// Which file and division this calendar reads, for messages.
-    pub fn describe(&self) -> String {
-        format!("{} ({})", self.division, self.data.file)
     }
 }
 

@@ -218,62 +218,82 @@ pub fn plan(eval: &Evaluation, ctx: &Context, now: Instant) -> (Vec<Planned>, Ve
     (planned, unresolved)
 }
 
+/// The case rows recipients are found in, indexed once per plan.
 struct Lookup<'a> {
-    s: &'a CaseState,
+    children: HashMap<&'a str, &'a crate::case::Child>,
+    workers: HashMap<&'a str, &'a crate::case::Worker>,
+    teams: HashMap<&'a str, &'a crate::case::Team>,
+    agencies: HashMap<&'a str, &'a crate::case::Agency>,
+    conferences: HashMap<&'a str, &'a crate::case::Conference>,
+    invitations: HashMap<&'a str, Vec<&'a crate::case::Invitation>>,
+    /// The first child (by id) of each conference, for duties about a conference as a whole.
+    first_child: HashMap<&'a str, &'a str>,
 }
 
 impl<'a> Lookup<'a> {
     fn new(s: &'a CaseState) -> Self {
-        Lookup { s }
-    }
-
-    fn child_of(&self, o: &Obligation) -> Option<&'a crate::case::Child> {
-        match &o.child_id {
-            Some(id) => self.s.children.iter().find(|c| &c.id == id),
-            None => {
-                let conf = o.conference.as_ref()?;
-                let cc = self
-                    .s
-                    .conference_children
-                    .iter()
-                    .filter(|cc| &cc.conference_id == conf)
-                    .min_by(|a, b| a.child_id.cmp(&b.child_id))?;
-                self.s.children.iter().find(|c| c.id == cc.child_id)
+        let mut invitations: HashMap<&str, Vec<&crate::case::Invitation>> = HashMap::new();
+        for i in &s.invitations {
+            invitations
+                .entry(i.conference_id.as_str())
+                .or_default()
+                .push(i);
+        }
+        let mut first_child: HashMap<&str, &str> = HashMap::new();
+        for cc in &s.conference_children {
+            let e = first_child
+                .entry(cc.conference_id.as_str())
+                .or_insert(cc.child_id.as_str());
+            if cc.child_id.as_str() < *e {
+                *e = cc.child_id.as_str();
             }
+        }
+        Lookup {
+            children: s.children.iter().map(|c| (c.id.as_str(), c)).collect(),
+            workers: s.workers.iter().map(|w| (w.id.as_str(), w)).collect(),
+            teams: s.teams.iter().map(|t| (t.id.as_str(), t)).collect(),
+            agencies: s.agencies.iter().map(|a| (a.id.as_str(), a)).collect(),
+            conferences: s.conferences.iter().map(|c| (c.id.as_str(), c)).collect(),
+            invitations,
+            first_child,
         }
     }
 
+    fn child_of(&self, o: &Obligation) -> Option<&'a crate::case::Child> {
+        let id = match &o.child_id {
+            Some(id) => id.as_str(),
+            None => self.first_child.get(o.conference.as_deref()?).copied()?,
+        };
+        self.children.get(id).copied()
+    }
+
     fn worker_of(&self, o: &Obligation) -> Option<&'a crate::case::Worker> {
-        let w = self.child_of(o)?.allocated_worker_id.as_ref()?;
-        self.s.workers.iter().find(|x| &x.id == w)
+        let w = self.child_of(o)?.allocated_worker_id.as_deref()?;
+        self.workers.get(w).copied()
     }
 
     /// The addresses a recipient role stands for, for one obligation.
     fn resolve(&self, role: &str, o: &Obligation, contacts: &BoardContacts) -> Vec<String> {
         let conf = o
             .conference
-            .as_ref()
-            .and_then(|id| self.s.conferences.iter().find(|c| &c.id == id));
+            .as_deref()
+            .and_then(|id| self.conferences.get(id));
         let one = |x: Option<&String>| x.cloned().into_iter().collect::<Vec<_>>();
         match role {
             "agency" => {
-                let invitations = self
-                    .s
-                    .invitations
+                let invited = o
+                    .conference
+                    .as_deref()
+                    .and_then(|c| self.invitations.get(c))
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                let mut v: Vec<String> = invited
                     .iter()
-                    .filter(|i| Some(&i.conference_id) == o.conference.as_ref());
-                let invitations: Vec<_> = match &o.agency {
-                    Some(a) => invitations.filter(|i| &i.agency_id == a).collect(),
-                    None => invitations.collect(),
-                };
-                let mut v: Vec<String> = invitations
-                    .iter()
+                    .filter(|i| o.agency.as_ref().is_none_or(|a| &i.agency_id == a))
                     .filter_map(|i| {
                         i.email.clone().or_else(|| {
-                            self.s
-                                .agencies
-                                .iter()
-                                .find(|a| a.id == i.agency_id)
+                            self.agencies
+                                .get(i.agency_id.as_str())
                                 .and_then(|a| a.email.clone())
                         })
                     })
@@ -285,7 +305,7 @@ impl<'a> Lookup<'a> {
             "allocated_worker" => one(self.worker_of(o).and_then(|w| w.email.as_ref())),
             "team_manager" => one(self
                 .worker_of(o)
-                .and_then(|w| self.s.teams.iter().find(|t| t.id == w.team_id))
+                .and_then(|w| self.teams.get(w.team_id.as_str()))
                 .and_then(|t| t.manager_email.as_ref())),
             "conference_chair" => one(conf.and_then(|c| c.chair_email.as_ref())),
             "conference_service" => one(contacts.conference_service.as_ref()),

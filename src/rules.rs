@@ -320,17 +320,6 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// The version of `board` in force on `date` (the earliest version also
-    /// covers the time before it).
-    pub fn version_on(&self, board: &str, date: NaiveDate) -> Option<&Arc<Board>> {
-        let versions = self.boards.get(board)?;
-        versions
-            .iter()
-            .rev()
-            .find(|b| b.effective_from <= date)
-            .or_else(|| versions.first())
-    }
-
     pub fn latest(&self, board: &str) -> Option<&Arc<Board>> {
         self.boards.get(board).and_then(|v| v.last())
     }

@@ -38,6 +38,25 @@ fn config() -> Config {
     c
 }
 
+/// A daemon on the given case data whose reminders go to .eml files in the returned directory.
+async fn daemon_to_outbox(
+    state: &CaseState,
+    clock: Arc<ManualClock>,
+    tweak: impl FnOnce(&mut Config),
+) -> (Daemon, tempfile::TempDir, tempfile::TempDir) {
+    let out = tempfile::tempdir().expect("outbox");
+    let (d, db) = daemon(
+        state,
+        clock,
+        Box::new(FileTransport {
+            dir: out.path().into(),
+        }),
+        tweak,
+    )
+    .await;
+    (d, db, out)
+}
+
 fn engine() -> Engine {
     Engine::load(None, None, None, "working-together-2010").expect("engine")
 }
@@ -207,17 +226,8 @@ fn stages_and_recipients_follow_the_rule() {
 
 #[tokio::test]
 async fn quiet_hours_the_digest_and_once_only() {
-    let out = tempfile::tempdir().expect("outbox");
     let clock = Arc::new(ManualClock::new(t("2027-02-03T07:00:00Z")));
-    let (d, _db) = daemon(
-        &minutes_missing(),
-        clock.clone(),
-        Box::new(FileTransport {
-            dir: out.path().into(),
-        }),
-        |_| {},
-    )
-    .await;
+    let (d, _db, out) = daemon_to_outbox(&minutes_missing(), clock.clone(), |_| {}).await;
     // 07:00: before the send window. Recorded, not sent.
     let r = d.run_once().await.expect("tick");
     assert!(
@@ -268,18 +278,9 @@ async fn quiet_hours_the_digest_and_once_only() {
 
 #[tokio::test]
 async fn weekends_wait_and_a_reminder_met_before_it_goes_is_dropped() {
-    let out = tempfile::tempdir().expect("outbox");
     // Saturday 6 February 2027: the minutes are escalated (2 working days overdue), but not at a weekend.
     let clock = Arc::new(ManualClock::new(t("2027-02-06T10:00:00Z")));
-    let (d, _db) = daemon(
-        &minutes_missing(),
-        clock.clone(),
-        Box::new(FileTransport {
-            dir: out.path().into(),
-        }),
-        |_| {},
-    )
-    .await;
+    let (d, _db, out) = daemon_to_outbox(&minutes_missing(), clock.clone(), |_| {}).await;
     let r = d.run_once().await.expect("tick");
     assert_eq!(r.delivery.sent, 0, "{r:?}");
     let pending: Vec<LogRow> = d.store().log_rows(Some("pending")).await.expect("log");
@@ -305,19 +306,10 @@ async fn weekends_wait_and_a_reminder_met_before_it_goes_is_dropped() {
 
 /// Ticks every hour across a clock change: every notification goes once, in the window, on a working day.
 async fn hourly_across(from: &str, hours: i64) {
-    let out = tempfile::tempdir().expect("outbox");
     let start = t(from);
     let state = cpwatch::demo::generate(11, 60, start, &holidays()).expect("demo");
     let clock = Arc::new(ManualClock::new(start));
-    let (d, _db) = daemon(
-        &state,
-        clock.clone(),
-        Box::new(FileTransport {
-            dir: out.path().into(),
-        }),
-        |_| {},
-    )
-    .await;
+    let (d, _db, out) = daemon_to_outbox(&state, clock.clone(), |_| {}).await;
     let mut sent = 0;
     for _ in 0..hours {
         sent += d.run_once().await.expect("tick").delivery.sent;
@@ -550,16 +542,7 @@ async fn smtp_4xx_is_retried_and_5xx_is_recorded_and_not_retried() {
 async fn metrics_parse_and_carry_no_identifiers() {
     let now = t("2026-11-23T09:00:00Z");
     let state = cpwatch::demo::generate(5, 200, now, &holidays()).expect("demo");
-    let out = tempfile::tempdir().expect("outbox");
-    let (d, _db) = daemon(
-        &state,
-        Arc::new(ManualClock::new(now)),
-        Box::new(FileTransport {
-            dir: out.path().into(),
-        }),
-        |_| {},
-    )
-    .await;
+    let (d, _db, _out) = daemon_to_outbox(&state, Arc::new(ManualClock::new(now)), |_| {}).await;
     d.run_once().await.expect("tick");
     let text = d.metrics.render();
     let allowed_labels = [
@@ -644,16 +627,10 @@ async fn metrics_parse_and_carry_no_identifiers() {
 #[tokio::test]
 async fn serves_health_readiness_and_metrics_and_stops_when_told() {
     let port = free_port();
-    let out = tempfile::tempdir().expect("outbox");
     let clock = Arc::new(ManualClock::new(t("2027-02-04T10:00:00Z")));
-    let (d, _db) = daemon(
-        &minutes_missing(),
-        clock.clone(),
-        Box::new(FileTransport {
-            dir: out.path().into(),
-        }),
-        |c| c.http.listen = format!("127.0.0.1:{port}"),
-    )
+    let (d, _db, _out) = daemon_to_outbox(&minutes_missing(), clock.clone(), |c| {
+        c.http.listen = format!("127.0.0.1:{port}")
+    })
     .await;
     let d = Arc::new(d);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -865,17 +842,8 @@ async fn a_second_instance_on_one_sqlite_database_is_refused() {
 
 #[tokio::test]
 async fn a_reload_keeps_the_old_rules_when_the_new_ones_are_broken() {
-    let out = tempfile::tempdir().expect("outbox");
     let clock = Arc::new(ManualClock::new(t("2027-02-04T10:00:00Z")));
-    let (d, _db) = daemon(
-        &minutes_missing(),
-        clock,
-        Box::new(FileTransport {
-            dir: out.path().into(),
-        }),
-        |_| {},
-    )
-    .await;
+    let (d, _db, out) = daemon_to_outbox(&minutes_missing(), clock, |_| {}).await;
     assert!(!d.reload(Err(anyhow::anyhow!("rules/local.toml:3:1: broken"))));
     assert_eq!(d.settings().engine.rules.boards.len(), 6);
     let rules_dir = tempfile::tempdir().expect("rules");
@@ -991,18 +959,12 @@ async fn the_database_going_away_and_coming_back() {
 #[tokio::test]
 async fn the_previous_months_export_is_written_once_from_the_first_working_day() {
     use std::os::unix::fs::PermissionsExt;
-    let out = tempfile::tempdir().expect("outbox");
     let exports = tempfile::tempdir().expect("exports");
     let dir = exports.path().join("monthly");
     let clock = Arc::new(ManualClock::new(t("2027-01-01T10:00:00Z")));
-    let (d, _db) = daemon(
-        &fixture("barnsley"),
-        clock.clone(),
-        Box::new(FileTransport {
-            dir: out.path().into(),
-        }),
-        |c| c.export.directory = Some(dir.clone()),
-    )
+    let (d, _db, _out) = daemon_to_outbox(&fixture("barnsley"), clock.clone(), |c| {
+        c.export.directory = Some(dir.clone())
+    })
     .await;
     // Friday 1 January 2027 is New Year's Day: the first working day is Monday 4 January.
     d.run_once().await.expect("tick");

@@ -150,18 +150,6 @@ impl Drop for Proc {
     }
 }
 
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 fn api(port: u16, path: &str) -> Value {
     let (code, body) =
         http_get(port, path).unwrap_or_else(|| panic!("Prometheus did not answer {path}"));
@@ -180,13 +168,22 @@ fn api(port: u16, path: &str) -> Value {
 }
 
 fn query(port: u16, expr: &str) -> Value {
-    api(port, &format!("/api/v1/query?query={}", encode(expr)))
+    api(
+        port,
+        &format!(
+            "/api/v1/query?query={}",
+            cpwatch::config::percent_encode(expr)
+        ),
+    )
 }
 
 fn labels(port: u16, label: &str, matcher: &str) -> Vec<String> {
     let v = api(
         port,
-        &format!("/api/v1/label/{label}/values?match[]={}", encode(matcher)),
+        &format!(
+            "/api/v1/label/{label}/values?match[]={}",
+            cpwatch::config::percent_encode(matcher)
+        ),
     );
     v["data"]
         .as_array()
@@ -269,7 +266,9 @@ fn every_expression_returns_series_from_a_real_prometheus_scraping_cpwatch() {
             prom_port,
             &format!(
                 "/api/v1/query?query={}",
-                encode("count_over_time(cpwatch_ticks_total{result=\"ok\"}[1m])")
+                cpwatch::config::percent_encode(
+                    "count_over_time(cpwatch_ticks_total{result=\"ok\"}[1m])"
+                )
             ),
         )
         .map(|(_, b)| b)
