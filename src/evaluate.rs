@@ -227,6 +227,11 @@ pub fn evaluate(
 
 // ------------------------------------------------------------------ sanitise
 
+/// An instant in messages: RFC 3339, whole seconds.
+fn stamp(t: Instant) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 fn future(
     findings: &mut Vec<Finding>,
     table: &str,
@@ -242,8 +247,8 @@ fn future(
             row,
             format!(
                 "{column} {} is later than the evaluation instant {}; treated as not yet happened",
-                t.to_rfc3339(),
-                now.to_rfc3339()
+                stamp(t),
+                stamp(now)
             ),
         ));
         true
@@ -696,7 +701,10 @@ impl<'a> Index<'a> {
                     "cp_plans",
                     open[1],
                     format!(
-                        "child {child:?} has {} open plans: {}",
+                        "child {:?} has {} open plans: {}",
+                        children
+                            .get(*child)
+                            .map_or(*child, |c| c.reference.as_str()),
                         open.len(),
                         open.join(", ")
                     ),
@@ -774,6 +782,13 @@ impl<'a> Index<'a> {
         idx
     }
 
+    /// A child's case reference (what people look children up by), for messages.
+    fn reference<'r>(&'r self, child: &'r str) -> &'r str {
+        self.children
+            .get(child)
+            .map_or(child, |c| c.reference.as_str())
+    }
+
     /// Contradictions that need several tables at once.
     fn cross_checks(&self, f: &mut Vec<Finding>) {
         for (child, confs) in &self.child_confs {
@@ -795,7 +810,7 @@ impl<'a> Index<'a> {
                         "conference_before_strategy_discussion",
                         "conferences",
                         &conf.id,
-                        format!("initial conference held {} before child {child:?}'s first section 47 strategy discussion ({})", held.to_rfc3339(), s47[0].held_at.to_rfc3339()),
+                        format!("initial conference held {} before child {:?}'s first section 47 strategy discussion ({})", stamp(held), self.reference(child), stamp(s47[0].held_at)),
                     ));
                 }
                 if conf.kind == "review" {
@@ -805,7 +820,7 @@ impl<'a> Index<'a> {
                             .any(|p| p.started_on <= day && p.ended_on.is_none_or(|e| e >= day))
                     });
                     if !on_plan {
-                        f.push(Finding::new("review_without_plan", "conferences", &conf.id, format!("review conference about child {child:?}, who has no child protection plan on {day}")));
+                        f.push(Finding::new("review_without_plan", "conferences", &conf.id, format!("review conference about child {:?}, who has no child protection plan on {day}", self.reference(child))));
                     }
                 }
             }
