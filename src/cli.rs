@@ -319,9 +319,13 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let selected: Vec<&Obligation> = eval
         .obligations
         .iter()
-        .filter(|o| a.board.as_ref().is_none_or(|b| &o.board == b))
-        .filter(|o| a.rule_ids.is_empty() || a.rule_ids.contains(&o.rule))
-        .filter(|o| a.child.as_ref().is_none_or(|c| o.child.as_ref() == Some(c)))
+        .filter(|o| a.board.as_deref().is_none_or(|b| &*o.board == b))
+        .filter(|o| a.rule_ids.is_empty() || a.rule_ids.iter().any(|r| **r == *o.rule))
+        .filter(|o| {
+            a.child
+                .as_deref()
+                .is_none_or(|c| o.child.as_deref() == Some(c))
+        })
         .filter(|o| a.statuses.is_empty() || a.statuses.contains(&o.status))
         .collect();
     let z = engine.zones();
@@ -393,7 +397,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let example = eval
         .obligations
         .iter()
-        .find(|o| o.rule == "icpc-timeliness" && o.status == Status::MetLate)
+        .find(|o| &*o.rule == "icpc-timeliness" && o.status == Status::MetLate)
         .and_then(|o| o.child.clone());
     writeln!(out, "\nNext: `cpwatch check --database {} --format json`, or `cpwatch explain {}` for one child's deadlines worked out by hand.", a.common.database, example.as_deref().unwrap_or("REFERENCE"))?;
     if !a.run {

@@ -317,7 +317,7 @@ impl Daemon {
         for board in eval
             .obligations
             .iter()
-            .map(|o| o.board.as_str())
+            .map(|o| &*o.board)
             .collect::<std::collections::BTreeSet<_>>()
         {
             let path = dir.join(format!("{board}-{}.xlsx", from.format("%Y-%m")));

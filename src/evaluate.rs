@@ -53,35 +53,128 @@ impl Status {
     }
 }
 
+/// Shared text: an obligation's names are shared with the rule and the case
+/// state it came from rather than copied, so millions of obligations cost no
+/// allocation each.
+pub type Name = Arc<str>;
+
 /// One duty of one rule for one subject (and, for recurring rules, one occurrence).
 #[derive(Debug, Clone, Serialize)]
 pub struct Obligation {
-    pub key: String,
-    pub rule: String,
-    pub title: String,
+    pub rule: Name,
+    pub title: Name,
     pub kind: RuleKind,
-    pub board: String,
-    pub board_version: String,
+    pub board: Name,
+    pub board_version: Name,
     /// The child's case reference; null for a conference as a whole or an agency's report.
-    pub child: Option<String>,
+    pub child: Option<Name>,
     #[serde(skip)]
-    pub child_id: Option<String>,
-    pub conference: Option<String>,
-    pub agency: Option<String>,
-    pub team: Option<String>,
-    pub occurrence: String,
+    pub child_id: Option<Name>,
+    pub conference: Option<Name>,
+    pub agency: Option<Name>,
+    pub team: Option<Name>,
+    pub occurrence: Occurrence,
     pub starts_at: Instant,
     pub due_at: Instant,
     pub met_at: Option<Instant>,
     pub status: Status,
     pub late_working_days: Option<i64>,
-    pub exception_reason: Option<String>,
+    pub exception_reason: Option<Name>,
     pub audit_by: Option<AuditBy>,
     /// What the deadline was counted from, for `explain`.
-    pub start_event: String,
-    pub offset: Option<String>,
+    pub start_event: &'static str,
+    pub offset: Option<Name>,
     /// For a capped rule: the event that brought the deadline forward.
-    pub capped_by: Option<String>,
+    pub capped_by: Option<&'static str>,
+}
+
+impl Obligation {
+    /// The obligation's identity, stable across evaluations:
+    /// `board:rule:child reference:conference:agency:occurrence`, `-` for none.
+    pub fn key(&self) -> String {
+        format!(
+            "{}:{}:{}:{}:{}:{}",
+            self.board,
+            self.rule,
+            self.child.as_deref().unwrap_or("-"),
+            self.conference.as_deref().unwrap_or("-"),
+            self.agency.as_deref().unwrap_or("-"),
+            self.occurrence
+        )
+    }
+
+    /// The order of a report: by due date, then by identity.
+    #[allow(clippy::type_complexity)]
+    pub fn order(
+        &self,
+    ) -> (
+        Instant,
+        &str,
+        &str,
+        Option<&str>,
+        Option<&str>,
+        Option<&str>,
+        &Occurrence,
+    ) {
+        (
+            self.due_at,
+            &self.board,
+            &self.rule,
+            self.child.as_deref(),
+            self.conference.as_deref(),
+            self.agency.as_deref(),
+            &self.occurrence,
+        )
+    }
+}
+
+/// Which instance of a rule for its subject: the referral, strategy discussion
+/// or plan it is counted from (none for a conference or report), and for a
+/// recurring rule its place in the chain. Shown as `referral/R1`, `plan/P1#2`, `0`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Occurrence {
+    pub from: Option<(&'static str, Name)>,
+    pub n: Option<u32>,
+}
+
+impl std::fmt::Display for Occurrence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.from, self.n) {
+            (Some((what, id)), None) => write!(f, "{what}/{id}"),
+            (Some((what, id)), Some(n)) => write!(f, "{what}/{id}#{n}"),
+            (None, Some(n)) => write!(f, "{n}"),
+            (None, None) => f.write_str("0"),
+        }
+    }
+}
+
+impl Serialize for Occurrence {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Shares one `Name` per distinct id, so obligations of the same child,
+/// conference or agency point at one string.
+#[derive(Default)]
+struct Names<'a>(HashMap<&'a str, Name>, std::collections::HashSet<Name>);
+
+impl<'a> Names<'a> {
+    fn get(&mut self, s: &'a str) -> Name {
+        self.0.entry(s).or_insert_with(|| Arc::from(s)).clone()
+    }
+
+    /// The same for text made during evaluation (an offset shown as text).
+    fn owned(&mut self, s: String) -> Name {
+        match self.1.get(s.as_str()) {
+            Some(n) => n.clone(),
+            None => {
+                let n: Name = Arc::from(s);
+                self.1.insert(n.clone());
+                n
+            }
+        }
+    }
 }
 
 /// Case data that contradicts itself or the contract.
@@ -168,6 +261,7 @@ pub fn evaluate(
     }
 
     let mut calendar_errors: HashMap<String, CalendarError> = HashMap::new();
+    let mut names = Names::default();
     for (board_id, versions) in &rules.boards {
         let children = children_by_board
             .get(board_id.as_str())
@@ -197,6 +291,7 @@ pub fn evaluate(
             let ev = BoardEval {
                 idx: &idx,
                 board,
+                names: &mut names,
                 cal: &cal,
                 now,
                 window,
@@ -213,7 +308,7 @@ pub fn evaluate(
             e.to_string(),
         ));
     }
-    obligations.sort_by(|a, b| (a.due_at, &a.key).cmp(&(b.due_at, &b.key)));
+    obligations.sort_unstable_by(|a, b| a.order().cmp(&b.order()));
     findings.sort_by(|a, b| {
         (&a.table, &a.row, &a.kind, &a.message).cmp(&(&b.table, &b.row, &b.kind, &b.message))
     });
@@ -849,9 +944,9 @@ impl<'a> Index<'a> {
             .copied()
     }
 
-    fn team_of(&self, child: Option<&Child>) -> Option<String> {
+    fn team_of(&self, child: Option<&Child>) -> Option<&'a str> {
         let w = child?.allocated_worker_id.as_deref()?;
-        self.workers.get(w).map(|w| w.team_id.clone())
+        self.workers.get(w).map(|w| w.team_id.as_str())
     }
 }
 
@@ -873,7 +968,8 @@ struct Ctx<'a> {
 
 struct BoardEval<'e, 'a> {
     idx: &'e Index<'a>,
-    board: &'e Board,
+    board: &'a Board,
+    names: &'e mut Names<'a>,
     cal: &'e Calendar,
     now: Instant,
     window: (Option<NaiveDate>, Option<NaiveDate>),
@@ -895,7 +991,8 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         conferences: &[&'a Conference],
         out: &mut Vec<Obligation>,
     ) {
-        for rule in &self.board.rules {
+        let board = self.board;
+        for rule in &board.rules {
             for ctx in self.subjects(rule, children, conferences) {
                 if self.matches(rule, &ctx) {
                     self.obligations(rule, &ctx, out);
@@ -906,7 +1003,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
 
     fn subjects(
         &self,
-        rule: &Rule,
+        rule: &'a Rule,
         children: &[&'a Child],
         conferences: &[&'a Conference],
     ) -> Vec<Ctx<'a>> {
@@ -1023,7 +1120,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
 
     /// The child's last s47 strategy discussion, when it decided on a conference
     /// and no conference of the rule's kinds has been arranged after it.
-    fn awaiting_conference(&self, rule: &Rule, child: &Child) -> Option<&'a StrategyDiscussion> {
+    fn awaiting_conference(&self, rule: &'a Rule, child: &Child) -> Option<&'a StrategyDiscussion> {
         let last = self
             .idx
             .sds
@@ -1048,7 +1145,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         (!arranged).then_some(*last)
     }
 
-    fn matches(&self, rule: &Rule, ctx: &Ctx<'a>) -> bool {
+    fn matches(&self, rule: &'a Rule, ctx: &Ctx<'a>) -> bool {
         let f = &rule.filter;
         let in_list = |list: &Option<Vec<String>>, v: Option<&str>| {
             list.as_ref()
@@ -1397,7 +1494,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
     /// The reason of an agreed exception matching this obligation: every id the
     /// exception names must be the obligation's (a child named on a conference-wide
     /// obligation must be one of the conference's children).
-    fn exception(&self, rule: &Rule, ctx: &Ctx<'a>) -> Option<String> {
+    fn exception(&self, rule: &'a Rule, ctx: &Ctx<'a>) -> Option<String> {
         let names_child = !matches!(rule.subject, Subject::Conference | Subject::Invitation);
         let child_ok = |want: &str| {
             if names_child {
@@ -1428,33 +1525,23 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             .map(|e| e.reason.clone())
     }
 
-    fn base(&self, rule: &Rule, ctx: &Ctx<'a>, occurrence: String) -> Obligation {
+    fn base(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, occurrence: Occurrence) -> Obligation {
         // Obligations about a conference as a whole or an agency's report name no child.
         let names_child = !matches!(rule.subject, Subject::Conference | Subject::Invitation);
         let child = ctx.child.filter(|_| names_child);
-        let conference = ctx.conference.map(|c| c.id.clone());
-        let agency = ctx.agency.map(|a| a.id.clone());
-        let key = format!(
-            "{}:{}:{}:{}:{}:{}",
-            self.board.id,
-            rule.id,
-            child.map_or("-", |c| c.reference.as_str()),
-            conference.as_deref().unwrap_or("-"),
-            agency.as_deref().unwrap_or("-"),
-            occurrence
-        );
+        let team = self.idx.team_of(ctx.child);
+        let n = &mut *self.names;
         Obligation {
-            key,
-            rule: rule.id.clone(),
-            title: rule.title.clone(),
+            rule: n.get(&rule.id),
+            title: n.get(&rule.title),
             kind: rule.kind,
-            board: self.board.id.clone(),
-            board_version: self.board.version.clone(),
-            child: child.map(|c| c.reference.clone()),
-            child_id: child.map(|c| c.id.clone()),
-            conference,
-            agency,
-            team: self.idx.team_of(ctx.child),
+            board: n.get(&self.board.id),
+            board_version: n.get(&self.board.version),
+            child: child.map(|c| n.get(&c.reference)),
+            child_id: child.map(|c| n.get(&c.id)),
+            conference: ctx.conference.map(|c| n.get(&c.id)),
+            agency: ctx.agency.map(|a| n.get(&a.id)),
+            team: team.map(|t| n.get(t)),
             occurrence,
             starts_at: self.now,
             due_at: self.now,
@@ -1463,31 +1550,38 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             late_working_days: None,
             exception_reason: None,
             audit_by: rule.audit_by,
-            start_event: rule.starts.as_ref().map_or_else(
-                || "conference.held_at".to_string(),
-                |e| e.name().to_string(),
-            ),
+            start_event: rule.starts.map_or("conference.held_at", Event::name),
             offset: None,
             capped_by: None,
         }
     }
 
-    fn occurrence(&self, rule: &Rule, ctx: &Ctx<'a>) -> String {
-        if ctx.awaiting {
-            return format!("awaiting/{}", ctx.sd.map_or("", |d| d.id.as_str()));
-        }
-        match rule.subject {
-            Subject::Referral => format!("referral/{}", ctx.referral.map_or("", |r| r.id.as_str())),
-            Subject::StrategyDiscussion => format!(
-                "strategy_discussion/{}",
-                ctx.sd.map_or("", |d| d.id.as_str())
-            ),
-            Subject::Plan => format!("plan/{}", ctx.plan.map_or("", |p| p.id.as_str())),
-            _ => "0".to_string(),
+    fn occurrence(&mut self, rule: &'a Rule, ctx: &Ctx<'a>) -> Occurrence {
+        let from = if ctx.awaiting {
+            ctx.sd.map(|d| ("awaiting", d.id.as_str()))
+        } else {
+            match rule.subject {
+                Subject::Referral => ctx.referral.map(|r| ("referral", r.id.as_str())),
+                Subject::StrategyDiscussion => {
+                    ctx.sd.map(|d| ("strategy_discussion", d.id.as_str()))
+                }
+                Subject::Plan => ctx.plan.map(|p| ("plan", p.id.as_str())),
+                _ => None,
+            }
+        };
+        Occurrence {
+            from: from.map(|(what, id)| (what, self.names.get(id))),
+            n: None,
         }
     }
 
-    fn obligations(&mut self, rule: &Rule, ctx: &Ctx<'a>, out: &mut Vec<Obligation>) {
+    /// The offset as shown, shared between obligations.
+    fn offset_name(&mut self, offset: &Offset) -> Name {
+        let text = offset.to_string();
+        self.names.owned(text)
+    }
+
+    fn obligations(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<Obligation>) {
         match rule.kind {
             RuleKind::Standard => self.standard(rule, ctx, out),
             RuleKind::Recurring => self.recurring(rule, ctx, out),
@@ -1499,25 +1593,26 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
     }
 
-    fn offset_for(&self, rule: &Rule, ctx: &Ctx<'a>) -> Option<Offset> {
+    fn offset_for(&self, rule: &'a Rule, ctx: &Ctx<'a>) -> Option<Offset> {
         let offset = rule.offset_for(ctx.conference.map(|c| c.kind.as_str()))?;
         offset.resolve(ctx.plan.and_then(|p| p.visit_interval_working_days))
     }
 
-    fn one_off(&mut self, rule: &Rule, ctx: &Ctx<'a>) -> Option<Obligation> {
+    fn one_off(&mut self, rule: &'a Rule, ctx: &Ctx<'a>) -> Option<Obligation> {
         let start = self.event(rule.starts?, ctx, None)?;
         if !self.in_window(start) {
             return None;
         }
         let offset = self.offset_for(rule, ctx)?;
         let mut due = self.deadline(start, &offset, &rule.id)?;
-        let mut o = self.base(rule, ctx, self.occurrence(rule, ctx));
+        let occurrence = self.occurrence(rule, ctx);
+        let mut o = self.base(rule, ctx, occurrence);
         o.starts_at = start;
-        o.offset = Some(offset.to_string());
+        o.offset = Some(self.offset_name(&offset));
         if let Some(cap) = &rule.cap {
             if let Some(c) = self.event(*cap, ctx, Some(start)).filter(|c| *c < due) {
                 due = c;
-                o.capped_by = Some(cap.name().to_string());
+                o.capped_by = Some(cap.name());
             }
         }
         o.due_at = due;
@@ -1545,7 +1640,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
     }
 
     /// Status, lateness and exception for a deadline obligation whose dates are set.
-    fn settle(&mut self, rule: &Rule, ctx: &Ctx<'a>, o: &mut Obligation) {
+    fn settle(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, o: &mut Obligation) {
         let due = o.due_at;
         if rule.void_when.iter().any(|v| v == "conference_cancelled")
             && ctx.conference.is_some_and(Conference::is_cancelled)
@@ -1560,7 +1655,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
         if let Some(reason) = self.exception(rule, ctx) {
             o.status = Status::Excepted;
-            o.exception_reason = Some(reason);
+            o.exception_reason = Some(self.names.owned(reason));
             return;
         }
         if let Some(m) = o.met_at {
@@ -1596,7 +1691,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
     }
 
-    fn pending(&self, rule: &Rule, due: Instant) -> Status {
+    fn pending(&self, rule: &'a Rule, due: Instant) -> Status {
         let lead = rule.remind_before.as_ref().unwrap_or(&self.board.due_soon);
         match self.cal.shift_date(self.cal.local_date(due), lead) {
             Ok(from) if self.cal.local_date(self.now) >= from => Status::DueSoon,
@@ -1619,7 +1714,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             .is_some_and(|end| end < due_day)
     }
 
-    fn recurring(&mut self, rule: &Rule, ctx: &Ctx<'a>, out: &mut Vec<Obligation>) {
+    fn recurring(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<Obligation>) {
         let Some(mut anchor) = rule.starts.as_ref().and_then(|s| self.event(*s, ctx, None)) else {
             return;
         };
@@ -1641,6 +1736,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             }),
         };
         let prefix = self.occurrence(rule, ctx);
+        let offset_name = self.offset_name(&offset);
         for n in 0.. {
             if end.is_some_and(|e| anchor >= e) {
                 break;
@@ -1648,20 +1744,17 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             let Some(due) = self.deadline(anchor, &offset, &rule.id) else {
                 break;
             };
-            let occurrence = if prefix == "0" {
-                n.to_string()
-            } else {
-                format!("{prefix}#{n}")
+            let occurrence = Occurrence {
+                n: Some(n),
+                ..prefix.clone()
             };
             let mut o = self.base(rule, ctx, occurrence);
             o.starts_at = anchor;
             o.due_at = due;
-            o.offset = Some(offset.to_string());
-            o.start_event = if n == 0 {
-                o.start_event
-            } else {
-                met_by.name().to_string()
-            };
+            o.offset = Some(offset_name.clone());
+            if n > 0 {
+                o.start_event = met_by.name();
+            }
             o.met_at = self
                 .event(*met_by, ctx, Some(anchor))
                 .filter(|m| end.is_none_or(|e| *m <= e));
@@ -1681,7 +1774,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
     }
 
-    fn standard(&mut self, rule: &Rule, ctx: &Ctx<'a>, out: &mut Vec<Obligation>) {
+    fn standard(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<Obligation>) {
         let Some(spec) = &rule.standard else { return };
         let idx = self.idx;
         let (at, held) = match (ctx.plan, ctx.conference) {
@@ -1699,13 +1792,14 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         if !self.in_window(at) {
             return;
         }
-        let mut o = self.base(rule, ctx, self.occurrence(rule, ctx));
+        let occurrence = self.occurrence(rule, ctx);
+        let mut o = self.base(rule, ctx, occurrence);
         o.starts_at = ctx.plan.map_or(at, |p| self.date_event(p.started_on));
         o.due_at = at;
         o.start_event = if ctx.plan.is_some() {
-            "plan.ended_on".into()
+            "plan.ended_on"
         } else {
-            "conference.held_at".into()
+            "conference.held_at"
         };
         if ctx.conference.is_some_and(Conference::is_cancelled) {
             o.status = Status::Void;
@@ -1747,7 +1841,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             }
         } else if let Some(reason) = self.exception(rule, ctx) {
             o.status = Status::Excepted;
-            o.exception_reason = Some(reason);
+            o.exception_reason = Some(self.names.owned(reason));
         } else {
             o.status = Status::Overdue;
         }

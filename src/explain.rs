@@ -390,7 +390,7 @@ pub fn explain(
         .collect();
     let board = mine.first().map_or_else(
         || child.board.clone().unwrap_or_default(),
-        |o| o.board.clone(),
+        |o| o.board.to_string(),
     );
     writeln!(
         w,
@@ -414,8 +414,8 @@ pub fn explain(
     for o in mine {
         let Some(version) = rules
             .boards
-            .get(&o.board)
-            .and_then(|v| v.iter().find(|b| b.version == o.board_version))
+            .get(&*o.board)
+            .and_then(|v| v.iter().find(|b| *b.version == *o.board_version))
         else {
             continue;
         };
@@ -442,7 +442,7 @@ pub fn explain(
             let kind = o
                 .conference
                 .as_ref()
-                .and_then(|id| state.conferences.iter().find(|c| &c.id == id))
+                .and_then(|id| state.conferences.iter().find(|c| *c.id == **id))
                 .map(|c| c.kind.as_str());
             let src = rule.source_for(kind);
             writeln!(

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::calendar::Calendar;
 use crate::case::{CaseState, Instant};
-use crate::evaluate::{Evaluation, Finding, Obligation, Status};
+use crate::evaluate::{Evaluation, Finding, Name, Obligation, Status};
 use crate::rules::{AuditBy, RuleKind, RuleSet};
 
 /// The latest national figures (Department for Education, Children in Need
@@ -66,14 +66,14 @@ pub struct Header {
 /// One obligation, as the Obligations sheet shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ObligationRow {
-    pub rule: String,
-    pub title: String,
-    pub child: Option<String>,
-    pub conference: Option<String>,
-    pub agency: Option<String>,
+    pub rule: Name,
+    pub title: Name,
+    pub child: Option<Name>,
+    pub conference: Option<Name>,
+    pub agency: Option<Name>,
     pub agency_name: Option<String>,
     pub professional_group: Option<String>,
-    pub team: Option<String>,
+    pub team: Option<Name>,
     pub team_name: Option<String>,
     pub starts: NaiveDateTime,
     pub deadline: NaiveDateTime,
@@ -81,7 +81,7 @@ pub struct ObligationRow {
     pub status: Status,
     pub outcome: &'static str,
     pub working_days_late: Option<i64>,
-    pub exception_reason: Option<String>,
+    pub exception_reason: Option<Name>,
     #[serde(skip)]
     audit_by: Option<AuditBy>,
 }
@@ -268,7 +268,7 @@ pub fn build(input: &Input) -> Report {
         .eval
         .obligations
         .iter()
-        .filter(|o| o.board == input.board && o.kind != RuleKind::Notice)
+        .filter(|o| *o.board == *input.board && o.kind != RuleKind::Notice)
         .filter(|o| (input.from..=input.to).contains(&cal.local_date(o.due_at)))
         .collect();
     let obligations: Vec<ObligationRow> = selected
@@ -301,16 +301,13 @@ pub fn build(input: &Input) -> Report {
         })
         .collect();
 
-    let titles: BTreeMap<&str, &str> = obligations
-        .iter()
-        .map(|r| (r.rule.as_str(), r.title.as_str()))
-        .collect();
+    let titles: BTreeMap<&str, &str> = obligations.iter().map(|r| (&*r.rule, &*r.title)).collect();
     let summary = titles
         .iter()
         .map(|(rule, title)| SummaryRow {
             rule: rule.to_string(),
             title: title.to_string(),
-            counts: Counts::of(obligations.iter().filter(|r| r.rule == *rule)),
+            counts: Counts::of(obligations.iter().filter(|r| *r.rule == **rule)),
         })
         .collect();
 
@@ -443,7 +440,7 @@ fn national(selected: &[&Obligation], cal: &Calendar) -> National {
     let mut days: Vec<i64> = selected
         .iter()
         .filter(|o| {
-            o.rule == "icpc-timeliness"
+            &*o.rule == "icpc-timeliness"
                 && o.conference.is_some()
                 && matches!(o.status, Status::Met | Status::MetLate)
         })
@@ -571,11 +568,11 @@ const OBLIGATION_COLUMNS: &[&str] = &[
 #[derive(Serialize)]
 struct ExceptionRow<'a> {
     rule: &'a str,
-    child: &'a Option<String>,
-    conference: &'a Option<String>,
-    agency: &'a Option<String>,
+    child: &'a Option<Name>,
+    conference: &'a Option<Name>,
+    agency: &'a Option<Name>,
     deadline: NaiveDateTime,
-    exception_reason: &'a Option<String>,
+    exception_reason: &'a Option<Name>,
 }
 
 #[derive(Serialize)]
@@ -791,7 +788,7 @@ impl Report {
         }
         for (i, r) in self.summary.iter().enumerate() {
             let row = top + 1 + i as u32;
-            ws.write(row, 0, r.rule.as_str())?;
+            ws.write(row, 0, &*r.rule)?;
             ws.write(row, 1, r.title.as_str())?;
             counts_cells(ws, row, 2, &r.counts, &pct)?;
         }
@@ -902,7 +899,7 @@ impl Report {
         ];
         for (i, r) in self.obligations.iter().enumerate() {
             let row = 1 + i as u32;
-            ws.write(row, 0, r.rule.as_str())?;
+            ws.write(row, 0, &*r.rule)?;
             opt(ws, row, 1, &r.child)?;
             opt(ws, row, 2, &r.conference)?;
             opt(ws, row, 3, &r.agency)?;
@@ -1074,9 +1071,14 @@ fn header_row_at(
     Ok(())
 }
 
-fn opt(ws: &mut Worksheet, row: u32, col: u16, v: &Option<String>) -> Result<(), XlsxError> {
+fn opt<S: AsRef<str>>(
+    ws: &mut Worksheet,
+    row: u32,
+    col: u16,
+    v: &Option<S>,
+) -> Result<(), XlsxError> {
     if let Some(v) = v {
-        ws.write(row, col, v.as_str())?;
+        ws.write(row, col, v.as_ref())?;
     }
     Ok(())
 }

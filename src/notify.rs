@@ -146,26 +146,33 @@ pub fn plan(eval: &Evaluation, ctx: &Context, now: Instant) -> (Vec<Planned>, Ve
     let lookup = Lookup::new(ctx.state);
     let mut planned = Vec::new();
     let mut unresolved = Vec::new();
-    let mut calendars: HashMap<(String, String), Calendar> = HashMap::new();
+    let mut calendars: HashMap<(&str, &str), Calendar> = HashMap::new();
     for o in &eval.obligations {
+        // Met, excepted and void obligations call for nothing.
+        if !matches!(
+            o.status,
+            Status::Pending | Status::DueSoon | Status::Overdue
+        ) {
+            continue;
+        }
         let Some(board) = ctx
             .rules
             .boards
-            .get(&o.board)
-            .and_then(|v| v.iter().find(|b| b.version == o.board_version))
+            .get(&*o.board)
+            .and_then(|v| v.iter().find(|b| *b.version == *o.board_version))
         else {
             continue;
         };
         let Some(rule) = board.rule(&o.rule) else {
             continue;
         };
-        let key = (board.id.clone(), board.version.clone());
+        let key = (board.id.as_str(), board.version.as_str());
         if !calendars.contains_key(&key) {
             let Ok(cal) = Calendar::new(ctx.holidays.clone(), &board.calendar, board.time_zone)
             else {
                 continue;
             };
-            calendars.insert(key.clone(), cal);
+            calendars.insert(key, cal);
         }
         let Some(cal) = calendars.get(&key) else {
             continue;
@@ -189,20 +196,26 @@ pub fn plan(eval: &Evaluation, ctx: &Context, now: Instant) -> (Vec<Planned>, Ve
         if rule.kind == RuleKind::Notice && stage >= Stage::Overdue {
             continue;
         }
-        let contacts = ctx.config.boards.get(&o.board).cloned().unwrap_or_default();
+        let contacts = ctx
+            .config
+            .boards
+            .get(&*o.board)
+            .cloned()
+            .unwrap_or_default();
         let item = item(o, rule, board, cal, now, stage);
+        let key = o.key();
         for role in who {
             let addresses = lookup.resolve(role, o, &contacts);
             if addresses.is_empty() {
                 unresolved.push(Unresolved {
-                    obligation_key: o.key.clone(),
+                    obligation_key: key.clone(),
                     recipient: role.clone(),
                 });
             }
             for address in addresses {
                 planned.push(Planned {
-                    id: notification_id(&o.key, stage, &address, occurrence),
-                    obligation_key: o.key.clone(),
+                    id: notification_id(&key, stage, &address, occurrence),
+                    obligation_key: key.clone(),
                     stage,
                     recipient: address,
                     occurrence,
@@ -261,7 +274,7 @@ impl<'a> Lookup<'a> {
 
     fn child_of(&self, o: &Obligation) -> Option<&'a crate::case::Child> {
         let id = match &o.child_id {
-            Some(id) => id.as_str(),
+            Some(id) => &**id,
             None => self.first_child.get(o.conference.as_deref()?).copied()?,
         };
         self.children.get(id).copied()
@@ -289,7 +302,7 @@ impl<'a> Lookup<'a> {
                     .unwrap_or(&[]);
                 let mut v: Vec<String> = invited
                     .iter()
-                    .filter(|i| o.agency.as_ref().is_none_or(|a| &i.agency_id == a))
+                    .filter(|i| o.agency.as_deref().is_none_or(|a| i.agency_id == a))
                     .filter_map(|i| {
                         i.email.clone().or_else(|| {
                             self.agencies
@@ -419,17 +432,20 @@ fn item(
 ) -> Item {
     let src = &rule.source;
     Item {
-        reference: o.child.clone().unwrap_or_else(|| {
-            o.conference
-                .clone()
-                .map(|c| format!("conference {c}"))
-                .unwrap_or_default()
-        }),
+        reference: o.child.as_deref().map_or_else(
+            || {
+                o.conference
+                    .as_deref()
+                    .map(|c| format!("conference {c}"))
+                    .unwrap_or_default()
+            },
+            String::from,
+        ),
         title: rule.title.clone(),
         rule: rule.id.clone(),
         board: board.name.clone(),
-        conference: o.conference.clone(),
-        agency: o.agency.clone(),
+        conference: o.conference.as_deref().map(String::from),
+        agency: o.agency.as_deref().map(String::from),
         stage,
         due_at: o.due_at,
         deadline: deadline_words(o, cal, now),

@@ -10,7 +10,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde::Serialize;
 
 use crate::case::Instant;
-use crate::evaluate::{Evaluation, Finding, Obligation, Status};
+use crate::evaluate::{Evaluation, Finding, Name, Obligation, Status};
 use crate::rules::RuleSet;
 
 /// Time zones of the boards, for writing instants with the local offset.
@@ -59,28 +59,28 @@ impl Zones {
 #[derive(Debug, Serialize)]
 pub struct ObligationRecord {
     pub key: String,
-    pub rule: String,
-    pub title: String,
+    pub rule: Name,
+    pub title: Name,
     pub kind: String,
-    pub board: String,
-    pub board_version: String,
-    pub child: Option<String>,
-    pub conference: Option<String>,
-    pub agency: Option<String>,
-    pub team: Option<String>,
+    pub board: Name,
+    pub board_version: Name,
+    pub child: Option<Name>,
+    pub conference: Option<Name>,
+    pub agency: Option<Name>,
+    pub team: Option<Name>,
     pub occurrence: String,
     pub starts_at: String,
     pub due_at: String,
     pub met_at: Option<String>,
     pub status: Status,
     pub late_working_days: Option<i64>,
-    pub exception_reason: Option<String>,
+    pub exception_reason: Option<Name>,
 }
 
 impl ObligationRecord {
     pub fn new(o: &Obligation, z: &Zones) -> Self {
         ObligationRecord {
-            key: o.key.clone(),
+            key: o.key(),
             rule: o.rule.clone(),
             title: o.title.clone(),
             kind: serde_json::to_value(o.kind)
@@ -93,7 +93,7 @@ impl ObligationRecord {
             conference: o.conference.clone(),
             agency: o.agency.clone(),
             team: o.team.clone(),
-            occurrence: o.occurrence.clone(),
+            occurrence: o.occurrence.to_string(),
             starts_at: z.rfc3339(&o.board, o.starts_at),
             due_at: z.rfc3339(&o.board, o.due_at),
             met_at: o.met_at.map(|t| z.rfc3339(&o.board, t)),
@@ -142,11 +142,7 @@ pub fn write_csv(w: &mut dyn Write, obligations: &[&Obligation], z: &Zones) -> a
 /// Overdue first, then by deadline.
 pub fn person_order(obligations: &mut [&Obligation]) {
     obligations.sort_by(|a, b| {
-        (a.status != Status::Overdue, a.due_at, &a.key).cmp(&(
-            b.status != Status::Overdue,
-            b.due_at,
-            &b.key,
-        ))
+        (a.status != Status::Overdue, a.order()).cmp(&(b.status != Status::Overdue, b.order()))
     });
 }
 
@@ -181,11 +177,11 @@ pub fn write_table(
                 .filter(|n| *n > 0)
                 .map(|n| n.to_string())
                 .unwrap_or_default(),
-            o.board.clone(),
-            o.rule.clone(),
-            o.child.clone().unwrap_or_default(),
-            o.conference.clone().unwrap_or_default(),
-            o.agency.clone().unwrap_or_default(),
+            o.board.to_string(),
+            o.rule.to_string(),
+            o.child.as_deref().unwrap_or_default().to_string(),
+            o.conference.as_deref().unwrap_or_default().to_string(),
+            o.agency.as_deref().unwrap_or_default().to_string(),
             o.met_at
                 .map(|t| z.human(&o.board, t))
                 .or_else(|| {

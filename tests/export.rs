@@ -53,7 +53,7 @@ fn every_sheet_is_computed_from_the_same_obligations() {
             .obligations
             .iter()
             .filter(|o| {
-                o.board == board
+                &*o.board == board
                     && o.kind != cpwatch::rules::RuleKind::Notice
                     && (d("2025-11-01")..=d("2026-10-31")).contains(&cal.local_date(o.due_at))
             })
@@ -73,7 +73,11 @@ fn every_sheet_is_computed_from_the_same_obligations() {
         let total: u32 = r.summary.iter().map(|s| s.counts.due + s.counts.void).sum();
         assert_eq!(total as usize, r.obligations.len());
         for s in &r.summary {
-            let rows: Vec<_> = r.obligations.iter().filter(|o| o.rule == s.rule).collect();
+            let rows: Vec<_> = r
+                .obligations
+                .iter()
+                .filter(|o| *o.rule == *s.rule)
+                .collect();
             assert_eq!(
                 (s.counts.due + s.counts.void) as usize,
                 rows.len(),
@@ -159,7 +163,7 @@ fn the_period_is_inclusive_in_board_local_dates() {
     let minutes: Vec<_> = r
         .obligations
         .iter()
-        .filter(|o| o.rule == "minutes-circulated")
+        .filter(|o| &*o.rule == "minutes-circulated")
         .collect();
     assert_eq!(minutes.len(), 1);
     assert_eq!(
@@ -170,7 +174,7 @@ fn the_period_is_inclusive_in_board_local_dates() {
     assert!(report(&s, &e, "barnsley", "2027-02-04", "2027-02-28")
         .obligations
         .iter()
-        .all(|o| o.rule != "minutes-circulated"));
+        .all(|o| &*o.rule != "minutes-circulated"));
     assert!(
         report(&s, &e, "bolton", "2027-01-01", "2027-03-01")
             .obligations
