@@ -73,6 +73,81 @@ struct Division {
     days: BTreeMap<NaiveDate, String>,
     first_year: i32,
     last_year: i32,
+    /// Built on first use, once the closure days are known.
+    table: std::sync::OnceLock<WorkingDays>,
+}
+
+/// Every covered day of a division: whether it is a working day, and how many
+/// working days there are up to and including it. Counting working days then
+/// costs a lookup and a binary search rather than a walk day by day.
+#[derive(Debug)]
+struct WorkingDays {
+    first: NaiveDate,
+    working: Vec<bool>,
+    /// `through[i]`: working days among days `0..=i`.
+    through: Vec<u32>,
+}
+
+impl WorkingDays {
+    fn build(division: &Division, closures: &BTreeMap<NaiveDate, String>) -> Self {
+        let first = NaiveDate::from_ymd_opt(division.first_year, 1, 1).unwrap_or(NaiveDate::MIN);
+        let last = NaiveDate::from_ymd_opt(division.last_year, 12, 31).unwrap_or(NaiveDate::MIN);
+        let mut working = Vec::new();
+        let mut through = Vec::new();
+        let mut count = 0u32;
+        for d in first.iter_days().take_while(|d| *d <= last) {
+            let w = !matches!(d.weekday(), Weekday::Sat | Weekday::Sun)
+                && !division.days.contains_key(&d)
+                && !closures.contains_key(&d);
+            count += u32::from(w);
+            working.push(w);
+            through.push(count);
+        }
+        WorkingDays {
+            first,
+            working,
+            through,
+        }
+    }
+
+    fn index(&self, d: NaiveDate) -> Option<usize> {
+        usize::try_from((d - self.first).num_days())
+            .ok()
+            .filter(|i| *i < self.working.len())
+    }
+
+    fn date(&self, i: usize) -> NaiveDate {
+        self.first + Duration::days(i as i64)
+    }
+
+    /// The first day whose running count reaches `count`: that day is a working day.
+    fn reaching(&self, count: i64) -> Option<NaiveDate> {
+        let count = u32::try_from(count).ok().filter(|c| *c >= 1)?;
+        let i = self.through.partition_point(|c| *c < count);
+        (i < self.through.len()).then(|| self.date(i))
+    }
+
+    /// `n` working days from `date`, as `Calendar::add_working_days`; `None`
+    /// when the answer is not inside the table.
+    fn add(&self, date: NaiveDate, n: i64) -> Option<NaiveDate> {
+        let i = self.index(date)?;
+        let here = i64::from(self.through[i]);
+        if n == 0 && self.working[i] {
+            return Some(date);
+        }
+        if n >= 0 {
+            self.reaching(here + n.max(1))
+        } else {
+            let before = here - i64::from(self.working[i]);
+            self.reaching(before + n + 1)
+        }
+    }
+
+    /// Working days in `(from, to]`, when both are inside the table.
+    fn between(&self, from: NaiveDate, to: NaiveDate) -> Option<i64> {
+        let (a, b) = (self.index(from)?, self.index(to)?);
+        Some(i64::from(self.through[b]) - i64::from(self.through[a]))
+    }
 }
 
 impl HolidayData {
@@ -110,6 +185,7 @@ impl HolidayData {
                         days,
                         first_year,
                         last_year,
+                        table: std::sync::OnceLock::new(),
                     },
                 )
             })
@@ -125,6 +201,9 @@ impl HolidayData {
     /// non-working days in every division.
     pub fn add_closures(&mut self, days: impl IntoIterator<Item = (NaiveDate, String)>) {
         self.closures.extend(days);
+        for d in self.divisions.values_mut() {
+            d.table = std::sync::OnceLock::new();
+        }
     }
 
     /// Reads closure days from a file: one `YYYY-MM-DD [description]` a line, `#` comments.
@@ -353,6 +432,14 @@ impl Calendar {
         self.data.divisions.get(&self.division)
     }
 
+    fn table(&self) -> Option<&WorkingDays> {
+        let d = self.division()?;
+        Some(
+            d.table
+                .get_or_init(|| WorkingDays::build(d, &self.data.closures)),
+        )
+    }
+
     fn covered(&self, date: NaiveDate) -> Result<(), CalendarError> {
         let (first, last) = self
             .division()
@@ -378,6 +465,9 @@ impl Calendar {
     }
 
     pub fn is_working_day(&self, date: NaiveDate) -> Result<bool, CalendarError> {
+        if let Some(w) = self.table().and_then(|t| Some(t.working[t.index(date)?])) {
+            return Ok(w);
+        }
         self.covered(date)?;
         Ok(!matches!(date.weekday(), Weekday::Sat | Weekday::Sun) && self.holiday(date).is_none())
     }
@@ -385,6 +475,10 @@ impl Calendar {
     /// Moves `n` working days from `date` (day 0); `n = 0` gives `date` itself
     /// when it is a working day, otherwise the next working day.
     pub fn add_working_days(&self, date: NaiveDate, n: i64) -> Result<NaiveDate, CalendarError> {
+        if let Some(d) = self.table().and_then(|t| t.add(date, n)) {
+            return Ok(d);
+        }
+        // At the edge of the covered years: walk, so the error names the first uncovered year.
         let step = if n < 0 { -1 } else { 1 };
         let mut d = date;
         if n == 0 {
@@ -500,6 +594,9 @@ impl Calendar {
             return Ok(0);
         }
         let (due, until) = (self.local_date(deadline), self.local_date(at));
+        if let Some(n) = self.table().and_then(|t| t.between(due, until)) {
+            return Ok(n.max(1));
+        }
         let mut count = 0;
         let mut d = due;
         while d < until {

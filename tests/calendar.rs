@@ -365,4 +365,29 @@ proptest! {
             prop_assert!(b > a);
         }
     }
+
+    /// The calendar counts with a precomputed table; this walks day by day
+    /// from the holiday list itself, as the catalogue defines working days.
+    #[test]
+    fn counting_agrees_with_a_day_by_day_walk(start in working_day_strategy(), n in -70i64..70, late in 0i64..90) {
+        let c = cal();
+        let working = |d: NaiveDate| !matches!(d.weekday(), Weekday::Sat | Weekday::Sun) && c.holiday(d).is_none();
+        let mut want = start;
+        if n == 0 {
+            while !working(want) { want += chrono::Duration::days(1); }
+        }
+        let mut left = n.abs();
+        while left > 0 {
+            want += chrono::Duration::days(n.signum());
+            if working(want) { left -= 1; }
+        }
+        prop_assert_eq!(c.add_working_days(start, n).expect("covered"), want);
+        prop_assert_eq!(c.is_working_day(start).expect("covered"), working(start));
+
+        let due = c.end_of_day(start);
+        let at = c.at_local(start + chrono::Duration::days(late), chrono::NaiveTime::from_hms_opt(9, 0, 0).expect("time"));
+        let walked = (1..=late).filter(|k| working(start + chrono::Duration::days(*k))).count() as i64;
+        let expected = if at <= due { 0 } else { walked.max(1) };
+        prop_assert_eq!(c.working_days_late(due, at).expect("covered"), expected);
+    }
 }
