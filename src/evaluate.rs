@@ -1,7 +1,7 @@
 //! Evaluation: case state, rules, calendars and an instant in; obligations and
 //! data-quality findings out. Pure: no I/O, no clock, no panics on bad data.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
@@ -157,7 +157,7 @@ impl Serialize for Occurrence {
 /// Shares one `Name` per distinct id, so obligations of the same child,
 /// conference or agency point at one string.
 #[derive(Default)]
-struct Names<'a>(HashMap<&'a str, Name>, std::collections::HashSet<Name>);
+struct Names<'a>(HashMap<&'a str, Name>, rustc_hash::FxHashSet<Name>);
 
 impl<'a> Names<'a> {
     fn get(&mut self, s: &'a str) -> Name {
@@ -217,12 +217,15 @@ pub fn evaluate(
     now: Instant,
     opts: &Options,
 ) -> Evaluation {
-    let (clean, mut findings) = sanitize(state, now);
+    let mut findings = state.load_findings.clone();
+    let fixed = sanitize(state, now, &mut findings);
+    let clean = fixed.view(state);
+    inconsistencies(&clean, &mut findings);
     let idx = Index::new(&clean, &mut findings);
     let mut obligations = Vec::new();
 
-    let mut children_by_board: HashMap<&str, Vec<&Child>> = HashMap::new();
-    for c in &clean.children {
+    let mut children_by_board: HashMap<&str, Vec<&Child>> = HashMap::default();
+    for c in clean.children {
         let board = c.board.as_deref().unwrap_or(opts.default_board);
         if rules.boards.contains_key(board) {
             children_by_board.entry(board).or_default().push(c);
@@ -238,8 +241,8 @@ pub fn evaluate(
             ));
         }
     }
-    let mut conferences_by_board: HashMap<&str, Vec<&Conference>> = HashMap::new();
-    for conf in &clean.conferences {
+    let mut conferences_by_board: HashMap<&str, Vec<&Conference>> = HashMap::default();
+    for &conf in &clean.conferences {
         let board = idx
             .conf_children
             .get(conf.id.as_str())
@@ -260,7 +263,7 @@ pub fn evaluate(
         }
     }
 
-    let mut calendar_errors: HashMap<String, CalendarError> = HashMap::new();
+    let mut calendar_errors: HashMap<String, CalendarError> = HashMap::default();
     let mut names = Names::default();
     for (board_id, versions) in &rules.boards {
         let children = children_by_board
@@ -367,111 +370,307 @@ fn clear_future(
     }
 }
 
-/// A copy of the state without happenings recorded after `now` (each one a finding).
-fn sanitize(state: &CaseState, now: Instant) -> (CaseState, Vec<Finding>) {
-    let mut f = state.load_findings.clone();
-    let mut s = state.clone();
-    let today = now.date_naive();
-    s.referrals.retain(|r| {
-        !future(
-            &mut f,
-            "referrals",
-            &r.id,
-            "received_at",
-            r.received_at,
-            now,
+/// Corrected copies of the few rows that record happenings after `now`, by
+/// position; `None` leaves the row out. Rows needing no correction are not
+/// copied: evaluation reads them where they were loaded.
+struct Fixes<T>(Vec<(usize, Option<T>)>);
+
+impl<T: Clone> Fixes<T> {
+    fn of(rows: &[T], needs: impl Fn(&T) -> bool, mut fix: impl FnMut(&mut T) -> bool) -> Self {
+        Fixes(
+            rows.iter()
+                .enumerate()
+                .filter(|(_, r)| needs(r))
+                .map(|(i, r)| {
+                    let mut copy = r.clone();
+                    let keep = fix(&mut copy);
+                    (i, keep.then_some(copy))
+                })
+                .collect(),
         )
-    });
-    for r in &mut s.referrals {
-        clear_future(
-            &mut f,
-            "referrals",
-            &r.id,
-            "written_confirmation_at",
-            &mut r.written_confirmation_at,
-            now,
-        );
-        clear_future(
-            &mut f,
-            "referrals",
-            &r.id,
-            "acknowledged_at",
-            &mut r.acknowledged_at,
-            now,
-        );
-        clear_future(
-            &mut f,
-            "referrals",
-            &r.id,
-            "next_steps_recorded_at",
-            &mut r.next_steps_recorded_at,
-            now,
-        );
     }
-    s.strategy_discussions.retain(|d| {
-        !future(
-            &mut f,
-            "strategy_discussions",
-            &d.id,
-            "held_at",
-            d.held_at,
-            now,
-        )
-    });
-    for d in &mut s.strategy_discussions {
-        clear_future(
-            &mut f,
-            "strategy_discussions",
-            &d.id,
-            "child_seen_at",
-            &mut d.child_seen_at,
-            now,
-        );
-        clear_future(
-            &mut f,
-            "strategy_discussions",
-            &d.id,
-            "conference_decided_at",
-            &mut d.conference_decided_at,
-            now,
-        );
-    }
-    for a in &mut s.assessments {
-        if let Some(done) = a.completed_on {
-            if done > today {
-                f.push(Finding::new("recorded_in_future", "assessments", &a.id, format!("completed_on {done} is later than the evaluation date; treated as not yet completed")));
-                a.completed_on = None;
-            } else if done < a.started_on {
-                f.push(Finding::new(
-                    "inconsistent_dates",
-                    "assessments",
-                    &a.id,
-                    format!("completed_on {done} is before started_on {}", a.started_on),
-                ));
+
+    fn view<'a>(&'a self, rows: &'a [T]) -> Vec<&'a T> {
+        let mut out = Vec::with_capacity(rows.len());
+        let mut fixes = self.0.iter().peekable();
+        for (i, r) in rows.iter().enumerate() {
+            match fixes.next_if(|(j, _)| *j == i) {
+                Some((_, fixed)) => out.extend(fixed.as_ref()),
+                None => out.push(r),
             }
         }
+        out
     }
-    for c in &mut s.conferences {
-        let id = c.id.clone();
-        clear_future(&mut f, "conferences", &id, "held_at", &mut c.held_at, now);
-        for (col, v) in [
-            ("requested_at", &mut c.requested_at),
-            ("transfer_notified_at", &mut c.transfer_notified_at),
-            ("chair_liaison_at", &mut c.chair_liaison_at),
-            ("decision_circulated_at", &mut c.decision_circulated_at),
-            ("plan_circulated_at", &mut c.plan_circulated_at),
-            ("plan_hard_copy_sent_at", &mut c.plan_hard_copy_sent_at),
-            ("summary_circulated_at", &mut c.summary_circulated_at),
-            ("minutes_circulated_at", &mut c.minutes_circulated_at),
-        ] {
-            clear_future(&mut f, "conferences", &id, col, v, now);
+}
+
+fn any_after(now: Instant, ts: &[Option<Instant>]) -> bool {
+    ts.iter().flatten().any(|t| *t > now)
+}
+
+/// The corrections `sanitize` made, to be viewed through `Clean`.
+struct Fixed {
+    referrals: Fixes<Referral>,
+    strategy_discussions: Fixes<StrategyDiscussion>,
+    assessments: Fixes<Assessment>,
+    conferences: Fixes<Conference>,
+    conference_children: Fixes<ConferenceChild>,
+    invitations: Fixes<Invitation>,
+    cp_plans: Fixes<CpPlan>,
+    core_groups: Fixes<CoreGroup>,
+    visits: Fixes<Visit>,
+    cin_reviews: Fixes<CinReview>,
+}
+
+/// The case state as evaluation sees it: without happenings recorded after `now`.
+struct Clean<'a> {
+    agencies: &'a [Agency],
+    teams: &'a [Team],
+    workers: &'a [Worker],
+    children: &'a [Child],
+    referrals: Vec<&'a Referral>,
+    strategy_discussions: Vec<&'a StrategyDiscussion>,
+    assessments: Vec<&'a Assessment>,
+    conferences: Vec<&'a Conference>,
+    conference_children: Vec<&'a ConferenceChild>,
+    invitations: Vec<&'a Invitation>,
+    cp_plans: Vec<&'a CpPlan>,
+    core_groups: Vec<&'a CoreGroup>,
+    visits: Vec<&'a Visit>,
+    cin_reviews: Vec<&'a CinReview>,
+    exceptions: &'a [Exception],
+}
+
+impl Fixed {
+    fn view<'a>(&'a self, s: &'a CaseState) -> Clean<'a> {
+        Clean {
+            agencies: &s.agencies,
+            teams: &s.teams,
+            workers: &s.workers,
+            children: &s.children,
+            referrals: self.referrals.view(&s.referrals),
+            strategy_discussions: self.strategy_discussions.view(&s.strategy_discussions),
+            assessments: self.assessments.view(&s.assessments),
+            conferences: self.conferences.view(&s.conferences),
+            conference_children: self.conference_children.view(&s.conference_children),
+            invitations: self.invitations.view(&s.invitations),
+            cp_plans: self.cp_plans.view(&s.cp_plans),
+            core_groups: self.core_groups.view(&s.core_groups),
+            visits: self.visits.view(&s.visits),
+            cin_reviews: self.cin_reviews.view(&s.cin_reviews),
+            exceptions: &s.exceptions,
         }
+    }
+}
+
+/// Leaves out happenings recorded after `now` (each one a finding) and reports
+/// dates that contradict each other.
+fn sanitize(state: &CaseState, now: Instant, f: &mut Vec<Finding>) -> Fixed {
+    let today = now.date_naive();
+    let referrals = Fixes::of(
+        &state.referrals,
+        |r| {
+            r.received_at > now
+                || any_after(
+                    now,
+                    &[
+                        r.written_confirmation_at,
+                        r.acknowledged_at,
+                        r.next_steps_recorded_at,
+                    ],
+                )
+        },
+        |r| {
+            if future(f, "referrals", &r.id, "received_at", r.received_at, now) {
+                return false;
+            }
+            for (col, v) in [
+                ("written_confirmation_at", &mut r.written_confirmation_at),
+                ("acknowledged_at", &mut r.acknowledged_at),
+                ("next_steps_recorded_at", &mut r.next_steps_recorded_at),
+            ] {
+                clear_future(f, "referrals", &r.id, col, v, now);
+            }
+            true
+        },
+    );
+    let strategy_discussions = Fixes::of(
+        &state.strategy_discussions,
+        |d| d.held_at > now || any_after(now, &[d.child_seen_at, d.conference_decided_at]),
+        |d| {
+            if future(f, "strategy_discussions", &d.id, "held_at", d.held_at, now) {
+                return false;
+            }
+            for (col, v) in [
+                ("child_seen_at", &mut d.child_seen_at),
+                ("conference_decided_at", &mut d.conference_decided_at),
+            ] {
+                clear_future(f, "strategy_discussions", &d.id, col, v, now);
+            }
+            true
+        },
+    );
+    let assessments = Fixes::of(
+        &state.assessments,
+        |a| a.completed_on.is_some_and(|d| d > today),
+        |a| {
+            if let Some(done) = a.completed_on {
+                f.push(Finding::new("recorded_in_future", "assessments", &a.id, format!("completed_on {done} is later than the evaluation date; treated as not yet completed")));
+                a.completed_on = None;
+            }
+            true
+        },
+    );
+    let conferences = Fixes::of(
+        &state.conferences,
+        |c| {
+            any_after(
+                now,
+                &[
+                    c.held_at,
+                    c.requested_at,
+                    c.transfer_notified_at,
+                    c.chair_liaison_at,
+                    c.decision_circulated_at,
+                    c.plan_circulated_at,
+                    c.plan_hard_copy_sent_at,
+                    c.summary_circulated_at,
+                    c.minutes_circulated_at,
+                ],
+            )
+        },
+        |c| {
+            let id = c.id.clone();
+            for (col, v) in [
+                ("held_at", &mut c.held_at),
+                ("requested_at", &mut c.requested_at),
+                ("transfer_notified_at", &mut c.transfer_notified_at),
+                ("chair_liaison_at", &mut c.chair_liaison_at),
+                ("decision_circulated_at", &mut c.decision_circulated_at),
+                ("plan_circulated_at", &mut c.plan_circulated_at),
+                ("plan_hard_copy_sent_at", &mut c.plan_hard_copy_sent_at),
+                ("summary_circulated_at", &mut c.summary_circulated_at),
+                ("minutes_circulated_at", &mut c.minutes_circulated_at),
+            ] {
+                clear_future(f, "conferences", &id, col, v, now);
+            }
+            true
+        },
+    );
+    let conference_children = Fixes::of(
+        &state.conference_children,
+        |cc| any_after(now, &[cc.workbook_received_at]),
+        |cc| {
+            let row = format!("{}/{}", cc.conference_id, cc.child_id);
+            let col = "workbook_received_at";
+            clear_future(f, "conference_children", &row, col, &mut cc.workbook_received_at, now);
+            true
+        },
+    );
+    let invitations = Fixes::of(
+        &state.invitations,
+        |i| {
+            any_after(
+                now,
+                &[
+                    i.report_received_at,
+                    i.report_shared_with_family_at,
+                    i.report_authorised_at,
+                ],
+            )
+        },
+        |i| {
+            let row = format!("{}/{}", i.conference_id, i.agency_id);
+            for (col, v) in [
+                ("report_received_at", &mut i.report_received_at),
+                ("report_shared_with_family_at", &mut i.report_shared_with_family_at),
+                ("report_authorised_at", &mut i.report_authorised_at),
+            ] {
+                clear_future(f, "invitations", &row, col, v, now);
+            }
+            true
+        },
+    );
+    let cp_plans = Fixes::of(
+        &state.cp_plans,
+        |p| p.started_on > today || p.ended_on.is_some_and(|d| d > today),
+        |p| {
+            if p.started_on > today {
+                f.push(Finding::new(
+                    "recorded_in_future",
+                    "cp_plans",
+                    &p.id,
+                    format!("started_on {} is later than the evaluation date", p.started_on),
+                ));
+                return false;
+            }
+            if let Some(end) = p.ended_on {
+                f.push(Finding::new(
+                    "recorded_in_future",
+                    "cp_plans",
+                    &p.id,
+                    format!("ended_on {end} is later than the evaluation date; treated as open"),
+                ));
+                p.ended_on = None;
+            }
+            true
+        },
+    );
+    let core_groups = Fixes::of(
+        &state.core_groups,
+        |g| g.held_at > now,
+        |g| !future(f, "core_groups", &g.id, "held_at", g.held_at, now),
+    );
+    let visits = Fixes::of(
+        &state.visits,
+        |v| v.visited_at > now,
+        |v| !future(f, "visits", &v.id, "visited_at", v.visited_at, now),
+    );
+    let cin_reviews = Fixes::of(
+        &state.cin_reviews,
+        |r| r.held_on > today,
+        |r| {
+            f.push(Finding::new(
+                "recorded_in_future",
+                "cin_reviews",
+                &r.id,
+                format!("held_on {} is later than the evaluation date", r.held_on),
+            ));
+            false
+        },
+    );
+    Fixed {
+        referrals,
+        strategy_discussions,
+        assessments,
+        conferences,
+        conference_children,
+        invitations,
+        cp_plans,
+        core_groups,
+        visits,
+        cin_reviews,
+    }
+}
+
+/// Dates and statuses that contradict each other, in the state as evaluated.
+fn inconsistencies(s: &Clean, f: &mut Vec<Finding>) {
+    for a in &s.assessments {
+        if let Some(done) = a.completed_on.filter(|d| *d < a.started_on) {
+            f.push(Finding::new(
+                "inconsistent_dates",
+                "assessments",
+                &a.id,
+                format!("completed_on {done} is before started_on {}", a.started_on),
+            ));
+        }
+    }
+    for c in &s.conferences {
         let held_status = matches!(c.status.as_str(), "held" | "adjourned" | "deferred");
         if held_status && c.held_at.is_none() {
             f.push(Finding::new(
                 "inconsistent_status",
                 "conferences",
-                &id,
+                &c.id,
                 format!(
                     "status is {} but held_at is empty (or in the future)",
                     c.status
@@ -482,101 +681,21 @@ fn sanitize(state: &CaseState, now: Instant) -> (CaseState, Vec<Finding>) {
             f.push(Finding::new(
                 "inconsistent_status",
                 "conferences",
-                &id,
+                &c.id,
                 format!("held_at is set but status is {}", c.status),
             ));
         }
     }
-    for cc in &mut s.conference_children {
-        let row = format!("{}/{}", cc.conference_id, cc.child_id);
-        clear_future(
-            &mut f,
-            "conference_children",
-            &row,
-            "workbook_received_at",
-            &mut cc.workbook_received_at,
-            now,
-        );
-    }
-    for i in &mut s.invitations {
-        let row = format!("{}/{}", i.conference_id, i.agency_id);
-        clear_future(
-            &mut f,
-            "invitations",
-            &row,
-            "report_received_at",
-            &mut i.report_received_at,
-            now,
-        );
-        clear_future(
-            &mut f,
-            "invitations",
-            &row,
-            "report_shared_with_family_at",
-            &mut i.report_shared_with_family_at,
-            now,
-        );
-        clear_future(
-            &mut f,
-            "invitations",
-            &row,
-            "report_authorised_at",
-            &mut i.report_authorised_at,
-            now,
-        );
-    }
-    s.cp_plans.retain(|p| {
-        if p.started_on > today {
+    for p in &s.cp_plans {
+        if let Some(end) = p.ended_on.filter(|d| *d < p.started_on) {
             f.push(Finding::new(
-                "recorded_in_future",
+                "inconsistent_dates",
                 "cp_plans",
                 &p.id,
-                format!(
-                    "started_on {} is later than the evaluation date",
-                    p.started_on
-                ),
+                format!("ended_on {end} is before started_on {}", p.started_on),
             ));
-            return false;
-        }
-        true
-    });
-    for p in &mut s.cp_plans {
-        if let Some(end) = p.ended_on {
-            if end > today {
-                f.push(Finding::new(
-                    "recorded_in_future",
-                    "cp_plans",
-                    &p.id,
-                    format!("ended_on {end} is later than the evaluation date; treated as open"),
-                ));
-                p.ended_on = None;
-            } else if end < p.started_on {
-                f.push(Finding::new(
-                    "inconsistent_dates",
-                    "cp_plans",
-                    &p.id,
-                    format!("ended_on {end} is before started_on {}", p.started_on),
-                ));
-            }
         }
     }
-    s.core_groups
-        .retain(|g| !future(&mut f, "core_groups", &g.id, "held_at", g.held_at, now));
-    s.visits
-        .retain(|v| !future(&mut f, "visits", &v.id, "visited_at", v.visited_at, now));
-    s.cin_reviews.retain(|r| {
-        if r.held_on > today {
-            f.push(Finding::new(
-                "recorded_in_future",
-                "cin_reviews",
-                &r.id,
-                format!("held_on {} is later than the evaluation date", r.held_on),
-            ));
-            return false;
-        }
-        true
-    });
-    (s, f)
 }
 
 // -------------------------------------------------------------------- index
@@ -601,7 +720,7 @@ struct Index<'a> {
 }
 
 fn group<'a, T, K: Fn(&'a T) -> &'a str>(rows: &'a [T], key: K) -> HashMap<&'a str, Vec<&'a T>> {
-    let mut m: HashMap<&str, Vec<&T>> = HashMap::new();
+    let mut m: HashMap<&str, Vec<&T>> = HashMap::default();
     for r in rows {
         m.entry(key(r)).or_default().push(r);
     }
@@ -609,7 +728,7 @@ fn group<'a, T, K: Fn(&'a T) -> &'a str>(rows: &'a [T], key: K) -> HashMap<&'a s
 }
 
 impl<'a> Index<'a> {
-    fn new(s: &'a CaseState, f: &mut Vec<Finding>) -> Self {
+    fn new(s: &Clean<'a>, f: &mut Vec<Finding>) -> Self {
         let children: HashMap<&str, &Child> =
             s.children.iter().map(|c| (c.id.as_str(), c)).collect();
         let agencies: HashMap<&str, &Agency> =
@@ -618,9 +737,9 @@ impl<'a> Index<'a> {
             s.workers.iter().map(|w| (w.id.as_str(), w)).collect();
         let teams: HashMap<&str, &Team> = s.teams.iter().map(|t| (t.id.as_str(), t)).collect();
         let conferences: HashMap<&str, &Conference> =
-            s.conferences.iter().map(|c| (c.id.as_str(), c)).collect();
+            s.conferences.iter().copied().map(|c| (c.id.as_str(), c)).collect();
 
-        for w in &s.workers {
+        for w in s.workers {
             if !teams.contains_key(w.team_id.as_str()) {
                 f.push(Finding::new(
                     "unknown_reference",
@@ -630,7 +749,7 @@ impl<'a> Index<'a> {
                 ));
             }
         }
-        for c in &s.children {
+        for c in s.children {
             if let Some(w) = &c.allocated_worker_id {
                 if !workers.contains_key(w.as_str()) {
                     f.push(Finding::new(
@@ -658,49 +777,56 @@ impl<'a> Index<'a> {
         let referrals: Vec<&Referral> = s
             .referrals
             .iter()
+            .copied()
             .filter(|r| unknown_child("referrals", &r.id, &r.child_id))
             .collect();
         let sd_rows: Vec<&StrategyDiscussion> = s
             .strategy_discussions
             .iter()
+            .copied()
             .filter(|r| unknown_child("strategy_discussions", &r.id, &r.child_id))
             .collect();
         let assessment_rows: Vec<&Assessment> = s
             .assessments
             .iter()
+            .copied()
             .filter(|r| unknown_child("assessments", &r.id, &r.child_id))
             .collect();
         let plan_rows: Vec<&CpPlan> = s
             .cp_plans
             .iter()
+            .copied()
             .filter(|r| unknown_child("cp_plans", &r.id, &r.child_id))
             .collect();
         let cg_rows: Vec<&CoreGroup> = s
             .core_groups
             .iter()
+            .copied()
             .filter(|r| unknown_child("core_groups", &r.id, &r.child_id))
             .collect();
         let visit_rows: Vec<&Visit> = s
             .visits
             .iter()
+            .copied()
             .filter(|r| unknown_child("visits", &r.id, &r.child_id))
             .collect();
         let cin_rows: Vec<&CinReview> = s
             .cin_reviews
             .iter()
+            .copied()
             .filter(|r| unknown_child("cin_reviews", &r.id, &r.child_id))
             .collect();
 
-        let mut conf_children: HashMap<&str, Vec<&ConferenceChild>> = HashMap::new();
-        let mut child_confs: HashMap<&str, Vec<(&Conference, &ConferenceChild)>> = HashMap::new();
-        for cc in &s.conference_children {
-            let row = format!("{}/{}", cc.conference_id, cc.child_id);
+        let mut conf_children: HashMap<&str, Vec<&ConferenceChild>> = HashMap::default();
+        let mut child_confs: HashMap<&str, Vec<(&Conference, &ConferenceChild)>> = HashMap::default();
+        for cc in s.conference_children.iter().copied() {
+            let row = || format!("{}/{}", cc.conference_id, cc.child_id);
             let conf = conferences.get(cc.conference_id.as_str());
             if conf.is_none() {
                 f.push(Finding::new(
                     "unknown_reference",
                     "conference_children",
-                    &row,
+                    &row(),
                     format!("conference_id {:?} names no conference", cc.conference_id),
                 ));
             }
@@ -708,7 +834,7 @@ impl<'a> Index<'a> {
                 f.push(Finding::new(
                     "unknown_reference",
                     "conference_children",
-                    &row,
+                    &row(),
                     format!("child_id {:?} names no child", cc.child_id),
                 ));
                 continue;
@@ -730,14 +856,14 @@ impl<'a> Index<'a> {
         for v in child_confs.values_mut() {
             v.sort_by(|a, b| (a.0.date(), &a.0.id).cmp(&(b.0.date(), &b.0.id)));
         }
-        let mut invitations: HashMap<&str, Vec<&Invitation>> = HashMap::new();
-        for i in &s.invitations {
-            let row = format!("{}/{}", i.conference_id, i.agency_id);
+        let mut invitations: HashMap<&str, Vec<&Invitation>> = HashMap::default();
+        for i in s.invitations.iter().copied() {
+            let row = || format!("{}/{}", i.conference_id, i.agency_id);
             if !agencies.contains_key(i.agency_id.as_str()) {
                 f.push(Finding::new(
                     "unknown_agency",
                     "invitations",
-                    &row,
+                    &row(),
                     format!("agency_id {:?} names no agency", i.agency_id),
                 ));
                 continue;
@@ -746,7 +872,7 @@ impl<'a> Index<'a> {
                 f.push(Finding::new(
                     "unknown_reference",
                     "invitations",
-                    &row,
+                    &row(),
                     format!("conference_id {:?} names no conference", i.conference_id),
                 ));
                 continue;
@@ -756,8 +882,8 @@ impl<'a> Index<'a> {
                 .or_default()
                 .push(i);
         }
-        let mut reconvened_by: HashMap<&str, Vec<&Conference>> = HashMap::new();
-        for c in &s.conferences {
+        let mut reconvened_by: HashMap<&str, Vec<&Conference>> = HashMap::default();
+        for c in s.conferences.iter().copied() {
             if let Some(r) = &c.reconvenes_id {
                 if conferences.contains_key(r.as_str()) {
                     reconvened_by.entry(r.as_str()).or_default().push(c);
@@ -772,14 +898,14 @@ impl<'a> Index<'a> {
             }
         }
 
-        let mut sds = HashMap::<&str, Vec<&StrategyDiscussion>>::new();
+        let mut sds = HashMap::<&str, Vec<&StrategyDiscussion>>::default();
         for d in sd_rows {
             sds.entry(d.child_id.as_str()).or_default().push(d);
         }
         for v in sds.values_mut() {
             v.sort_by_key(|d| d.held_at);
         }
-        let mut plans = HashMap::<&str, Vec<&CpPlan>>::new();
+        let mut plans = HashMap::<&str, Vec<&CpPlan>>::default();
         for p in plan_rows {
             plans.entry(p.child_id.as_str()).or_default().push(p);
         }
@@ -806,28 +932,28 @@ impl<'a> Index<'a> {
                 ));
             }
         }
-        let mut assessments = HashMap::<&str, Vec<&Assessment>>::new();
+        let mut assessments = HashMap::<&str, Vec<&Assessment>>::default();
         for a in assessment_rows {
             assessments.entry(a.child_id.as_str()).or_default().push(a);
         }
         for v in assessments.values_mut() {
             v.sort_by_key(|a| a.started_on);
         }
-        let mut core_groups = HashMap::<&str, Vec<Instant>>::new();
+        let mut core_groups = HashMap::<&str, Vec<Instant>>::default();
         for g in cg_rows {
             core_groups
                 .entry(g.child_id.as_str())
                 .or_default()
                 .push(g.held_at);
         }
-        let mut visits = HashMap::<&str, Vec<Instant>>::new();
+        let mut visits = HashMap::<&str, Vec<Instant>>::default();
         for v in visit_rows {
             visits
                 .entry(v.child_id.as_str())
                 .or_default()
                 .push(v.visited_at);
         }
-        let mut cin_reviews = HashMap::<&str, Vec<NaiveDate>>::new();
+        let mut cin_reviews = HashMap::<&str, Vec<NaiveDate>>::default();
         for r in cin_rows {
             cin_reviews
                 .entry(r.child_id.as_str())
@@ -840,12 +966,12 @@ impl<'a> Index<'a> {
         for v in cin_reviews.values_mut() {
             v.sort();
         }
-        let mut refs = HashMap::<&str, Vec<&Referral>>::new();
+        let mut refs = HashMap::<&str, Vec<&Referral>>::default();
         for r in referrals {
             refs.entry(r.child_id.as_str()).or_default().push(r);
         }
         let exceptions = group(&s.exceptions, |e: &Exception| e.rule.as_str());
-        for e in &s.exceptions {
+        for e in s.exceptions {
             if e.child_id.is_none() && e.conference_id.is_none() && e.agency_id.is_none() {
                 f.push(Finding::new(
                     "exception_unmatched",
