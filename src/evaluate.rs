@@ -104,27 +104,29 @@ impl Obligation {
     }
 
     /// The order of a report: by due date, then by identity.
-    #[allow(clippy::type_complexity)]
-    pub fn order(
-        &self,
-    ) -> (
-        Instant,
-        &str,
-        &str,
-        Option<&str>,
-        Option<&str>,
-        Option<&str>,
-        &Occurrence,
-    ) {
-        (
-            self.due_at,
-            &self.board,
-            &self.rule,
-            self.child.as_deref(),
-            self.conference.as_deref(),
-            self.agency.as_deref(),
-            &self.occurrence,
-        )
+    pub fn report_cmp(&self, other: &Obligation) -> std::cmp::Ordering {
+        // Names are shared, so equal names are usually one allocation: compare pointers first.
+        fn name(a: &Name, b: &Name) -> std::cmp::Ordering {
+            if Arc::ptr_eq(a, b) {
+                std::cmp::Ordering::Equal
+            } else {
+                a.cmp(b)
+            }
+        }
+        fn opt(a: &Option<Name>, b: &Option<Name>) -> std::cmp::Ordering {
+            match (a, b) {
+                (Some(a), Some(b)) => name(a, b),
+                _ => a.is_some().cmp(&b.is_some()),
+            }
+        }
+        self.due_at
+            .cmp(&other.due_at)
+            .then_with(|| name(&self.board, &other.board))
+            .then_with(|| name(&self.rule, &other.rule))
+            .then_with(|| opt(&self.child, &other.child))
+            .then_with(|| opt(&self.conference, &other.conference))
+            .then_with(|| opt(&self.agency, &other.agency))
+            .then_with(|| self.occurrence.cmp(&other.occurrence))
     }
 }
 
@@ -311,7 +313,7 @@ pub fn evaluate(
             e.to_string(),
         ));
     }
-    obligations.sort_unstable_by(|a, b| a.order().cmp(&b.order()));
+    obligations.sort_unstable_by(Obligation::report_cmp);
     findings.sort_by(|a, b| {
         (&a.table, &a.row, &a.kind, &a.message).cmp(&(&b.table, &b.row, &b.kind, &b.message))
     });
@@ -562,7 +564,14 @@ fn sanitize(state: &CaseState, now: Instant, f: &mut Vec<Finding>) -> Fixed {
         |cc| {
             let row = format!("{}/{}", cc.conference_id, cc.child_id);
             let col = "workbook_received_at";
-            clear_future(f, "conference_children", &row, col, &mut cc.workbook_received_at, now);
+            clear_future(
+                f,
+                "conference_children",
+                &row,
+                col,
+                &mut cc.workbook_received_at,
+                now,
+            );
             true
         },
     );
@@ -582,7 +591,10 @@ fn sanitize(state: &CaseState, now: Instant, f: &mut Vec<Finding>) -> Fixed {
             let row = format!("{}/{}", i.conference_id, i.agency_id);
             for (col, v) in [
                 ("report_received_at", &mut i.report_received_at),
-                ("report_shared_with_family_at", &mut i.report_shared_with_family_at),
+                (
+                    "report_shared_with_family_at",
+                    &mut i.report_shared_with_family_at,
+                ),
                 ("report_authorised_at", &mut i.report_authorised_at),
             ] {
                 clear_future(f, "invitations", &row, col, v, now);
@@ -599,7 +611,10 @@ fn sanitize(state: &CaseState, now: Instant, f: &mut Vec<Finding>) -> Fixed {
                     "recorded_in_future",
                     "cp_plans",
                     &p.id,
-                    format!("started_on {} is later than the evaluation date", p.started_on),
+                    format!(
+                        "started_on {} is later than the evaluation date",
+                        p.started_on
+                    ),
                 ));
                 return false;
             }
@@ -736,8 +751,12 @@ impl<'a> Index<'a> {
         let workers: HashMap<&str, &Worker> =
             s.workers.iter().map(|w| (w.id.as_str(), w)).collect();
         let teams: HashMap<&str, &Team> = s.teams.iter().map(|t| (t.id.as_str(), t)).collect();
-        let conferences: HashMap<&str, &Conference> =
-            s.conferences.iter().copied().map(|c| (c.id.as_str(), c)).collect();
+        let conferences: HashMap<&str, &Conference> = s
+            .conferences
+            .iter()
+            .copied()
+            .map(|c| (c.id.as_str(), c))
+            .collect();
 
         for w in s.workers {
             if !teams.contains_key(w.team_id.as_str()) {
@@ -818,7 +837,8 @@ impl<'a> Index<'a> {
             .collect();
 
         let mut conf_children: HashMap<&str, Vec<&ConferenceChild>> = HashMap::default();
-        let mut child_confs: HashMap<&str, Vec<(&Conference, &ConferenceChild)>> = HashMap::default();
+        let mut child_confs: HashMap<&str, Vec<(&Conference, &ConferenceChild)>> =
+            HashMap::default();
         for cc in s.conference_children.iter().copied() {
             let row = || format!("{}/{}", cc.conference_id, cc.child_id);
             let conf = conferences.get(cc.conference_id.as_str());
@@ -1118,10 +1138,33 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         out: &mut Vec<Obligation>,
     ) {
         let board = self.board;
+        // Rules of a board share their subjects: list each kind once.
+        let mut lists: HashMap<Subject, Vec<Ctx<'a>>> = HashMap::default();
         for rule in &board.rules {
-            for ctx in self.subjects(rule, children, conferences) {
-                if self.matches(rule, &ctx) {
-                    self.obligations(rule, &ctx, out);
+            if !lists.contains_key(&rule.subject) {
+                let list = self.subjects(rule.subject, children, conferences);
+                lists.insert(rule.subject, list);
+            }
+            for ctx in lists.get(&rule.subject).into_iter().flatten() {
+                if self.matches(rule, ctx) {
+                    self.obligations(rule, ctx, out);
+                }
+            }
+            if rule.subject == Subject::ChildConference
+                && rule.filter.include_awaiting == Some(true)
+            {
+                for c in children {
+                    if let Some(sd) = self.awaiting_conference(rule, c) {
+                        let ctx = Ctx {
+                            child: Some(c),
+                            sd: Some(sd),
+                            awaiting: true,
+                            ..Ctx::default()
+                        };
+                        if self.matches(rule, &ctx) {
+                            self.obligations(rule, &ctx, out);
+                        }
+                    }
                 }
             }
         }
@@ -1129,13 +1172,13 @@ impl<'e, 'a> BoardEval<'e, 'a> {
 
     fn subjects(
         &self,
-        rule: &'a Rule,
+        subject: Subject,
         children: &[&'a Child],
         conferences: &[&'a Conference],
     ) -> Vec<Ctx<'a>> {
         let idx = self.idx;
         let mut v = Vec::new();
-        match rule.subject {
+        match subject {
             Subject::Referral => {
                 for c in children {
                     for r in idx.referrals.get(c.id.as_str()).into_iter().flatten() {
@@ -1225,18 +1268,6 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                             child,
                             ..Ctx::default()
                         });
-                    }
-                }
-                if rule.filter.include_awaiting == Some(true) {
-                    for c in children {
-                        if let Some(sd) = self.awaiting_conference(rule, c) {
-                            v.push(Ctx {
-                                child: Some(c),
-                                sd: Some(sd),
-                                awaiting: true,
-                                ..Ctx::default()
-                            });
-                        }
                     }
                 }
             }

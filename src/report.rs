@@ -142,7 +142,9 @@ pub fn write_csv(w: &mut dyn Write, obligations: &[&Obligation], z: &Zones) -> a
 /// Overdue first, then by deadline.
 pub fn person_order(obligations: &mut [&Obligation]) {
     obligations.sort_by(|a, b| {
-        (a.status != Status::Overdue, a.order()).cmp(&(b.status != Status::Overdue, b.order()))
+        (a.status != Status::Overdue)
+            .cmp(&(b.status != Status::Overdue))
+            .then_with(|| a.report_cmp(b))
     });
 }
 

@@ -1,14 +1,14 @@
 //! The shared database: PostgreSQL, with native TIMESTAMPTZ, DATE and BOOLEAN.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
+use futures_util::TryStreamExt;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
-use super::rows::{case_state, Get};
+use super::rows::{Get, Loader};
 use super::{chunk_rows, redact, rows_of, select_sql, Migration, Store, StoreError, Val, TABLES};
 use crate::case::{CaseState, Instant};
 
@@ -143,7 +143,7 @@ impl Store for PgStore {
     }
 
     async fn load(&self) -> Result<CaseState, StoreError> {
-        let mut tables = HashMap::new();
+        let mut loader = Loader::default();
         // One snapshot for all tables, so a concurrent ETL load is seen whole or not at all.
         let mut tx = self
             .pool
@@ -155,16 +155,20 @@ impl Store for PgStore {
             .await
             .map_err(|e| self.err("starting a read", e))?;
         for (table, cols) in TABLES {
-            let rows = sqlx::query(&select_sql(table, cols))
-                .fetch_all(&mut *tx)
+            let sql = select_sql(table, cols);
+            let mut rows = sqlx::query(&sql).fetch(&mut *tx);
+            while let Some(row) = rows
+                .try_next()
                 .await
-                .map_err(|e| self.err(&format!("reading {table}"), e))?;
-            tables.insert(*table, rows);
+                .map_err(|e| self.err(&format!("reading {table}"), e))?
+            {
+                loader.row(table, &row);
+            }
         }
         tx.commit()
             .await
             .map_err(|e| self.err("finishing a read", e))?;
-        Ok(case_state(tables))
+        Ok(loader.finish())
     }
 
     async fn replace_case_data(&self, state: &CaseState) -> Result<(), StoreError> {

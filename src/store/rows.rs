@@ -3,8 +3,6 @@
 //! field is treated as empty; a row missing a required value is skipped with a
 //! finding. Nothing here fails the whole load.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::case::*;
@@ -36,20 +34,30 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
 struct Reader<'r, R: Get> {
     row: &'r R,
     table: &'static str,
-    id: String,
+    id_cols: &'static [&'static str],
     findings: &'r mut Vec<Finding>,
     ok: bool,
 }
 
 impl<'r, R: Get> Reader<'r, R> {
+    /// The row's identity for a finding, read only when there is one.
+    fn id(&self) -> String {
+        self.id_cols
+            .iter()
+            .map(|c| self.row.text(c).ok().flatten().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
     fn note<T>(&mut self, col: &str, r: Result<Option<T>, String>) -> Option<T> {
         match r {
             Ok(v) => v,
             Err(e) => {
+                let id = self.id();
                 self.findings.push(Finding::new(
                     "unreadable_value",
                     self.table,
-                    &self.id,
+                    &id,
                     format!("{col}: {e}; treated as empty"),
                 ));
                 None
@@ -59,10 +67,11 @@ impl<'r, R: Get> Reader<'r, R> {
     fn need<T>(&mut self, col: &str, v: Option<T>) -> Option<T> {
         if v.is_none() && self.ok {
             self.ok = false;
+            let id = self.id();
             self.findings.push(Finding::new(
                 "missing_value",
                 self.table,
-                &self.id,
+                &id,
                 format!("{col} is empty; the row is left out"),
             ));
         }
@@ -107,10 +116,11 @@ impl<'r, R: Get> Reader<'r, R> {
     fn one_of(&mut self, col: &str, v: Option<String>, allowed: &[&str]) -> Option<String> {
         if let Some(x) = &v {
             if !allowed.contains(&x.as_str()) {
+                let id = self.id();
                 self.findings.push(Finding::new(
                     "unknown_value",
                     self.table,
-                    &self.id,
+                    &id,
                     format!("{col} {x:?} is not one of {}", allowed.join(", ")),
                 ));
             }
@@ -119,219 +129,224 @@ impl<'r, R: Get> Reader<'r, R> {
     }
 }
 
-fn read_all<R: Get, T>(
-    rows: &[R],
+fn read<R: Get, T>(
+    row: &R,
     table: &'static str,
-    id_cols: &[&str],
+    id_cols: &'static [&'static str],
     findings: &mut Vec<Finding>,
+    into: &mut Vec<T>,
     f: impl Fn(&mut Reader<R>) -> T,
-) -> Vec<T> {
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let id = id_cols
-            .iter()
-            .map(|c| row.text(c).ok().flatten().unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("/");
-        let mut r = Reader {
-            row,
-            table,
-            id,
-            findings,
-            ok: true,
-        };
-        let v = f(&mut r);
-        if r.ok {
-            out.push(v);
-        }
+) {
+    let mut r = Reader {
+        row,
+        table,
+        id_cols,
+        findings,
+        ok: true,
+    };
+    let v = f(&mut r);
+    if r.ok {
+        into.push(v);
     }
-    out
 }
 
-/// Builds the case state from each table's rows.
-pub fn case_state<R: Get>(mut tables: HashMap<&'static str, Vec<R>>) -> CaseState {
-    let mut f = Vec::new();
-    let mut take = |t: &str| tables.remove(t).unwrap_or_default();
-    let agencies = take("agencies");
-    let teams = take("teams");
-    let workers = take("workers");
-    let children = take("children");
-    let referrals = take("referrals");
-    let assessments = take("assessments");
-    let sds = take("strategy_discussions");
-    let conferences = take("conferences");
-    let ccs = take("conference_children");
-    let invitations = take("invitations");
-    let plans = take("cp_plans");
-    let core_groups = take("core_groups");
-    let visits = take("visits");
-    let cin = take("cin_reviews");
-    let exceptions = take("exceptions");
-    let id = &["id"];
-    let mut s = CaseState {
-        agencies: read_all(&agencies, "agencies", id, &mut f, |r| {
-            let group = r.opt_text("professional_group");
-            let group = r.one_of("professional_group", group, PROFESSIONAL_GROUPS);
-            Agency {
+const ID: &[&str] = &["id"];
+
+/// Builds the case state row by row as the rows arrive, so a load never holds
+/// a table's raw rows and its case state at once.
+#[derive(Default)]
+pub struct Loader {
+    state: CaseState,
+    findings: Vec<Finding>,
+}
+
+impl Loader {
+    /// Adds one row of a case table (one of `TABLES`).
+    pub fn row<R: Get>(&mut self, table: &str, row: &R) {
+        let (s, f) = (&mut self.state, &mut self.findings);
+        match table {
+            "agencies" => read(row, "agencies", ID, f, &mut s.agencies, |r| {
+                let group = r.opt_text("professional_group");
+                let group = r.one_of("professional_group", group, PROFESSIONAL_GROUPS);
+                Agency {
+                    id: r.text("id"),
+                    name: r.text("name"),
+                    professional_group: r.need("professional_group", group).unwrap_or_default(),
+                    email: r.opt_text("email"),
+                }
+            }),
+            "teams" => read(row, "teams", ID, f, &mut s.teams, |r| Team {
                 id: r.text("id"),
                 name: r.text("name"),
-                professional_group: r.need("professional_group", group).unwrap_or_default(),
+                manager_email: r.opt_text("manager_email"),
+            }),
+            "workers" => read(row, "workers", ID, f, &mut s.workers, |r| Worker {
+                id: r.text("id"),
+                name: r.text("name"),
                 email: r.opt_text("email"),
-            }
-        }),
-        teams: read_all(&teams, "teams", id, &mut f, |r| Team {
-            id: r.text("id"),
-            name: r.text("name"),
-            manager_email: r.opt_text("manager_email"),
-        }),
-        workers: read_all(&workers, "workers", id, &mut f, |r| Worker {
-            id: r.text("id"),
-            name: r.text("name"),
-            email: r.opt_text("email"),
-            team_id: r.text("team_id"),
-        }),
-        children: read_all(&children, "children", id, &mut f, |r| Child {
-            id: r.text("id"),
-            reference: r.text("reference"),
-            board: r.opt_text("board"),
-            date_of_birth: r.opt_date("date_of_birth"),
-            expected_due_date: r.opt_date("expected_due_date"),
-            allocated_worker_id: r.opt_text("allocated_worker_id"),
-            looked_after: r.bool_or("looked_after", false),
-        }),
-        referrals: read_all(&referrals, "referrals", id, &mut f, |r| {
-            let concern = r.opt_text("concern");
-            Referral {
+                team_id: r.text("team_id"),
+            }),
+            "children" => read(row, "children", ID, f, &mut s.children, |r| Child {
                 id: r.text("id"),
-                child_id: r.text("child_id"),
-                received_at: r.instant("received_at"),
-                by_telephone: r.bool_or("by_telephone", false),
-                written_confirmation_at: r.opt_instant("written_confirmation_at"),
-                acknowledged_at: r.opt_instant("acknowledged_at"),
-                next_steps_recorded_at: r.opt_instant("next_steps_recorded_at"),
-                concern: r.one_of("concern", concern, CONCERNS),
-            }
-        }),
-        assessments: read_all(&assessments, "assessments", id, &mut f, |r| {
-            let kind = r.opt_text("kind");
-            let kind = r.one_of("kind", kind, &["initial", "core"]);
-            Assessment {
-                id: r.text("id"),
-                child_id: r.text("child_id"),
-                kind: r.need("kind", kind).unwrap_or_default(),
-                started_on: r.date("started_on"),
-                completed_on: r.opt_date("completed_on"),
-            }
-        }),
-        strategy_discussions: read_all(&sds, "strategy_discussions", id, &mut f, |r| {
-            let concern = r.opt_text("concern");
-            StrategyDiscussion {
-                id: r.text("id"),
-                child_id: r.text("child_id"),
-                held_at: r.instant("held_at"),
-                s47_initiated: r.bool_or("s47_initiated", false),
-                concern: r.one_of("concern", concern, CONCERNS),
-                child_seen_at: r.opt_instant("child_seen_at"),
-                conference_decided_at: r.opt_instant("conference_decided_at"),
-            }
-        }),
-        conferences: read_all(&conferences, "conferences", id, &mut f, |r| {
-            let kind = r.opt_text("kind");
-            let kind = r.one_of("kind", kind, CONFERENCE_KINDS);
-            let status = r.opt_text("status");
-            let status = r.one_of("status", status, CONFERENCE_STATUSES);
-            Conference {
-                id: r.text("id"),
-                kind: r.need("kind", kind).unwrap_or_default(),
-                status: r.need("status", status).unwrap_or_default(),
-                requested_at: r.opt_instant("requested_at"),
-                transfer_notified_at: r.opt_instant("transfer_notified_at"),
-                scheduled_at: r.opt_instant("scheduled_at"),
-                held_at: r.opt_instant("held_at"),
-                reconvenes_id: r.opt_text("reconvenes_id"),
-                chair_email: r.opt_text("chair_email"),
-                chair_liaison_at: r.opt_instant("chair_liaison_at"),
-                chair_overruled: r.bool_or("chair_overruled", false),
-                decision_circulated_at: r.opt_instant("decision_circulated_at"),
-                plan_circulated_at: r.opt_instant("plan_circulated_at"),
-                plan_hard_copy_sent_at: r.opt_instant("plan_hard_copy_sent_at"),
-                summary_circulated_at: r.opt_instant("summary_circulated_at"),
-                minutes_circulated_at: r.opt_instant("minutes_circulated_at"),
-                next_review_on: r.opt_date("next_review_on"),
-            }
-        }),
-        conference_children: read_all(
-            &ccs,
-            "conference_children",
-            &["conference_id", "child_id"],
-            &mut f,
-            |r| {
-                let outcome = r.opt_text("outcome");
-                ConferenceChild {
-                    conference_id: r.text("conference_id"),
+                reference: r.text("reference"),
+                board: r.opt_text("board"),
+                date_of_birth: r.opt_date("date_of_birth"),
+                expected_due_date: r.opt_date("expected_due_date"),
+                allocated_worker_id: r.opt_text("allocated_worker_id"),
+                looked_after: r.bool_or("looked_after", false),
+            }),
+            "referrals" => read(row, "referrals", ID, f, &mut s.referrals, |r| {
+                let concern = r.opt_text("concern");
+                Referral {
+                    id: r.text("id"),
                     child_id: r.text("child_id"),
-                    outcome: r.one_of("outcome", outcome, OUTCOMES),
-                    category: r.opt_text("category"),
-                    advocacy_offered: r.opt_bool("advocacy_offered"),
-                    workbook_received_at: r.opt_instant("workbook_received_at"),
+                    received_at: r.instant("received_at"),
+                    by_telephone: r.bool_or("by_telephone", false),
+                    written_confirmation_at: r.opt_instant("written_confirmation_at"),
+                    acknowledged_at: r.opt_instant("acknowledged_at"),
+                    next_steps_recorded_at: r.opt_instant("next_steps_recorded_at"),
+                    concern: r.one_of("concern", concern, CONCERNS),
                 }
-            },
-        ),
-        invitations: read_all(
-            &invitations,
-            "invitations",
-            &["conference_id", "agency_id"],
-            &mut f,
-            |r| Invitation {
-                conference_id: r.text("conference_id"),
-                agency_id: r.text("agency_id"),
-                attended: r.opt_bool("attended"),
-                report_expected: r.bool_or("report_expected", true),
-                report_received_at: r.opt_instant("report_received_at"),
-                report_shared_with_family_at: r.opt_instant("report_shared_with_family_at"),
-                report_authorised_at: r.opt_instant("report_authorised_at"),
-                email: r.opt_text("email"),
-            },
-        ),
-        cp_plans: read_all(&plans, "cp_plans", id, &mut f, |r| CpPlan {
-            id: r.text("id"),
-            child_id: r.text("child_id"),
-            started_on: r.date("started_on"),
-            ended_on: r.opt_date("ended_on"),
-            end_reason: r.opt_text("end_reason"),
-            category: r.opt_text("category"),
-            visit_interval_working_days: r.opt_int("visit_interval_working_days"),
-        }),
-        core_groups: read_all(&core_groups, "core_groups", id, &mut f, |r| CoreGroup {
-            id: r.text("id"),
-            child_id: r.text("child_id"),
-            held_at: r.instant("held_at"),
-        }),
-        visits: read_all(&visits, "visits", id, &mut f, |r| Visit {
-            id: r.text("id"),
-            child_id: r.text("child_id"),
-            visited_at: r.instant("visited_at"),
-            seen_alone: r.opt_bool("seen_alone"),
-        }),
-        cin_reviews: read_all(&cin, "cin_reviews", id, &mut f, |r| CinReview {
-            id: r.text("id"),
-            child_id: r.text("child_id"),
-            held_on: r.date("held_on"),
-        }),
-        exceptions: read_all(&exceptions, "exceptions", id, &mut f, |r| Exception {
-            id: r.text("id"),
-            rule: r.text("rule"),
-            child_id: r.opt_text("child_id"),
-            conference_id: r.opt_text("conference_id"),
-            agency_id: r.opt_text("agency_id"),
-            reason: r.text("reason"),
-            agreed_by: r.text("agreed_by"),
-            recorded_at: r.instant("recorded_at"),
-        }),
-        load_findings: Vec::new(),
-    };
-    s.load_findings = f;
-    s
+            }),
+            "assessments" => read(row, "assessments", ID, f, &mut s.assessments, |r| {
+                let kind = r.opt_text("kind");
+                let kind = r.one_of("kind", kind, &["initial", "core"]);
+                Assessment {
+                    id: r.text("id"),
+                    child_id: r.text("child_id"),
+                    kind: r.need("kind", kind).unwrap_or_default(),
+                    started_on: r.date("started_on"),
+                    completed_on: r.opt_date("completed_on"),
+                }
+            }),
+            "strategy_discussions" => read(
+                row,
+                "strategy_discussions",
+                ID,
+                f,
+                &mut s.strategy_discussions,
+                |r| {
+                    let concern = r.opt_text("concern");
+                    StrategyDiscussion {
+                        id: r.text("id"),
+                        child_id: r.text("child_id"),
+                        held_at: r.instant("held_at"),
+                        s47_initiated: r.bool_or("s47_initiated", false),
+                        concern: r.one_of("concern", concern, CONCERNS),
+                        child_seen_at: r.opt_instant("child_seen_at"),
+                        conference_decided_at: r.opt_instant("conference_decided_at"),
+                    }
+                },
+            ),
+            "conferences" => read(row, "conferences", ID, f, &mut s.conferences, |r| {
+                let kind = r.opt_text("kind");
+                let kind = r.one_of("kind", kind, CONFERENCE_KINDS);
+                let status = r.opt_text("status");
+                let status = r.one_of("status", status, CONFERENCE_STATUSES);
+                Conference {
+                    id: r.text("id"),
+                    kind: r.need("kind", kind).unwrap_or_default(),
+                    status: r.need("status", status).unwrap_or_default(),
+                    requested_at: r.opt_instant("requested_at"),
+                    transfer_notified_at: r.opt_instant("transfer_notified_at"),
+                    scheduled_at: r.opt_instant("scheduled_at"),
+                    held_at: r.opt_instant("held_at"),
+                    reconvenes_id: r.opt_text("reconvenes_id"),
+                    chair_email: r.opt_text("chair_email"),
+                    chair_liaison_at: r.opt_instant("chair_liaison_at"),
+                    chair_overruled: r.bool_or("chair_overruled", false),
+                    decision_circulated_at: r.opt_instant("decision_circulated_at"),
+                    plan_circulated_at: r.opt_instant("plan_circulated_at"),
+                    plan_hard_copy_sent_at: r.opt_instant("plan_hard_copy_sent_at"),
+                    summary_circulated_at: r.opt_instant("summary_circulated_at"),
+                    minutes_circulated_at: r.opt_instant("minutes_circulated_at"),
+                    next_review_on: r.opt_date("next_review_on"),
+                }
+            }),
+            "conference_children" => read(
+                row,
+                "conference_children",
+                &["conference_id", "child_id"],
+                f,
+                &mut s.conference_children,
+                |r| {
+                    let outcome = r.opt_text("outcome");
+                    ConferenceChild {
+                        conference_id: r.text("conference_id"),
+                        child_id: r.text("child_id"),
+                        outcome: r.one_of("outcome", outcome, OUTCOMES),
+                        category: r.opt_text("category"),
+                        advocacy_offered: r.opt_bool("advocacy_offered"),
+                        workbook_received_at: r.opt_instant("workbook_received_at"),
+                    }
+                },
+            ),
+            "invitations" => read(
+                row,
+                "invitations",
+                &["conference_id", "agency_id"],
+                f,
+                &mut s.invitations,
+                |r| Invitation {
+                    conference_id: r.text("conference_id"),
+                    agency_id: r.text("agency_id"),
+                    attended: r.opt_bool("attended"),
+                    report_expected: r.bool_or("report_expected", true),
+                    report_received_at: r.opt_instant("report_received_at"),
+                    report_shared_with_family_at: r.opt_instant("report_shared_with_family_at"),
+                    report_authorised_at: r.opt_instant("report_authorised_at"),
+                    email: r.opt_text("email"),
+                },
+            ),
+            "cp_plans" => read(row, "cp_plans", ID, f, &mut s.cp_plans, |r| CpPlan {
+                id: r.text("id"),
+                child_id: r.text("child_id"),
+                started_on: r.date("started_on"),
+                ended_on: r.opt_date("ended_on"),
+                end_reason: r.opt_text("end_reason"),
+                category: r.opt_text("category"),
+                visit_interval_working_days: r.opt_int("visit_interval_working_days"),
+            }),
+            "core_groups" => read(row, "core_groups", ID, f, &mut s.core_groups, |r| {
+                CoreGroup {
+                    id: r.text("id"),
+                    child_id: r.text("child_id"),
+                    held_at: r.instant("held_at"),
+                }
+            }),
+            "visits" => read(row, "visits", ID, f, &mut s.visits, |r| Visit {
+                id: r.text("id"),
+                child_id: r.text("child_id"),
+                visited_at: r.instant("visited_at"),
+                seen_alone: r.opt_bool("seen_alone"),
+            }),
+            "cin_reviews" => read(row, "cin_reviews", ID, f, &mut s.cin_reviews, |r| {
+                CinReview {
+                    id: r.text("id"),
+                    child_id: r.text("child_id"),
+                    held_on: r.date("held_on"),
+                }
+            }),
+            "exceptions" => read(row, "exceptions", ID, f, &mut s.exceptions, |r| Exception {
+                id: r.text("id"),
+                rule: r.text("rule"),
+                child_id: r.opt_text("child_id"),
+                conference_id: r.opt_text("conference_id"),
+                agency_id: r.opt_text("agency_id"),
+                reason: r.text("reason"),
+                agreed_by: r.text("agreed_by"),
+                recorded_at: r.instant("recorded_at"),
+            }),
+            _ => {}
+        }
+    }
+
+    pub fn finish(self) -> CaseState {
+        CaseState {
+            load_findings: self.findings,
+            ..self.state
+        }
+    }
 }
 
 /// A row of `cpwatch_notifications` (instants as RFC 3339 text in both databases).

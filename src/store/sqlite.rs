@@ -1,16 +1,16 @@
 //! The embedded default: an SQLite file. Instants are RFC 3339 text, dates
 //! `YYYY-MM-DD` text and booleans integers, as the contract says.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{NaiveDate, SecondsFormat};
+use futures_util::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::rows::{case_state, parse_date, parse_instant, Get};
+use super::rows::{parse_date, parse_instant, Get, Loader};
 use super::{chunk_rows, rows_of, select_sql, Migration, Store, StoreError, Val, TABLES};
 use crate::case::{CaseState, Instant};
 
@@ -158,15 +158,28 @@ impl Store for SqliteStore {
     }
 
     async fn load(&self) -> Result<CaseState, StoreError> {
-        let mut tables = HashMap::new();
+        let mut loader = Loader::default();
+        // One transaction, so a concurrent writer is seen whole or not at all.
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.err("starting a read", e))?;
         for (table, cols) in TABLES {
-            let rows = sqlx::query(&select_sql(table, cols))
-                .fetch_all(&self.pool)
+            let sql = select_sql(table, cols);
+            let mut rows = sqlx::query(&sql).fetch(&mut *tx);
+            while let Some(row) = rows
+                .try_next()
                 .await
-                .map_err(|e| self.err(&format!("reading {table}"), e))?;
-            tables.insert(*table, rows);
+                .map_err(|e| self.err(&format!("reading {table}"), e))?
+            {
+                loader.row(table, &row);
+            }
         }
-        Ok(case_state(tables))
+        tx.commit()
+            .await
+            .map_err(|e| self.err("finishing a read", e))?;
+        Ok(loader.finish())
     }
 
     async fn replace_case_data(&self, state: &CaseState) -> Result<(), StoreError> {
