@@ -990,7 +990,7 @@ impl<'a> Index<'a> {
         for r in referrals {
             refs.entry(r.child_id.as_str()).or_default().push(r);
         }
-        let exceptions = group(&s.exceptions, |e: &Exception| e.rule.as_str());
+        let exceptions = group(s.exceptions, |e: &Exception| e.rule.as_str());
         for e in s.exceptions {
             if e.child_id.is_none() && e.conference_id.is_none() && e.agency_id.is_none() {
                 f.push(Finding::new(
@@ -1141,11 +1141,10 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         // Rules of a board share their subjects: list each kind once.
         let mut lists: HashMap<Subject, Vec<Ctx<'a>>> = HashMap::default();
         for rule in &board.rules {
-            if !lists.contains_key(&rule.subject) {
-                let list = self.subjects(rule.subject, children, conferences);
-                lists.insert(rule.subject, list);
-            }
-            for ctx in lists.get(&rule.subject).into_iter().flatten() {
+            let list = lists
+                .entry(rule.subject)
+                .or_insert_with(|| self.subjects(rule.subject, children, conferences));
+            for ctx in list.iter() {
                 if self.matches(rule, ctx) {
                     self.obligations(rule, ctx, out);
                 }

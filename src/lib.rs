@@ -5,6 +5,7 @@
 //! consumers (`report`, `explain`, `cli`) only read those.
 #![deny(clippy::unwrap_used)]
 
+pub mod bench;
 pub mod calendar;
 pub mod case;
 pub mod cli;

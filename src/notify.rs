@@ -167,16 +167,16 @@ pub fn plan(eval: &Evaluation, ctx: &Context, now: Instant) -> (Vec<Planned>, Ve
             continue;
         };
         let key = (board.id.as_str(), board.version.as_str());
-        if !calendars.contains_key(&key) {
-            let Ok(cal) = Calendar::new(ctx.holidays.clone(), &board.calendar, board.time_zone)
-            else {
-                continue;
-            };
-            calendars.insert(key, cal);
-        }
-        let Some(cal) = calendars.get(&key) else {
-            continue;
+        let cal = match calendars.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                match Calendar::new(ctx.holidays.clone(), &board.calendar, board.time_zone) {
+                    Ok(cal) => v.insert(cal),
+                    Err(_) => continue,
+                }
+            }
         };
+        let cal = &*cal;
         let r = &ctx.config.reminders;
         let Some((stage, occurrence)) = stage_of(
             o,

@@ -1,0 +1,48 @@
+//! The end-to-end benchmark against PostgreSQL on loopback at 500, 5,000 and
+//! 50,000 children; writes BENCHMARKS.md at the top of the repository.
+//! `cargo bench --bench end_to_end`; CPWATCH_BENCH_PG_URL names a database
+//! whose user may create databases (default: the local `postgres`).
+
+use chrono::{TimeZone, Utc};
+use cpwatch::bench::{machine, markdown, measure, Options};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes --bench; nothing here takes arguments.
+    let admin_url = std::env::var("CPWATCH_BENCH_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let sizes: Vec<usize> = std::env::var("CPWATCH_BENCH_SIZES")
+        .unwrap_or_else(|_| "500,5000,50000".into())
+        .split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()?;
+    let at = Utc
+        .with_ymd_and_hms(2026, 11, 23, 9, 0, 0)
+        .single()
+        .ok_or_else(|| anyhow::anyhow!("bad instant"))?;
+    let opts = Options {
+        admin_url: admin_url.clone(),
+        sizes: sizes.clone(),
+        binary: env!("CARGO_BIN_EXE_cpwatch").into(),
+        at,
+        runs: 3,
+        service: true,
+    };
+    let mut results = Vec::new();
+    for n in &opts.sizes {
+        eprintln!("end to end: {n} children …");
+        let m = measure(&opts, *n).await?;
+        eprintln!("  {m:?}");
+        results.push(m);
+    }
+    let md = markdown(
+        &results,
+        &machine(&admin_url).await,
+        at,
+        "cargo bench --bench end_to_end",
+    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/BENCHMARKS.md");
+    std::fs::write(path, md)?;
+    eprintln!("wrote {path}");
+    Ok(())
+}

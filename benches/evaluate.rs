@@ -1,0 +1,32 @@
+//! Pure evaluation (no database) of synthetic case state at 500, 5,000 and
+//! 50,000 children: `cargo bench --bench evaluate`.
+
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use cpwatch::demo::generate_with;
+use cpwatch::engine::Engine;
+
+fn evaluation(c: &mut Criterion) {
+    let engine = Engine::load(None, None, None, "working-together-2010").expect("built-in rules");
+    let at = Utc
+        .with_ymd_and_hms(2026, 11, 23, 9, 0, 0)
+        .single()
+        .expect("instant");
+    let mut group = c.benchmark_group("evaluate");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    for children in [500usize, 5_000, 50_000] {
+        let state =
+            generate_with(1, children, at, 3 * 365, &engine.holidays).expect("synthetic data");
+        group.throughput(Throughput::Elements(children as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(children), &state, |b, s| {
+            b.iter(|| engine.evaluate(s, at))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, evaluation);
+criterion_main!(benches);

@@ -1,0 +1,449 @@
+//! The end-to-end benchmark behind `cargo bench` and `cpwatch bench`: for each
+//! size it seeds a PostgreSQL database, times load + evaluation beside the
+//! raw-fetch floor measured in the same run, runs the real service for its
+//! peak memory and `/metrics` scrape time, times a one-year export, and writes
+//! the results as `BENCHMARKS.md`. The test suite runs a small size of it.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant as Clock};
+
+use anyhow::{bail, Context};
+use futures_util::TryStreamExt;
+use sqlx::{Connection, Executor};
+
+use crate::case::Instant;
+use crate::engine::Engine;
+use crate::store::{self, select_sql, TABLES};
+
+/// What to measure, and where.
+pub struct Options {
+    /// A PostgreSQL URL whose user may create databases; each size gets its own
+    /// database `cpwatch_bench_<children>` beside it.
+    pub admin_url: String,
+    pub sizes: Vec<usize>,
+    /// The `cpwatch` binary whose service and export are measured.
+    pub binary: PathBuf,
+    /// The instant the synthetic data and the evaluation are as at.
+    pub at: Instant,
+    /// Each time is the best of this many runs.
+    pub runs: usize,
+    /// Also run the service and the export (the slow part of a run).
+    pub service: bool,
+}
+
+/// The figures for one size.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Measure {
+    pub children: usize,
+    pub rows: usize,
+    pub obligations: usize,
+    /// Seconds to stream every case row with plain SELECTs and discard it.
+    pub floor: f64,
+    /// Seconds to load the case state.
+    pub load: f64,
+    /// Seconds to evaluate it, on one core.
+    pub evaluate: f64,
+    /// Seconds for a full tick's work: load then evaluate.
+    pub full: f64,
+    /// Peak resident memory of `cpwatch run` after its first tick, in MiB.
+    pub service_peak_mib: Option<f64>,
+    /// Median milliseconds of a `/metrics` scrape of the running service.
+    pub scrape_ms: Option<f64>,
+    /// Seconds for `cpwatch export` of one board's year as xlsx.
+    pub export: Option<f64>,
+}
+
+impl Measure {
+    pub fn ratio(&self) -> f64 {
+        self.full / self.floor
+    }
+
+    /// Microseconds of a full tick per child.
+    pub fn per_child_us(&self) -> f64 {
+        self.full * 1e6 / self.children as f64
+    }
+}
+
+fn database_url(admin: &str, name: &str) -> anyhow::Result<String> {
+    let (base, _) = admin
+        .rsplit_once('/')
+        .context("the PostgreSQL URL needs a database name, e.g. postgres://postgres@127.0.0.1:5432/postgres")?;
+    Ok(format!("{base}/{name}"))
+}
+
+/// Measures one size, seeding its database first.
+pub async fn measure(opts: &Options, children: usize) -> anyhow::Result<Measure> {
+    let name = format!("cpwatch_bench_{children}");
+    let url = database_url(&opts.admin_url, &name)?;
+    let mut admin = sqlx::PgConnection::connect(&opts.admin_url)
+        .await
+        .with_context(|| format!("connecting to {}", store::redact(&opts.admin_url)))?;
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await?;
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await?;
+    admin.close().await?;
+
+    let at = opts.at.to_rfc3339();
+    run(Command::new(&opts.binary).args([
+        "seed",
+        "--children",
+        &children.to_string(),
+        "--database",
+        &url,
+        "--at",
+        &at,
+    ]))
+    .context("seeding")?;
+
+    let engine = Engine::load(None, None, None, "working-together-2010")?;
+    let store = store::connect(&url, false).await?;
+    let (mut floor, mut load, mut evaluate, mut full) = (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
+    let (mut rows, mut obligations) = (0, 0);
+    // Interleaved, so the floor and the tick see the same machine and caches.
+    for _ in 0..opts.runs.max(1) {
+        let (n, secs) = fetch_floor(&url).await?;
+        rows = n;
+        floor = floor.min(secs);
+
+        let started = Clock::now();
+        let state = store.load().await?;
+        let loaded = started.elapsed().as_secs_f64();
+        let eval = engine.evaluate(&state, opts.at);
+        full = full.min(started.elapsed().as_secs_f64());
+        load = load.min(loaded);
+        obligations = eval.obligations.len();
+        drop(eval);
+
+        let started = Clock::now();
+        let eval = engine.evaluate(&state, opts.at);
+        evaluate = evaluate.min(started.elapsed().as_secs_f64());
+        drop(eval);
+    }
+
+    let (mut service_peak_mib, mut scrape_ms, mut export) = (None, None, None);
+    if opts.service {
+        let (peak, scrape) = service(&opts.binary, &url)?;
+        service_peak_mib = Some(peak);
+        scrape_ms = Some(scrape);
+        export = Some(export_year(&opts.binary, &url, opts.at)?);
+    }
+    Ok(Measure {
+        children,
+        rows,
+        obligations,
+        floor,
+        load,
+        evaluate,
+        full,
+        service_peak_mib,
+        scrape_ms,
+        export,
+    })
+}
+
+/// The floor: the same SELECTs as a load, in one read-only snapshot, each row
+/// received and thrown away.
+async fn fetch_floor(url: &str) -> anyhow::Result<(usize, f64)> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let started = Clock::now();
+    let mut tx = conn.begin().await?;
+    tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await?;
+    let mut n = 0;
+    for (table, cols) in TABLES {
+        let sql = select_sql(table, cols);
+        let mut rows = sqlx::query(&sql).fetch(&mut *tx);
+        while rows.try_next().await?.is_some() {
+            n += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok((n, started.elapsed().as_secs_f64()))
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let out = cmd.stdin(Stdio::null()).output()?;
+    if !out.status.success() {
+        bail!(
+            "{:?} failed: {}",
+            cmd.get_args().next().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Runs `cpwatch run` until its first tick is done; returns its peak resident
+/// memory (MiB) and the median time of a `/metrics` scrape (ms).
+fn service(binary: &Path, url: &str) -> anyhow::Result<(f64, f64)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let outbox = std::env::temp_dir().join(format!("cpwatch-bench-outbox-{port}"));
+    let mut child = Command::new(binary)
+        .arg("run")
+        .env("CPWATCH_DATABASE_URL", url)
+        .env("CPWATCH_HTTP_LISTEN", format!("127.0.0.1:{port}"))
+        // Nothing is sent: notifications are planned and logged, and wait.
+        .env("CPWATCH_MAIL_TRANSPORT", "file")
+        .env("CPWATCH_MAIL_DIRECTORY", &outbox)
+        .env("CPWATCH_MAIL_FROM", "cpwatch bench <bench@cpwatch.example>")
+        .env("CPWATCH_REMINDERS_SEND_WINDOW", "00:00-00:01")
+        .env("CPWATCH_REMINDERS_WORKING_DAYS_ONLY", "true")
+        // One tick at start; the next one would be a year away.
+        .env("CPWATCH_SCHEDULE_EVALUATE", "0 0 0 1 1 *")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting cpwatch run")?;
+    let result = (|| {
+        let deadline = Clock::now() + Duration::from_secs(600);
+        loop {
+            if let Some((200, _)) = http_get(port, "/readyz") {
+                break;
+            }
+            if let Some(status) = child.try_wait()? {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    e.read_to_string(&mut err).ok();
+                }
+                bail!("cpwatch run exited ({status}) before its first tick: {err}");
+            }
+            if Clock::now() > deadline {
+                bail!("cpwatch run was not ready within 10 minutes");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut scrapes = Vec::new();
+        for _ in 0..21 {
+            let started = Clock::now();
+            match http_get(port, "/metrics") {
+                Some((200, body)) if body.contains("cpwatch_") => {}
+                other => bail!("a /metrics scrape failed: {other:?}"),
+            }
+            scrapes.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        scrapes.sort_by(f64::total_cmp);
+        let peak = peak_mib(child.id())?;
+        Ok((peak, scrapes[scrapes.len() / 2]))
+    })();
+    // SIGTERM for an orderly stop; kill if it lingers.
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .ok();
+    let stop = Clock::now() + Duration::from_secs(30);
+    while child.try_wait()?.is_none() && Clock::now() < stop {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().ok();
+    child.wait().ok();
+    std::fs::remove_dir_all(&outbox).ok();
+    result
+}
+
+/// VmHWM: the process's peak resident set so far.
+fn peak_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmHWM in /proc/<pid>/status")?;
+    Ok(kb / 1024.0)
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, buf.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+/// `cpwatch export` of the year to `at` for one board, as a user runs it.
+fn export_year(binary: &Path, url: &str, at: Instant) -> anyhow::Result<f64> {
+    let dir = std::env::temp_dir().join(format!("cpwatch-bench-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let out = dir.join("barnsley.xlsx");
+    let to = at.date_naive();
+    let from = to - chrono::Duration::days(365);
+    let started = Clock::now();
+    let result = run(Command::new(binary).args([
+        "export",
+        "--database",
+        url,
+        "--board",
+        "barnsley",
+        "--from",
+        &from.to_string(),
+        "--to",
+        &to.to_string(),
+        "--at",
+        &at.to_rfc3339(),
+        "--out",
+        &out.display().to_string(),
+        "--force",
+    ]));
+    let secs = started.elapsed().as_secs_f64();
+    std::fs::remove_dir_all(&dir).ok();
+    result.context("exporting")?;
+    Ok(secs)
+}
+
+/// The machine a run was on, for the reader of `BENCHMARKS.md`.
+pub async fn machine(admin_url: &str) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let pg = async {
+        let mut c = sqlx::PgConnection::connect(admin_url).await.ok()?;
+        sqlx::query_scalar::<_, String>("SHOW server_version")
+            .fetch_one(&mut c)
+            .await
+            .ok()
+    }
+    .await
+    .unwrap_or_else(|| "unknown".into());
+    format!(
+        "{cpu}, {cores} cores, {mem_gib:.0} GiB memory, Linux {kernel}; PostgreSQL {pg} on loopback; cpwatch {} (release build)",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Issue 5's targets at the largest size.
+const TARGET_RATIO: f64 = 1.3;
+const TARGET_EVALUATE_S: f64 = 0.5;
+const TARGET_PEAK_MIB: f64 = 600.0;
+const TARGET_SCRAPE_MS: f64 = 50.0;
+const TARGET_EXPORT_S: f64 = 15.0;
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**not met**"
+    }
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "–".into(), |v| format!("{v:.digits$}"))
+}
+
+/// `BENCHMARKS.md`.
+pub fn markdown(results: &[Measure], machine: &str, at: Instant, command: &str) -> String {
+    let mut md = String::new();
+    md.push_str("# Benchmarks\n\n");
+    md.push_str(&format!(
+        "Generated by `{command}` on {}. Do not edit: run the command again.\n\n",
+        chrono::Utc::now().format("%Y-%m-%d")
+    ));
+    md.push_str(&format!("Machine: {machine}.\n\n"));
+    md.push_str(&format!(
+        "Data: `cpwatch seed` (seed 1, three years of history, as at {}), several boards in one database. \
+         Each time is the best of the run's repetitions; the floor and the tick are interleaved so both see the same machine.\n\n",
+        at.format("%Y-%m-%d %H:%M UTC")
+    ));
+    md.push_str("| children | rows | obligations | floor (s) | load (s) | evaluate (s) | load + evaluate (s) | ratio to floor | µs per child | `cpwatch run` peak RSS (MiB) | `/metrics` scrape (ms) | one-year xlsx export (s) | incremental tick after 1% changed |\n");
+    md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    for m in results {
+        md.push_str(&format!(
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {} | not implemented |\n",
+            m.children,
+            m.rows,
+            m.obligations,
+            m.floor,
+            m.load,
+            m.evaluate,
+            m.full,
+            m.ratio(),
+            m.per_child_us(),
+            opt(m.service_peak_mib, 0),
+            opt(m.scrape_ms, 1),
+            opt(m.export, 1),
+        ));
+    }
+    md.push_str("\nColumns: *floor* streams every case row with the same plain SELECTs a load uses, in one read-only snapshot, and discards them. \
+                 *load + evaluate* is a full tick's work: the load into case state, then evaluation of every board. \
+                 *evaluate* is evaluation alone, single-threaded. \
+                 *peak RSS* is `VmHWM` of the real `cpwatch run` after its first tick. \
+                 *scrape* is the median of 21 scrapes of that service's `/metrics`. \
+                 *export* is `cpwatch export --format xlsx` of Barnsley's last year, run as a user runs it (load and evaluation included).\n\n");
+    if let Some(m) = results.iter().max_by_key(|m| m.children) {
+        md.push_str(&format!("## Targets at {} children\n\n", m.children));
+        md.push_str("| target | measured | |\n|---|---|---|\n");
+        md.push_str(&format!(
+            "| load + evaluate ≤ {TARGET_RATIO} × floor | {:.2} × | {} |\n",
+            m.ratio(),
+            verdict(m.ratio() <= TARGET_RATIO)
+        ));
+        md.push_str(&format!(
+            "| evaluation ≤ {TARGET_EVALUATE_S} s on one core | {:.2} s | {} |\n",
+            m.evaluate,
+            verdict(m.evaluate <= TARGET_EVALUATE_S)
+        ));
+        md.push_str("| incremental tick ≤ 10% of a full tick, identical results | not implemented | **not met** |\n");
+        if let Some(p) = m.service_peak_mib {
+            md.push_str(&format!(
+                "| `cpwatch run` peak RSS ≤ {TARGET_PEAK_MIB} MiB | {p:.0} MiB | {} |\n",
+                verdict(p <= TARGET_PEAK_MIB)
+            ));
+        }
+        if let Some(s) = m.scrape_ms {
+            md.push_str(&format!(
+                "| `/metrics` scrape ≤ {TARGET_SCRAPE_MS} ms | {s:.1} ms | {} |\n",
+                verdict(s <= TARGET_SCRAPE_MS)
+            ));
+        }
+        if let Some(e) = m.export {
+            md.push_str(&format!(
+                "| one-year xlsx export ≤ {TARGET_EXPORT_S} s | {e:.1} s | {} |\n",
+                verdict(e <= TARGET_EXPORT_S)
+            ));
+        }
+        if let Some(small) = results.iter().min_by_key(|s| s.children) {
+            let growth = m.per_child_us() / small.per_child_us();
+            md.push_str(&format!(
+                "| cost per child does not grow from {} to {} children | {:.1} → {:.1} µs ({growth:.2} ×) | {} |\n",
+                small.children,
+                m.children,
+                small.per_child_us(),
+                m.per_child_us(),
+                verdict(growth <= 1.1)
+            ));
+        }
+    }
+    md
+}
