@@ -22,6 +22,7 @@ async fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("bad instant"))?;
     let opts = Options {
         admin_url: admin_url.clone(),
+        database_prefix: "cpwatch_bench".into(),
         sizes: sizes.clone(),
         binary: env!("CARGO_BIN_EXE_cpwatch").into(),
         at,

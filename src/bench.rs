@@ -20,8 +20,9 @@ use crate::store::{self, select_sql, TABLES};
 /// What to measure, and where.
 pub struct Options {
     /// A PostgreSQL URL whose user may create databases; each size gets its own
-    /// database `cpwatch_bench_<children>` beside it.
+    /// database `<database_prefix>_<children>` beside it.
     pub admin_url: String,
+    pub database_prefix: String,
     pub sizes: Vec<usize>,
     /// The `cpwatch` binary whose service and export are measured.
     pub binary: PathBuf,
@@ -75,7 +76,7 @@ fn database_url(admin: &str, name: &str) -> anyhow::Result<String> {
 
 /// Measures one size, seeding its database first.
 pub async fn measure(opts: &Options, children: usize) -> anyhow::Result<Measure> {
-    let name = format!("cpwatch_bench_{children}");
+    let name = format!("{}_{children}", opts.database_prefix);
     let url = database_url(&opts.admin_url, &name)?;
     let mut admin = sqlx::PgConnection::connect(&opts.admin_url)
         .await

@@ -1,0 +1,50 @@
+//! A small end-to-end benchmark in the test suite, so a regression in the cost
+//! of a tick fails loudly: the same measurement as `cargo bench --bench
+//! end_to_end` (see BENCHMARKS.md) at sizes CI can afford, on this debug build.
+
+mod common;
+
+use chrono::{TimeZone, Utc};
+use cpwatch::bench::{measure, Options};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_stays_near_the_fetch_floor_and_grows_with_its_data() {
+    let opts = Options {
+        admin_url: common::admin_url(),
+        database_prefix: "cpwatch_benchtest".into(),
+        sizes: vec![500, 2_000],
+        binary: env!("CARGO_BIN_EXE_cpwatch").into(),
+        at: Utc
+            .with_ymd_and_hms(2026, 11, 23, 9, 0, 0)
+            .single()
+            .expect("instant"),
+        runs: 3,
+        service: true,
+    };
+    let small = measure(&opts, 500).await.expect("500 children");
+    let large = measure(&opts, 2_000).await.expect("2,000 children");
+    eprintln!("{small:?}\n{large:?}");
+    assert!(large.rows > 3 * small.rows, "the sizes differ: {small:?} {large:?}");
+
+    // This is the unoptimised test build, so the bound is looser than the
+    // release target (1.3 ×, BENCHMARKS.md); it still fails on a regression
+    // such as a quadratic loop or a second copy of the state.
+    assert!(
+        large.ratio() <= 12.0,
+        "load + evaluate took {:.2} × the fetch floor ({:.3} s against {:.3} s)",
+        large.ratio(),
+        large.full,
+        large.floor
+    );
+    let growth = large.per_child_us() / small.per_child_us();
+    assert!(
+        growth <= 1.5,
+        "the cost per child grew {growth:.2} × from 500 to 2,000 children ({:.1} → {:.1} µs)",
+        small.per_child_us(),
+        large.per_child_us()
+    );
+    let scrape = large.scrape_ms.expect("scraped");
+    assert!(scrape <= 50.0, "a /metrics scrape took {scrape:.1} ms");
+    let export = large.export.expect("exported");
+    assert!(export <= 15.0, "a one-year export took {export:.1} s");
+}
