@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use cpwatch::demo::generate_with;
 use cpwatch::engine::Engine;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn evaluation(c: &mut Criterion) {
     let engine = Engine::load(None, None, None, "working-together-2010").expect("built-in rules");

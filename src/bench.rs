@@ -205,9 +205,15 @@ fn service(binary: &Path, url: &str) -> anyhow::Result<(f64, f64)> {
         .context("starting cpwatch run")?;
     let result = (|| {
         let deadline = Clock::now() + Duration::from_secs(600);
+        // Done once the first tick has finished: evaluation, planning and the log written.
         loop {
-            if let Some((200, _)) = http_get(port, "/readyz") {
-                break;
+            if let Some((200, body)) = http_get(port, "/metrics") {
+                if body.contains("cpwatch_ticks_total{result=\"ok\"} 1") {
+                    break;
+                }
+                if body.contains("cpwatch_ticks_total{result=\"error\"} 1") {
+                    bail!("cpwatch run's first tick failed");
+                }
             }
             if let Some(status) = child.try_wait()? {
                 let mut err = String::new();

@@ -24,7 +24,10 @@ async fn a_tick_stays_near_the_fetch_floor_and_grows_with_its_data() {
     let small = measure(&opts, 500).await.expect("500 children");
     let large = measure(&opts, 2_000).await.expect("2,000 children");
     eprintln!("{small:?}\n{large:?}");
-    assert!(large.rows > 3 * small.rows, "the sizes differ: {small:?} {large:?}");
+    assert!(
+        large.rows > 3 * small.rows,
+        "the sizes differ: {small:?} {large:?}"
+    );
 
     // This is the unoptimised test build, so the bound is looser than the
     // release target (1.3 ×, BENCHMARKS.md); it still fails on a regression
