@@ -397,7 +397,8 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let example = eval
         .obligations
         .iter()
-        .find(|o| &*o.rule == "icpc-timeliness" && o.status == Status::MetLate)
+        .filter(|o| &*o.rule == "icpc-timeliness" && o.status == Status::MetLate)
+        .min_by(|a, b| a.report_cmp(b))
         .and_then(|o| o.child.clone());
     writeln!(out, "\nNext: `cpwatch check --database {} --format json`, or `cpwatch explain {}` for one child's deadlines worked out by hand.", a.common.database, example.as_deref().unwrap_or("REFERENCE"))?;
     if !a.run {

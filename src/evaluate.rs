@@ -103,7 +103,9 @@ impl Obligation {
         )
     }
 
-    /// The order of a report: by due date, then by identity.
+    /// The order of a report: by due date, then by identity. Evaluation leaves
+    /// its obligations unordered (the service needs no order); whatever shows
+    /// them sorts what it shows with this.
     pub fn report_cmp(&self, other: &Obligation) -> std::cmp::Ordering {
         // Names are shared, so equal names are usually one allocation: compare pointers first.
         fn name(a: &Name, b: &Name) -> std::cmp::Ordering {
@@ -199,6 +201,8 @@ impl Finding {
     }
 }
 
+/// The obligations in no particular order (see `Obligation::report_cmp`) and
+/// the findings sorted.
 #[derive(Debug, Clone, Serialize)]
 pub struct Evaluation {
     pub evaluated_at: Instant,
@@ -313,7 +317,6 @@ pub fn evaluate(
             e.to_string(),
         ));
     }
-    obligations.sort_unstable_by(Obligation::report_cmp);
     findings.sort_by(|a, b| {
         (&a.table, &a.row, &a.kind, &a.message).cmp(&(&b.table, &b.row, &b.kind, &b.message))
     });

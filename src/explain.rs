@@ -377,7 +377,7 @@ pub fn explain(
         .filter(|cc| cc.child_id == child.id)
         .map(|cc| cc.conference_id.as_str())
         .collect();
-    let mine: Vec<&Obligation> = eval
+    let mut mine: Vec<&Obligation> = eval
         .obligations
         .iter()
         .filter(|o| {
@@ -388,6 +388,7 @@ pub fn explain(
                         .is_some_and(|c| conferences.contains(&c)))
         })
         .collect();
+    mine.sort_unstable_by(|a, b| a.report_cmp(b));
     let board = mine.first().map_or_else(
         || child.board.clone().unwrap_or_default(),
         |o| o.board.to_string(),

@@ -264,13 +264,14 @@ pub fn build(input: &Input) -> Report {
         .iter()
         .map(|t| (t.id.as_str(), t))
         .collect();
-    let selected: Vec<&Obligation> = input
+    let mut selected: Vec<&Obligation> = input
         .eval
         .obligations
         .iter()
         .filter(|o| *o.board == *input.board && o.kind != RuleKind::Notice)
         .filter(|o| (input.from..=input.to).contains(&cal.local_date(o.due_at)))
         .collect();
+    selected.sort_unstable_by(|a, b| a.report_cmp(b));
     let obligations: Vec<ObligationRow> = selected
         .iter()
         .map(|o| {

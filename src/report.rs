@@ -119,8 +119,8 @@ pub fn write_json(
 ) -> anyhow::Result<()> {
     let out = JsonOut {
         evaluated_at: z.default_rfc3339(eval.evaluated_at),
-        obligations: obligations
-            .iter()
+        obligations: report_order(obligations)
+            .into_iter()
             .map(|o| ObligationRecord::new(o, z))
             .collect(),
         findings: &eval.findings,
@@ -132,11 +132,18 @@ pub fn write_json(
 
 pub fn write_csv(w: &mut dyn Write, obligations: &[&Obligation], z: &Zones) -> anyhow::Result<()> {
     let mut csv = csv::Writer::from_writer(w);
-    for o in obligations {
+    for o in report_order(obligations) {
         csv.serialize(ObligationRecord::new(o, z))?;
     }
     csv.flush()?;
     Ok(())
+}
+
+/// By deadline, then by identity: the order of the JSON and CSV output.
+fn report_order<'o>(obligations: &[&'o Obligation]) -> Vec<&'o Obligation> {
+    let mut v = obligations.to_vec();
+    v.sort_unstable_by(|a, b| a.report_cmp(b));
+    v
 }
 
 /// Overdue first, then by deadline.
