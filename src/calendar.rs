@@ -261,7 +261,7 @@ pub struct Calendar {
 }
 
 /// How many units an offset moves, and which way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Unit {
     WorkingDays,
     Hours,
@@ -271,7 +271,7 @@ pub enum Unit {
 }
 
 /// The amount of an offset: a number, or a case field (a plan's visiting interval).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Amount {
     Fixed(i64),
     /// `sign` × the value of the named case field, read at evaluation.
@@ -283,7 +283,7 @@ pub enum Amount {
 
 /// An offset phrase of the rules catalogue, e.g. `+15 working days`,
 /// `-2 working days at 10:00`, `+24 hours`, `-1 day`, `+3 months`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Offset {
     pub amount: Amount,
     pub unit: Unit,

@@ -158,23 +158,43 @@ impl Serialize for Occurrence {
     }
 }
 
-/// Shares one `Name` per distinct id, so obligations of the same child,
-/// conference or agency point at one string.
+/// Shares one `Name` per distinct string of the case state or the rules, so
+/// obligations of the same child, conference or agency point at one string.
+/// Keyed by address: the strings outlive the evaluation, so an address names
+/// one string, and hashing an address is cheaper than hashing its text.
 #[derive(Default)]
-struct Names<'a>(HashMap<&'a str, Name>, rustc_hash::FxHashSet<Name>);
+struct Names<'a> {
+    by_address: HashMap<(usize, usize), Name>,
+    offsets: HashMap<Offset, Name>,
+    reasons: rustc_hash::FxHashSet<Name>,
+    borrowed: std::marker::PhantomData<&'a str>,
+}
 
 impl<'a> Names<'a> {
     fn get(&mut self, s: &'a str) -> Name {
-        self.0.entry(s).or_insert_with(|| Arc::from(s)).clone()
+        self.by_address
+            .entry((s.as_ptr() as usize, s.len()))
+            .or_insert_with(|| Arc::from(s))
+            .clone()
     }
 
-    /// The same for text made during evaluation (an offset shown as text).
+    /// An offset as shown.
+    fn offset(&mut self, offset: &Offset) -> Name {
+        if let Some(n) = self.offsets.get(offset) {
+            return n.clone();
+        }
+        let n: Name = Arc::from(offset.to_string());
+        self.offsets.insert(offset.clone(), n.clone());
+        n
+    }
+
+    /// The reason of an exception, made during evaluation.
     fn owned(&mut self, s: String) -> Name {
-        match self.1.get(s.as_str()) {
+        match self.reasons.get(s.as_str()) {
             Some(n) => n.clone(),
             None => {
                 let n: Name = Arc::from(s);
-                self.1.insert(n.clone());
+                self.reasons.insert(n.clone());
                 n
             }
         }
@@ -1311,6 +1331,8 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                 .is_none_or(|l| v.is_some_and(|v| l.iter().any(|x| x == v)))
         };
         let flag = |want: Option<bool>, have: bool| want.is_none_or(|w| w == have);
+        // For a fact that costs a lookup: only worked out when the rule asks.
+        let lazy = |want: Option<bool>, have: &dyn Fn() -> bool| want.is_none_or(|w| w == have());
         if !ctx.awaiting {
             if let Some(conf) = ctx.conference {
                 if !in_list(&f.conference_kind, Some(&conf.kind))
@@ -1319,35 +1341,37 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                     return false;
                 }
                 if !flag(f.chair_overruled, conf.chair_overruled)
-                    || !flag(
-                        f.reconvened,
-                        self.idx.reconvened_by.contains_key(conf.id.as_str()),
-                    )
+                    || !lazy(f.reconvened, &|| {
+                        self.idx.reconvened_by.contains_key(conf.id.as_str())
+                    })
                     || !flag(f.reconvenes, conf.reconvenes_id.is_some())
                 {
                     return false;
                 }
-                let ccs = self
-                    .idx
-                    .conf_children
-                    .get(conf.id.as_str())
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[]);
-                if !flag(
-                    f.plan_made,
-                    ccs.iter().any(|cc| cc.outcome.as_deref() == Some("plan")),
-                ) {
-                    return false;
-                }
-                if let Some(outcomes) = &f.outcome {
-                    let ok = match ctx.cc {
-                        Some(cc) => cc.outcome.as_ref().is_some_and(|o| outcomes.contains(o)),
-                        None => ccs
-                            .iter()
-                            .any(|cc| cc.outcome.as_ref().is_some_and(|o| outcomes.contains(o))),
-                    };
-                    if !ok {
+                // The conference's children: a lookup, made only for rules that ask.
+                if f.plan_made.is_some() || f.outcome.is_some() {
+                    let ccs = self
+                        .idx
+                        .conf_children
+                        .get(conf.id.as_str())
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[]);
+                    if !flag(
+                        f.plan_made,
+                        ccs.iter().any(|cc| cc.outcome.as_deref() == Some("plan")),
+                    ) {
                         return false;
+                    }
+                    if let Some(outcomes) = &f.outcome {
+                        let ok = match ctx.cc {
+                            Some(cc) => cc.outcome.as_ref().is_some_and(|o| outcomes.contains(o)),
+                            None => ccs.iter().any(|cc| {
+                                cc.outcome.as_ref().is_some_and(|o| outcomes.contains(o))
+                            }),
+                        };
+                        if !ok {
+                            return false;
+                        }
                     }
                 }
                 if f.first_review.is_some() {
@@ -1736,8 +1760,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
 
     /// The offset as shown, shared between obligations.
     fn offset_name(&mut self, offset: &Offset) -> Name {
-        let text = offset.to_string();
-        self.names.owned(text)
+        self.names.offset(offset)
     }
 
     fn obligations(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<Obligation>) {
