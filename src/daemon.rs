@@ -216,14 +216,30 @@ impl Daemon {
         };
         self.metrics.database_up.set(1);
         self.health.database_ok.store(true, Ordering::SeqCst);
-        let eval = settings.engine.evaluate(&state, now);
-        let seconds = started.elapsed().as_secs_f64();
         let groups: HashMap<&str, &str> = state
             .agencies
             .iter()
             .map(|a| (a.id.as_str(), a.professional_group.as_str()))
             .collect();
-        self.metrics.evaluated(&eval, &groups, seconds, now);
+        // Every obligation is counted for the metrics; only open ones, which
+        // reminders are about, are kept.
+        let mut tally = crate::metrics::Tally::new(&groups, now);
+        let mut open = Vec::new();
+        let findings = settings.engine.evaluate_each(&state, now, &mut |o| {
+            tally.add(&o);
+            if o.status.is_open() {
+                open.push(o);
+            }
+        });
+        let eval = crate::evaluate::Evaluation {
+            evaluated_at: now,
+            obligations: open,
+            findings,
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let obligations = tally.total;
+        let boards: Vec<String> = tally.boards().into_iter().map(String::from).collect();
+        self.metrics.evaluated(tally, &eval.findings, seconds, now);
         let ctx = notify::Context {
             state: &state,
             rules: &settings.engine.rules,
@@ -267,7 +283,7 @@ impl Daemon {
             Delivery::default()
         };
         if leader {
-            self.monthly_exports(&settings, &state, &eval, now);
+            self.monthly_exports(&settings, &state, &boards, now);
         }
         let attempted = delivery.sent + delivery.retried + delivery.failed;
         if attempted > 0 {
@@ -279,7 +295,7 @@ impl Daemon {
             self.metrics.notification(stage.as_str(), outcome, *n);
         }
         Ok(TickReport {
-            obligations: eval.obligations.len(),
+            obligations,
             overdue: eval
                 .obligations
                 .iter()
@@ -297,7 +313,7 @@ impl Daemon {
         &self,
         settings: &Settings,
         state: &crate::case::CaseState,
-        eval: &crate::evaluate::Evaluation,
+        boards: &[String],
         now: crate::case::Instant,
     ) {
         let Some(dir) = &settings.config.export.directory else {
@@ -314,16 +330,19 @@ impl Daemon {
         }
         let to = first.pred_opt().unwrap_or(first);
         let Some(from) = to.with_day(1) else { return };
-        for board in eval
-            .obligations
+        let month = from.format("%Y-%m").to_string();
+        let due: Vec<&String> = boards
             .iter()
-            .map(|o| &*o.board)
-            .collect::<std::collections::BTreeSet<_>>()
-        {
-            let path = dir.join(format!("{board}-{}.xlsx", from.format("%Y-%m")));
-            if path.exists() {
-                continue;
-            }
+            .filter(|b| !dir.join(format!("{b}-{month}.xlsx")).exists())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        // The export needs settled obligations too, which a tick does not keep.
+        let eval = &settings.engine.evaluate(state, now);
+        for board in due {
+            let board = board.as_str();
+            let path = dir.join(format!("{board}-{month}.xlsx"));
             let Some(version) = settings.engine.rules.latest(board) else {
                 continue;
             };

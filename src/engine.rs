@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::calendar::{Calendar, HolidayData};
 use crate::case::{CaseState, Instant};
-use crate::evaluate::{evaluate, Evaluation, Options};
+use crate::evaluate::{evaluate, evaluate_each, Evaluation, Finding, Obligation, Options};
 use crate::report::Zones;
 use crate::rules::{self, RuleSet};
 
@@ -63,6 +63,25 @@ impl Engine {
             &Options {
                 default_board: &self.default_board,
             },
+        )
+    }
+
+    /// Evaluation handing each obligation to `sink`; returns the findings.
+    pub fn evaluate_each(
+        &self,
+        state: &CaseState,
+        now: Instant,
+        sink: &mut dyn FnMut(Obligation),
+    ) -> Vec<Finding> {
+        evaluate_each(
+            state,
+            &self.rules,
+            &self.holidays,
+            now,
+            &Options {
+                default_board: &self.default_board,
+            },
+            sink,
         )
     }
 

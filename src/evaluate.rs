@@ -36,6 +36,11 @@ impl Status {
         Status::Excepted,
     ];
 
+    /// Not yet settled: what reminders and escalations are about.
+    pub fn is_open(self) -> bool {
+        matches!(self, Status::Pending | Status::DueSoon | Status::Overdue)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
@@ -243,6 +248,29 @@ pub fn evaluate(
     now: Instant,
     opts: &Options,
 ) -> Evaluation {
+    let mut obligations = Vec::new();
+    let findings = evaluate_each(state, rules, holidays, now, opts, &mut |o| {
+        obligations.push(o)
+    });
+    Evaluation {
+        evaluated_at: now,
+        obligations,
+        findings,
+    }
+}
+
+/// The same evaluation, handing each obligation to `sink` as soon as its
+/// board is done rather than keeping them all: the service keeps only what it
+/// acts on, so its memory does not grow with years of settled history.
+/// Returns the findings, sorted.
+pub fn evaluate_each(
+    state: &CaseState,
+    rules: &RuleSet,
+    holidays: &Arc<HolidayData>,
+    now: Instant,
+    opts: &Options,
+    sink: &mut dyn FnMut(Obligation),
+) -> Vec<Finding> {
     let mut findings = state.load_findings.clone();
     let fixed = sanitize(state, now, &mut findings);
     let clean = fixed.view(state);
@@ -327,6 +355,7 @@ pub fn evaluate(
                 calendar_errors: &mut calendar_errors,
             };
             ev.run(children, conferences, &mut obligations);
+            obligations.drain(..).for_each(&mut *sink);
         }
     }
     for (what, e) in calendar_errors {
@@ -341,11 +370,7 @@ pub fn evaluate(
         (&a.table, &a.row, &a.kind, &a.message).cmp(&(&b.table, &b.row, &b.kind, &b.message))
     });
     findings.dedup();
-    Evaluation {
-        evaluated_at: now,
-        obligations,
-        findings,
-    }
+    findings
 }
 
 // ------------------------------------------------------------------ sanitise

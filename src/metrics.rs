@@ -11,7 +11,7 @@ use prometheus::{
 };
 
 use crate::case::Instant;
-use crate::evaluate::{Evaluation, Status};
+use crate::evaluate::{Finding, Name, Obligation, Status};
 use crate::rules::{AuditBy, RuleKind, RuleSet};
 
 pub struct Metrics {
@@ -137,14 +137,8 @@ impl Metrics {
             .inc();
     }
 
-    /// Updates the gauges from an evaluation; `groups` maps agency ids to professional groups.
-    pub fn evaluated(
-        &self,
-        eval: &Evaluation,
-        groups: &HashMap<&str, &str>,
-        seconds: f64,
-        now: Instant,
-    ) {
+    /// Updates the gauges from a tally of an evaluation and its findings.
+    pub fn evaluated(&self, tally: Tally, findings: &[Finding], seconds: f64, now: Instant) {
         self.evaluation_seconds.observe(seconds);
         self.last_success.set(now.timestamp() as f64);
         for v in [
@@ -157,82 +151,34 @@ impl Metrics {
         self.obligations.reset();
         self.overdue.reset();
         self.findings.reset();
-        let mut counts: HashMap<[&str; 3], i64> = HashMap::new();
-        let mut overdue: HashMap<[&str; 5], i64> = HashMap::new();
-        // (met on time, counted), by labels.
-        let mut ratio: HashMap<[&str; 3], (u32, u32)> = HashMap::new();
-        let mut by_agency: HashMap<[&str; 5], (u32, u32)> = HashMap::new();
-        let mut by_team: HashMap<[&str; 4], (u32, u32)> = HashMap::new();
-        for o in &eval.obligations {
-            *counts
-                .entry([&o.board, &o.rule, o.status.as_str()])
-                .or_default() += 1;
-            let agency = if o.audit_by == Some(AuditBy::Agency) {
-                o.agency.as_deref().unwrap_or("")
-            } else {
-                ""
-            };
-            let group = groups.get(agency).copied().unwrap_or("");
-            let team = if o.audit_by == Some(AuditBy::Team) {
-                o.team.as_deref().unwrap_or("")
-            } else {
-                ""
-            };
-            if o.status == Status::Overdue {
-                *overdue
-                    .entry([&o.board, &o.rule, agency, group, team])
-                    .or_default() += 1;
-            }
-            if o.kind == RuleKind::Notice
-                || !matches!(o.status, Status::Met | Status::MetLate | Status::Overdue)
-                || o.due_at > now
-            {
-                continue;
-            }
-            let met = u32::from(o.status == Status::Met);
-            for (window, days) in [("30d", 30), ("90d", 90)] {
-                if o.due_at < now - chrono::Duration::days(days) {
-                    continue;
-                }
-                let add = |e: &mut (u32, u32)| {
-                    e.0 += met;
-                    e.1 += 1;
-                };
-                add(ratio.entry([&o.board, &o.rule, window]).or_default());
-                if !agency.is_empty() {
-                    add(by_agency
-                        .entry([&o.board, &o.rule, agency, group, window])
-                        .or_default());
-                }
-                if !team.is_empty() {
-                    add(by_team
-                        .entry([&o.board, &o.rule, team, window])
-                        .or_default());
-                }
-            }
+        for ((board, rule, status), n) in tally.counts {
+            self.obligations
+                .with_label_values(&[&*board, &*rule, status])
+                .set(n);
         }
-        for (labels, n) in counts {
-            self.obligations.with_label_values(&labels).set(n);
-        }
-        for (labels, n) in overdue {
-            self.overdue.with_label_values(&labels).set(n);
+        for ((board, rule, agency, group, team), n) in tally.overdue {
+            self.overdue
+                .with_label_values(&[&*board, &*rule, &*agency, group, &*team])
+                .set(n);
         }
         let share = |(met, all): (u32, u32)| f64::from(met) / f64::from(all);
-        for (labels, v) in ratio {
-            self.on_time_ratio.with_label_values(&labels).set(share(v));
-        }
-        for (labels, v) in by_agency {
-            self.on_time_by_agency
-                .with_label_values(&labels)
+        for ((board, rule, window), v) in tally.ratio {
+            self.on_time_ratio
+                .with_label_values(&[&*board, &*rule, window])
                 .set(share(v));
         }
-        for (labels, v) in by_team {
+        for ((board, rule, agency, group, window), v) in tally.by_agency {
+            self.on_time_by_agency
+                .with_label_values(&[&*board, &*rule, &*agency, group, window])
+                .set(share(v));
+        }
+        for ((board, rule, team, window), v) in tally.by_team {
             self.on_time_by_team
-                .with_label_values(&labels)
+                .with_label_values(&[&*board, &*rule, &*team, window])
                 .set(share(v));
         }
         let mut kinds: HashMap<&str, i64> = HashMap::new();
-        for f in &eval.findings {
+        for f in findings {
             *kinds.entry(&f.kind).or_default() += 1;
         }
         for (k, n) in kinds {
@@ -266,5 +212,117 @@ impl Metrics {
             tracing::error!(error = %e, "encoding metrics");
         }
         String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+/// The metrics' figures, counted one obligation at a time so the service need
+/// not keep every obligation of an evaluation. Labels share the obligations'
+/// names; `groups` maps agency ids to professional groups.
+pub struct Tally<'g> {
+    groups: &'g HashMap<&'g str, &'g str>,
+    now: Instant,
+    empty: Name,
+    pub total: usize,
+    /// By board, rule and status.
+    counts: HashMap<(Name, Name, &'static str), i64>,
+    /// By board, rule, agency, professional group and team.
+    overdue: HashMap<(Name, Name, Name, &'g str, Name), i64>,
+    /// By board, rule and window.
+    ratio: HashMap<(Name, Name, &'static str), OnTime>,
+    /// By board, rule, agency, professional group and window.
+    by_agency: HashMap<AgencyWindow<'g>, OnTime>,
+    /// By board, rule, team and window.
+    by_team: HashMap<(Name, Name, Name, &'static str), OnTime>,
+}
+
+/// (met on time, counted).
+type OnTime = (u32, u32);
+type AgencyWindow<'g> = (Name, Name, Name, &'g str, &'static str);
+
+impl<'g> Tally<'g> {
+    pub fn new(groups: &'g HashMap<&'g str, &'g str>, now: Instant) -> Self {
+        Tally {
+            groups,
+            now,
+            empty: Name::from(""),
+            total: 0,
+            counts: HashMap::new(),
+            overdue: HashMap::new(),
+            ratio: HashMap::new(),
+            by_agency: HashMap::new(),
+            by_team: HashMap::new(),
+        }
+    }
+
+    pub fn add(&mut self, o: &Obligation) {
+        self.total += 1;
+        *self
+            .counts
+            .entry((o.board.clone(), o.rule.clone(), o.status.as_str()))
+            .or_default() += 1;
+        let agency = match (&o.agency, o.audit_by) {
+            (Some(a), Some(AuditBy::Agency)) => a.clone(),
+            _ => self.empty.clone(),
+        };
+        let group = self.groups.get(&*agency).copied().unwrap_or("");
+        let team = match (&o.team, o.audit_by) {
+            (Some(t), Some(AuditBy::Team)) => t.clone(),
+            _ => self.empty.clone(),
+        };
+        if o.status == Status::Overdue {
+            *self
+                .overdue
+                .entry((
+                    o.board.clone(),
+                    o.rule.clone(),
+                    agency.clone(),
+                    group,
+                    team.clone(),
+                ))
+                .or_default() += 1;
+        }
+        if o.kind == RuleKind::Notice
+            || !matches!(o.status, Status::Met | Status::MetLate | Status::Overdue)
+            || o.due_at > self.now
+        {
+            return;
+        }
+        let met = u32::from(o.status == Status::Met);
+        let add = |e: &mut (u32, u32)| {
+            e.0 += met;
+            e.1 += 1;
+        };
+        for (window, days) in [("30d", 30), ("90d", 90)] {
+            if o.due_at < self.now - chrono::Duration::days(days) {
+                continue;
+            }
+            add(self
+                .ratio
+                .entry((o.board.clone(), o.rule.clone(), window))
+                .or_default());
+            if !agency.is_empty() {
+                add(self
+                    .by_agency
+                    .entry((
+                        o.board.clone(),
+                        o.rule.clone(),
+                        agency.clone(),
+                        group,
+                        window,
+                    ))
+                    .or_default());
+            }
+            if !team.is_empty() {
+                add(self
+                    .by_team
+                    .entry((o.board.clone(), o.rule.clone(), team.clone(), window))
+                    .or_default());
+            }
+        }
+    }
+
+    /// The boards that had obligations.
+    pub fn boards(&self) -> std::collections::BTreeSet<&str> {
+        self.counts.keys().map(|(b, _, _)| &**b).collect()
     }
 }

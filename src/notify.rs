@@ -149,10 +149,7 @@ pub fn plan(eval: &Evaluation, ctx: &Context, now: Instant) -> (Vec<Planned>, Ve
     let mut calendars: HashMap<(&str, &str), Calendar> = HashMap::new();
     for o in &eval.obligations {
         // Met, excepted and void obligations call for nothing.
-        if !matches!(
-            o.status,
-            Status::Pending | Status::DueSoon | Status::Overdue
-        ) {
+        if !o.status.is_open() {
             continue;
         }
         let Some(board) = ctx
