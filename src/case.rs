@@ -2,6 +2,8 @@
 //! plain data, loaded by `store` and read by `evaluate`. Names follow the
 //! contract column for column.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
@@ -32,10 +34,10 @@ pub struct CaseState {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Agency {
-    pub id: String,
-    pub name: String,
-    pub professional_group: String,
-    pub email: Option<String>,
+    pub id: Text,
+    pub name: Text,
+    pub professional_group: Text,
+    pub email: Option<Text>,
 }
 
 pub const PROFESSIONAL_GROUPS: &[&str] = &[
@@ -78,73 +80,73 @@ pub const OUTCOMES: &[&str] = &[
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Team {
-    pub id: String,
-    pub name: String,
-    pub manager_email: Option<String>,
+    pub id: Text,
+    pub name: Text,
+    pub manager_email: Option<Text>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Worker {
-    pub id: String,
-    pub name: String,
-    pub email: Option<String>,
-    pub team_id: String,
+    pub id: Text,
+    pub name: Text,
+    pub email: Option<Text>,
+    pub team_id: Text,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Child {
-    pub id: String,
-    pub reference: String,
-    pub board: Option<String>,
+    pub id: Text,
+    pub reference: Text,
+    pub board: Option<Text>,
     pub date_of_birth: Option<NaiveDate>,
     pub expected_due_date: Option<NaiveDate>,
-    pub allocated_worker_id: Option<String>,
+    pub allocated_worker_id: Option<Text>,
     pub looked_after: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Referral {
-    pub id: String,
-    pub child_id: String,
+    pub id: Text,
+    pub child_id: Text,
     pub received_at: Instant,
     pub by_telephone: bool,
     pub written_confirmation_at: Option<Instant>,
     pub acknowledged_at: Option<Instant>,
     pub next_steps_recorded_at: Option<Instant>,
-    pub concern: Option<String>,
+    pub concern: Option<Text>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Assessment {
-    pub id: String,
-    pub child_id: String,
-    pub kind: String,
+    pub id: Text,
+    pub child_id: Text,
+    pub kind: Text,
     pub started_on: NaiveDate,
     pub completed_on: Option<NaiveDate>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StrategyDiscussion {
-    pub id: String,
-    pub child_id: String,
+    pub id: Text,
+    pub child_id: Text,
     pub held_at: Instant,
     pub s47_initiated: bool,
-    pub concern: Option<String>,
+    pub concern: Option<Text>,
     pub child_seen_at: Option<Instant>,
     pub conference_decided_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Conference {
-    pub id: String,
-    pub kind: String,
-    pub status: String,
+    pub id: Text,
+    pub kind: Text,
+    pub status: Text,
     pub requested_at: Option<Instant>,
     pub transfer_notified_at: Option<Instant>,
     pub scheduled_at: Option<Instant>,
     pub held_at: Option<Instant>,
-    pub reconvenes_id: Option<String>,
-    pub chair_email: Option<String>,
+    pub reconvenes_id: Option<Text>,
+    pub chair_email: Option<Text>,
     pub chair_liaison_at: Option<Instant>,
     pub chair_overruled: bool,
     pub decision_circulated_at: Option<Instant>,
@@ -176,67 +178,158 @@ impl Conference {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ConferenceChild {
-    pub conference_id: String,
-    pub child_id: String,
-    pub outcome: Option<String>,
-    pub category: Option<String>,
+    pub conference_id: Text,
+    pub child_id: Text,
+    pub outcome: Option<Text>,
+    pub category: Option<Text>,
     pub advocacy_offered: Option<bool>,
     pub workbook_received_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Invitation {
-    pub conference_id: String,
-    pub agency_id: String,
+    pub conference_id: Text,
+    pub agency_id: Text,
     pub attended: Option<bool>,
     pub report_expected: bool,
     pub report_received_at: Option<Instant>,
     pub report_shared_with_family_at: Option<Instant>,
     pub report_authorised_at: Option<Instant>,
-    pub email: Option<String>,
+    pub email: Option<Text>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CpPlan {
-    pub id: String,
-    pub child_id: String,
+    pub id: Text,
+    pub child_id: Text,
     pub started_on: NaiveDate,
     pub ended_on: Option<NaiveDate>,
-    pub end_reason: Option<String>,
-    pub category: Option<String>,
+    pub end_reason: Option<Text>,
+    pub category: Option<Text>,
     pub visit_interval_working_days: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CoreGroup {
-    pub id: String,
-    pub child_id: String,
+    pub id: Text,
+    pub child_id: Text,
     pub held_at: Instant,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Visit {
-    pub id: String,
-    pub child_id: String,
+    pub id: Text,
+    pub child_id: Text,
     pub visited_at: Instant,
     pub seen_alone: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CinReview {
-    pub id: String,
-    pub child_id: String,
+    pub id: Text,
+    pub child_id: Text,
     pub held_on: NaiveDate,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Exception {
-    pub id: String,
-    pub rule: String,
-    pub child_id: Option<String>,
-    pub conference_id: Option<String>,
-    pub agency_id: Option<String>,
-    pub reason: String,
-    pub agreed_by: String,
+    pub id: Text,
+    pub rule: Text,
+    pub child_id: Option<Text>,
+    pub conference_id: Option<Text>,
+    pub agency_id: Option<Text>,
+    pub reason: Text,
+    pub agreed_by: Text,
     pub recorded_at: Instant,
+}
+
+/// Text of the case state. Shared rather than copied: a load gives every
+/// mention of the same id or code one allocation (see `store`), which keeps
+/// national-scale case state small; reads like a `String`.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Text(Arc<str>);
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Text {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Self {
+        Text(Arc::from(s))
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        Text(Arc::from(s))
+    }
+}
+
+impl From<Text> for String {
+    fn from(t: Text) -> Self {
+        t.0.to_string()
+    }
+}
+
+impl From<&Text> for String {
+    fn from(t: &Text) -> Self {
+        t.0.to_string()
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Text {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
 }

@@ -135,10 +135,10 @@ impl Gen {
     fn organisations(&mut self) {
         for (id, name, group) in AGENCIES {
             self.s.agencies.push(Agency {
-                id: id.to_string(),
-                name: name.to_string(),
-                professional_group: group.to_string(),
-                email: Some(format!("reports@{}.cpwatch.example", id.to_lowercase())),
+                id: id.to_string().into(),
+                name: name.to_string().into(),
+                professional_group: group.to_string().into(),
+                email: Some(format!("reports@{}.cpwatch.example", id.to_lowercase()).into()),
             });
         }
         let teams = [
@@ -151,17 +151,17 @@ impl Gen {
         ];
         for (i, name) in teams.iter().enumerate() {
             self.s.teams.push(Team {
-                id: format!("T{}", i + 1),
-                name: name.to_string(),
-                manager_email: Some(format!("manager.t{}@cpwatch.example", i + 1)),
+                id: format!("T{}", i + 1).into(),
+                name: name.to_string().into(),
+                manager_email: Some(format!("manager.t{}@cpwatch.example", i + 1).into()),
             });
         }
         for i in 1..=18 {
             self.s.workers.push(Worker {
-                id: format!("W{i:02}"),
-                name: format!("Social Worker {i:02}"),
-                email: Some(format!("worker{i:02}@cpwatch.example")),
-                team_id: format!("T{}", (i - 1) % 6 + 1),
+                id: format!("W{i:02}").into(),
+                name: format!("Social Worker {i:02}").into(),
+                email: Some(format!("worker{i:02}@cpwatch.example").into()),
+                team_id: format!("T{}", (i - 1) % 6 + 1).into(),
             });
         }
     }
@@ -205,12 +205,12 @@ impl Gen {
         };
         let worker = format!("W{:02}", self.int(1, 18));
         self.s.children.push(Child {
-            id: id.clone(),
-            reference,
-            board: board.map(String::from),
+            id: id.clone().into(),
+            reference: reference.into(),
+            board: board.map(Text::from),
             date_of_birth: dob,
             expected_due_date: edd,
-            allocated_worker_id: Some(worker),
+            allocated_worker_id: Some(worker.into()),
             looked_after: self.chance(0.05),
         });
         if !unborn && self.chance(0.04) {
@@ -256,14 +256,14 @@ impl Gen {
         let steps_day = self.wd(r0_day, steps_days)?;
         let steps = self.office(steps_day).max(r0 + Duration::minutes(45));
         self.s.referrals.push(Referral {
-            id: format!("REF-{i:05}"),
-            child_id: id.clone(),
+            id: format!("REF-{i:05}").into(),
+            child_id: id.clone().into(),
             received_at: r0,
             by_telephone,
             written_confirmation_at: written.and_then(|t| self.happened(t)),
             acknowledged_at: ack.and_then(|t| self.happened(t)),
             next_steps_recorded_at: self.happened(steps),
-            concern: Some(concern.to_string()),
+            concern: Some(concern.to_string().into()),
         });
         let ia_days = if self.chance(0.82) {
             self.int(2, 10)
@@ -272,8 +272,8 @@ impl Gen {
         };
         let ia_done = self.wd(r0_day, ia_days)?;
         self.s.assessments.push(Assessment {
-            id: format!("IA-{i:05}"),
-            child_id: id.clone(),
+            id: format!("IA-{i:05}").into(),
+            child_id: id.clone().into(),
             kind: "initial".into(),
             started_on: r0_day,
             completed_on: (ia_done <= today).then_some(ia_done),
@@ -332,11 +332,11 @@ impl Gen {
                     })
             });
             self.s.strategy_discussions.push(StrategyDiscussion {
-                id: format!("SD-{i:05}-{}", n + 1),
-                child_id: id.clone(),
+                id: format!("SD-{i:05}-{}", n + 1).into(),
+                child_id: id.clone().into(),
                 held_at: *held,
                 s47_initiated: s47,
-                concern: Some(concern.to_string()),
+                concern: Some(concern.to_string().into()),
                 child_seen_at: seen.and_then(|t| self.happened(t)),
                 conference_decided_at: (decided && is_last)
                     .then(|| *held + Duration::hours(self.int(1, 3)))
@@ -351,8 +351,8 @@ impl Gen {
             };
             let ca_done = self.wd(sd1_day, ca_days)?;
             self.s.assessments.push(Assessment {
-                id: format!("CA-{i:05}"),
-                child_id: id.clone(),
+                id: format!("CA-{i:05}").into(),
+                child_id: id.clone().into(),
                 kind: "core".into(),
                 started_on: sd1_day,
                 completed_on: (ca_done <= today).then_some(ca_done),
@@ -536,15 +536,15 @@ impl Gen {
             .then(|| start - Duration::days(self.int(if self.chance(0.8) { 7 } else { 2 }, 12)))
             .and_then(|t| self.happened(t));
         self.s.conferences.push(Conference {
-            id: id.clone(),
+            id: id.clone().into(),
             kind: kind.into(),
             status: status.into(),
             requested_at: requested.and_then(|t| self.happened(t)),
             transfer_notified_at: transfer_notified,
             scheduled_at: Some(start),
             held_at: held,
-            reconvenes_id: reconvenes,
-            chair_email: Some(format!("chair{}@cpwatch.example", self.int(1, 4))),
+            reconvenes_id: reconvenes.map(Text::from),
+            chair_email: Some(format!("chair{}@cpwatch.example", self.int(1, 4)).into()),
             chair_liaison_at: liaison,
             chair_overruled: status == "held" && self.chance(0.01),
             decision_circulated_at: decision,
@@ -562,11 +562,11 @@ impl Gen {
             })
             .and_then(|t| self.happened(t));
         self.s.conference_children.push(ConferenceChild {
-            conference_id: id.clone(),
+            conference_id: id.clone().into(),
             child_id: child.into(),
-            outcome: outcome.map(String::from),
+            outcome: outcome.map(Text::from),
             category: (outcome == Some("plan"))
-                .then(|| CATEGORIES[self.int(0, 3) as usize].to_string()),
+                .then(|| CATEGORIES[self.int(0, 3) as usize].into()),
             advocacy_offered: age.filter(|a| *a >= 11).map(|_| self.chance(0.8)),
             workbook_received_at: workbook,
         });
@@ -670,7 +670,7 @@ impl Gen {
             };
             self.s.invitations.push(Invitation {
                 conference_id: conf.into(),
-                agency_id: a.to_string(),
+                agency_id: a.to_string().into(),
                 attended: held.then(|| {
                     !(non_quorate && n > 0 && n < agencies.len() - 1)
                         && (*a == "AG-CSC" || self.chance(0.88))
@@ -691,10 +691,10 @@ impl Gen {
     fn exception(&mut self, rule: &str, child: Option<&str>, conf: Option<&str>, reason: &str) {
         let n = self.s.exceptions.len() + 1;
         self.s.exceptions.push(Exception {
-            id: format!("EX-{n:05}"),
+            id: format!("EX-{n:05}").into(),
             rule: rule.into(),
-            child_id: child.map(String::from),
-            conference_id: conf.map(String::from),
+            child_id: child.map(Text::from),
+            conference_id: conf.map(Text::from),
             agency_id: None,
             reason: reason.into(),
             agreed_by: "Conference chair".into(),
@@ -740,7 +740,7 @@ impl Gen {
         while let Some(t) = cg.filter(|t| *t <= self.now) {
             k += 1;
             self.s.core_groups.push(CoreGroup {
-                id: format!("CG-{i:05}-{k}"),
+                id: format!("CG-{i:05}-{k}").into(),
                 child_id: child.into(),
                 held_at: t,
             });
@@ -763,7 +763,7 @@ impl Gen {
             }
             k += 1;
             self.s.visits.push(Visit {
-                id: format!("V-{i:05}-{k}"),
+                id: format!("V-{i:05}-{k}").into(),
                 child_id: child.into(),
                 visited_at: t,
                 seen_alone: Some(self.chance(0.7)),
@@ -828,7 +828,7 @@ impl Gen {
                 break;
             }
             self.s.cin_reviews.push(CinReview {
-                id: format!("CIN-{i:05}-{k}"),
+                id: format!("CIN-{i:05}-{k}").into(),
                 child_id: child.into(),
                 held_on: d,
             });
@@ -890,7 +890,7 @@ impl Gen {
             let id = self.next_conf();
             let t = self.at(day, 10, 0);
             self.s.conferences.push(Conference {
-                id: id.clone(),
+                id: id.clone().into(),
                 kind: "review".into(),
                 status: "held".into(),
                 held_at: Some(t),
@@ -898,7 +898,7 @@ impl Gen {
                 ..Conference::default()
             });
             self.s.conference_children.push(ConferenceChild {
-                conference_id: id,
+                conference_id: id.into(),
                 child_id: child,
                 outcome: Some("plan_continues".into()),
                 category: None,
@@ -944,7 +944,7 @@ impl Gen {
             .cloned()
         {
             let mut second = p.clone();
-            second.id = format!("{}-DUP", p.id);
+            second.id = format!("{}-DUP", p.id).into();
             second.started_on = p.started_on + Duration::days(14);
             self.s.cp_plans.push(second);
         }

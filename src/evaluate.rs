@@ -1341,7 +1341,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             .into_iter()
             .flatten()
             .any(|(c, _)| {
-                (kinds.is_empty() || kinds.contains(&c.kind))
+                (kinds.is_empty() || kinds.iter().any(|k| c.kind == *k))
                     && c.date()
                         .or(c.requested_at)
                         .is_none_or(|d| d >= last.held_at)
@@ -1389,9 +1389,9 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                     }
                     if let Some(outcomes) = &f.outcome {
                         let ok = match ctx.cc {
-                            Some(cc) => cc.outcome.as_ref().is_some_and(|o| outcomes.contains(o)),
+                            Some(cc) => cc.outcome.as_ref().is_some_and(|o| outcomes.iter().any(|x| *o == *x)),
                             None => ccs.iter().any(|cc| {
-                                cc.outcome.as_ref().is_some_and(|o| outcomes.contains(o))
+                                cc.outcome.as_ref().is_some_and(|o| outcomes.iter().any(|x| *o == *x))
                             }),
                         };
                         if !ok {
@@ -1428,7 +1428,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                 .referral
                 .and_then(|r| r.concern.as_ref())
                 .or(ctx.sd.and_then(|d| d.concern.as_ref()));
-            if !concern.is_some_and(|c| concerns.contains(c)) {
+            if !concern.is_some_and(|c| concerns.iter().any(|x| *c == *x)) {
                 return false;
             }
         }
@@ -1730,7 +1730,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                         .as_deref()
                         .is_none_or(|w| ctx.agency.is_some_and(|a| a.id == w))
             })
-            .map(|e| e.reason.clone())
+            .map(|e| e.reason.to_string())
     }
 
     fn base(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, occurrence: Occurrence) -> Obligation {

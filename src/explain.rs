@@ -391,7 +391,7 @@ pub fn explain(
     mine.sort_unstable_by(|a, b| a.report_cmp(b));
     let board = mine.first().map_or_else(
         || child.board.clone().unwrap_or_default(),
-        |o| o.board.to_string(),
+        |o| o.board.to_string().into(),
     );
     writeln!(
         w,

@@ -282,14 +282,14 @@ pub fn build(input: &Input) -> Report {
                 child: o.child.clone(),
                 conference: o.conference.clone(),
                 agency: o.agency.clone(),
-                agency_name: agency.map(|a| a.name.clone()),
-                professional_group: agency.map(|a| a.professional_group.clone()),
+                agency_name: agency.map(|a| a.name.to_string()),
+                professional_group: agency.map(|a| a.professional_group.to_string()),
                 team: o.team.clone(),
                 team_name: o
                     .team
                     .as_deref()
                     .and_then(|t| teams.get(t))
-                    .map(|t| t.name.clone()),
+                    .map(|t| t.name.to_string()),
                 starts: local(o.starts_at),
                 deadline: local(o.due_at),
                 met: o.met_at.map(local),

@@ -288,7 +288,7 @@ impl<'a> Lookup<'a> {
             .conference
             .as_deref()
             .and_then(|id| self.conferences.get(id));
-        let one = |x: Option<&String>| x.cloned().into_iter().collect::<Vec<_>>();
+        let one = |x: Option<&str>| x.map(String::from).into_iter().collect::<Vec<_>>();
         match role {
             "agency" => {
                 let invited = o
@@ -300,11 +300,11 @@ impl<'a> Lookup<'a> {
                 let mut v: Vec<String> = invited
                     .iter()
                     .filter(|i| o.agency.as_deref().is_none_or(|a| i.agency_id == a))
-                    .filter_map(|i| {
-                        i.email.clone().or_else(|| {
+                        .filter_map(|i| {
+                        i.email.as_deref().map(String::from).or_else(|| {
                             self.agencies
                                 .get(i.agency_id.as_str())
-                                .and_then(|a| a.email.clone())
+                                .and_then(|a| a.email.as_deref().map(String::from))
                         })
                     })
                     .collect();
@@ -312,14 +312,14 @@ impl<'a> Lookup<'a> {
                 v.dedup();
                 v
             }
-            "allocated_worker" => one(self.worker_of(o).and_then(|w| w.email.as_ref())),
+            "allocated_worker" => one(self.worker_of(o).and_then(|w| w.email.as_deref())),
             "team_manager" => one(self
                 .worker_of(o)
                 .and_then(|w| self.teams.get(w.team_id.as_str()))
-                .and_then(|t| t.manager_email.as_ref())),
-            "conference_chair" => one(conf.and_then(|c| c.chair_email.as_ref())),
-            "conference_service" => one(contacts.conference_service.as_ref()),
-            "safeguarding_manager" => one(contacts.safeguarding_manager.as_ref()),
+                .and_then(|t| t.manager_email.as_deref())),
+            "conference_chair" => one(conf.and_then(|c| c.chair_email.as_deref())),
+            "conference_service" => one(contacts.conference_service.as_deref()),
+            "safeguarding_manager" => one(contacts.safeguarding_manager.as_deref()),
             _ => Vec::new(),
         }
     }

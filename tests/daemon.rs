@@ -566,15 +566,20 @@ async fn metrics_parse_and_carry_no_identifiers() {
         state
             .children
             .iter()
-            .flat_map(|c| [c.id.clone(), c.reference.clone()]),
+            .flat_map(|c| [c.id.to_string(), c.reference.to_string()]),
     );
-    forbidden.extend(state.conferences.iter().map(|c| c.id.clone()));
+    forbidden.extend(state.conferences.iter().map(|c| c.id.to_string()));
     forbidden.extend(state.workers.iter().flat_map(|w| {
-        [w.id.clone(), w.name.clone()]
+        [w.id.to_string(), w.name.to_string()]
             .into_iter()
-            .chain(w.email.clone())
+            .chain(w.email.as_deref().map(String::from))
     }));
-    forbidden.extend(state.teams.iter().filter_map(|t| t.manager_email.clone()));
+    forbidden.extend(
+        state
+            .teams
+            .iter()
+            .filter_map(|t| t.manager_email.as_deref().map(String::from)),
+    );
     let mut samples = 0;
     for line in text.lines().filter(|l| !l.is_empty()) {
         if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {

@@ -10,7 +10,7 @@ mod sqlite;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 
-use crate::case::{CaseState, Instant};
+use crate::case::{CaseState, Instant, Text};
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -283,8 +283,8 @@ pub enum Val {
 fn t(s: &str) -> Val {
     Val::Text(Some(s.to_string()))
 }
-fn ot(s: &Option<String>) -> Val {
-    Val::Text(s.clone())
+fn ot(s: &Option<Text>) -> Val {
+    Val::Text(s.as_deref().map(String::from))
 }
 
 /// Every case table: its columns as loaded and written, in contract order.

@@ -36,7 +36,30 @@ struct Reader<'r, R: Get> {
     table: &'static str,
     id_cols: &'static [&'static str],
     findings: &'r mut Vec<Finding>,
+    shared: &'r mut Shared,
     ok: bool,
+}
+
+/// One `Text` per distinct value of the columns that repeat (ids that rows
+/// point at, codes, addresses), so a national load holds each once.
+#[derive(Default)]
+struct Shared(rustc_hash::FxHashSet<Text>);
+
+/// Columns whose values are mostly unique: not worth sharing.
+const UNIQUE: &[&str] = &["id", "reference", "name", "reason", "agreed_by"];
+
+impl Shared {
+    fn text(&mut self, col: &str, s: String) -> Text {
+        if UNIQUE.contains(&col) {
+            return Text::from(s);
+        }
+        if let Some(t) = self.0.get(s.as_str()) {
+            return t.clone();
+        }
+        let t = Text::from(s);
+        self.0.insert(t.clone());
+        t
+    }
 }
 
 impl<'r, R: Get> Reader<'r, R> {
@@ -77,11 +100,12 @@ impl<'r, R: Get> Reader<'r, R> {
         }
         v
     }
-    fn opt_text(&mut self, col: &str) -> Option<String> {
+    fn opt_text(&mut self, col: &str) -> Option<Text> {
         let r = self.row.text(col);
-        self.note(col, r)
+        let v = self.note(col, r)?;
+        Some(self.shared.text(col, v))
     }
-    fn text(&mut self, col: &str) -> String {
+    fn text(&mut self, col: &str) -> Text {
         let v = self.opt_text(col);
         self.need(col, v).unwrap_or_default()
     }
@@ -113,7 +137,7 @@ impl<'r, R: Get> Reader<'r, R> {
         self.note(col, r)
     }
     /// A value that must be one of a list: anything else is a finding, kept as read.
-    fn one_of(&mut self, col: &str, v: Option<String>, allowed: &[&str]) -> Option<String> {
+    fn one_of(&mut self, col: &str, v: Option<Text>, allowed: &[&str]) -> Option<Text> {
         if let Some(x) = &v {
             if !allowed.contains(&x.as_str()) {
                 let id = self.id();
@@ -134,6 +158,7 @@ fn read<R: Get, T>(
     table: &'static str,
     id_cols: &'static [&'static str],
     findings: &mut Vec<Finding>,
+    shared: &mut Shared,
     into: &mut Vec<T>,
     f: impl Fn(&mut Reader<R>) -> T,
 ) {
@@ -142,6 +167,7 @@ fn read<R: Get, T>(
         table,
         id_cols,
         findings,
+        shared,
         ok: true,
     };
     let v = f(&mut r);
@@ -158,14 +184,15 @@ const ID: &[&str] = &["id"];
 pub struct Loader {
     state: CaseState,
     findings: Vec<Finding>,
+    shared: Shared,
 }
 
 impl Loader {
     /// Adds one row of a case table (one of `TABLES`).
     pub fn row<R: Get>(&mut self, table: &str, row: &R) {
-        let (s, f) = (&mut self.state, &mut self.findings);
+        let (s, f, sh) = (&mut self.state, &mut self.findings, &mut self.shared);
         match table {
-            "agencies" => read(row, "agencies", ID, f, &mut s.agencies, |r| {
+            "agencies" => read(row, "agencies", ID, f, sh, &mut s.agencies, |r| {
                 let group = r.opt_text("professional_group");
                 let group = r.one_of("professional_group", group, PROFESSIONAL_GROUPS);
                 Agency {
@@ -175,18 +202,18 @@ impl Loader {
                     email: r.opt_text("email"),
                 }
             }),
-            "teams" => read(row, "teams", ID, f, &mut s.teams, |r| Team {
+            "teams" => read(row, "teams", ID, f, sh, &mut s.teams, |r| Team {
                 id: r.text("id"),
                 name: r.text("name"),
                 manager_email: r.opt_text("manager_email"),
             }),
-            "workers" => read(row, "workers", ID, f, &mut s.workers, |r| Worker {
+            "workers" => read(row, "workers", ID, f, sh, &mut s.workers, |r| Worker {
                 id: r.text("id"),
                 name: r.text("name"),
                 email: r.opt_text("email"),
                 team_id: r.text("team_id"),
             }),
-            "children" => read(row, "children", ID, f, &mut s.children, |r| Child {
+            "children" => read(row, "children", ID, f, sh, &mut s.children, |r| Child {
                 id: r.text("id"),
                 reference: r.text("reference"),
                 board: r.opt_text("board"),
@@ -195,7 +222,7 @@ impl Loader {
                 allocated_worker_id: r.opt_text("allocated_worker_id"),
                 looked_after: r.bool_or("looked_after", false),
             }),
-            "referrals" => read(row, "referrals", ID, f, &mut s.referrals, |r| {
+            "referrals" => read(row, "referrals", ID, f, sh, &mut s.referrals, |r| {
                 let concern = r.opt_text("concern");
                 Referral {
                     id: r.text("id"),
@@ -208,7 +235,7 @@ impl Loader {
                     concern: r.one_of("concern", concern, CONCERNS),
                 }
             }),
-            "assessments" => read(row, "assessments", ID, f, &mut s.assessments, |r| {
+            "assessments" => read(row, "assessments", ID, f, sh, &mut s.assessments, |r| {
                 let kind = r.opt_text("kind");
                 let kind = r.one_of("kind", kind, &["initial", "core"]);
                 Assessment {
@@ -224,6 +251,7 @@ impl Loader {
                 "strategy_discussions",
                 ID,
                 f,
+                sh,
                 &mut s.strategy_discussions,
                 |r| {
                     let concern = r.opt_text("concern");
@@ -238,7 +266,7 @@ impl Loader {
                     }
                 },
             ),
-            "conferences" => read(row, "conferences", ID, f, &mut s.conferences, |r| {
+            "conferences" => read(row, "conferences", ID, f, sh, &mut s.conferences, |r| {
                 let kind = r.opt_text("kind");
                 let kind = r.one_of("kind", kind, CONFERENCE_KINDS);
                 let status = r.opt_text("status");
@@ -268,6 +296,7 @@ impl Loader {
                 "conference_children",
                 &["conference_id", "child_id"],
                 f,
+                sh,
                 &mut s.conference_children,
                 |r| {
                     let outcome = r.opt_text("outcome");
@@ -286,6 +315,7 @@ impl Loader {
                 "invitations",
                 &["conference_id", "agency_id"],
                 f,
+                sh,
                 &mut s.invitations,
                 |r| Invitation {
                     conference_id: r.text("conference_id"),
@@ -298,7 +328,7 @@ impl Loader {
                     email: r.opt_text("email"),
                 },
             ),
-            "cp_plans" => read(row, "cp_plans", ID, f, &mut s.cp_plans, |r| CpPlan {
+            "cp_plans" => read(row, "cp_plans", ID, f, sh, &mut s.cp_plans, |r| CpPlan {
                 id: r.text("id"),
                 child_id: r.text("child_id"),
                 started_on: r.date("started_on"),
@@ -307,27 +337,27 @@ impl Loader {
                 category: r.opt_text("category"),
                 visit_interval_working_days: r.opt_int("visit_interval_working_days"),
             }),
-            "core_groups" => read(row, "core_groups", ID, f, &mut s.core_groups, |r| {
+            "core_groups" => read(row, "core_groups", ID, f, sh, &mut s.core_groups, |r| {
                 CoreGroup {
                     id: r.text("id"),
                     child_id: r.text("child_id"),
                     held_at: r.instant("held_at"),
                 }
             }),
-            "visits" => read(row, "visits", ID, f, &mut s.visits, |r| Visit {
+            "visits" => read(row, "visits", ID, f, sh, &mut s.visits, |r| Visit {
                 id: r.text("id"),
                 child_id: r.text("child_id"),
                 visited_at: r.instant("visited_at"),
                 seen_alone: r.opt_bool("seen_alone"),
             }),
-            "cin_reviews" => read(row, "cin_reviews", ID, f, &mut s.cin_reviews, |r| {
+            "cin_reviews" => read(row, "cin_reviews", ID, f, sh, &mut s.cin_reviews, |r| {
                 CinReview {
                     id: r.text("id"),
                     child_id: r.text("child_id"),
                     held_on: r.date("held_on"),
                 }
             }),
-            "exceptions" => read(row, "exceptions", ID, f, &mut s.exceptions, |r| Exception {
+            "exceptions" => read(row, "exceptions", ID, f, sh, &mut s.exceptions, |r| Exception {
                 id: r.text("id"),
                 rule: r.text("rule"),
                 child_id: r.opt_text("child_id"),

@@ -54,9 +54,9 @@ pub fn eval(state: &CaseState, at: &str) -> Evaluation {
 pub fn agency(id: &str, group: &str) -> Agency {
     Agency {
         id: id.into(),
-        name: format!("{id} agency"),
+        name: format!("{id} agency").into(),
         professional_group: group.into(),
-        email: Some(format!("{}@cpwatch.example", id.to_lowercase())),
+        email: Some(format!("{}@cpwatch.example", id.to_lowercase()).into()),
     }
 }
 
@@ -262,11 +262,11 @@ pub fn exception(
     agency: Option<&str>,
 ) -> Exception {
     Exception {
-        id: format!("EX-{rule}"),
+        id: format!("EX-{rule}").into(),
         rule: rule.into(),
-        child_id: child.map(String::from),
-        conference_id: conf.map(String::from),
-        agency_id: agency.map(String::from),
+        child_id: child.map(Text::from),
+        conference_id: conf.map(Text::from),
+        agency_id: agency.map(Text::from),
         reason: "Agreed by the chair: family bereavement".into(),
         agreed_by: "Chair".into(),
         recorded_at: t("2026-12-20T10:00:00Z"),
