@@ -253,6 +253,11 @@ impl Text {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The shared string itself: another holder, without a copy.
+    pub fn shared(&self) -> Arc<str> {
+        self.0.clone()
+    }
 }
 
 impl std::ops::Deref for Text {

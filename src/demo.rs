@@ -565,8 +565,7 @@ impl Gen {
             conference_id: id.clone().into(),
             child_id: child.into(),
             outcome: outcome.map(Text::from),
-            category: (outcome == Some("plan"))
-                .then(|| CATEGORIES[self.int(0, 3) as usize].into()),
+            category: (outcome == Some("plan")).then(|| CATEGORIES[self.int(0, 3) as usize].into()),
             advocacy_offered: age.filter(|a| *a >= 11).map(|_| self.chance(0.8)),
             workbook_received_at: workbook,
         });

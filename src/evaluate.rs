@@ -1138,9 +1138,9 @@ impl<'a> Index<'a> {
             .copied()
     }
 
-    fn team_of(&self, child: Option<&Child>) -> Option<&'a str> {
+    fn team_of(&self, child: Option<&Child>) -> Option<&'a Text> {
         let w = child?.allocated_worker_id.as_deref()?;
-        self.workers.get(w).map(|w| w.team_id.as_str())
+        self.workers.get(w).map(|w| &w.team_id)
     }
 }
 
@@ -1389,9 +1389,14 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                     }
                     if let Some(outcomes) = &f.outcome {
                         let ok = match ctx.cc {
-                            Some(cc) => cc.outcome.as_ref().is_some_and(|o| outcomes.iter().any(|x| *o == *x)),
+                            Some(cc) => cc
+                                .outcome
+                                .as_ref()
+                                .is_some_and(|o| outcomes.iter().any(|x| *o == *x)),
                             None => ccs.iter().any(|cc| {
-                                cc.outcome.as_ref().is_some_and(|o| outcomes.iter().any(|x| *o == *x))
+                                cc.outcome
+                                    .as_ref()
+                                    .is_some_and(|o| outcomes.iter().any(|x| *o == *x))
                             }),
                         };
                         if !ok {
@@ -1745,11 +1750,11 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             kind: rule.kind,
             board: n.get(&self.board.id),
             board_version: n.get(&self.board.version),
-            child: child.map(|c| n.get(&c.reference)),
-            child_id: child.map(|c| n.get(&c.id)),
-            conference: ctx.conference.map(|c| n.get(&c.id)),
-            agency: ctx.agency.map(|a| n.get(&a.id)),
-            team: team.map(|t| n.get(t)),
+            child: child.map(|c| c.reference.shared()),
+            child_id: child.map(|c| c.id.shared()),
+            conference: ctx.conference.map(|c| c.id.shared()),
+            agency: ctx.agency.map(|a| a.id.shared()),
+            team: team.map(Text::shared),
             occurrence,
             starts_at: self.now,
             due_at: self.now,
@@ -1764,21 +1769,19 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
     }
 
-    fn occurrence(&mut self, rule: &'a Rule, ctx: &Ctx<'a>) -> Occurrence {
+    fn occurrence(&self, rule: &'a Rule, ctx: &Ctx<'a>) -> Occurrence {
         let from = if ctx.awaiting {
-            ctx.sd.map(|d| ("awaiting", d.id.as_str()))
+            ctx.sd.map(|d| ("awaiting", &d.id))
         } else {
             match rule.subject {
-                Subject::Referral => ctx.referral.map(|r| ("referral", r.id.as_str())),
-                Subject::StrategyDiscussion => {
-                    ctx.sd.map(|d| ("strategy_discussion", d.id.as_str()))
-                }
-                Subject::Plan => ctx.plan.map(|p| ("plan", p.id.as_str())),
+                Subject::Referral => ctx.referral.map(|r| ("referral", &r.id)),
+                Subject::StrategyDiscussion => ctx.sd.map(|d| ("strategy_discussion", &d.id)),
+                Subject::Plan => ctx.plan.map(|p| ("plan", &p.id)),
                 _ => None,
             }
         };
         Occurrence {
-            from: from.map(|(what, id)| (what, self.names.get(id))),
+            from: from.map(|(what, id)| (what, id.shared())),
             n: None,
         }
     }

@@ -300,7 +300,7 @@ impl<'a> Lookup<'a> {
                 let mut v: Vec<String> = invited
                     .iter()
                     .filter(|i| o.agency.as_deref().is_none_or(|a| i.agency_id == a))
-                        .filter_map(|i| {
+                    .filter_map(|i| {
                         i.email.as_deref().map(String::from).or_else(|| {
                             self.agencies
                                 .get(i.agency_id.as_str())

@@ -357,15 +357,17 @@ impl Loader {
                     held_on: r.date("held_on"),
                 }
             }),
-            "exceptions" => read(row, "exceptions", ID, f, sh, &mut s.exceptions, |r| Exception {
-                id: r.text("id"),
-                rule: r.text("rule"),
-                child_id: r.opt_text("child_id"),
-                conference_id: r.opt_text("conference_id"),
-                agency_id: r.opt_text("agency_id"),
-                reason: r.text("reason"),
-                agreed_by: r.text("agreed_by"),
-                recorded_at: r.instant("recorded_at"),
+            "exceptions" => read(row, "exceptions", ID, f, sh, &mut s.exceptions, |r| {
+                Exception {
+                    id: r.text("id"),
+                    rule: r.text("rule"),
+                    child_id: r.opt_text("child_id"),
+                    conference_id: r.opt_text("conference_id"),
+                    agency_id: r.opt_text("agency_id"),
+                    reason: r.text("reason"),
+                    agreed_by: r.text("agreed_by"),
+                    recorded_at: r.instant("recorded_at"),
+                }
             }),
             _ => {}
         }
