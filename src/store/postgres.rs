@@ -69,8 +69,8 @@ impl PgStore {
 }
 
 impl Get for PgRow {
-    fn text(&self, col: &str) -> Result<Option<String>, String> {
-        self.try_get::<Option<String>, _>(col)
+    fn text(&self, col: &str) -> Result<Option<&str>, String> {
+        self.try_get::<Option<&str>, _>(col)
             .map_err(|e| e.to_string())
     }
     fn boolean(&self, col: &str) -> Result<Option<bool>, String> {

@@ -10,7 +10,8 @@ use crate::evaluate::Finding;
 
 /// Reading one column of a row, whatever the database.
 pub trait Get {
-    fn text(&self, col: &str) -> Result<Option<String>, String>;
+    /// Borrowed from the row: a value that is shared needs no copy.
+    fn text(&self, col: &str) -> Result<Option<&str>, String>;
     fn boolean(&self, col: &str) -> Result<Option<bool>, String>;
     fn int(&self, col: &str) -> Result<Option<i64>, String>;
     fn instant(&self, col: &str) -> Result<Option<Instant>, String>;
@@ -49,11 +50,11 @@ struct Shared(rustc_hash::FxHashSet<Text>);
 const UNIQUE: &[&str] = &["id", "reference", "name", "reason", "agreed_by"];
 
 impl Shared {
-    fn text(&mut self, col: &str, s: String) -> Text {
+    fn text(&mut self, col: &str, s: &str) -> Text {
         if UNIQUE.contains(&col) {
             return Text::from(s);
         }
-        if let Some(t) = self.0.get(s.as_str()) {
+        if let Some(t) = self.0.get(s) {
             return t.clone();
         }
         let t = Text::from(s);
@@ -383,8 +384,12 @@ impl Loader {
 
 /// A row of `cpwatch_notifications` (instants as RFC 3339 text in both databases).
 pub fn log_row<R: Get>(r: &R) -> Result<crate::store::LogRow, String> {
-    let text = |c: &str| r.text(c)?.ok_or_else(|| format!("{c} is empty"));
-    let time = |c: &str| r.text(c)?.map(|s| parse_instant(&s)).transpose();
+    let text = |c: &str| {
+        r.text(c)?
+            .map(String::from)
+            .ok_or_else(|| format!("{c} is empty"))
+    };
+    let time = |c: &str| r.text(c)?.map(parse_instant).transpose();
     Ok(crate::store::LogRow {
         id: text("id")?,
         obligation_key: text("obligation_key")?,
@@ -396,8 +401,8 @@ pub fn log_row<R: Get>(r: &R) -> Result<crate::store::LogRow, String> {
         status: text("status")?,
         attempts: r.int("attempts")?.unwrap_or(0),
         next_attempt_at: time("next_attempt_at")?,
-        message_id: r.text("message_id")?,
-        last_error: r.text("last_error")?,
+        message_id: r.text("message_id")?.map(String::from),
+        last_error: r.text("last_error")?.map(String::from),
         planned_at: time("planned_at")?.ok_or("planned_at is empty")?,
         sent_at: time("sent_at")?,
     })

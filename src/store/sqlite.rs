@@ -82,14 +82,14 @@ impl SqliteStore {
 }
 
 impl Get for SqliteRow {
-    fn text(&self, col: &str) -> Result<Option<String>, String> {
-        self.try_get::<Option<String>, _>(col)
+    fn text(&self, col: &str) -> Result<Option<&str>, String> {
+        self.try_get::<Option<&str>, _>(col)
             .map_err(|e| e.to_string())
     }
     fn boolean(&self, col: &str) -> Result<Option<bool>, String> {
         match self.try_get::<Option<i64>, _>(col) {
             Ok(v) => Ok(v.map(|n| n != 0)),
-            Err(_) => match self.text(col)?.as_deref() {
+            Err(_) => match self.text(col)? {
                 None => Ok(None),
                 Some("true") | Some("t") | Some("1") => Ok(Some(true)),
                 Some("false") | Some("f") | Some("0") => Ok(Some(false)),
@@ -102,10 +102,10 @@ impl Get for SqliteRow {
             .map_err(|e| e.to_string())
     }
     fn instant(&self, col: &str) -> Result<Option<Instant>, String> {
-        self.text(col)?.map(|s| parse_instant(&s)).transpose()
+        self.text(col)?.map(parse_instant).transpose()
     }
     fn date(&self, col: &str) -> Result<Option<NaiveDate>, String> {
-        self.text(col)?.map(|s| parse_date(&s)).transpose()
+        self.text(col)?.map(parse_date).transpose()
     }
 }
 
