@@ -315,19 +315,17 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     let store = open(&a.common.database, false).await?;
     let state = store.load().await?;
-    let eval = engine.evaluate(&state, now_or(a.common.at));
-    let selected: Vec<&Obligation> = eval
-        .obligations
-        .iter()
-        .filter(|o| a.board.as_deref().is_none_or(|b| &*o.board == b))
-        .filter(|o| a.rule_ids.is_empty() || a.rule_ids.iter().any(|r| **r == *o.rule))
-        .filter(|o| {
-            a.child
+    // Only the selected obligations are kept: a national evaluation need not fit in memory whole.
+    let wanted = |o: &Obligation| {
+        a.board.as_deref().is_none_or(|b| &*o.board == b)
+            && (a.rule_ids.is_empty() || a.rule_ids.iter().any(|r| **r == *o.rule))
+            && a.child
                 .as_deref()
                 .is_none_or(|c| o.child.as_deref() == Some(c))
-        })
-        .filter(|o| a.statuses.is_empty() || a.statuses.contains(&o.status))
-        .collect();
+            && (a.statuses.is_empty() || a.statuses.contains(&o.status))
+    };
+    let eval = engine.evaluate_where(&state, now_or(a.common.at), wanted);
+    let selected: Vec<&Obligation> = eval.obligations.iter().collect();
     let z = engine.zones();
     let mut out = std::io::stdout().lock();
     match a.format {
@@ -543,7 +541,7 @@ async fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let store = open(&a.common.database, false).await?;
     let state = store.load().await?;
     let now = now_or(a.common.at);
-    let eval = engine.evaluate(&state, now);
+    let eval = engine.evaluate_where(&state, now, |o| *o.board == *a.board);
     let report = crate::export::build(&crate::export::Input {
         eval: &eval,
         state: &state,

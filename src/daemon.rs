@@ -339,7 +339,9 @@ impl Daemon {
             return;
         }
         // The export needs settled obligations too, which a tick does not keep.
-        let eval = &settings.engine.evaluate(state, now);
+        let eval = &settings
+            .engine
+            .evaluate_where(state, now, |o| due.iter().any(|b| **b == *o.board));
         for board in due {
             let board = board.as_str();
             let path = dir.join(format!("{board}-{month}.xlsx"));

@@ -85,6 +85,27 @@ impl Engine {
         )
     }
 
+    /// Evaluation keeping only the obligations `keep` selects (a command
+    /// about one board or child need not hold a national evaluation whole).
+    pub fn evaluate_where(
+        &self,
+        state: &CaseState,
+        now: Instant,
+        keep: impl Fn(&Obligation) -> bool,
+    ) -> Evaluation {
+        let mut obligations = Vec::new();
+        let findings = self.evaluate_each(state, now, &mut |o| {
+            if keep(&o) {
+                obligations.push(o);
+            }
+        });
+        Evaluation {
+            evaluated_at: now,
+            obligations,
+            findings,
+        }
+    }
+
     pub fn zones(&self) -> Zones {
         Zones::new(&self.rules, &self.default_board)
     }
