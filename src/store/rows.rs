@@ -46,14 +46,8 @@ struct Reader<'r, R: Get> {
 #[derive(Default)]
 struct Shared(rustc_hash::FxHashSet<Text>);
 
-/// Columns whose values are mostly unique: not worth sharing.
-const UNIQUE: &[&str] = &["id", "reference", "name", "reason", "agreed_by"];
-
 impl Shared {
-    fn text(&mut self, col: &str, s: &str) -> Text {
-        if UNIQUE.contains(&col) {
-            return Text::from(s);
-        }
+    fn text(&mut self, s: &str) -> Text {
         if let Some(t) = self.0.get(s) {
             return t.clone();
         }
@@ -104,7 +98,13 @@ impl<'r, R: Get> Reader<'r, R> {
     fn opt_text(&mut self, col: &str) -> Option<Text> {
         let r = self.row.text(col);
         let v = self.note(col, r)?;
-        Some(self.shared.text(col, v))
+        Some(self.shared.text(v))
+    }
+    /// A value that is mostly unique (an id, a name): not worth sharing.
+    fn unique(&mut self, col: &str) -> Text {
+        let r = self.row.text(col);
+        let v = self.note(col, r).map(Text::from);
+        self.need(col, v).unwrap_or_default()
     }
     fn text(&mut self, col: &str) -> Text {
         let v = self.opt_text(col);
@@ -197,26 +197,26 @@ impl Loader {
                 let group = r.opt_text("professional_group");
                 let group = r.one_of("professional_group", group, PROFESSIONAL_GROUPS);
                 Agency {
-                    id: r.text("id"),
-                    name: r.text("name"),
+                    id: r.unique("id"),
+                    name: r.unique("name"),
                     professional_group: r.need("professional_group", group).unwrap_or_default(),
                     email: r.opt_text("email"),
                 }
             }),
             "teams" => read(row, "teams", ID, f, sh, &mut s.teams, |r| Team {
-                id: r.text("id"),
-                name: r.text("name"),
+                id: r.unique("id"),
+                name: r.unique("name"),
                 manager_email: r.opt_text("manager_email"),
             }),
             "workers" => read(row, "workers", ID, f, sh, &mut s.workers, |r| Worker {
-                id: r.text("id"),
-                name: r.text("name"),
+                id: r.unique("id"),
+                name: r.unique("name"),
                 email: r.opt_text("email"),
                 team_id: r.text("team_id"),
             }),
             "children" => read(row, "children", ID, f, sh, &mut s.children, |r| Child {
-                id: r.text("id"),
-                reference: r.text("reference"),
+                id: r.unique("id"),
+                reference: r.unique("reference"),
                 board: r.opt_text("board"),
                 date_of_birth: r.opt_date("date_of_birth"),
                 expected_due_date: r.opt_date("expected_due_date"),
@@ -226,7 +226,7 @@ impl Loader {
             "referrals" => read(row, "referrals", ID, f, sh, &mut s.referrals, |r| {
                 let concern = r.opt_text("concern");
                 Referral {
-                    id: r.text("id"),
+                    id: r.unique("id"),
                     child_id: r.text("child_id"),
                     received_at: r.instant("received_at"),
                     by_telephone: r.bool_or("by_telephone", false),
@@ -240,7 +240,7 @@ impl Loader {
                 let kind = r.opt_text("kind");
                 let kind = r.one_of("kind", kind, &["initial", "core"]);
                 Assessment {
-                    id: r.text("id"),
+                    id: r.unique("id"),
                     child_id: r.text("child_id"),
                     kind: r.need("kind", kind).unwrap_or_default(),
                     started_on: r.date("started_on"),
@@ -257,7 +257,7 @@ impl Loader {
                 |r| {
                     let concern = r.opt_text("concern");
                     StrategyDiscussion {
-                        id: r.text("id"),
+                        id: r.unique("id"),
                         child_id: r.text("child_id"),
                         held_at: r.instant("held_at"),
                         s47_initiated: r.bool_or("s47_initiated", false),
@@ -273,7 +273,7 @@ impl Loader {
                 let status = r.opt_text("status");
                 let status = r.one_of("status", status, CONFERENCE_STATUSES);
                 Conference {
-                    id: r.text("id"),
+                    id: r.unique("id"),
                     kind: r.need("kind", kind).unwrap_or_default(),
                     status: r.need("status", status).unwrap_or_default(),
                     requested_at: r.opt_instant("requested_at"),
@@ -330,7 +330,7 @@ impl Loader {
                 },
             ),
             "cp_plans" => read(row, "cp_plans", ID, f, sh, &mut s.cp_plans, |r| CpPlan {
-                id: r.text("id"),
+                id: r.unique("id"),
                 child_id: r.text("child_id"),
                 started_on: r.date("started_on"),
                 ended_on: r.opt_date("ended_on"),
@@ -340,33 +340,33 @@ impl Loader {
             }),
             "core_groups" => read(row, "core_groups", ID, f, sh, &mut s.core_groups, |r| {
                 CoreGroup {
-                    id: r.text("id"),
+                    id: r.unique("id"),
                     child_id: r.text("child_id"),
                     held_at: r.instant("held_at"),
                 }
             }),
             "visits" => read(row, "visits", ID, f, sh, &mut s.visits, |r| Visit {
-                id: r.text("id"),
+                id: r.unique("id"),
                 child_id: r.text("child_id"),
                 visited_at: r.instant("visited_at"),
                 seen_alone: r.opt_bool("seen_alone"),
             }),
             "cin_reviews" => read(row, "cin_reviews", ID, f, sh, &mut s.cin_reviews, |r| {
                 CinReview {
-                    id: r.text("id"),
+                    id: r.unique("id"),
                     child_id: r.text("child_id"),
                     held_on: r.date("held_on"),
                 }
             }),
             "exceptions" => read(row, "exceptions", ID, f, sh, &mut s.exceptions, |r| {
                 Exception {
-                    id: r.text("id"),
+                    id: r.unique("id"),
                     rule: r.text("rule"),
                     child_id: r.opt_text("child_id"),
                     conference_id: r.opt_text("conference_id"),
                     agency_id: r.opt_text("agency_id"),
-                    reason: r.text("reason"),
-                    agreed_by: r.text("agreed_by"),
+                    reason: r.unique("reason"),
+                    agreed_by: r.unique("agreed_by"),
                     recorded_at: r.instant("recorded_at"),
                 }
             }),
