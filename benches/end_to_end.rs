@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
         sizes: sizes.clone(),
         binary: env!("CARGO_BIN_EXE_cpwatch").into(),
         at,
-        runs: 3,
+        runs: 5,
         service: true,
     };
     let mut results = Vec::new();
