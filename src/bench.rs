@@ -74,6 +74,17 @@ fn database_url(admin: &str, name: &str) -> anyhow::Result<String> {
     Ok(format!("{base}/{name}"))
 }
 
+/// Drops the database `measure` made for this size.
+pub async fn drop_database(opts: &Options, children: usize) -> anyhow::Result<()> {
+    let name = format!("{}_{children}", opts.database_prefix);
+    let mut admin = sqlx::PgConnection::connect(&opts.admin_url).await?;
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await?;
+    admin.close().await?;
+    Ok(())
+}
+
 /// Measures one size, seeding its database first.
 pub async fn measure(opts: &Options, children: usize) -> anyhow::Result<Measure> {
     let name = format!("{}_{children}", opts.database_prefix);

@@ -5,7 +5,7 @@
 mod common;
 
 use chrono::{TimeZone, Utc};
-use cpwatch::bench::{measure, Options};
+use cpwatch::bench::{drop_database, measure, Options};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tick_stays_near_the_fetch_floor_and_grows_with_its_data() {
@@ -23,6 +23,11 @@ async fn a_tick_stays_near_the_fetch_floor_and_grows_with_its_data() {
     };
     let small = measure(&opts, 500).await.expect("500 children");
     let large = measure(&opts, 2_000).await.expect("2,000 children");
+    for n in [500, 2_000] {
+        drop_database(&opts, n)
+            .await
+            .expect("drop the test's database");
+    }
     eprintln!("{small:?}\n{large:?}");
     assert!(
         large.rows > 3 * small.rows,
