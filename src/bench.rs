@@ -278,7 +278,8 @@ fn peak_mib(pid: u32) -> anyhow::Result<f64> {
     Ok(kb / 1024.0)
 }
 
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+/// A plain HTTP GET on loopback: the status and the body, `None` if it failed.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     write!(

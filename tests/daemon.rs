@@ -5,6 +5,8 @@
 
 mod common;
 
+use cpwatch::bench::http_get;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

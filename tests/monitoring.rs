@@ -4,6 +4,8 @@
 
 mod common;
 
+use cpwatch::bench::http_get;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 
 mod common;
 
+use cpwatch::bench::http_get;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
