@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::calendar::{Calendar, HolidayData};
 use crate::case::{CaseState, Instant};
-use crate::evaluate::{evaluate, evaluate_each, Evaluation, Finding, Obligation, Options};
+use crate::evaluate::{evaluate_each, Evaluation, Finding, Obligation, Options};
 use crate::report::Zones;
 use crate::rules::{self, RuleSet};
 
@@ -55,15 +55,7 @@ impl Engine {
     }
 
     pub fn evaluate(&self, state: &CaseState, now: Instant) -> Evaluation {
-        evaluate(
-            state,
-            &self.rules,
-            &self.holidays,
-            now,
-            &Options {
-                default_board: &self.default_board,
-            },
-        )
+        self.evaluate_where(state, now, |_| true)
     }
 
     /// Evaluation handing each obligation to `sink`; returns the findings.
