@@ -61,6 +61,14 @@ pub struct Schedule {
     pub digest_at: String,
     /// No tick for this long makes /readyz fail (a stalled scheduler).
     pub stale_after_seconds: u64,
+    /// Between full reads, a tick reads only rows whose `updated_at` moved and
+    /// re-evaluates only the children they are about.
+    pub incremental: bool,
+    /// A full read at least this often: deleted rows leave no `updated_at`.
+    pub full_every_seconds: u64,
+    /// How far back of the newest `updated_at` seen an incremental read starts,
+    /// for rows committed late with an earlier `updated_at`.
+    pub updated_at_overlap_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +167,9 @@ impl Default for Schedule {
             time_zone: "Europe/London".into(),
             digest_at: "08:00".into(),
             stale_after_seconds: 900,
+            incremental: true,
+            full_every_seconds: 3600,
+            updated_at_overlap_seconds: 300,
         }
     }
 }
@@ -220,6 +231,9 @@ const KEYS: &[&str] = &[
     "schedule.time_zone",
     "schedule.digest_at",
     "schedule.stale_after_seconds",
+    "schedule.incremental",
+    "schedule.full_every_seconds",
+    "schedule.updated_at_overlap_seconds",
     "http.listen",
     "mail.transport",
     "mail.from",

@@ -23,6 +23,7 @@ use crate::calendar::Calendar;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::incremental::{Kept, NeedFull};
 use crate::metrics::Metrics;
 use crate::notify::{self, Delivery, Templates, Transport};
 use crate::store::Store;
@@ -58,9 +59,28 @@ impl Health {
     }
 }
 
+/// How much a tick read and evaluated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scope {
+    #[default]
+    Full,
+    Incremental,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Full => "full",
+            Scope::Incremental => "incremental",
+        }
+    }
+}
+
 /// What one tick did, for the log line and for tests.
 #[derive(Debug, Clone, Default)]
 pub struct TickReport {
+    /// Whether the tick read and evaluated everything or only what changed.
+    pub scope: Scope,
     pub obligations: usize,
     pub overdue: usize,
     pub findings: usize,
@@ -104,6 +124,8 @@ pub struct Daemon {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     rng: Mutex<ChaCha8Rng>,
+    /// The last evaluation and the settings it was made with, for incremental ticks.
+    kept: tokio::sync::Mutex<Option<(Kept, Arc<Settings>)>>,
 }
 
 impl Daemon {
@@ -130,6 +152,7 @@ impl Daemon {
             metrics,
             health,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+            kept: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -180,6 +203,7 @@ impl Daemon {
         self.metrics.tick_finished(result.is_ok());
         match &result {
             Ok(r) => tracing::info!(
+                scope = r.scope.as_str(),
                 obligations = r.obligations,
                 overdue = r.overdue,
                 findings = r.findings,
@@ -206,8 +230,9 @@ impl Daemon {
         started: std::time::Instant,
     ) -> anyhow::Result<TickReport> {
         let settings = self.settings();
-        let state = match self.store.load().await {
-            Ok(s) => s,
+        let mut kept = self.kept.lock().await;
+        let scope = match self.evaluate(&settings, &mut kept, now).await {
+            Ok(scope) => scope,
             Err(e) => {
                 self.metrics.database_up.set(0);
                 self.health.database_ok.store(false, Ordering::SeqCst);
@@ -216,37 +241,24 @@ impl Daemon {
         };
         self.metrics.database_up.set(1);
         self.health.database_ok.store(true, Ordering::SeqCst);
-        let groups: HashMap<&str, &str> = state
-            .agencies
-            .iter()
-            .map(|a| (a.id.as_str(), a.professional_group.as_str()))
-            .collect();
-        // Every obligation is counted for the metrics; only open ones, which
-        // reminders are about, are kept.
-        let mut tally = crate::metrics::Tally::new(&groups, now);
-        let mut open = Vec::new();
-        let findings = settings.engine.evaluate_each(&state, now, &mut |o| {
-            tally.add(&o);
-            if o.status.is_open() {
-                open.push(o);
-            }
-        });
-        let eval = crate::evaluate::Evaluation {
-            evaluated_at: now,
-            obligations: open,
-            findings,
+        let Some(Kept {
+            state, tally, eval, ..
+        }) = kept.as_ref().map(|k| &k.0)
+        else {
+            return Err(anyhow::anyhow!("no evaluation to act on"));
         };
         let seconds = started.elapsed().as_secs_f64();
         let obligations = tally.total;
         let boards: Vec<String> = tally.boards().into_iter().map(String::from).collect();
         self.metrics.evaluated(tally, &eval.findings, seconds, now);
+        self.metrics.evaluation(scope.as_str());
         let ctx = notify::Context {
-            state: &state,
+            state,
             rules: &settings.engine.rules,
             holidays: &settings.engine.holidays,
             config: &settings.config,
         };
-        let (planned, unresolved) = notify::plan(&eval, &ctx, now);
+        let (planned, unresolved) = notify::plan(eval, &ctx, now);
         let mut missing: HashMap<(String, String), i64> = HashMap::new();
         for u in &unresolved {
             let board = u.obligation_key.split(':').next().unwrap_or("").to_string();
@@ -283,7 +295,7 @@ impl Daemon {
             Delivery::default()
         };
         if leader {
-            self.monthly_exports(&settings, &state, &boards, now);
+            self.monthly_exports(&settings, state, &boards, now);
         }
         let attempted = delivery.sent + delivery.retried + delivery.failed;
         if attempted > 0 {
@@ -295,6 +307,7 @@ impl Daemon {
             self.metrics.notification(stage.as_str(), outcome, *n);
         }
         Ok(TickReport {
+            scope,
             obligations,
             overdue: eval
                 .obligations
@@ -305,6 +318,51 @@ impl Daemon {
             delivery,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+
+    /// Brings the kept evaluation up to `now`: only what changed when it can,
+    /// everything when incremental ticks are off, the settings were reloaded,
+    /// a day or `schedule.full_every_seconds` has passed, or the changes reach
+    /// beyond the children they are about.
+    async fn evaluate(
+        &self,
+        settings: &Arc<Settings>,
+        kept: &mut Option<(Kept, Arc<Settings>)>,
+        now: crate::case::Instant,
+    ) -> Result<Scope, crate::store::StoreError> {
+        let schedule = &settings.config.schedule;
+        let full_every = chrono::Duration::seconds(schedule.full_every_seconds as i64);
+        let overlap = chrono::Duration::seconds(schedule.updated_at_overlap_seconds as i64);
+        let why_full = match kept.as_ref() {
+            None => Some("first tick".to_string()),
+            Some(_) if !schedule.incremental => Some("incremental ticks are off".into()),
+            Some((_, with)) if !Arc::ptr_eq(with, settings) => Some("settings reloaded".into()),
+            Some((k, _)) if now >= k.until() => Some("a new day has begun".into()),
+            Some((k, _)) if now - k.loaded_at >= full_every => {
+                Some("schedule.full_every_seconds has passed".into())
+            }
+            Some(_) => None,
+        };
+        let why_full = match (why_full, kept.as_mut()) {
+            (None, Some((k, _))) => {
+                let since = k.watermark.map(|w| w - overlap);
+                let changes = self.store.load_since(since).await?;
+                match k.update(&settings.engine, changes, now) {
+                    Ok(u) => {
+                        tracing::debug!(rows = u.rows, children = u.children, "incremental tick");
+                        return Ok(Scope::Incremental);
+                    }
+                    Err(NeedFull(why)) => why,
+                }
+            }
+            (why, _) => why.unwrap_or_default(),
+        };
+        tracing::debug!(why = %why_full, "full tick");
+        // The old state goes before the new one is read: never two in memory.
+        *kept = None;
+        let loaded = self.store.load_since(None).await?;
+        *kept = Some((Kept::full(&settings.engine, loaded, now), settings.clone()));
+        Ok(Scope::Full)
     }
 
     /// From the first working day of a month, the previous month's export for

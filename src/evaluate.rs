@@ -207,7 +207,7 @@ impl<'a> Names<'a> {
 }
 
 /// Case data that contradicts itself or the contract.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Finding {
     pub kind: String,
     pub table: String,
@@ -366,11 +366,16 @@ pub fn evaluate_each(
             e.to_string(),
         ));
     }
+    sort_findings(&mut findings);
+    findings
+}
+
+/// Findings in report order (by table, row, kind, message), each once.
+pub fn sort_findings(findings: &mut Vec<Finding>) {
     findings.sort_by(|a, b| {
         (&a.table, &a.row, &a.kind, &a.message).cmp(&(&b.table, &b.row, &b.kind, &b.message))
     });
     findings.dedup();
-    findings
 }
 
 // ------------------------------------------------------------------ sanitise
@@ -393,10 +398,10 @@ fn future(
             "recorded_in_future",
             table,
             row,
+            // Not naming the instant evaluated at: a finding reads the same from tick to tick.
             format!(
-                "{column} {} is later than the evaluation instant {}; treated as not yet happened",
+                "{column} {} is later than the evaluation instant; treated as not yet happened",
                 stamp(t),
-                stamp(now)
             ),
         ));
         true
@@ -966,19 +971,23 @@ impl<'a> Index<'a> {
             }
         }
 
+        // Ties are broken by id here and below, so results never depend on the order rows were read in.
+        for v in reconvened_by.values_mut() {
+            v.sort_by(|a, b| (a.date(), &a.id).cmp(&(b.date(), &b.id)));
+        }
         let mut sds = HashMap::<&str, Vec<&StrategyDiscussion>>::default();
         for d in sd_rows {
             sds.entry(d.child_id.as_str()).or_default().push(d);
         }
         for v in sds.values_mut() {
-            v.sort_by_key(|d| d.held_at);
+            v.sort_by(|a, b| (a.held_at, &a.id).cmp(&(b.held_at, &b.id)));
         }
         let mut plans = HashMap::<&str, Vec<&CpPlan>>::default();
         for p in plan_rows {
             plans.entry(p.child_id.as_str()).or_default().push(p);
         }
         for (child, v) in plans.iter_mut() {
-            v.sort_by_key(|p| p.started_on);
+            v.sort_by(|a, b| (a.started_on, &a.id).cmp(&(b.started_on, &b.id)));
             let open: Vec<&str> = v
                 .iter()
                 .filter(|p| p.ended_on.is_none())
@@ -1005,7 +1014,7 @@ impl<'a> Index<'a> {
             assessments.entry(a.child_id.as_str()).or_default().push(a);
         }
         for v in assessments.values_mut() {
-            v.sort_by_key(|a| a.started_on);
+            v.sort_by(|a, b| (a.started_on, &a.id).cmp(&(b.started_on, &b.id)));
         }
         let mut core_groups = HashMap::<&str, Vec<Instant>>::default();
         for g in cg_rows {
@@ -1038,7 +1047,11 @@ impl<'a> Index<'a> {
         for r in referrals {
             refs.entry(r.child_id.as_str()).or_default().push(r);
         }
-        let exceptions = group(s.exceptions, |e: &Exception| e.rule.as_str());
+        let mut exceptions = group(s.exceptions, |e: &Exception| e.rule.as_str());
+        // The earliest agreed exception gives the reason, whatever order the rows came in.
+        for v in exceptions.values_mut() {
+            v.sort_by(|a, b| (a.recorded_at, &a.id).cmp(&(b.recorded_at, &b.id)));
+        }
         for e in s.exceptions {
             if e.child_id.is_none() && e.conference_id.is_none() && e.agency_id.is_none() {
                 f.push(Finding::new(

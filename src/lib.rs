@@ -17,6 +17,7 @@ pub mod engine;
 pub mod evaluate;
 pub mod explain;
 pub mod export;
+pub mod incremental;
 pub mod metrics;
 pub mod notify;
 pub mod report;

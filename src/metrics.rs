@@ -3,6 +3,7 @@
 //! Labels carry boards, rules, statuses, agencies and teams — never a child,
 //! case, conference or person.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use prometheus::{
@@ -26,6 +27,7 @@ pub struct Metrics {
     last_success: Gauge,
     last_tick: Gauge,
     ticks: IntCounterVec,
+    evaluations: IntCounterVec,
     notifications: IntCounterVec,
     unresolved: IntGaugeVec,
     pub database_up: IntGauge,
@@ -64,6 +66,7 @@ impl Metrics {
             last_success: Gauge::with_opts(opts("last_successful_evaluation_timestamp_seconds", "When the last evaluation succeeded (Unix time)."))?,
             last_tick: Gauge::with_opts(opts("last_tick_timestamp_seconds", "When the scheduler last started a tick (Unix time)."))?,
             ticks: IntCounterVec::new(opts("ticks_total", "Evaluation ticks by result."), &["result"])?,
+            evaluations: IntCounterVec::new(opts("evaluations_total", "Successful evaluations by scope: full (everything read and evaluated) or incremental (only what changed)."), &["scope"])?,
             notifications: IntCounterVec::new(opts("notifications_total", "Notifications by stage and outcome (sent, retry, failed, dropped)."), &["stage", "outcome"])?,
             unresolved: IntGaugeVec::new(opts("unresolved_recipients", "Reminders a rule calls for that have no address in the case data or config, by board and recipient role."), &["board", "recipient"])?,
             database_up: IntGauge::with_opts(opts("database_up", "1 when the last read of the case database succeeded."))?,
@@ -90,6 +93,7 @@ impl Metrics {
             Box::new(m.last_success.clone()),
             Box::new(m.last_tick.clone()),
             Box::new(m.ticks.clone()),
+            Box::new(m.evaluations.clone()),
             Box::new(m.notifications.clone()),
             Box::new(m.unresolved.clone()),
             Box::new(m.database_up.clone()),
@@ -109,6 +113,9 @@ impl Metrics {
         }
         for result in ["ok", "error"] {
             m.ticks.with_label_values(&[result]);
+        }
+        for scope in ["full", "incremental"] {
+            m.evaluations.with_label_values(&[scope]);
         }
         for result in ["written", "failed"] {
             m.exports.with_label_values(&[result]);
@@ -138,7 +145,7 @@ impl Metrics {
     }
 
     /// Updates the gauges from a tally of an evaluation and its findings.
-    pub fn evaluated(&self, tally: Tally, findings: &[Finding], seconds: f64, now: Instant) {
+    pub fn evaluated(&self, tally: &Tally, findings: &[Finding], seconds: f64, now: Instant) {
         self.evaluation_seconds.observe(seconds);
         self.last_success.set(now.timestamp() as f64);
         for v in [
@@ -151,30 +158,30 @@ impl Metrics {
         self.obligations.reset();
         self.overdue.reset();
         self.findings.reset();
-        for ((board, rule, status), n) in tally.counts {
+        for ((board, rule, status), n) in &tally.counts {
             self.obligations
-                .with_label_values(&[&*board, &*rule, status])
-                .set(n);
+                .with_label_values(&[&**board, &**rule, status])
+                .set(*n);
         }
-        for ((board, rule, agency, group, team), n) in tally.overdue {
+        for ((board, rule, agency, group, team), n) in &tally.overdue {
             self.overdue
-                .with_label_values(&[&*board, &*rule, &*agency, group, &*team])
-                .set(n);
+                .with_label_values(&[&**board, &**rule, &**agency, &**group, &**team])
+                .set(*n);
         }
-        let share = |(met, all): (u32, u32)| f64::from(met) / f64::from(all);
-        for ((board, rule, window), v) in tally.ratio {
+        let share = |&(met, all): &OnTime| met as f64 / all as f64;
+        for ((board, rule, window), v) in &tally.ratio {
             self.on_time_ratio
-                .with_label_values(&[&*board, &*rule, window])
+                .with_label_values(&[&**board, &**rule, window])
                 .set(share(v));
         }
-        for ((board, rule, agency, group, window), v) in tally.by_agency {
+        for ((board, rule, agency, group, window), v) in &tally.by_agency {
             self.on_time_by_agency
-                .with_label_values(&[&*board, &*rule, &*agency, group, window])
+                .with_label_values(&[&**board, &**rule, &**agency, &**group, window])
                 .set(share(v));
         }
-        for ((board, rule, team, window), v) in tally.by_team {
+        for ((board, rule, team, window), v) in &tally.by_team {
             self.on_time_by_team
-                .with_label_values(&[&*board, &*rule, &*team, window])
+                .with_label_values(&[&**board, &**rule, &**team, window])
                 .set(share(v));
         }
         let mut kinds: HashMap<&str, i64> = HashMap::new();
@@ -184,6 +191,10 @@ impl Metrics {
         for (k, n) in kinds {
             self.findings.with_label_values(&[k]).set(n);
         }
+    }
+
+    pub fn evaluation(&self, scope: &str) {
+        self.evaluations.with_label_values(&[scope]).inc();
     }
 
     pub fn export(&self, result: &str) {
@@ -216,33 +227,74 @@ impl Metrics {
 }
 
 /// The metrics' figures, counted one obligation at a time so the service need
-/// not keep every obligation of an evaluation. Labels share the obligations'
-/// names; `groups` maps agency ids to professional groups.
-pub struct Tally<'g> {
-    groups: &'g HashMap<&'g str, &'g str>,
+/// not keep every obligation of an evaluation; an incremental tick takes out
+/// what the children it re-evaluates counted before and adds what they count
+/// now. Labels share the obligations' names; `groups` maps agency ids to
+/// professional groups.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tally {
+    groups: HashMap<Name, Name>,
     now: Instant,
     empty: Name,
     pub total: usize,
     /// By board, rule and status.
     counts: HashMap<(Name, Name, &'static str), i64>,
     /// By board, rule, agency, professional group and team.
-    overdue: HashMap<(Name, Name, Name, &'g str, Name), i64>,
+    overdue: HashMap<(Name, Name, Name, Name, Name), i64>,
     /// By board, rule and window.
     ratio: HashMap<(Name, Name, &'static str), OnTime>,
     /// By board, rule, agency, professional group and window.
-    by_agency: HashMap<AgencyWindow<'g>, OnTime>,
+    by_agency: HashMap<AgencyWindow, OnTime>,
     /// By board, rule, team and window.
     by_team: HashMap<(Name, Name, Name, &'static str), OnTime>,
 }
 
 /// (met on time, counted).
-type OnTime = (u32, u32);
-type AgencyWindow<'g> = (Name, Name, Name, &'g str, &'static str);
+type OnTime = (i64, i64);
+type AgencyWindow = (Name, Name, Name, Name, &'static str);
 
-impl<'g> Tally<'g> {
-    pub fn new(groups: &'g HashMap<&'g str, &'g str>, now: Instant) -> Self {
+/// Adds `by` to a count, dropping it at zero so a series nothing counts any
+/// more disappears as it would from a fresh tally.
+fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, i64>, key: K, by: i64) {
+    match map.entry(key) {
+        Entry::Occupied(mut e) => {
+            *e.get_mut() += by;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+        Entry::Vacant(e) => {
+            e.insert(by);
+        }
+    }
+}
+
+fn bump_on_time<K: std::hash::Hash + Eq>(map: &mut HashMap<K, OnTime>, key: K, met: i64, by: i64) {
+    match map.entry(key) {
+        Entry::Occupied(mut e) => {
+            let v = e.get_mut();
+            v.0 += met * by;
+            v.1 += by;
+            if v.1 == 0 {
+                e.remove();
+            }
+        }
+        Entry::Vacant(e) => {
+            e.insert((met * by, by));
+        }
+    }
+}
+
+/// The on-time windows: obligations due in the last 30 and 90 days.
+pub const WINDOWS: [(&str, i64); 2] = [("30d", 30), ("90d", 90)];
+
+impl Tally {
+    pub fn new(agencies: &[crate::case::Agency], now: Instant) -> Self {
         Tally {
-            groups,
+            groups: agencies
+                .iter()
+                .map(|a| (a.id.shared(), a.professional_group.shared()))
+                .collect(),
             now,
             empty: Name::from(""),
             total: 0,
@@ -254,32 +306,48 @@ impl<'g> Tally<'g> {
         }
     }
 
+    /// The instant the on-time windows end at, for what is counted next.
+    pub fn set_now(&mut self, now: Instant) {
+        self.now = now;
+    }
+
     pub fn add(&mut self, o: &Obligation) {
-        self.total += 1;
-        *self
-            .counts
-            .entry((o.board.clone(), o.rule.clone(), o.status.as_str()))
-            .or_default() += 1;
+        self.count(o, 1);
+    }
+
+    /// Takes out an obligation added before (at the same instant).
+    pub fn remove(&mut self, o: &Obligation) {
+        self.count(o, -1);
+    }
+
+    fn count(&mut self, o: &Obligation, by: i64) {
+        self.total = self.total.saturating_add_signed(by as isize);
+        bump(
+            &mut self.counts,
+            (o.board.clone(), o.rule.clone(), o.status.as_str()),
+            by,
+        );
         let agency = match (&o.agency, o.audit_by) {
             (Some(a), Some(AuditBy::Agency)) => a.clone(),
             _ => self.empty.clone(),
         };
-        let group = self.groups.get(&*agency).copied().unwrap_or("");
+        let group = self.groups.get(&*agency).unwrap_or(&self.empty).clone();
         let team = match (&o.team, o.audit_by) {
             (Some(t), Some(AuditBy::Team)) => t.clone(),
             _ => self.empty.clone(),
         };
         if o.status == Status::Overdue {
-            *self
-                .overdue
-                .entry((
+            bump(
+                &mut self.overdue,
+                (
                     o.board.clone(),
                     o.rule.clone(),
                     agency.clone(),
-                    group,
+                    group.clone(),
                     team.clone(),
-                ))
-                .or_default() += 1;
+                ),
+                by,
+            );
         }
         if o.kind == RuleKind::Notice
             || !matches!(o.status, Status::Met | Status::MetLate | Status::Overdue)
@@ -287,36 +355,38 @@ impl<'g> Tally<'g> {
         {
             return;
         }
-        let met = u32::from(o.status == Status::Met);
-        let add = |e: &mut (u32, u32)| {
-            e.0 += met;
-            e.1 += 1;
-        };
-        for (window, days) in [("30d", 30), ("90d", 90)] {
+        let met = i64::from(o.status == Status::Met);
+        for (window, days) in WINDOWS {
             if o.due_at < self.now - chrono::Duration::days(days) {
                 continue;
             }
-            add(self
-                .ratio
-                .entry((o.board.clone(), o.rule.clone(), window))
-                .or_default());
+            bump_on_time(
+                &mut self.ratio,
+                (o.board.clone(), o.rule.clone(), window),
+                met,
+                by,
+            );
             if !agency.is_empty() {
-                add(self
-                    .by_agency
-                    .entry((
+                bump_on_time(
+                    &mut self.by_agency,
+                    (
                         o.board.clone(),
                         o.rule.clone(),
                         agency.clone(),
-                        group,
+                        group.clone(),
                         window,
-                    ))
-                    .or_default());
+                    ),
+                    met,
+                    by,
+                );
             }
             if !team.is_empty() {
-                add(self
-                    .by_team
-                    .entry((o.board.clone(), o.rule.clone(), team.clone(), window))
-                    .or_default());
+                bump_on_time(
+                    &mut self.by_team,
+                    (o.board.clone(), o.rule.clone(), team.clone(), window),
+                    met,
+                    by,
+                );
             }
         }
     }

@@ -560,6 +560,7 @@ async fn metrics_parse_and_carry_no_identifiers() {
         "outcome",
         "result",
         "recipient",
+        "scope",
         "version",
         "le",
     ];
@@ -996,4 +997,75 @@ async fn the_previous_months_export_is_written_once_from_the_first_working_day()
         .metrics
         .render()
         .contains("cpwatch_exports_total{result=\"written\"} 1"));
+}
+
+/// The series of one rule and status in the metrics, or 0.
+fn obligations_metric(d: &Daemon, rule: &str, status: &str) -> f64 {
+    let series =
+        format!("cpwatch_obligations{{board=\"barnsley\",rule=\"{rule}\",status=\"{status}\"}} ");
+    d.metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .map_or(0.0, |v| v.parse().expect("a number"))
+}
+
+#[tokio::test]
+async fn ticks_between_full_reads_read_only_what_changed() {
+    use cpwatch::daemon::Scope;
+    let clock = Arc::new(ManualClock::new(t("2027-02-01T10:00:00Z")));
+    let (d, db, _out) = daemon_to_outbox(&minutes_missing(), clock.clone(), |c| {
+        c.schedule.updated_at_overlap_seconds = 0;
+    })
+    .await;
+    let first = d.run_once().await.expect("tick");
+    assert_eq!(first.scope, Scope::Full, "the first tick reads everything");
+    assert_eq!(obligations_metric(&d, "minutes-circulated", "met"), 0.0);
+
+    // The ETL records the minutes; the next tick reads that row alone and sees it.
+    let url = format!("sqlite://{}", db.path().join("cases.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("pool");
+    sqlx::query("UPDATE conferences SET minutes_circulated_at = '2027-02-01T09:30:00Z', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+1 second') WHERE id = 'CONF-1'")
+        .execute(&pool)
+        .await
+        .expect("update");
+    clock.advance(Duration::minutes(5));
+    let second = d.run_once().await.expect("tick");
+    assert_eq!(second.scope, Scope::Incremental);
+    assert_eq!(obligations_metric(&d, "minutes-circulated", "met"), 1.0);
+    assert_eq!(second.obligations, first.obligations);
+
+    // An agency's change reaches every conference it is invited to: a full tick.
+    sqlx::query("UPDATE agencies SET email = 'new@police.test', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+2 seconds')")
+        .execute(&pool)
+        .await
+        .expect("update");
+    clock.advance(Duration::minutes(5));
+    assert_eq!(d.run_once().await.expect("tick").scope, Scope::Full);
+    clock.advance(Duration::minutes(5));
+    assert_eq!(d.run_once().await.expect("tick").scope, Scope::Incremental);
+    // A new day starts with a full read.
+    clock.set(t("2027-02-02T00:00:30Z"));
+    assert_eq!(d.run_once().await.expect("tick").scope, Scope::Full);
+    let render = d.metrics.render();
+    assert!(
+        render.contains("cpwatch_evaluations_total{scope=\"full\"} 3"),
+        "{render}"
+    );
+    assert!(render.contains("cpwatch_evaluations_total{scope=\"incremental\"} 2"));
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn incremental_ticks_can_be_turned_off() {
+    use cpwatch::daemon::Scope;
+    let clock = Arc::new(ManualClock::new(t("2027-02-01T10:00:00Z")));
+    let (d, _db, _out) = daemon_to_outbox(&minutes_missing(), clock.clone(), |c| {
+        c.schedule.incremental = false;
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(d.run_once().await.expect("tick").scope, Scope::Full);
+        clock.advance(Duration::minutes(5));
+    }
 }

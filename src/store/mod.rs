@@ -60,8 +60,14 @@ pub trait Store: NotificationLog + Send + Sync {
     fn describe(&self) -> String;
     /// Applies pending migrations; with `own_tables_only`, only cpwatch's own tables.
     async fn migrate(&self, own_tables_only: bool) -> Result<Vec<String>, StoreError>;
+    /// Reads the case state in one snapshot: every row, or with `since` only
+    /// the rows whose `updated_at` is later; with the newest `updated_at` the
+    /// snapshot holds, the point the next incremental read starts from.
+    async fn load_since(&self, since: Option<Instant>) -> Result<Loaded, StoreError>;
     /// Reads the whole case state.
-    async fn load(&self) -> Result<CaseState, StoreError>;
+    async fn load(&self) -> Result<CaseState, StoreError> {
+        Ok(self.load_since(None).await?.state)
+    }
     /// Replaces every case table's rows (demo and synthetic data only).
     async fn replace_case_data(&self, state: &CaseState) -> Result<(), StoreError>;
     /// Records a value in `cpwatch_state`.
@@ -76,6 +82,13 @@ pub trait Store: NotificationLog + Send + Sync {
     /// always, once this process holds the database's lock file; an error if
     /// another process does.
     async fn leadership(&self) -> Result<bool, StoreError>;
+}
+
+/// What a read returned.
+pub struct Loaded {
+    pub state: CaseState,
+    /// The newest `updated_at` of any case table; `None` when they are empty.
+    pub watermark: Option<Instant>,
 }
 
 /// The PostgreSQL advisory-lock key of the sending replica ("cpwatch" in ASCII).

@@ -9,7 +9,9 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::rows::{Get, Loader};
-use super::{chunk_rows, redact, rows_of, select_sql, Migration, Store, StoreError, Val, TABLES};
+use super::{
+    chunk_rows, redact, rows_of, select_sql, Loaded, Migration, Store, StoreError, Val, TABLES,
+};
 use crate::case::{CaseState, Instant};
 
 pub const MIGRATIONS: &[Migration] = &[
@@ -142,7 +144,7 @@ impl Store for PgStore {
         Ok(applied)
     }
 
-    async fn load(&self) -> Result<CaseState, StoreError> {
+    async fn load_since(&self, since: Option<Instant>) -> Result<Loaded, StoreError> {
         let mut loader = Loader::default();
         // One snapshot for all tables, so a concurrent ETL load is seen whole or not at all.
         let mut tx = self
@@ -154,9 +156,27 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| self.err("starting a read", e))?;
+        let newest = TABLES
+            .iter()
+            .map(|(t, _)| format!("SELECT max(updated_at) AS m FROM {t}"))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let watermark: Option<Instant> =
+            sqlx::query_scalar(&format!("SELECT max(m) FROM ({newest}) AS w"))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| self.err("reading updated_at", e))?;
         for (table, cols) in TABLES {
-            let sql = select_sql(table, cols);
-            let mut rows = sqlx::query(&sql).fetch(&mut *tx);
+            let mut sql = select_sql(table, cols);
+            if since.is_some() {
+                sql.push_str(" WHERE updated_at > $1");
+            }
+            let query = sqlx::query(&sql);
+            let query = match since {
+                Some(t) => query.bind(t),
+                None => query,
+            };
+            let mut rows = query.fetch(&mut *tx);
             while let Some(row) = rows
                 .try_next()
                 .await
@@ -168,7 +188,10 @@ impl Store for PgStore {
         tx.commit()
             .await
             .map_err(|e| self.err("finishing a read", e))?;
-        Ok(loader.finish())
+        Ok(Loaded {
+            state: loader.finish(),
+            watermark,
+        })
     }
 
     async fn replace_case_data(&self, state: &CaseState) -> Result<(), StoreError> {

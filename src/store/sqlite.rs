@@ -11,7 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRo
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::rows::{parse_date, parse_instant, Get, Loader};
-use super::{chunk_rows, rows_of, select_sql, Migration, Store, StoreError, Val, TABLES};
+use super::{chunk_rows, rows_of, select_sql, Loaded, Migration, Store, StoreError, Val, TABLES};
 use crate::case::{CaseState, Instant};
 
 pub const MIGRATIONS: &[Migration] = &[
@@ -157,7 +157,7 @@ impl Store for SqliteStore {
         Ok(applied)
     }
 
-    async fn load(&self) -> Result<CaseState, StoreError> {
+    async fn load_since(&self, since: Option<Instant>) -> Result<Loaded, StoreError> {
         let mut loader = Loader::default();
         // One transaction, so a concurrent writer is seen whole or not at all.
         let mut tx = self
@@ -165,9 +165,36 @@ impl Store for SqliteStore {
             .begin()
             .await
             .map_err(|e| self.err("starting a read", e))?;
+        // Instants are text with any offset: compared as instants, not as text.
+        let mut watermark: Option<Instant> = None;
+        for (table, _) in TABLES {
+            let newest: Option<String> = sqlx::query_scalar(&format!(
+                "SELECT updated_at FROM {table} ORDER BY julianday(updated_at) DESC LIMIT 1"
+            ))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.err(&format!("reading {table}.updated_at"), e))?;
+            if let Some(t) = newest.as_deref().map(parse_instant) {
+                let t = t.map_err(|e| StoreError::Query {
+                    url: self.describe(),
+                    what: format!("reading {table}.updated_at"),
+                    reason: e,
+                })?;
+                watermark = watermark.max(Some(t));
+            }
+        }
+        let since = since.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true));
         for (table, cols) in TABLES {
-            let sql = select_sql(table, cols);
-            let mut rows = sqlx::query(&sql).fetch(&mut *tx);
+            let mut sql = select_sql(table, cols);
+            if since.is_some() {
+                sql.push_str(" WHERE julianday(updated_at) > julianday(?)");
+            }
+            let query = sqlx::query(&sql);
+            let query = match since.as_deref() {
+                Some(t) => query.bind(t),
+                None => query,
+            };
+            let mut rows = query.fetch(&mut *tx);
             while let Some(row) = rows
                 .try_next()
                 .await
@@ -179,7 +206,10 @@ impl Store for SqliteStore {
         tx.commit()
             .await
             .map_err(|e| self.err("finishing a read", e))?;
-        Ok(loader.finish())
+        Ok(Loaded {
+            state: loader.finish(),
+            watermark,
+        })
     }
 
     async fn replace_case_data(&self, state: &CaseState) -> Result<(), StoreError> {

@@ -1,0 +1,649 @@
+//! Incremental evaluation: what the service keeps between ticks, and how a
+//! tick re-evaluates only the children that changed, or whose results the
+//! passing of time changes, with the results a full evaluation would give.
+//!
+//! Evaluation is local to a *component*: the children linked through the
+//! conferences they share, those conferences, the conferences they reconvene
+//! and every row about any of them. Only the reference tables (agencies, teams,
+//! workers) and exceptions naming no child or conference reach across
+//! components; a change to them calls for a full evaluation.
+//!
+//! Time changes a component's results only at a day boundary (a full
+//! evaluation comes with each new day), when one of its obligations falls due,
+//! when a due date leaves the 30- or 90-day on-time window, and when a
+//! happening recorded ahead of time comes to pass. The instants of those last
+//! three that come before the day's end are kept, and a component is
+//! re-evaluated once one of its instants has passed.
+
+use std::hash::Hash;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::case::*;
+use crate::engine::Engine;
+use crate::evaluate::{sort_findings, Evaluation, Finding, Name, Obligation};
+use crate::metrics::{Tally, WINDOWS};
+use crate::store::Loaded;
+
+/// What the service keeps between ticks.
+pub struct Kept {
+    /// The case state as last read: loaded whole, with the changes read since applied.
+    pub state: CaseState,
+    /// Every obligation's contribution to the metrics.
+    pub tally: Tally,
+    /// The open obligations (what reminders are about) and the findings, sorted.
+    pub eval: Evaluation,
+    findings: FxHashSet<Finding>,
+    /// Instants before `until` at which a component's results change, and a node of it.
+    horizon: Vec<(Instant, Node)>,
+    /// The next day boundary in UTC or any board's time zone.
+    until: Instant,
+    /// The newest `updated_at` read so far.
+    pub watermark: Option<Instant>,
+    /// When the state was last read whole.
+    pub loaded_at: Instant,
+}
+
+/// Why an incremental tick cannot give a full evaluation's results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeedFull(pub String);
+
+/// What an incremental tick did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Update {
+    /// Rows read because their `updated_at` was new.
+    pub rows: usize,
+    /// Children re-evaluated (with the rest of their components).
+    pub children: usize,
+}
+
+/// A child or a conference, by id: what components are made of.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Node {
+    Child(Name),
+    Conference(Name),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum NodeRef<'a> {
+    Child(&'a str),
+    Conference(&'a str),
+}
+
+impl NodeRef<'_> {
+    fn owned(self) -> Node {
+        match self {
+            NodeRef::Child(c) => Node::Child(Name::from(c)),
+            NodeRef::Conference(c) => Node::Conference(Name::from(c)),
+        }
+    }
+}
+
+impl Node {
+    fn borrowed(&self) -> NodeRef<'_> {
+        match self {
+            Node::Child(c) => NodeRef::Child(c),
+            Node::Conference(c) => NodeRef::Conference(c),
+        }
+    }
+}
+
+/// The children and conferences of the components a tick re-evaluates.
+#[derive(Default)]
+struct Scope {
+    children: FxHashSet<Name>,
+    conferences: FxHashSet<Name>,
+}
+
+impl Scope {
+    fn contains(&self, n: NodeRef) -> bool {
+        match n {
+            NodeRef::Child(c) => self.children.contains(c),
+            NodeRef::Conference(c) => self.conferences.contains(c),
+        }
+    }
+
+    /// Whether an obligation is about a child or conference in scope.
+    fn holds(&self, o: &Obligation) -> bool {
+        o.child_id
+            .as_deref()
+            .is_some_and(|c| self.children.contains(c))
+            || o.conference
+                .as_deref()
+                .is_some_and(|c| self.conferences.contains(c))
+    }
+}
+
+/// A row of a case table, as incremental evaluation sees it.
+trait Row: Clone {
+    /// The contract's key: an id, or the two ids of a link table.
+    fn key(&self) -> (&str, &str);
+    /// The children or conferences the row is about; a row about two links them.
+    fn nodes(&self) -> [Option<NodeRef<'_>>; 2];
+    /// The instants the row records, which evaluation ignores while they are ahead of `now`.
+    fn instants(&self, _: &mut dyn FnMut(Instant)) {}
+}
+
+fn child(id: &Text) -> Option<NodeRef<'_>> {
+    Some(NodeRef::Child(id))
+}
+
+fn conference(id: &Text) -> Option<NodeRef<'_>> {
+    Some(NodeRef::Conference(id))
+}
+
+macro_rules! reference_row {
+    ($($t:ty),*) => {$(
+        impl Row for $t {
+            fn key(&self) -> (&str, &str) {
+                (&self.id, "")
+            }
+            fn nodes(&self) -> [Option<NodeRef<'_>>; 2] {
+                [None, None]
+            }
+        }
+    )*};
+}
+reference_row!(Agency, Team, Worker);
+
+/// A row about one child, recording the instants of the named columns.
+macro_rules! child_row {
+    ($t:ty; $($at:ident),*; $($opt:ident),*) => {
+        impl Row for $t {
+            fn key(&self) -> (&str, &str) {
+                (&self.id, "")
+            }
+            fn nodes(&self) -> [Option<NodeRef<'_>>; 2] {
+                [child(&self.child_id), None]
+            }
+            fn instants(&self, _f: &mut dyn FnMut(Instant)) {
+                $(_f(self.$at);)*
+                $(self.$opt.into_iter().for_each(&mut *_f);)*
+            }
+        }
+    };
+}
+child_row!(Referral; received_at; written_confirmation_at, acknowledged_at, next_steps_recorded_at);
+child_row!(StrategyDiscussion; held_at; child_seen_at, conference_decided_at);
+child_row!(Assessment; ;);
+child_row!(CpPlan; ;);
+child_row!(CoreGroup; held_at;);
+child_row!(Visit; visited_at;);
+child_row!(CinReview; ;);
+
+impl Row for Child {
+    fn key(&self) -> (&str, &str) {
+        (&self.id, "")
+    }
+    fn nodes(&self) -> [Option<NodeRef<'_>>; 2] {
+        [child(&self.id), None]
+    }
+}
+
+impl Row for Conference {
+    fn key(&self) -> (&str, &str) {
+        (&self.id, "")
+    }
+    fn nodes(&self) -> [Option<NodeRef<'_>>; 2] {
+        [
+            conference(&self.id),
+            self.reconvenes_id.as_ref().and_then(conference),
+        ]
+    }
+    fn instants(&self, f: &mut dyn FnMut(Instant)) {
+        [
+            self.held_at,
+            self.requested_at,
+            self.transfer_notified_at,
+            self.chair_liaison_at,
+            self.decision_circulated_at,
+            self.plan_circulated_at,
+            self.plan_hard_copy_sent_at,
+            self.summary_circulated_at,
+            self.minutes_circulated_at,
+        ]
+        .into_iter()
+        .flatten()
+        .for_each(f);
+    }
+}
+
+impl Row for ConferenceChild {
+    fn key(&self) -> (&str, &str) {
+        (&self.conference_id, &self.child_id)
+    }
+    fn nodes(&self) -> [Option<NodeRef<'_>>; 2] {
+        [conference(&self.conference_id), child(&self.child_id)]
+    }
+    fn instants(&self, f: &mut dyn FnMut(Instant)) {
+        self.workbook_received_at.into_iter().for_each(f);
+    }
+}
+
+impl Row for Invitation {
+    fn key(&self) -> (&str, &str) {
+        (&self.conference_id, &self.agency_id)
+    }
+    fn nodes(&self) -> [Option<NodeRef<'_>>; 2] {
+        [conference(&self.conference_id), None]
+    }
+    fn instants(&self, f: &mut dyn FnMut(Instant)) {
+        [
+            self.report_received_at,
+            self.report_shared_with_family_at,
+            self.report_authorised_at,
+        ]
+        .into_iter()
+        .flatten()
+        .for_each(f);
+    }
+}
+
+impl Row for Exception {
+    fn key(&self) -> (&str, &str) {
+        (&self.id, "")
+    }
+    /// An exception naming neither is about every component (and, if it names
+    /// no agency either, about none): it has no node.
+    fn nodes(&self) -> [Option<NodeRef<'_>>; 2] {
+        [
+            self.child_id.as_ref().and_then(child),
+            self.conference_id.as_ref().and_then(conference),
+        ]
+    }
+}
+
+/// Calls `$m!(table)` for each case table whose rows belong to components.
+macro_rules! component_tables {
+    ($m:ident) => {
+        $m!(children);
+        $m!(referrals);
+        $m!(assessments);
+        $m!(strategy_discussions);
+        $m!(conferences);
+        $m!(conference_children);
+        $m!(invitations);
+        $m!(cp_plans);
+        $m!(core_groups);
+        $m!(visits);
+        $m!(cin_reviews);
+        $m!(exceptions);
+    };
+}
+
+/// Where each changed row goes: over the kept row at an index, or added.
+struct Placement {
+    over: Vec<(usize, usize)>,
+}
+
+fn place<T: Row>(rows: &[T], changed: &[T]) -> Placement {
+    if changed.is_empty() {
+        return Placement { over: Vec::new() };
+    }
+    let mut by_key: FxHashMap<(&str, &str), usize> = changed
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.key(), i))
+        .collect();
+    let over = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(j, r)| by_key.remove(&r.key()).map(|i| (j, i)))
+        .collect();
+    Placement { over }
+}
+
+fn apply<T: Row>(rows: &mut Vec<T>, changed: Vec<T>, placement: &Placement) {
+    let mut changed: Vec<Option<T>> = changed.into_iter().map(Some).collect();
+    for &(j, i) in &placement.over {
+        if let Some(r) = changed[i].take() {
+            rows[j] = r;
+        }
+    }
+    rows.extend(changed.into_iter().flatten());
+}
+
+fn nodes_of<'a, T: Row + 'a>(rows: impl IntoIterator<Item = &'a T>, into: &mut Vec<NodeRef<'a>>) {
+    for r in rows {
+        into.extend(r.nodes().into_iter().flatten());
+    }
+}
+
+/// Adds to `scope` every node linked to one in it, through the rows of `tables`.
+fn link<'a, T: Row>(rows: &'a [T], scope: &mut FxHashSet<NodeRef<'a>>) -> bool {
+    let mut grew = false;
+    for r in rows {
+        if let [Some(a), Some(b)] = r.nodes() {
+            match (scope.contains(&a), scope.contains(&b)) {
+                (true, false) => grew |= scope.insert(b),
+                (false, true) => grew |= scope.insert(a),
+                _ => {}
+            }
+        }
+    }
+    grew
+}
+
+fn pick<T: Row>(rows: &[T], scope: &Scope) -> Vec<T> {
+    rows.iter()
+        .filter(|r| match r.nodes() {
+            [None, None] => true,
+            [a, b] => a.or(b).is_some_and(|n| scope.contains(n)),
+        })
+        .cloned()
+        .collect()
+}
+
+/// The rows of the components in scope, with the reference tables whole.
+fn restrict(s: &CaseState, scope: &Scope) -> CaseState {
+    let mut out = CaseState {
+        agencies: s.agencies.clone(),
+        teams: s.teams.clone(),
+        workers: s.workers.clone(),
+        ..CaseState::default()
+    };
+    macro_rules! take {
+        ($t:ident) => {
+            out.$t = pick(&s.$t, scope);
+        };
+    }
+    component_tables!(take);
+    out
+}
+
+/// The first instant after `now` at which the date changes in UTC or in any board's time zone.
+fn day_end(engine: &Engine, now: Instant) -> Instant {
+    use chrono::TimeZone;
+    let next_midnight = |tz: chrono_tz::Tz| {
+        let tomorrow = now.with_timezone(&tz).date_naive().succ_opt()?;
+        let midnight = tomorrow.and_hms_opt(0, 0, 0)?;
+        // A midnight skipped by a clock change: the day starts an hour later.
+        tz.from_local_datetime(&midnight)
+            .earliest()
+            .or_else(|| {
+                tz.from_local_datetime(&(midnight + chrono::Duration::hours(1)))
+                    .earliest()
+            })
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    engine
+        .rules
+        .boards
+        .values()
+        .flatten()
+        .map(|b| b.time_zone)
+        .chain([chrono_tz::UTC])
+        .filter_map(next_midnight)
+        .min()
+        .unwrap_or(now)
+}
+
+/// The instants in `[now, until)` at which an obligation's status or its place
+/// in the on-time windows changes.
+fn watch(o: &Obligation, now: Instant, until: Instant, horizon: &mut Vec<(Instant, Node)>) {
+    let node = match (&o.child_id, &o.conference) {
+        (Some(c), _) => Node::Child(c.clone()),
+        (None, Some(c)) => Node::Conference(c.clone()),
+        (None, None) => return,
+    };
+    let at = [o.due_at]
+        .into_iter()
+        .chain(WINDOWS.map(|(_, days)| o.due_at + chrono::Duration::days(days)));
+    for t in at {
+        if now <= t && t < until {
+            horizon.push((t, node.clone()));
+        }
+    }
+}
+
+/// The instants in `(now, until)` of happenings recorded ahead of time.
+fn recorded_ahead(s: &CaseState, now: Instant, until: Instant, horizon: &mut Vec<(Instant, Node)>) {
+    fn rows<T: Row>(rows: &[T], now: Instant, until: Instant, h: &mut Vec<(Instant, Node)>) {
+        for r in rows {
+            let mut ahead = None;
+            r.instants(&mut |t| {
+                if now < t && t < until {
+                    ahead = Some(ahead.map_or(t, |a: Instant| a.min(t)));
+                }
+            });
+            if let (Some(t), [Some(n), _]) = (ahead, r.nodes()) {
+                h.push((t, n.owned()));
+            }
+        }
+    }
+    macro_rules! scan {
+        ($t:ident) => {
+            rows(&s.$t, now, until, horizon);
+        };
+    }
+    component_tables!(scan);
+}
+
+/// Whether a finding depends on the calendars of the whole evaluation rather than one component.
+fn calendar_wide(f: &Finding) -> bool {
+    f.kind.starts_with("calendar_")
+}
+
+impl Kept {
+    /// Evaluates a state read whole.
+    pub fn full(engine: &Engine, loaded: Loaded, now: Instant) -> Kept {
+        let state = loaded.state;
+        let until = day_end(engine, now);
+        let mut tally = Tally::new(&state.agencies, now);
+        let mut open = Vec::new();
+        let mut horizon = Vec::new();
+        let findings = engine.evaluate_each(&state, now, &mut |o| {
+            tally.add(&o);
+            watch(&o, now, until, &mut horizon);
+            if o.status.is_open() {
+                open.push(o);
+            }
+        });
+        recorded_ahead(&state, now, until, &mut horizon);
+        Kept {
+            state,
+            tally,
+            findings: findings.iter().cloned().collect(),
+            eval: Evaluation {
+                evaluated_at: now,
+                obligations: open,
+                findings,
+            },
+            horizon,
+            until,
+            watermark: loaded.watermark,
+            loaded_at: now,
+        }
+    }
+
+    /// Applies the rows read since the last tick and re-evaluates the
+    /// components they touch, and those whose results time has changed, at
+    /// `now`. On `Err` the kept results are spoilt: evaluate in full.
+    pub fn update(
+        &mut self,
+        engine: &Engine,
+        changes: Loaded,
+        now: Instant,
+    ) -> Result<Update, NeedFull> {
+        let before_at = self.eval.evaluated_at;
+        if now >= self.until {
+            return Err(NeedFull("a new day has begun".into()));
+        }
+        if now < before_at {
+            return Err(NeedFull("the clock went back".into()));
+        }
+        let c = changes.state;
+        if !(c.agencies.is_empty() && c.teams.is_empty() && c.workers.is_empty()) {
+            return Err(NeedFull("agencies, teams or workers changed".into()));
+        }
+        if c.exceptions
+            .iter()
+            .any(|e| e.child_id.is_none() && e.conference_id.is_none())
+        {
+            return Err(NeedFull(
+                "an exception naming no child or conference changed".into(),
+            ));
+        }
+        if !c.load_findings.is_empty() {
+            return Err(NeedFull("a changed row has unreadable values".into()));
+        }
+        if self.touches_load_findings(&c) {
+            return Err(NeedFull(
+                "a changed row had unreadable values when last read".into(),
+            ));
+        }
+        let mut rows = 0;
+        macro_rules! count {
+            ($t:ident) => {
+                rows += c.$t.len();
+            };
+        }
+        component_tables!(count);
+
+        // The components to re-evaluate: those of the changed rows (as they
+        // were and as they are) and those whose horizon has passed.
+        let s = &self.state;
+        let mut placements = FxHashMap::default();
+        let mut seeds: Vec<NodeRef> = Vec::new();
+        macro_rules! locate {
+            ($t:ident) => {
+                let p = place(&s.$t, &c.$t);
+                nodes_of(p.over.iter().map(|&(j, _)| &s.$t[j]), &mut seeds);
+                nodes_of(&c.$t, &mut seeds);
+                placements.insert(stringify!($t), p);
+            };
+        }
+        component_tables!(locate);
+        seeds.extend(
+            self.horizon
+                .iter()
+                .filter(|(t, _)| *t <= now)
+                .map(|(_, n)| n.borrowed()),
+        );
+        let mut reach: FxHashSet<NodeRef> = seeds.into_iter().collect();
+        loop {
+            let mut grew = false;
+            grew |= link(&s.conference_children, &mut reach);
+            grew |= link(&c.conference_children, &mut reach);
+            grew |= link(&s.conferences, &mut reach);
+            grew |= link(&c.conferences, &mut reach);
+            grew |= link(&s.exceptions, &mut reach);
+            grew |= link(&c.exceptions, &mut reach);
+            if !grew {
+                break;
+            }
+        }
+        let mut scope = Scope::default();
+        for n in reach {
+            match n.owned() {
+                Node::Child(id) => scope.children.insert(id),
+                Node::Conference(id) => scope.conferences.insert(id),
+            };
+        }
+
+        // Take out what the components counted before...
+        let before = restrict(&self.state, &scope);
+        let tally = &mut self.tally;
+        let old = engine.evaluate_each(&before, before_at, &mut |o| tally.remove(&o));
+        drop(before);
+        if old.iter().any(calendar_wide) {
+            return Err(NeedFull("the calendars do not cover every date".into()));
+        }
+        for f in &old {
+            self.findings.remove(f);
+        }
+        self.eval.obligations.retain(|o| !scope.holds(o));
+        self.horizon.retain(|(_, n)| !scope.contains(n.borrowed()));
+
+        // ...apply the changes, and add what they count now.
+        let mut c = c;
+        macro_rules! put {
+            ($t:ident) => {
+                if let Some(p) = placements.get(stringify!($t)) {
+                    apply(&mut self.state.$t, std::mem::take(&mut c.$t), p);
+                }
+            };
+        }
+        component_tables!(put);
+        let after = restrict(&self.state, &scope);
+        let until = self.until;
+        let tally = &mut self.tally;
+        tally.set_now(now);
+        let open = &mut self.eval.obligations;
+        let horizon = &mut self.horizon;
+        let new = engine.evaluate_each(&after, now, &mut |o| {
+            tally.add(&o);
+            watch(&o, now, until, horizon);
+            if o.status.is_open() {
+                open.push(o);
+            }
+        });
+        recorded_ahead(&after, now, until, &mut self.horizon);
+        if new.iter().any(calendar_wide) {
+            return Err(NeedFull("the calendars do not cover every date".into()));
+        }
+        self.findings.extend(new);
+        let mut findings: Vec<Finding> = self.findings.iter().cloned().collect();
+        sort_findings(&mut findings);
+        self.eval.findings = findings;
+        self.eval.evaluated_at = now;
+        self.watermark = self.watermark.max(changes.watermark);
+        Ok(Update {
+            rows,
+            children: scope.children.len(),
+        })
+    }
+
+    /// Whether a changed row is one that could not be read whole when last
+    /// read (its finding must go if it now reads cleanly).
+    fn touches_load_findings(&self, c: &CaseState) -> bool {
+        let old = &self.state.load_findings;
+        if old.is_empty() {
+            return false;
+        }
+        let mut changed: FxHashSet<(&str, String)> = FxHashSet::default();
+        macro_rules! ids {
+            ($t:ident) => {
+                for r in &c.$t {
+                    let id = match r.key() {
+                        (a, "") => a.to_string(),
+                        (a, b) => format!("{a}/{b}"),
+                    };
+                    changed.insert((stringify!($t), id));
+                }
+            };
+        }
+        component_tables!(ids);
+        // A row left out for want of its id cannot be matched: assume it changed.
+        old.iter()
+            .any(|f| f.row.is_empty() || changed.contains(&(f.table.as_str(), f.row.clone())))
+    }
+
+    /// The instant after which the kept results are a day old and a full evaluation is due.
+    pub fn until(&self) -> Instant {
+        self.until
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_row_joins_components_both_ways() {
+        let cc = |conf: &str, child: &str| ConferenceChild {
+            conference_id: conf.into(),
+            child_id: child.into(),
+            outcome: None,
+            category: None,
+            advocacy_offered: None,
+            workbook_received_at: None,
+        };
+        let rows = vec![cc("K1", "C1"), cc("K1", "C2"), cc("K2", "C3")];
+        let mut reach: FxHashSet<NodeRef> = [NodeRef::Child("C2")].into_iter().collect();
+        while link(&rows, &mut reach) {}
+        assert!(reach.contains(&NodeRef::Child("C1")));
+        assert!(reach.contains(&NodeRef::Conference("K1")));
+        assert!(!reach.contains(&NodeRef::Child("C3")));
+    }
+}
