@@ -32,7 +32,7 @@ pub struct CaseState {
     pub load_findings: Vec<crate::evaluate::Finding>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Agency {
     pub id: Text,
     pub name: Text,
@@ -78,14 +78,14 @@ pub const OUTCOMES: &[&str] = &[
     "deferred",
 ];
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Team {
     pub id: Text,
     pub name: Text,
     pub manager_email: Option<Text>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Worker {
     pub id: Text,
     pub name: Text,
@@ -93,7 +93,7 @@ pub struct Worker {
     pub team_id: Text,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Child {
     pub id: Text,
     pub reference: Text,
@@ -104,7 +104,7 @@ pub struct Child {
     pub looked_after: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Referral {
     pub id: Text,
     pub child_id: Text,
@@ -116,7 +116,7 @@ pub struct Referral {
     pub concern: Option<Text>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Assessment {
     pub id: Text,
     pub child_id: Text,
@@ -125,7 +125,7 @@ pub struct Assessment {
     pub completed_on: Option<NaiveDate>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StrategyDiscussion {
     pub id: Text,
     pub child_id: Text,
@@ -136,7 +136,7 @@ pub struct StrategyDiscussion {
     pub conference_decided_at: Option<Instant>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Conference {
     pub id: Text,
     pub kind: Text,
@@ -176,7 +176,7 @@ impl Conference {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConferenceChild {
     pub conference_id: Text,
     pub child_id: Text,
@@ -186,7 +186,7 @@ pub struct ConferenceChild {
     pub workbook_received_at: Option<Instant>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Invitation {
     pub conference_id: Text,
     pub agency_id: Text,
@@ -198,7 +198,7 @@ pub struct Invitation {
     pub email: Option<Text>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CpPlan {
     pub id: Text,
     pub child_id: Text,
@@ -209,14 +209,14 @@ pub struct CpPlan {
     pub visit_interval_working_days: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CoreGroup {
     pub id: Text,
     pub child_id: Text,
     pub held_at: Instant,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Visit {
     pub id: Text,
     pub child_id: Text,
@@ -224,14 +224,14 @@ pub struct Visit {
     pub seen_alone: Option<bool>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CinReview {
     pub id: Text,
     pub child_id: Text,
     pub held_on: NaiveDate,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Exception {
     pub id: Text,
     pub rule: Text,

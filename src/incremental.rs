@@ -115,7 +115,7 @@ impl Scope {
 }
 
 /// A row of a case table, as incremental evaluation sees it.
-trait Row: Clone {
+trait Row: Clone + PartialEq {
     /// The contract's key: an id, or the two ids of a link table.
     fn key(&self) -> (&str, &str);
     /// The children or conferences the row is about; a row about two links them.
@@ -271,36 +271,55 @@ macro_rules! component_tables {
     };
 }
 
-/// Where each changed row goes: over the kept row at an index, or added.
+/// Where each row read goes: over the kept row at an index, or added; or
+/// nowhere, when it is the kept row unchanged (read again for the overlap).
 struct Placement {
     over: Vec<(usize, usize)>,
+    same: Vec<usize>,
 }
 
-fn place<T: Row>(rows: &[T], changed: &[T]) -> Placement {
-    if changed.is_empty() {
-        return Placement { over: Vec::new() };
+fn place<T: Row>(rows: &[T], read: &[T]) -> Placement {
+    let mut placement = Placement {
+        over: Vec::new(),
+        same: Vec::new(),
+    };
+    if read.is_empty() {
+        return placement;
     }
-    let mut by_key: FxHashMap<(&str, &str), usize> = changed
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.key(), i))
-        .collect();
-    let over = rows
-        .iter()
-        .enumerate()
-        .filter_map(|(j, r)| by_key.remove(&r.key()).map(|i| (j, i)))
-        .collect();
-    Placement { over }
+    let mut by_key: FxHashMap<(&str, &str), usize> =
+        read.iter().enumerate().map(|(i, r)| (r.key(), i)).collect();
+    for (j, r) in rows.iter().enumerate() {
+        if let Some(i) = by_key.remove(&r.key()) {
+            if read[i] == *r {
+                placement.same.push(i);
+            } else {
+                placement.over.push((j, i));
+            }
+        }
+    }
+    placement
 }
 
-fn apply<T: Row>(rows: &mut Vec<T>, changed: Vec<T>, placement: &Placement) {
-    let mut changed: Vec<Option<T>> = changed.into_iter().map(Some).collect();
+fn apply<T: Row>(rows: &mut Vec<T>, read: Vec<T>, placement: &Placement) {
+    let mut read: Vec<Option<T>> = read.into_iter().map(Some).collect();
+    for &i in &placement.same {
+        read[i] = None;
+    }
     for &(j, i) in &placement.over {
-        if let Some(r) = changed[i].take() {
+        if let Some(r) = read[i].take() {
             rows[j] = r;
         }
     }
-    rows.extend(changed.into_iter().flatten());
+    rows.extend(read.into_iter().flatten());
+}
+
+/// The rows read that differ from the kept ones (or are new).
+fn changed<'a, T: Row>(read: &'a [T], placement: &Placement) -> impl Iterator<Item = &'a T> {
+    let same: FxHashSet<usize> = placement.same.iter().copied().collect();
+    read.iter()
+        .enumerate()
+        .filter(move |(i, _)| !same.contains(i))
+        .map(|(_, r)| r)
 }
 
 fn nodes_of<'a, T: Row + 'a>(rows: impl IntoIterator<Item = &'a T>, into: &mut Vec<NodeRef<'a>>) {
@@ -473,19 +492,36 @@ impl Kept {
             return Err(NeedFull("the clock went back".into()));
         }
         let c = changes.state;
-        if !(c.agencies.is_empty() && c.teams.is_empty() && c.workers.is_empty()) {
+        if !c.load_findings.is_empty() {
+            return Err(NeedFull("a changed row has unreadable values".into()));
+        }
+        let s = &self.state;
+        let reference = [
+            place(&s.agencies, &c.agencies),
+            place(&s.teams, &c.teams),
+            place(&s.workers, &c.workers),
+        ];
+        if reference
+            .iter()
+            .zip([c.agencies.len(), c.teams.len(), c.workers.len()])
+            .any(|(p, n)| p.same.len() < n)
+        {
             return Err(NeedFull("agencies, teams or workers changed".into()));
         }
-        if c.exceptions
-            .iter()
+        let mut placements = FxHashMap::default();
+        macro_rules! locate {
+            ($t:ident) => {
+                placements.insert(stringify!($t), place(&s.$t, &c.$t));
+            };
+        }
+        component_tables!(locate);
+        let placed = |t: &str| &placements[t];
+        if changed(&c.exceptions, placed("exceptions"))
             .any(|e| e.child_id.is_none() && e.conference_id.is_none())
         {
             return Err(NeedFull(
                 "an exception naming no child or conference changed".into(),
             ));
-        }
-        if !c.load_findings.is_empty() {
-            return Err(NeedFull("a changed row has unreadable values".into()));
         }
         if self.touches_load_findings(&c) {
             return Err(NeedFull(
@@ -495,25 +531,22 @@ impl Kept {
         let mut rows = 0;
         macro_rules! count {
             ($t:ident) => {
-                rows += c.$t.len();
+                rows += changed(&c.$t, placed(stringify!($t))).count();
             };
         }
         component_tables!(count);
 
         // The components to re-evaluate: those of the changed rows (as they
         // were and as they are) and those whose horizon has passed.
-        let s = &self.state;
-        let mut placements = FxHashMap::default();
         let mut seeds: Vec<NodeRef> = Vec::new();
-        macro_rules! locate {
+        macro_rules! seed {
             ($t:ident) => {
-                let p = place(&s.$t, &c.$t);
+                let p = placed(stringify!($t));
                 nodes_of(p.over.iter().map(|&(j, _)| &s.$t[j]), &mut seeds);
-                nodes_of(&c.$t, &mut seeds);
-                placements.insert(stringify!($t), p);
+                nodes_of(changed(&c.$t, p), &mut seeds);
             };
         }
-        component_tables!(locate);
+        component_tables!(seed);
         seeds.extend(
             self.horizon
                 .iter()

@@ -1014,10 +1014,9 @@ fn obligations_metric(d: &Daemon, rule: &str, status: &str) -> f64 {
 async fn ticks_between_full_reads_read_only_what_changed() {
     use cpwatch::daemon::Scope;
     let clock = Arc::new(ManualClock::new(t("2027-02-01T10:00:00Z")));
-    let (d, db, _out) = daemon_to_outbox(&minutes_missing(), clock.clone(), |c| {
-        c.schedule.updated_at_overlap_seconds = 0;
-    })
-    .await;
+    // The default overlap: every row, inserted just now, is read again at
+    // each tick, and only the ones that differ count as changed.
+    let (d, db, _out) = daemon_to_outbox(&minutes_missing(), clock.clone(), |_| {}).await;
     let first = d.run_once().await.expect("tick");
     assert_eq!(first.scope, Scope::Full, "the first tick reads everything");
     assert_eq!(obligations_metric(&d, "minutes-circulated", "met"), 0.0);
