@@ -418,6 +418,21 @@ fn end_of_day_time() -> NaiveTime {
     NaiveTime::from_hms_opt(23, 59, 59).unwrap_or(NaiveTime::MIN)
 }
 
+/// A local wall-clock time in `tz` as an instant: the earlier of an ambiguous
+/// time, and for a time skipped by the spring change, the same time an hour later.
+pub fn local_instant(tz: Tz, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
+    let naive = NaiveDateTime::new(date, time);
+    match tz.from_local_datetime(&naive).earliest() {
+        Some(t) => t.with_timezone(&Utc),
+        None => {
+            let later = naive + Duration::hours(1);
+            tz.from_local_datetime(&later)
+                .earliest()
+                .map_or_else(|| Utc.from_utc_datetime(&naive), |t| t.with_timezone(&Utc))
+        }
+    }
+}
+
 impl Calendar {
     pub fn new(data: Arc<HolidayData>, division: &str, tz: Tz) -> Result<Self, CalendarError> {
         data.check_division(division)?;
@@ -505,20 +520,9 @@ impl Calendar {
         t.with_timezone(&self.tz)
     }
 
-    /// A local wall-clock time as an instant: the earlier of an ambiguous
-    /// time, and for a time skipped by the spring change, the same time an hour later.
+    /// A local wall-clock time as an instant (see [`local_instant`]).
     pub fn at_local(&self, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
-        let naive = NaiveDateTime::new(date, time);
-        match self.tz.from_local_datetime(&naive).earliest() {
-            Some(t) => t.with_timezone(&Utc),
-            None => {
-                let later = naive + Duration::hours(1);
-                self.tz
-                    .from_local_datetime(&later)
-                    .earliest()
-                    .map_or_else(|| Utc.from_utc_datetime(&naive), |t| t.with_timezone(&Utc))
-            }
-        }
+        local_instant(self.tz, date, time)
     }
 
     /// 23:59:59 local time on `date`.

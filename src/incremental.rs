@@ -19,6 +19,7 @@ use std::hash::Hash;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use crate::calendar::local_instant;
 use crate::case::*;
 use crate::engine::Engine;
 use crate::evaluate::{sort_findings, Evaluation, Finding, Name, Obligation};
@@ -275,13 +276,13 @@ macro_rules! component_tables {
 /// nowhere, when it is the kept row unchanged (read again for the overlap).
 struct Placement {
     over: Vec<(usize, usize)>,
-    same: Vec<usize>,
+    same: FxHashSet<usize>,
 }
 
 fn place<T: Row>(rows: &[T], read: &[T]) -> Placement {
     let mut placement = Placement {
         over: Vec::new(),
-        same: Vec::new(),
+        same: FxHashSet::default(),
     };
     if read.is_empty() {
         return placement;
@@ -291,7 +292,7 @@ fn place<T: Row>(rows: &[T], read: &[T]) -> Placement {
     for (j, r) in rows.iter().enumerate() {
         if let Some(i) = by_key.remove(&r.key()) {
             if read[i] == *r {
-                placement.same.push(i);
+                placement.same.insert(i);
             } else {
                 placement.over.push((j, i));
             }
@@ -301,10 +302,11 @@ fn place<T: Row>(rows: &[T], read: &[T]) -> Placement {
 }
 
 fn apply<T: Row>(rows: &mut Vec<T>, read: Vec<T>, placement: &Placement) {
-    let mut read: Vec<Option<T>> = read.into_iter().map(Some).collect();
-    for &i in &placement.same {
-        read[i] = None;
-    }
+    let mut read: Vec<Option<T>> = read
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| (!placement.same.contains(&i)).then_some(r))
+        .collect();
     for &(j, i) in &placement.over {
         if let Some(r) = read[i].take() {
             rows[j] = r;
@@ -314,11 +316,13 @@ fn apply<T: Row>(rows: &mut Vec<T>, read: Vec<T>, placement: &Placement) {
 }
 
 /// The rows read that differ from the kept ones (or are new).
-fn changed<'a, T: Row>(read: &'a [T], placement: &Placement) -> impl Iterator<Item = &'a T> {
-    let same: FxHashSet<usize> = placement.same.iter().copied().collect();
+fn changed<'a, T: Row>(
+    read: &'a [T],
+    placement: &'a Placement,
+) -> impl Iterator<Item = &'a T> + 'a {
     read.iter()
         .enumerate()
-        .filter(move |(i, _)| !same.contains(i))
+        .filter(|(i, _)| !placement.same.contains(i))
         .map(|(_, r)| r)
 }
 
@@ -328,7 +332,7 @@ fn nodes_of<'a, T: Row + 'a>(rows: impl IntoIterator<Item = &'a T>, into: &mut V
     }
 }
 
-/// Adds to `scope` every node linked to one in it, through the rows of `tables`.
+/// Adds to `scope` every node linked to one in it by a row; whether it grew.
 fn link<'a, T: Row>(rows: &'a [T], scope: &mut FxHashSet<NodeRef<'a>>) -> bool {
     let mut grew = false;
     for r in rows {
@@ -372,18 +376,9 @@ fn restrict(s: &CaseState, scope: &Scope) -> CaseState {
 
 /// The first instant after `now` at which the date changes in UTC or in any board's time zone.
 fn day_end(engine: &Engine, now: Instant) -> Instant {
-    use chrono::TimeZone;
     let next_midnight = |tz: chrono_tz::Tz| {
         let tomorrow = now.with_timezone(&tz).date_naive().succ_opt()?;
-        let midnight = tomorrow.and_hms_opt(0, 0, 0)?;
-        // A midnight skipped by a clock change: the day starts an hour later.
-        tz.from_local_datetime(&midnight)
-            .earliest()
-            .or_else(|| {
-                tz.from_local_datetime(&(midnight + chrono::Duration::hours(1)))
-                    .earliest()
-            })
-            .map(|t| t.with_timezone(&chrono::Utc))
+        Some(local_instant(tz, tomorrow, chrono::NaiveTime::MIN))
     };
     engine
         .rules
