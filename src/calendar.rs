@@ -66,6 +66,8 @@ pub struct HolidayData {
     file: String,
     divisions: HashMap<String, Division>,
     closures: BTreeMap<NaiveDate, String>,
+    /// Each time zone's days over the covered years, built on first use.
+    zones: std::sync::Mutex<Vec<(Tz, Arc<ZoneDays>)>>,
 }
 
 #[derive(Debug)]
@@ -150,6 +152,74 @@ impl WorkingDays {
     }
 }
 
+/// A time zone day by day: the offset of each UTC day on which it does not
+/// change, and each local day's first and last instant. Turning an instant
+/// into a local date then costs an index, not a search of the zone's history.
+#[derive(Debug)]
+struct ZoneDays {
+    first: NaiveDate,
+    /// The offset from UTC (seconds) throughout the UTC day, `None` on a day it changes.
+    steady: Vec<Option<i32>>,
+    /// 00:00 and 23:59:59 local time of the local day, as `local_instant` gives them.
+    bounds: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+impl ZoneDays {
+    fn build(tz: Tz, first: NaiveDate, last: NaiveDate) -> Self {
+        use chrono::Offset as _;
+        let offset_at = |d: NaiveDate| {
+            tz.offset_from_utc_datetime(&d.and_time(NaiveTime::MIN))
+                .fix()
+                .local_minus_utc()
+        };
+        let days: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= last).collect();
+        // A zone changes offset at most once a day, so equal offsets at both midnights mean none that day.
+        let steady = days
+            .iter()
+            .map(|d| {
+                let here = offset_at(*d);
+                d.succ_opt()
+                    .filter(|next| offset_at(*next) == here)
+                    .map(|_| here)
+            })
+            .collect();
+        let bounds = days
+            .iter()
+            .map(|d| {
+                (
+                    local_instant(tz, *d, NaiveTime::MIN),
+                    local_instant(tz, *d, end_of_day_time()),
+                )
+            })
+            .collect();
+        ZoneDays {
+            first,
+            steady,
+            bounds,
+        }
+    }
+
+    fn index(&self, d: NaiveDate) -> Option<usize> {
+        usize::try_from((d - self.first).num_days()).ok()
+    }
+
+    fn local_date(&self, t: DateTime<Utc>) -> Option<NaiveDate> {
+        use chrono::Timelike as _;
+        let day = t.date_naive();
+        let offset = (*self.steady.get(self.index(day)?)?)?;
+        let seconds = i64::from(t.num_seconds_from_midnight()) + i64::from(offset);
+        Some(match seconds {
+            s if s < 0 => day.pred_opt()?,
+            s if s >= 86_400 => day.succ_opt()?,
+            _ => day,
+        })
+    }
+
+    fn bounds(&self, d: NaiveDate) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        self.bounds.get(self.index(d)?).copied()
+    }
+}
+
 impl HolidayData {
     /// The built-in data, or a newer file of the same format.
     pub fn load(path: Option<&Path>) -> Result<Self, CalendarError> {
@@ -194,6 +264,7 @@ impl HolidayData {
             file: file.to_string(),
             divisions,
             closures: BTreeMap::new(),
+            zones: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -234,6 +305,24 @@ impl HolidayData {
         Ok(())
     }
 
+    /// The zone's days over every covered year, with a year's margin either side.
+    fn zone(&self, tz: Tz) -> Option<Arc<ZoneDays>> {
+        // A poisoned lock only means another thread panicked mid-build: calendars then go without.
+        let mut zones = self.zones.lock().ok()?;
+        if let Some((_, z)) = zones.iter().find(|(t, _)| *t == tz) {
+            return Some(z.clone());
+        }
+        let first = self.divisions.values().map(|d| d.first_year).min()?;
+        let last = self.divisions.values().map(|d| d.last_year).max()?;
+        let z = Arc::new(ZoneDays::build(
+            tz,
+            NaiveDate::from_ymd_opt(first - 1, 1, 1)?,
+            NaiveDate::from_ymd_opt(last + 1, 12, 31)?,
+        ));
+        zones.push((tz, z.clone()));
+        Some(z)
+    }
+
     fn has_division(&self, division: &str) -> bool {
         self.divisions.contains_key(division)
     }
@@ -258,6 +347,7 @@ pub struct Calendar {
     data: Arc<HolidayData>,
     division: String,
     pub tz: Tz,
+    zone: Option<Arc<ZoneDays>>,
 }
 
 /// How many units an offset moves, and which way.
@@ -437,6 +527,7 @@ impl Calendar {
     pub fn new(data: Arc<HolidayData>, division: &str, tz: Tz) -> Result<Self, CalendarError> {
         data.check_division(division)?;
         Ok(Calendar {
+            zone: data.zone(tz),
             data,
             division: division.to_string(),
             tz,
@@ -513,7 +604,10 @@ impl Calendar {
     }
 
     pub fn local_date(&self, t: DateTime<Utc>) -> NaiveDate {
-        t.with_timezone(&self.tz).date_naive()
+        self.zone
+            .as_ref()
+            .and_then(|z| z.local_date(t))
+            .unwrap_or_else(|| t.with_timezone(&self.tz).date_naive())
     }
 
     pub fn local(&self, t: DateTime<Utc>) -> DateTime<Tz> {
@@ -527,12 +621,18 @@ impl Calendar {
 
     /// 23:59:59 local time on `date`.
     pub fn end_of_day(&self, date: NaiveDate) -> DateTime<Utc> {
-        self.at_local(date, end_of_day_time())
+        match self.zone.as_ref().and_then(|z| z.bounds(date)) {
+            Some((_, end)) => end,
+            None => self.at_local(date, end_of_day_time()),
+        }
     }
 
     /// 00:00 local time on `date`: the instant a date-only event stands for.
     pub fn start_of_day(&self, date: NaiveDate) -> DateTime<Utc> {
-        self.at_local(date, NaiveTime::MIN)
+        match self.zone.as_ref().and_then(|z| z.bounds(date)) {
+            Some((start, _)) => start,
+            None => self.at_local(date, NaiveTime::MIN),
+        }
     }
 
     /// The date an offset reaches from `date` (day 0), for day-based units.

@@ -17,6 +17,8 @@ pub struct Engine {
     pub rules: RuleSet,
     pub holidays: Arc<HolidayData>,
     pub default_board: String,
+    /// Threads an evaluation runs on: one per core the process may use, unless set.
+    pub threads: usize,
 }
 
 impl Engine {
@@ -51,6 +53,7 @@ impl Engine {
             rules,
             holidays: Arc::new(holidays),
             default_board: default_board.to_string(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         })
     }
 
@@ -72,6 +75,7 @@ impl Engine {
             now,
             &Options {
                 default_board: &self.default_board,
+                threads: self.threads,
             },
             sink,
         )

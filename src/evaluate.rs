@@ -2,6 +2,7 @@
 //! data-quality findings out. Pure: no I/O, no clock, no panics on bad data.
 
 use rustc_hash::FxHashMap as HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
@@ -238,6 +239,8 @@ pub struct Evaluation {
 pub struct Options<'a> {
     /// The board of children whose `board` is null.
     pub default_board: &'a str,
+    /// Threads to evaluate on (boards and their children are shared out among them).
+    pub threads: usize,
 }
 
 /// Evaluates every board's rules against the case state at `now`.
@@ -259,8 +262,8 @@ pub fn evaluate(
     }
 }
 
-/// The same evaluation, handing each obligation to `sink` as soon as its
-/// board is done rather than keeping them all: the service keeps only what it
+/// The same evaluation, handing each obligation to `sink` as soon as it is
+/// made rather than keeping them all: the service keeps only what it
 /// acts on, so its memory does not grow with years of settled history.
 /// Returns the findings, sorted.
 pub fn evaluate_each(
@@ -276,7 +279,6 @@ pub fn evaluate_each(
     let clean = fixed.view(state);
     inconsistencies(&clean, &mut findings);
     let idx = Index::new(&clean, &mut findings);
-    let mut obligations = Vec::new();
 
     let mut children_by_board: HashMap<&str, Vec<&Child>> = HashMap::default();
     for c in clean.children {
@@ -317,8 +319,10 @@ pub fn evaluate_each(
         }
     }
 
-    let mut calendar_errors: HashMap<String, CalendarError> = HashMap::default();
-    let mut names = Names::default();
+    // Each version of each board, its children and conferences cut into pieces
+    // that workers take in turn: subjects are independent of one another.
+    let threads = opts.threads.max(1);
+    let mut jobs = Vec::new();
     for (board_id, versions) in &rules.boards {
         let children = children_by_board
             .get(board_id.as_str())
@@ -333,7 +337,7 @@ pub fn evaluate_each(
         }
         for board in versions {
             let cal = match Calendar::new(holidays.clone(), &board.calendar, board.time_zone) {
-                Ok(c) => c,
+                Ok(c) => Arc::new(c),
                 Err(e) => {
                     findings.push(Finding::new(
                         "calendar_missing",
@@ -344,20 +348,26 @@ pub fn evaluate_each(
                     continue;
                 }
             };
-            let window = rules.window(board);
-            let ev = BoardEval {
-                idx: &idx,
-                board,
-                names: &mut names,
-                cal: &cal,
-                now,
-                window,
-                calendar_errors: &mut calendar_errors,
-            };
-            ev.run(children, conferences, &mut obligations);
-            obligations.drain(..).for_each(&mut *sink);
+            let pieces = if threads > 1 { threads * 4 } else { 1 };
+            for (children, conferences) in
+                pieces_of(children, pieces).zip(pieces_of(conferences, pieces))
+            {
+                jobs.push(Job {
+                    board,
+                    cal: cal.clone(),
+                    window: rules.window(board),
+                    children,
+                    conferences,
+                });
+            }
         }
     }
+    let next = AtomicUsize::new(0);
+    let calendar_errors = if threads == 1 || jobs.len() < 2 {
+        work(&jobs, &next, &idx, now, sink)
+    } else {
+        in_parallel(&jobs, &next, &idx, now, threads, sink)
+    };
     for (what, e) in calendar_errors {
         findings.push(Finding::new(
             "calendar_not_covered",
@@ -381,6 +391,102 @@ pub fn sort_findings(findings: &mut Vec<Finding>) {
 // ------------------------------------------------------------------ sanitise
 
 /// An instant in messages: RFC 3339, whole seconds.
+/// One board version's evaluation of some of its children and conferences.
+struct Job<'a> {
+    board: &'a Board,
+    cal: Arc<Calendar>,
+    window: (Option<NaiveDate>, Option<NaiveDate>),
+    children: &'a [&'a Child],
+    conferences: &'a [&'a Conference],
+}
+
+/// `n` consecutive pieces of `items`, some perhaps empty.
+fn pieces_of<'s, T>(items: &'s [T], n: usize) -> impl Iterator<Item = &'s [T]> + 's {
+    let size = items.len().div_ceil(n.max(1));
+    (0..n.max(1)).map(move |i| {
+        let from = (i * size).min(items.len());
+        &items[from..(from + size).min(items.len())]
+    })
+}
+
+/// Takes jobs until none are left; returns the calendar errors met.
+fn work<'a>(
+    jobs: &[Job<'a>],
+    next: &AtomicUsize,
+    idx: &Index<'a>,
+    now: Instant,
+    sink: &mut dyn FnMut(Obligation),
+) -> HashMap<String, CalendarError> {
+    let mut names = Names::default();
+    let mut calendar_errors = HashMap::default();
+    while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+        BoardEval {
+            idx,
+            board: job.board,
+            names: &mut names,
+            cal: &job.cal,
+            now,
+            window: job.window,
+            calendar_errors: &mut calendar_errors,
+            current: None,
+            last_offset: None,
+        }
+        .run(job.children, job.conferences, sink);
+    }
+    calendar_errors
+}
+
+/// The jobs on `threads` workers, their obligations handed to `sink` on this
+/// thread in batches (a bounded queue, so a slow sink holds the workers back
+/// rather than letting obligations pile up).
+fn in_parallel<'a>(
+    jobs: &[Job<'a>],
+    next: &AtomicUsize,
+    idx: &Index<'a>,
+    now: Instant,
+    threads: usize,
+    sink: &mut dyn FnMut(Obligation),
+) -> HashMap<String, CalendarError> {
+    const BATCH: usize = 4096;
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Obligation>>(threads * 4);
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let tx = tx.clone();
+                s.spawn(move || {
+                    let mut batch = Vec::with_capacity(BATCH);
+                    let errors = work(jobs, next, idx, now, &mut |o| {
+                        batch.push(o);
+                        if batch.len() == BATCH {
+                            // The receiver only goes when this scope ends, after every worker.
+                            let _ =
+                                tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                        }
+                    });
+                    let _ = tx.send(batch);
+                    errors
+                })
+            })
+            .collect();
+        drop(tx);
+        for batch in rx {
+            batch.into_iter().for_each(&mut *sink);
+        }
+        let mut calendar_errors = HashMap::default();
+        for w in workers {
+            match w.join() {
+                Ok(errors) => {
+                    for (k, e) in errors {
+                        calendar_errors.entry(k).or_insert(e);
+                    }
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        calendar_errors
+    })
+}
+
 fn stamp(t: Instant) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -784,15 +890,30 @@ struct Index<'a> {
     visits: HashMap<&'a str, Vec<Instant>>,
     cin_reviews: HashMap<&'a str, Vec<NaiveDate>>,
     reconvened_by: HashMap<&'a str, Vec<&'a Conference>>,
-    exceptions: HashMap<&'a str, Vec<&'a Exception>>,
+    /// Agreed exceptions by rule, then by the id that finds them.
+    exceptions: HashMap<&'a str, Exceptions<'a>>,
 }
 
-fn group<'a, T, K: Fn(&'a T) -> &'a str>(rows: &'a [T], key: K) -> HashMap<&'a str, Vec<&'a T>> {
-    let mut m: HashMap<&str, Vec<&T>> = HashMap::default();
-    for r in rows {
-        m.entry(key(r)).or_default().push(r);
+/// One rule's exceptions, each filed under the narrowest id it names (its
+/// conference, else its child, else its agency), so matching an obligation
+/// looks at the few that could apply rather than every one of the rule.
+#[derive(Default)]
+struct Exceptions<'a> {
+    by_conference: HashMap<&'a str, Vec<&'a Exception>>,
+    by_child: HashMap<&'a str, Vec<&'a Exception>>,
+    by_agency: HashMap<&'a str, Vec<&'a Exception>>,
+}
+
+impl<'a> Exceptions<'a> {
+    fn file(&mut self, e: &'a Exception) {
+        let (map, key) = match (&e.conference_id, &e.child_id, &e.agency_id) {
+            (Some(c), _, _) => (&mut self.by_conference, c),
+            (None, Some(c), _) => (&mut self.by_child, c),
+            (None, None, Some(a)) => (&mut self.by_agency, a),
+            (None, None, None) => return,
+        };
+        map.entry(key.as_str()).or_default().push(e);
     }
-    m
 }
 
 impl<'a> Index<'a> {
@@ -1047,10 +1168,9 @@ impl<'a> Index<'a> {
         for r in referrals {
             refs.entry(r.child_id.as_str()).or_default().push(r);
         }
-        let mut exceptions = group(s.exceptions, |e: &Exception| e.rule.as_str());
-        // The earliest agreed exception gives the reason, whatever order the rows came in.
-        for v in exceptions.values_mut() {
-            v.sort_by(|a, b| (a.recorded_at, &a.id).cmp(&(b.recorded_at, &b.id)));
+        let mut exceptions = HashMap::<&str, Exceptions>::default();
+        for e in s.exceptions {
+            exceptions.entry(e.rule.as_str()).or_default().file(e);
         }
         for e in s.exceptions {
             if e.child_id.is_none() && e.conference_id.is_none() && e.agency_id.is_none() {
@@ -1181,6 +1301,17 @@ struct BoardEval<'e, 'a> {
     now: Instant,
     window: (Option<NaiveDate>, Option<NaiveDate>),
     calendar_errors: &'e mut HashMap<String, CalendarError>,
+    current: Option<RuleNames<'a>>,
+    last_offset: Option<(Offset, Name)>,
+}
+
+/// The names of the rule being evaluated (see `BoardEval::rule_names`).
+struct RuleNames<'a> {
+    of: &'a Rule,
+    rule: Name,
+    title: Name,
+    board: Name,
+    version: Name,
 }
 
 fn age_on(dob: NaiveDate, day: NaiveDate) -> i32 {
@@ -1196,7 +1327,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         mut self,
         children: &[&'a Child],
         conferences: &[&'a Conference],
-        out: &mut Vec<Obligation>,
+        out: &mut dyn FnMut(Obligation),
     ) {
         let board = self.board;
         // Rules of a board share their subjects: list each kind once.
@@ -1721,34 +1852,68 @@ impl<'e, 'a> BoardEval<'e, 'a> {
     /// exception names must be the obligation's (a child named on a conference-wide
     /// obligation must be one of the conference's children).
     fn exception(&self, rule: &'a Rule, ctx: &Ctx<'a>) -> Option<String> {
+        let of_rule = self.idx.exceptions.get(rule.id.as_str())?;
         let names_child = !matches!(rule.subject, Subject::Conference | Subject::Invitation);
+        let conf_children = || {
+            ctx.conference
+                .and_then(|conf| self.idx.conf_children.get(conf.id.as_str()))
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+        };
         let child_ok = |want: &str| {
             if names_child {
                 ctx.child.is_some_and(|c| c.id == want)
             } else {
-                ctx.conference.is_some_and(|conf| {
-                    self.idx
-                        .conf_children
-                        .get(conf.id.as_str())
-                        .is_some_and(|ccs| ccs.iter().any(|cc| cc.child_id == want))
-                })
+                conf_children().iter().any(|cc| cc.child_id == want)
             }
         };
-        self.idx
-            .exceptions
-            .get(rule.id.as_str())?
-            .iter()
-            .find(|e| {
-                (e.child_id.is_some() || e.conference_id.is_some() || e.agency_id.is_some())
-                    && e.child_id.as_deref().is_none_or(child_ok)
-                    && e.conference_id
-                        .as_deref()
-                        .is_none_or(|w| ctx.conference.is_some_and(|c| c.id == w))
-                    && e.agency_id
-                        .as_deref()
-                        .is_none_or(|w| ctx.agency.is_some_and(|a| a.id == w))
-            })
-            .map(|e| e.reason.to_string())
+        fn found<'m, 'x>(
+            map: &'m HashMap<&'x str, Vec<&'x Exception>>,
+            key: Option<&str>,
+        ) -> impl Iterator<Item = &'x Exception> + 'm {
+            key.and_then(|k| map.get(k)).into_iter().flatten().copied()
+        }
+        let by_child: Vec<&Exception> = if names_child {
+            found(&of_rule.by_child, ctx.child.map(|c| c.id.as_str())).collect()
+        } else {
+            conf_children()
+                .iter()
+                .flat_map(|cc| found(&of_rule.by_child, Some(cc.child_id.as_str())))
+                .collect()
+        };
+        found(
+            &of_rule.by_conference,
+            ctx.conference.map(|c| c.id.as_str()),
+        )
+        .chain(by_child)
+        .chain(found(&of_rule.by_agency, ctx.agency.map(|a| a.id.as_str())))
+        .filter(|e| {
+            e.child_id.as_deref().is_none_or(child_ok)
+                && e.conference_id
+                    .as_deref()
+                    .is_none_or(|w| ctx.conference.is_some_and(|c| c.id == w))
+                && e.agency_id
+                    .as_deref()
+                    .is_none_or(|w| ctx.agency.is_some_and(|a| a.id == w))
+        })
+        // The earliest agreed exception gives the reason, whatever order the rows came in.
+        .min_by(|a, b| (a.recorded_at, &a.id).cmp(&(b.recorded_at, &b.id)))
+        .map(|e| e.reason.to_string())
+    }
+
+    /// The names every obligation of the rule carries, looked up once per rule.
+    fn rule_names(&mut self, rule: &'a Rule) -> &RuleNames<'a> {
+        let names = match self.current.take() {
+            Some(n) if std::ptr::eq(n.of, rule) => n,
+            _ => RuleNames {
+                of: rule,
+                rule: self.names.get(&rule.id),
+                title: self.names.get(&rule.title),
+                board: self.names.get(&self.board.id),
+                version: self.names.get(&self.board.version),
+            },
+        };
+        self.current.insert(names)
     }
 
     fn base(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, occurrence: Occurrence) -> Obligation {
@@ -1756,13 +1921,13 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         let names_child = !matches!(rule.subject, Subject::Conference | Subject::Invitation);
         let child = ctx.child.filter(|_| names_child);
         let team = self.idx.team_of(ctx.child);
-        let n = &mut *self.names;
+        let n = self.rule_names(rule);
         Obligation {
-            rule: n.get(&rule.id),
-            title: n.get(&rule.title),
+            rule: n.rule.clone(),
+            title: n.title.clone(),
             kind: rule.kind,
-            board: n.get(&self.board.id),
-            board_version: n.get(&self.board.version),
+            board: n.board.clone(),
+            board_version: n.version.clone(),
             child: child.map(|c| c.reference.shared()),
             child_id: child.map(|c| c.id.shared()),
             conference: ctx.conference.map(|c| c.id.shared()),
@@ -1799,18 +1964,26 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
     }
 
-    /// The offset as shown, shared between obligations.
+    /// The offset as shown, shared between obligations; a rule's obligations
+    /// mostly share one offset, so the last is kept at hand.
     fn offset_name(&mut self, offset: &Offset) -> Name {
-        self.names.offset(offset)
+        match &self.last_offset {
+            Some((o, n)) if o == offset => n.clone(),
+            _ => {
+                let n = self.names.offset(offset);
+                self.last_offset = Some((offset.clone(), n.clone()));
+                n
+            }
+        }
     }
 
-    fn obligations(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<Obligation>) {
+    fn obligations(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(Obligation)) {
         match rule.kind {
             RuleKind::Standard => self.standard(rule, ctx, out),
             RuleKind::Recurring => self.recurring(rule, ctx, out),
             RuleKind::Deadline | RuleKind::Notice => {
                 if let Some(o) = self.one_off(rule, ctx) {
-                    out.push(o);
+                    out(o);
                 }
             }
         }
@@ -1937,7 +2110,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             .is_some_and(|end| end < due_day)
     }
 
-    fn recurring(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<Obligation>) {
+    fn recurring(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(Obligation)) {
         let Some(mut anchor) = rule.starts.as_ref().and_then(|s| self.event(*s, ctx, None)) else {
             return;
         };
@@ -1988,7 +2161,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                 } else {
                     self.settle(rule, ctx, &mut o);
                 }
-                out.push(o);
+                out(o);
             }
             match next {
                 Some(m) if m > anchor => anchor = m,
@@ -1997,7 +2170,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
     }
 
-    fn standard(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<Obligation>) {
+    fn standard(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(Obligation)) {
         let Some(spec) = &rule.standard else { return };
         let idx = self.idx;
         let (at, held) = match (ctx.plan, ctx.conference) {
@@ -2026,12 +2199,12 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         };
         if ctx.conference.is_some_and(Conference::is_cancelled) {
             o.status = Status::Void;
-            out.push(o);
+            out(o);
             return;
         }
         if !held {
             o.status = self.pending(rule, at);
-            out.push(o);
+            out(o);
             return;
         }
         let met = match spec.check.as_str() {
@@ -2068,7 +2241,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         } else {
             o.status = Status::Overdue;
         }
-        out.push(o);
+        out(o);
     }
 
     fn quorate(&self, spec: &crate::rules::StandardSpec, conf: &Conference) -> bool {

@@ -233,21 +233,24 @@ impl Metrics {
 /// professional groups.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tally {
-    groups: HashMap<Name, Name>,
+    groups: Map<Name, Name>,
     now: Instant,
     empty: Name,
     pub total: usize,
     /// By board, rule and status.
-    counts: HashMap<(Name, Name, &'static str), i64>,
+    counts: Map<(Name, Name, &'static str), i64>,
     /// By board, rule, agency, professional group and team.
-    overdue: HashMap<(Name, Name, Name, Name, Name), i64>,
+    overdue: Map<(Name, Name, Name, Name, Name), i64>,
     /// By board, rule and window.
-    ratio: HashMap<(Name, Name, &'static str), OnTime>,
+    ratio: Map<(Name, Name, &'static str), OnTime>,
     /// By board, rule, agency, professional group and window.
-    by_agency: HashMap<AgencyWindow, OnTime>,
+    by_agency: Map<AgencyWindow, OnTime>,
     /// By board, rule, team and window.
-    by_team: HashMap<(Name, Name, Name, &'static str), OnTime>,
+    by_team: Map<(Name, Name, Name, &'static str), OnTime>,
 }
+
+/// Tally's maps: keyed by shared names, hashed for every obligation counted.
+type Map<K, V> = rustc_hash::FxHashMap<K, V>;
 
 /// (met on time, counted).
 type OnTime = (i64, i64);
@@ -255,7 +258,7 @@ type AgencyWindow = (Name, Name, Name, Name, &'static str);
 
 /// Adds `by` to a count, dropping it at zero so a series nothing counts any
 /// more disappears as it would from a fresh tally.
-fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, i64>, key: K, by: i64) {
+fn bump<K: std::hash::Hash + Eq>(map: &mut Map<K, i64>, key: K, by: i64) {
     match map.entry(key) {
         Entry::Occupied(mut e) => {
             *e.get_mut() += by;
@@ -269,7 +272,7 @@ fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, i64>, key: K, by: i64) {
     }
 }
 
-fn bump_on_time<K: std::hash::Hash + Eq>(map: &mut HashMap<K, OnTime>, key: K, met: i64, by: i64) {
+fn bump_on_time<K: std::hash::Hash + Eq>(map: &mut Map<K, OnTime>, key: K, met: i64, by: i64) {
     match map.entry(key) {
         Entry::Occupied(mut e) => {
             let v = e.get_mut();
@@ -298,11 +301,11 @@ impl Tally {
             now,
             empty: Name::from(""),
             total: 0,
-            counts: HashMap::new(),
-            overdue: HashMap::new(),
-            ratio: HashMap::new(),
-            by_agency: HashMap::new(),
-            by_team: HashMap::new(),
+            counts: Map::default(),
+            overdue: Map::default(),
+            ratio: Map::default(),
+            by_agency: Map::default(),
+            by_team: Map::default(),
         }
     }
 

@@ -391,3 +391,46 @@ proptest! {
         prop_assert_eq!(c.working_days_late(due, at).expect("covered"), expected);
     }
 }
+
+/// Local dates and day bounds come from a day-by-day table of the zone; they
+/// must agree with chrono-tz at every quarter hour (and the second before it)
+/// of every covered year, in zones that change by an hour, by half an hour,
+/// and one that skipped a whole day (Samoa, 30 December 2011).
+#[test]
+fn the_zone_table_agrees_with_chrono_tz_everywhere() {
+    use chrono::{Duration, NaiveTime};
+    let data = Arc::new(HolidayData::load(None).expect("built-in data"));
+    for tz in [
+        London,
+        chrono_tz::Australia::Lord_Howe,
+        chrono_tz::Pacific::Apia,
+    ] {
+        let cal = Calendar::new(data.clone(), "england-and-wales", tz).expect("calendar");
+        let mut at = t("2008-12-31T00:00:00Z");
+        while at < t("2029-01-02T00:00:00Z") {
+            for i in [at - Duration::seconds(1), at] {
+                assert_eq!(
+                    cal.local_date(i),
+                    i.with_timezone(&tz).date_naive(),
+                    "{tz} at {i}"
+                );
+            }
+            at += Duration::minutes(15);
+        }
+        let mut day = d("2008-12-31");
+        while day < d("2029-01-02") {
+            assert_eq!(
+                cal.start_of_day(day),
+                cpwatch::calendar::local_instant(tz, day, NaiveTime::MIN),
+                "{tz} {day}"
+            );
+            let end = NaiveTime::from_hms_opt(23, 59, 59).expect("time");
+            assert_eq!(
+                cal.end_of_day(day),
+                cpwatch::calendar::local_instant(tz, day, end),
+                "{tz} {day}"
+            );
+            day = day.succ_opt().expect("next day");
+        }
+    }
+}

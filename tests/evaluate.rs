@@ -1332,6 +1332,7 @@ fn statuses_and_lateness_are_consistent_over_the_demo_authority() {
         now,
         &cpwatch::evaluate::Options {
             default_board: "working-together-2010",
+            threads: 1,
         },
     );
     assert!(e.obligations.len() > 5_000);
@@ -1392,4 +1393,50 @@ fn statuses_and_lateness_are_consistent_over_the_demo_authority() {
         serde_json::to_string(&state).expect("json"),
         serde_json::to_string(&again).expect("json")
     );
+}
+
+/// Shared out among threads, an evaluation gives exactly what it gives on one:
+/// every obligation, field by field, and the same findings.
+#[test]
+fn threads_share_out_the_work_without_changing_the_result() {
+    let holidays = common::holidays();
+    let rules = built_in_rules();
+    let now = t("2027-12-20T09:00:00Z");
+    let mut state =
+        cpwatch::demo::generate(11, 300, t("2026-11-23T09:00:00Z"), &holidays).expect("demo data");
+    // Conferences just held: their minutes are due in 2028, which the calendar does not cover,
+    // so the workers meet calendar errors too.
+    for c in state.conferences.iter_mut().take(20) {
+        c.status = "held".into();
+        c.held_at = Some(t("2027-12-17T10:00:00Z"));
+        c.minutes_circulated_at = None;
+    }
+    let on = |threads| {
+        let mut e = cpwatch::evaluate::evaluate(
+            &state,
+            &rules,
+            &holidays,
+            now,
+            &cpwatch::evaluate::Options {
+                default_board: "working-together-2010",
+                threads,
+            },
+        );
+        e.obligations.sort_by(|a, b| a.report_cmp(b));
+        let obligations: Vec<String> = e.obligations.iter().map(|o| format!("{o:?}")).collect();
+        (obligations, e.findings)
+    };
+    let (one, one_findings) = on(1);
+    assert!(one.len() > 5_000);
+    assert!(one_findings
+        .iter()
+        .any(|f| f.kind == "calendar_not_covered"));
+    for threads in [2, 3, 8] {
+        let (many, many_findings) = on(threads);
+        assert_eq!(many.len(), one.len(), "{threads} threads");
+        for (a, b) in many.iter().zip(&one) {
+            assert_eq!(a, b, "{threads} threads");
+        }
+        assert_eq!(many_findings, one_findings, "{threads} threads");
+    }
 }

@@ -43,6 +43,7 @@ pub fn eval_with(state: &CaseState, rules: &RuleSet, at: &str) -> Evaluation {
         t(at),
         &Options {
             default_board: "working-together-2010",
+            threads: 1,
         },
     )
 }
