@@ -388,9 +388,8 @@ pub fn sort_findings(findings: &mut Vec<Finding>) {
     findings.dedup();
 }
 
-// ------------------------------------------------------------------ sanitise
+// --------------------------------------------------------------- sharing out
 
-/// An instant in messages: RFC 3339, whole seconds.
 /// One board version's evaluation of some of its children and conferences.
 struct Job<'a> {
     board: &'a Board,
@@ -487,6 +486,9 @@ fn in_parallel<'a>(
     })
 }
 
+// ------------------------------------------------------------------ sanitise
+
+/// An instant in messages: RFC 3339, whole seconds.
 fn stamp(t: Instant) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
