@@ -1325,16 +1325,7 @@ fn statuses_and_lateness_are_consistent_over_the_demo_authority() {
     let rules = built_in_rules();
     let now = t("2026-11-23T09:00:00Z");
     let state = cpwatch::demo::generate(7, 400, now, &holidays).expect("demo data");
-    let e = cpwatch::evaluate::evaluate(
-        &state,
-        &rules,
-        &holidays,
-        now,
-        &cpwatch::evaluate::Options {
-            default_board: "working-together-2010",
-            threads: 1,
-        },
-    );
+    let e = eval_on(&state, &rules, now, 1);
     assert!(e.obligations.len() > 5_000);
     for o in &e.obligations {
         match o.status {
@@ -1412,16 +1403,7 @@ fn threads_share_out_the_work_without_changing_the_result() {
         c.minutes_circulated_at = None;
     }
     let on = |threads| {
-        let mut e = cpwatch::evaluate::evaluate(
-            &state,
-            &rules,
-            &holidays,
-            now,
-            &cpwatch::evaluate::Options {
-                default_board: "working-together-2010",
-                threads,
-            },
-        );
+        let mut e = eval_on(&state, &rules, now, threads);
         e.obligations.sort_by(|a, b| a.report_cmp(b));
         let obligations: Vec<String> = e.obligations.iter().map(|o| format!("{o:?}")).collect();
         (obligations, e.findings)

@@ -36,14 +36,24 @@ pub fn holidays() -> Arc<HolidayData> {
 }
 
 pub fn eval_with(state: &CaseState, rules: &RuleSet, at: &str) -> Evaluation {
+    eval_on(state, rules, t(at), 1)
+}
+
+/// An evaluation with the built-in holidays on `threads` threads.
+pub fn eval_on(
+    state: &CaseState,
+    rules: &RuleSet,
+    now: chrono::DateTime<chrono::Utc>,
+    threads: usize,
+) -> Evaluation {
     evaluate(
         state,
         rules,
         &holidays(),
-        t(at),
+        now,
         &Options {
             default_board: "working-together-2010",
-            threads: 1,
+            threads,
         },
     )
 }
