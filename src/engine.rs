@@ -8,7 +8,9 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::calendar::{Calendar, HolidayData};
 use crate::case::{CaseState, Instant};
-use crate::evaluate::{evaluate_each, Evaluation, Finding, Obligation, Options};
+use crate::evaluate::{
+    evaluate_each, evaluate_split, Evaluation, Finding, Obligation, Options, Sink,
+};
 use crate::report::Zones;
 use crate::rules::{self, RuleSet};
 
@@ -78,6 +80,27 @@ impl Engine {
                 threads: self.threads,
             },
             sink,
+        )
+    }
+
+    /// Evaluation on one thread per sink, each worker handing its obligations
+    /// to a sink of its own; returns the findings.
+    pub fn evaluate_split<S: Sink>(
+        &self,
+        state: &CaseState,
+        now: Instant,
+        sinks: &mut [S],
+    ) -> Vec<Finding> {
+        evaluate_split(
+            state,
+            &self.rules,
+            &self.holidays,
+            now,
+            &Options {
+                default_board: &self.default_board,
+                threads: sinks.len(),
+            },
+            sinks,
         )
     }
 

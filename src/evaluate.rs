@@ -274,6 +274,63 @@ pub fn evaluate_each(
     opts: &Options,
     sink: &mut dyn FnMut(Obligation),
 ) -> Vec<Finding> {
+    let threads = opts.threads.max(1);
+    evaluate_with(
+        state,
+        rules,
+        holidays,
+        now,
+        opts,
+        threads,
+        |jobs, next, idx| {
+            if threads == 1 || jobs.len() < 2 {
+                work(jobs, next, idx, now, sink)
+            } else {
+                in_parallel(jobs, next, idx, now, threads, sink)
+            }
+        },
+    )
+}
+
+/// Where a worker of [`evaluate_split`] puts the obligations it makes.
+pub trait Sink: Send {
+    fn put(&mut self, o: Obligation);
+}
+
+/// The same evaluation on one thread per sink, each worker handing its
+/// obligations to a sink of its own: what the sinks do with them (count,
+/// keep) is shared out too, with no queue between threads. Returns the
+/// findings, sorted.
+pub fn evaluate_split<S: Sink>(
+    state: &CaseState,
+    rules: &RuleSet,
+    holidays: &Arc<HolidayData>,
+    now: Instant,
+    opts: &Options,
+    sinks: &mut [S],
+) -> Vec<Finding> {
+    evaluate_with(
+        state,
+        rules,
+        holidays,
+        now,
+        opts,
+        sinks.len(),
+        |jobs, next, idx| split(jobs, next, idx, now, sinks),
+    )
+}
+
+/// Checks and indexes the state, cuts the evaluation into jobs for `threads`
+/// workers and has `run` do them; returns the findings, sorted.
+fn evaluate_with(
+    state: &CaseState,
+    rules: &RuleSet,
+    holidays: &Arc<HolidayData>,
+    now: Instant,
+    opts: &Options,
+    threads: usize,
+    run: impl for<'a> FnOnce(&[Job<'a>], &AtomicUsize, &Index<'a>) -> HashMap<String, CalendarError>,
+) -> Vec<Finding> {
     let mut findings = state.load_findings.clone();
     let fixed = sanitize(state, now, &mut findings);
     let clean = fixed.view(state);
@@ -321,7 +378,7 @@ pub fn evaluate_each(
 
     // Each version of each board, its children and conferences cut into pieces
     // that workers take in turn: subjects are independent of one another.
-    let threads = opts.threads.max(1);
+    let threads = threads.max(1);
     let mut jobs = Vec::new();
     for (board_id, versions) in &rules.boards {
         let children = children_by_board
@@ -362,12 +419,7 @@ pub fn evaluate_each(
             }
         }
     }
-    let next = AtomicUsize::new(0);
-    let calendar_errors = if threads == 1 || jobs.len() < 2 {
-        work(&jobs, &next, &idx, now, sink)
-    } else {
-        in_parallel(&jobs, &next, &idx, now, threads, sink)
-    };
+    let calendar_errors = run(&jobs, &AtomicUsize::new(0), &idx);
     for (what, e) in calendar_errors {
         findings.push(Finding::new(
             "calendar_not_covered",
@@ -435,44 +487,25 @@ fn work<'a>(
     calendar_errors
 }
 
-/// The jobs on `threads` workers, their obligations handed to `sink` on this
-/// thread in batches (a bounded queue, so a slow sink holds the workers back
-/// rather than letting obligations pile up).
-fn in_parallel<'a>(
+/// The jobs on one worker per sink, the first on this thread; returns the
+/// calendar errors met.
+fn split<'a, S: Sink>(
     jobs: &[Job<'a>],
     next: &AtomicUsize,
     idx: &Index<'a>,
     now: Instant,
-    threads: usize,
-    sink: &mut dyn FnMut(Obligation),
+    sinks: &mut [S],
 ) -> HashMap<String, CalendarError> {
-    const BATCH: usize = 4096;
+    let Some((first, rest)) = sinks.split_first_mut() else {
+        return HashMap::default();
+    };
     std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Obligation>>(threads * 4);
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                let tx = tx.clone();
-                s.spawn(move || {
-                    let mut batch = Vec::with_capacity(BATCH);
-                    let errors = work(jobs, next, idx, now, &mut |o| {
-                        batch.push(o);
-                        if batch.len() == BATCH {
-                            // The receiver only goes when this scope ends, after every worker.
-                            let _ =
-                                tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
-                        }
-                    });
-                    let _ = tx.send(batch);
-                    errors
-                })
-            })
+        let others: Vec<_> = rest
+            .iter_mut()
+            .map(|sink| s.spawn(move || work(jobs, next, idx, now, &mut |o| sink.put(o))))
             .collect();
-        drop(tx);
-        for batch in rx {
-            batch.into_iter().for_each(&mut *sink);
-        }
-        let mut calendar_errors = HashMap::default();
-        for w in workers {
+        let mut calendar_errors = work(jobs, next, idx, now, &mut |o| first.put(o));
+        for w in others {
             match w.join() {
                 Ok(errors) => {
                     for (k, e) in errors {
@@ -483,6 +516,64 @@ fn in_parallel<'a>(
             }
         }
         calendar_errors
+    })
+}
+
+/// A worker's obligations on their way to a sink on another thread, in
+/// batches through a bounded queue (so a slow sink holds the workers back
+/// rather than letting obligations pile up). The last batch goes on drop.
+struct Batcher {
+    batch: Vec<Obligation>,
+    tx: std::sync::mpsc::SyncSender<Vec<Obligation>>,
+}
+
+impl Batcher {
+    const SIZE: usize = 4096;
+}
+
+impl Sink for Batcher {
+    fn put(&mut self, o: Obligation) {
+        self.batch.push(o);
+        if self.batch.len() == Self::SIZE {
+            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(Self::SIZE));
+            // The receiver only goes when the evaluation ends, after every worker.
+            let _ = self.tx.send(full);
+        }
+    }
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        let _ = self.tx.send(std::mem::take(&mut self.batch));
+    }
+}
+
+/// The jobs on `threads` workers, their obligations handed to `sink` on this thread.
+fn in_parallel<'a>(
+    jobs: &[Job<'a>],
+    next: &AtomicUsize,
+    idx: &Index<'a>,
+    now: Instant,
+    threads: usize,
+    sink: &mut dyn FnMut(Obligation),
+) -> HashMap<String, CalendarError> {
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(threads * 4);
+        let mut batchers: Vec<Batcher> = (0..threads)
+            .map(|_| Batcher {
+                batch: Vec::with_capacity(Batcher::SIZE),
+                tx: tx.clone(),
+            })
+            .collect();
+        drop(tx);
+        let workers = s.spawn(move || split(jobs, next, idx, now, &mut batchers));
+        for batch in rx {
+            batch.into_iter().for_each(&mut *sink);
+        }
+        match workers.join() {
+            Ok(errors) => errors,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     })
 }
 

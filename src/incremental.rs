@@ -22,7 +22,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::calendar::local_instant;
 use crate::case::*;
 use crate::engine::Engine;
-use crate::evaluate::{sort_findings, Evaluation, Finding, Name, Obligation};
+use crate::evaluate::{sort_findings, Evaluation, Finding, Name, Obligation, Sink};
 use crate::metrics::{Tally, WINDOWS};
 use crate::store::Loaded;
 
@@ -438,21 +438,62 @@ fn calendar_wide(f: &Finding) -> bool {
     f.kind.starts_with("calendar_")
 }
 
+/// One worker's share of a full evaluation: what it counted and kept.
+struct Part {
+    tally: Tally,
+    open: Vec<Obligation>,
+    horizon: Vec<(Instant, Node)>,
+    now: Instant,
+    until: Instant,
+}
+
+impl Part {
+    fn new(state: &CaseState, now: Instant, until: Instant) -> Part {
+        Part {
+            tally: Tally::new(&state.agencies, now),
+            open: Vec::new(),
+            horizon: Vec::new(),
+            now,
+            until,
+        }
+    }
+
+    fn merge(mut self, other: Part) -> Part {
+        self.tally.merge(other.tally);
+        self.open.extend(other.open);
+        self.horizon.extend(other.horizon);
+        self
+    }
+}
+
+impl Sink for Part {
+    fn put(&mut self, o: Obligation) {
+        self.tally.add(&o);
+        watch(&o, self.now, self.until, &mut self.horizon);
+        if o.status.is_open() {
+            self.open.push(o);
+        }
+    }
+}
+
 impl Kept {
     /// Evaluates a state read whole.
     pub fn full(engine: &Engine, loaded: Loaded, now: Instant) -> Kept {
         let state = loaded.state;
         let until = day_end(engine, now);
-        let mut tally = Tally::new(&state.agencies, now);
-        let mut open = Vec::new();
-        let mut horizon = Vec::new();
-        let findings = engine.evaluate_each(&state, now, &mut |o| {
-            tally.add(&o);
-            watch(&o, now, until, &mut horizon);
-            if o.status.is_open() {
-                open.push(o);
-            }
-        });
+        let mut parts: Vec<Part> = (0..engine.threads.max(1))
+            .map(|_| Part::new(&state, now, until))
+            .collect();
+        let findings = engine.evaluate_split(&state, now, &mut parts);
+        let Part {
+            tally,
+            open,
+            mut horizon,
+            ..
+        } = parts
+            .into_iter()
+            .reduce(Part::merge)
+            .unwrap_or_else(|| Part::new(&state, now, until));
         recorded_ahead(&state, now, until, &mut horizon);
         Kept {
             state,

@@ -273,17 +273,21 @@ fn bump<K: std::hash::Hash + Eq>(map: &mut Map<K, i64>, key: K, by: i64) {
 }
 
 fn bump_on_time<K: std::hash::Hash + Eq>(map: &mut Map<K, OnTime>, key: K, met: i64, by: i64) {
+    add_on_time(map, key, (met * by, by));
+}
+
+fn add_on_time<K: std::hash::Hash + Eq>(map: &mut Map<K, OnTime>, key: K, (met, counted): OnTime) {
     match map.entry(key) {
         Entry::Occupied(mut e) => {
             let v = e.get_mut();
-            v.0 += met * by;
-            v.1 += by;
+            v.0 += met;
+            v.1 += counted;
             if v.1 == 0 {
                 e.remove();
             }
         }
         Entry::Vacant(e) => {
-            e.insert((met * by, by));
+            e.insert((met, counted));
         }
     }
 }
@@ -316,6 +320,27 @@ impl Tally {
 
     pub fn add(&mut self, o: &Obligation) {
         self.count(o, 1);
+    }
+
+    /// Adds what another tally at the same instant counted (a worker's share
+    /// of one evaluation).
+    pub fn merge(&mut self, other: Tally) {
+        self.total += other.total;
+        for (k, n) in other.counts {
+            bump(&mut self.counts, k, n);
+        }
+        for (k, n) in other.overdue {
+            bump(&mut self.overdue, k, n);
+        }
+        for (k, v) in other.ratio {
+            add_on_time(&mut self.ratio, k, v);
+        }
+        for (k, v) in other.by_agency {
+            add_on_time(&mut self.by_agency, k, v);
+        }
+        for (k, v) in other.by_team {
+            add_on_time(&mut self.by_team, k, v);
+        }
     }
 
     /// Takes out an obligation added before (at the same instant).

@@ -15,7 +15,7 @@ use common::*;
 use cpwatch::case::Instant;
 use cpwatch::engine::Engine;
 use cpwatch::incremental::Kept;
-use cpwatch::metrics::Metrics;
+use cpwatch::metrics::{Metrics, Tally};
 use cpwatch::store;
 
 fn engine() -> Engine {
@@ -197,6 +197,54 @@ async fn incremental_ticks_give_what_full_evaluations_give() {
     );
     pool.close().await;
     db.finish().await;
+}
+
+/// A full tick shares the counting and keeping out among its workers; what it
+/// keeps (tally, open obligations, findings, and the instants that call for a
+/// re-evaluation later in the day) is what one thread keeps.
+#[test]
+fn a_full_tick_on_several_threads_keeps_what_one_thread_keeps() {
+    let start = t("2026-11-23T09:00:00Z");
+    let state =
+        cpwatch::demo::generate_with(12, 300, start, 3 * 365, &holidays()).expect("generate");
+    let kept = |threads: usize| {
+        let mut engine = engine();
+        engine.threads = threads;
+        let loaded = store::Loaded {
+            state: state.clone(),
+            watermark: None,
+        };
+        let mut kept = Kept::full(&engine, loaded, start);
+        let (tally, full) = (kept.tally.clone(), results(&kept));
+        // Hours later with nothing read: what is re-evaluated comes from the kept instants.
+        let empty = store::Loaded {
+            state: Default::default(),
+            watermark: None,
+        };
+        let update = kept
+            .update(&engine, empty, start + Duration::hours(6))
+            .expect("an incremental tick");
+        (tally, full, results(&kept), update.children)
+    };
+    let one = kept(1);
+    let mut counted = Tally::new(&state.agencies, start);
+    engine().evaluate_each(&state, start, &mut |o| counted.add(&o));
+    assert!(
+        one.0 == counted,
+        "the tally differs from every obligation counted"
+    );
+    assert!(one.0.total > 1000, "the demo authority has obligations");
+    assert!(one.3 > 0, "time passing re-evaluates some children");
+    for threads in [2, 3, 8] {
+        let many = kept(threads);
+        assert!(many.0 == one.0, "{threads} threads: the tally differs");
+        assert_eq!(many.1, one.1, "{threads} threads: the full tick differs");
+        assert_eq!(many.2, one.2, "{threads} threads: the later tick differs");
+        assert_eq!(
+            many.3, one.3,
+            "{threads} threads: other children re-evaluated"
+        );
+    }
 }
 
 /// An incremental read in SQLite compares instants written with different offsets as instants.
