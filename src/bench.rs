@@ -43,6 +43,11 @@ pub struct Measure {
     pub obligations: usize,
     /// Seconds to stream every case row with plain SELECTs and discard it.
     pub floor: f64,
+    /// CPU seconds the database server's backend used during that floor
+    /// (read from `/proc`, so only when the server runs on this machine).
+    pub floor_server_cpu: Option<f64>,
+    /// CPU seconds this process used during that floor.
+    pub floor_client_cpu: Option<f64>,
     /// Seconds to load the case state.
     pub load: f64,
     /// Seconds to evaluate it, on one core.
@@ -70,6 +75,15 @@ impl Measure {
     /// An incremental tick's time as a share of a full tick's.
     pub fn incremental_share(&self) -> f64 {
         self.incremental / self.full
+    }
+
+    /// The least time a full tick could take on `cores` cores, as a multiple
+    /// of the floor: it has the floor's work to do, server and client, and the
+    /// evaluation's on top, even were decoding free and every core kept busy.
+    pub fn least_ratio(&self, cores: usize) -> Option<f64> {
+        let (server, client) = (self.floor_server_cpu?, self.floor_client_cpu?);
+        let least = server.max((server + client + self.evaluate) / cores.max(1) as f64);
+        Some(least / self.floor)
     }
 
     /// Microseconds of a full tick per child.
@@ -128,12 +142,16 @@ pub async fn measure(opts: &Options, children: usize) -> anyhow::Result<Measure>
     one_core.threads = 1;
     let store = store::connect(&url, false).await?;
     let (mut floor, mut load, mut evaluate, mut full) = (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
+    let mut floor_cpu = (None, None);
     let (mut rows, mut obligations) = (0, 0);
     // Interleaved, so the floor and the tick see the same machine and caches.
     for _ in 0..opts.runs.max(1) {
-        let (n, secs) = fetch_floor(&url).await?;
-        rows = n;
-        floor = floor.min(secs);
+        let f = fetch_floor(&url).await?;
+        rows = f.rows;
+        if f.secs < floor {
+            floor = f.secs;
+            floor_cpu = (f.server_cpu, f.client_cpu);
+        }
 
         // A full tick as the service makes one: read everything, evaluate, keep what it acts on.
         let started = Clock::now();
@@ -189,6 +207,8 @@ pub async fn measure(opts: &Options, children: usize) -> anyhow::Result<Measure>
         rows,
         obligations,
         floor,
+        floor_server_cpu: floor_cpu.0,
+        floor_client_cpu: floor_cpu.1,
         load,
         evaluate,
         full,
@@ -200,24 +220,54 @@ pub async fn measure(opts: &Options, children: usize) -> anyhow::Result<Measure>
     })
 }
 
+/// One fetch of the floor.
+struct Floor {
+    rows: usize,
+    secs: f64,
+    server_cpu: Option<f64>,
+    client_cpu: Option<f64>,
+}
+
 /// The floor: the same SELECTs as a load, in one read-only snapshot, each row
 /// received and thrown away.
-async fn fetch_floor(url: &str) -> anyhow::Result<(usize, f64)> {
+async fn fetch_floor(url: &str) -> anyhow::Result<Floor> {
     let mut conn = sqlx::PgConnection::connect(url).await?;
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await?;
+    let server = format!("/proc/{backend}/stat");
+    let (server_before, client_before) = (cpu_seconds(&server), cpu_seconds("/proc/self/stat"));
     let started = Clock::now();
     let mut tx = conn.begin().await?;
     tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await?;
-    let mut n = 0;
+    let mut rows = 0;
     for (table, cols) in TABLES {
         let sql = select_sql(table, cols);
-        let mut rows = sqlx::query(&sql).fetch(&mut *tx);
-        while rows.try_next().await?.is_some() {
-            n += 1;
+        let mut fetched = sqlx::query(&sql).fetch(&mut *tx);
+        while fetched.try_next().await?.is_some() {
+            rows += 1;
         }
     }
     tx.commit().await?;
-    Ok((n, started.elapsed().as_secs_f64()))
+    let secs = started.elapsed().as_secs_f64();
+    let used = |before: Option<f64>, after: Option<f64>| Some(after? - before?);
+    Ok(Floor {
+        rows,
+        secs,
+        server_cpu: used(server_before, cpu_seconds(&server)),
+        client_cpu: used(client_before, cpu_seconds("/proc/self/stat")),
+    })
+}
+
+/// User and system CPU seconds of a process, from its `/proc/<pid>/stat`
+/// (whose clock ticks are hundredths of a second on Linux).
+fn cpu_seconds(stat: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(stat).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
@@ -438,15 +488,21 @@ pub fn markdown(results: &[Measure], machine: &str, at: Instant, command: &str) 
          Each time is the best of the run's repetitions; the floor and the tick are interleaved so both see the same machine.\n\n",
         at.format("%Y-%m-%d %H:%M UTC")
     ));
-    md.push_str("| children | rows | obligations | floor (s) | load (s) | evaluate (s) | load + evaluate (s) | ratio to floor | µs per child | `cpwatch run` peak RSS (MiB) | `/metrics` scrape (ms) | one-year xlsx export (s) | incremental tick after 1% changed (s) | share of a full tick | children re-evaluated |\n");
-    md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    md.push_str("| children | rows | obligations | floor (s) | floor's CPU: server + client (s) | load (s) | evaluate (s) | load + evaluate (s) | ratio to floor | µs per child | `cpwatch run` peak RSS (MiB) | `/metrics` scrape (ms) | one-year xlsx export (s) | incremental tick after 1% changed (s) | share of a full tick | children re-evaluated |\n");
+    md.push_str(
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
     for m in results {
         md.push_str(&format!(
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {:.3} | {:.1}% | {} |\n",
+            "| {} | {} | {} | {:.2} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {:.3} | {:.1}% | {} |\n",
             m.children,
             m.rows,
             m.obligations,
             m.floor,
+            match (m.floor_server_cpu, m.floor_client_cpu) {
+                (Some(s), Some(c)) => format!("{s:.2} + {c:.2}"),
+                _ => "–".into(),
+            },
             m.load,
             m.evaluate,
             m.full,
@@ -460,7 +516,7 @@ pub fn markdown(results: &[Measure], machine: &str, at: Instant, command: &str) 
             m.reevaluated,
         ));
     }
-    md.push_str("\nColumns: *floor* streams every case row with the same plain SELECTs a load uses, in one read-only snapshot, and discards them. \
+    md.push_str("\nColumns: *floor* streams every case row with the same plain SELECTs a load uses, in one read-only snapshot, and discards them; *floor's CPU* is what the database server's backend and the client used meanwhile. \
                  *load + evaluate* is a full tick's work as the service does it: the load into case state, then evaluation of every board, counting every obligation into the metrics and keeping the open ones. \
                  *incremental tick* changes 1% of children in the database (the child's row and its visits, `updated_at = now()`) and times the service's next tick's work: reading the rows changed since the last tick and re-evaluating the children they touch (with every child they share a conference with) and those whose deadlines passed in the five minutes since; best of the run's repetitions, each after a different 1%. \
                  *evaluate* is evaluation alone on one thread; a tick shares evaluation out among the machine's cores. \
@@ -523,17 +579,35 @@ pub fn markdown(results: &[Measure], machine: &str, at: Instant, command: &str) 
     }
     if let Some(m) = results.iter().max_by_key(|m| m.children) {
         if m.ratio() > TARGET_RATIO || m.evaluate > TARGET_EVALUATE_S {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             md.push_str(&format!(
                 "\nWhy a full tick misses its targets: it decodes every row into case state \
-                 (the load alone is {:.1} × the floor: text, timestamps and sqlx's column lookups by name) \
-                 and evaluates every rule for every child ({:.2} s on one core; {:.2} s of the tick, shared among {} cores). \
+                 (the load alone is {:.1} × the floor) \
+                 and evaluates every rule for every child ({:.2} s on one core; {:.2} s of the tick, shared among {cores} cores). \
                  The service makes a full tick once a day and once every `schedule.full_every_seconds` \
                  (an hour by default, for deleted rows); the ticks between are incremental.\n",
                 m.load / m.floor,
                 m.evaluate,
                 m.full - m.load,
-                std::thread::available_parallelism().map_or(1, |n| n.get())
             ));
+            if let (Some(server), Some(client), Some(least)) =
+                (m.floor_server_cpu, m.floor_client_cpu, m.least_ratio(cores))
+            {
+                let room = TARGET_RATIO * cores as f64 * m.floor - server - client;
+                md.push_str(&format!(
+                    "\nWhat the machine allows: during the floor the database server's backend used {server:.2} s of CPU \
+                     and the client {client:.2} s, so fetching alone kept {:.0}% of the {cores} cores busy for {:.2} s. \
+                     A full tick has that work to do and the evaluation's on top. Even were decoding free and the evaluation \
+                     overlapped with the fetch on every core, a full tick could not take less than \
+                     max(server, (server + client + evaluation) / cores) = {least:.2} × the floor. \
+                     To fit in {TARGET_RATIO} × the floor on {cores} cores, evaluation would have to take at most {:.2} s of CPU in all \
+                     (it takes {:.2} s), with no time left for decoding.\n",
+                    (server + client) * 100.0 / (cores as f64 * m.floor),
+                    m.floor,
+                    room.max(0.0),
+                    m.evaluate,
+                ));
+            }
         }
     }
     md

@@ -44,6 +44,21 @@ async fn a_tick_stays_near_the_fetch_floor_and_grows_with_its_data() {
         large.full,
         large.floor
     );
+    // The floor's CPU is read from /proc (PostgreSQL is on this machine), and
+    // what it gives is a lower bound on a full tick, so never above the tick.
+    let server = large.floor_server_cpu.expect("the backend's CPU time");
+    let client = large.floor_client_cpu.expect("this process's CPU time");
+    assert!(
+        server > 0.0 && client > 0.0 && server + client < 4.0 * large.floor + 0.1,
+        "the floor's CPU: server {server} s, client {client} s in {} s",
+        large.floor
+    );
+    let least = large.least_ratio(2).expect("a least ratio");
+    assert!(
+        least >= 0.5 && least <= large.ratio(),
+        "the least possible ratio {least:.2} against the measured {:.2}",
+        large.ratio()
+    );
     let growth = large.per_child_us() / small.per_child_us();
     assert!(
         growth <= 1.5,
