@@ -210,6 +210,52 @@ async fn unreadable_values_become_findings_and_the_rest_loads() {
     );
 }
 
+/// PostgreSQL's `infinity` fits a timestamptz column but names no instant: a
+/// finding, as any unreadable value is, not a failed load.
+#[tokio::test]
+async fn infinite_timestamps_in_postgres_become_findings() {
+    let db = TempDb::new("infinity").await;
+    let s = store::connect(&db.url(), false).await.expect("postgres");
+    s.migrate(false).await.expect("migrate");
+    s.replace_case_data(&fixture("bolton"))
+        .await
+        .expect("write");
+    let mut conn = PgConnection::connect(&db.url()).await.expect("raw");
+    conn.execute("UPDATE conferences SET minutes_circulated_at = 'infinity' WHERE id = 'CONF-1'")
+        .await
+        .expect("update");
+    conn.execute("UPDATE core_groups SET held_at = '-infinity' WHERE id = 'CG1'")
+        .await
+        .expect("update");
+    conn.close().await.expect("close");
+    let state = s.load().await.expect("load");
+    let kinds: Vec<(&str, &str, &str)> = state
+        .load_findings
+        .iter()
+        .map(|f| (f.kind.as_str(), f.table.as_str(), f.row.as_str()))
+        .collect();
+    for expected in [
+        ("unreadable_value", "conferences", "CONF-1"),
+        ("unreadable_value", "core_groups", "CG1"),
+        ("missing_value", "core_groups", "CG1"),
+    ] {
+        assert!(kinds.contains(&expected), "{expected:?} in {kinds:?}");
+    }
+    assert_eq!(
+        state.conferences.len(),
+        3,
+        "the row with a bad value is kept"
+    );
+    let fixed = state
+        .conferences
+        .iter()
+        .find(|c| c.id.as_str() == "CONF-1")
+        .expect("CONF-1");
+    assert_eq!(fixed.minutes_circulated_at, None, "treated as empty");
+    drop(s);
+    db.finish().await;
+}
+
 #[tokio::test]
 async fn migrations_can_leave_the_case_tables_alone() {
     let dir = tempfile::tempdir().expect("tempdir");

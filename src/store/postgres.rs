@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate};
 use futures_util::TryStreamExt;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::postgres::types::Oid;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, PgValueFormat};
+use sqlx::{Postgres, QueryBuilder, Row, ValueRef};
 
 use super::rows::{Get, Loader};
 use super::{
@@ -88,6 +89,26 @@ impl Get for PgRow {
         }
     }
     fn instant(&self, col: &str) -> Result<Option<Instant>, String> {
+        // A timestamptz sent in binary is microseconds since 2000-01-01 UTC:
+        // read directly, it costs a fraction of sqlx's decoding through chrono's
+        // arithmetic (a national load reads millions). Anything else goes through sqlx.
+        if let Ok(v) = self.try_get_raw(col) {
+            if v.is_null() {
+                return Ok(None);
+            }
+            if v.format() == PgValueFormat::Binary && v.type_info().oid() == Some(TIMESTAMPTZ) {
+                let micros = v
+                    .as_bytes()
+                    .ok()
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(i64::from_be_bytes);
+                return micros
+                    .and_then(|us| us.checked_add(POSTGRES_EPOCH_MICROS))
+                    .and_then(DateTime::from_timestamp_micros)
+                    .map(Some)
+                    .ok_or_else(|| format!("{col}: a timestamp out of range (infinity?)"));
+            }
+        }
         self.try_get::<Option<Instant>, _>(col)
             .map_err(|e| e.to_string())
     }
@@ -96,6 +117,10 @@ impl Get for PgRow {
             .map_err(|e| e.to_string())
     }
 }
+
+const TIMESTAMPTZ: Oid = Oid(1184);
+/// 2000-01-01T00:00:00Z, PostgreSQL's epoch, in microseconds since the Unix epoch.
+const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 fn bind_row(mut b: sqlx::query_builder::Separated<'_, '_, Postgres, &'static str>, row: Vec<Val>) {
     for v in row {
