@@ -64,7 +64,7 @@ struct GovUkEvent {
 #[derive(Debug)]
 pub struct HolidayData {
     file: String,
-    divisions: HashMap<String, Division>,
+    divisions: HashMap<String, Arc<Division>>,
     closures: BTreeMap<NaiveDate, String>,
     /// Each time zone's days over the covered years, built on first use.
     zones: std::sync::Mutex<Vec<(Tz, Arc<ZoneDays>)>>,
@@ -113,7 +113,7 @@ impl WorkingDays {
     }
 
     fn index(&self, d: NaiveDate) -> Option<usize> {
-        usize::try_from((d - self.first).num_days())
+        usize::try_from(days_after(self.first, d))
             .ok()
             .filter(|i| *i < self.working.len())
     }
@@ -150,6 +150,12 @@ impl WorkingDays {
         let (a, b) = (self.index(from)?, self.index(to)?);
         Some(i64::from(self.through[b]) - i64::from(self.through[a]))
     }
+}
+
+/// Days from `first` to `d`: by day numbers, which cost a fraction of chrono's
+/// date subtraction (these tables are indexed millions of times a tick).
+fn days_after(first: NaiveDate, d: NaiveDate) -> i64 {
+    i64::from(d.num_days_from_ce()) - i64::from(first.num_days_from_ce())
 }
 
 /// A time zone day by day: the offset of each UTC day on which it does not
@@ -200,14 +206,16 @@ impl ZoneDays {
     }
 
     fn index(&self, d: NaiveDate) -> Option<usize> {
-        usize::try_from((d - self.first).num_days()).ok()
+        usize::try_from(days_after(self.first, d)).ok()
     }
 
     fn local_date(&self, t: DateTime<Utc>) -> Option<NaiveDate> {
         use chrono::Timelike as _;
-        let day = t.date_naive();
+        // The UTC fields as they are: `DateTime`'s own accessors apply the (zero) offset each time.
+        let utc = t.naive_utc();
+        let day = utc.date();
         let offset = (*self.steady.get(self.index(day)?)?)?;
-        let seconds = i64::from(t.num_seconds_from_midnight()) + i64::from(offset);
+        let seconds = i64::from(utc.num_seconds_from_midnight()) + i64::from(offset);
         Some(match seconds {
             s if s < 0 => day.pred_opt()?,
             s if s >= 86_400 => day.succ_opt()?,
@@ -251,12 +259,12 @@ impl HolidayData {
                 let last_year = days.keys().next_back().map_or(-1, |d| d.year());
                 (
                     name,
-                    Division {
+                    Arc::new(Division {
                         days,
                         first_year,
                         last_year,
                         table: std::sync::OnceLock::new(),
-                    },
+                    }),
                 )
             })
             .collect();
@@ -272,8 +280,14 @@ impl HolidayData {
     /// non-working days in every division.
     pub fn add_closures(&mut self, days: impl IntoIterator<Item = (NaiveDate, String)>) {
         self.closures.extend(days);
+        // Each division's table is built again, with the closures, when next used.
         for d in self.divisions.values_mut() {
-            d.table = std::sync::OnceLock::new();
+            *d = Arc::new(Division {
+                days: d.days.clone(),
+                first_year: d.first_year,
+                last_year: d.last_year,
+                table: std::sync::OnceLock::new(),
+            });
         }
     }
 
@@ -346,6 +360,8 @@ impl HolidayData {
 pub struct Calendar {
     data: Arc<HolidayData>,
     division: String,
+    /// The division's days, found once rather than by name at every count.
+    days: Option<Arc<Division>>,
     pub tz: Tz,
     zone: Option<Arc<ZoneDays>>,
 }
@@ -528,6 +544,7 @@ impl Calendar {
         data.check_division(division)?;
         Ok(Calendar {
             zone: data.zone(tz),
+            days: data.divisions.get(division).cloned(),
             data,
             division: division.to_string(),
             tz,
@@ -535,7 +552,7 @@ impl Calendar {
     }
 
     fn division(&self) -> Option<&Division> {
-        self.data.divisions.get(&self.division)
+        self.days.as_deref()
     }
 
     fn table(&self) -> Option<&WorkingDays> {

@@ -1009,6 +1009,39 @@ impl<'a> Exceptions<'a> {
     }
 }
 
+/// A table's rows by child, each child's in the order read, with a finding
+/// for each row naming no child. Tables are mostly written child by child, so
+/// rows come in runs of one child, and a run costs one lookup, not one a row.
+fn by_child<'a, R: 'a, V>(
+    rows: &[&'a R],
+    table: &str,
+    children: &HashMap<&str, &Child>,
+    f: &mut Vec<Finding>,
+    // The row's child, its id and what is kept of it.
+    read: impl Fn(&&'a R) -> (&'a Text, &'a Text, V),
+) -> HashMap<&'a str, Vec<V>> {
+    let mut by: HashMap<&'a str, Vec<V>> = HashMap::default();
+    for run in rows.chunk_by(|a, b| read(a).0 == read(b).0) {
+        let Some(first) = run.first() else { continue };
+        let child = read(first).0.as_str();
+        if children.contains_key(child) {
+            by.entry(child)
+                .or_default()
+                .extend(run.iter().map(|r| read(r).2));
+        } else {
+            for r in run {
+                f.push(Finding::new(
+                    "unknown_reference",
+                    table,
+                    read(r).1,
+                    format!("child_id {child:?} names no child"),
+                ));
+            }
+        }
+    }
+    by
+}
+
 impl<'a> Index<'a> {
     fn new(s: &Clean<'a>, f: &mut Vec<Finding>) -> Self {
         let children: HashMap<&str, &Child> =
@@ -1047,61 +1080,31 @@ impl<'a> Index<'a> {
                 }
             }
         }
-        let mut unknown_child = |table: &str, row: &str, child: &str| {
-            if !children.contains_key(child) {
-                f.push(Finding::new(
-                    "unknown_reference",
-                    table,
-                    row,
-                    format!("child_id {child:?} names no child"),
-                ));
-                false
-            } else {
-                true
-            }
-        };
-        let referrals: Vec<&Referral> = s
-            .referrals
-            .iter()
-            .copied()
-            .filter(|r| unknown_child("referrals", &r.id, &r.child_id))
-            .collect();
-        let sd_rows: Vec<&StrategyDiscussion> = s
-            .strategy_discussions
-            .iter()
-            .copied()
-            .filter(|r| unknown_child("strategy_discussions", &r.id, &r.child_id))
-            .collect();
-        let assessment_rows: Vec<&Assessment> = s
-            .assessments
-            .iter()
-            .copied()
-            .filter(|r| unknown_child("assessments", &r.id, &r.child_id))
-            .collect();
-        let plan_rows: Vec<&CpPlan> = s
-            .cp_plans
-            .iter()
-            .copied()
-            .filter(|r| unknown_child("cp_plans", &r.id, &r.child_id))
-            .collect();
-        let cg_rows: Vec<&CoreGroup> = s
-            .core_groups
-            .iter()
-            .copied()
-            .filter(|r| unknown_child("core_groups", &r.id, &r.child_id))
-            .collect();
-        let visit_rows: Vec<&Visit> = s
-            .visits
-            .iter()
-            .copied()
-            .filter(|r| unknown_child("visits", &r.id, &r.child_id))
-            .collect();
-        let cin_rows: Vec<&CinReview> = s
-            .cin_reviews
-            .iter()
-            .copied()
-            .filter(|r| unknown_child("cin_reviews", &r.id, &r.child_id))
-            .collect();
+        let refs = by_child(&s.referrals, "referrals", &children, f, |r| {
+            (&r.child_id, &r.id, *r)
+        });
+        let mut sds = by_child(
+            &s.strategy_discussions,
+            "strategy_discussions",
+            &children,
+            f,
+            |r| (&r.child_id, &r.id, *r),
+        );
+        let mut assessments = by_child(&s.assessments, "assessments", &children, f, |r| {
+            (&r.child_id, &r.id, *r)
+        });
+        let mut plans = by_child(&s.cp_plans, "cp_plans", &children, f, |r| {
+            (&r.child_id, &r.id, *r)
+        });
+        let mut core_groups = by_child(&s.core_groups, "core_groups", &children, f, |r| {
+            (&r.child_id, &r.id, r.held_at)
+        });
+        let mut visits = by_child(&s.visits, "visits", &children, f, |r| {
+            (&r.child_id, &r.id, r.visited_at)
+        });
+        let mut cin_reviews = by_child(&s.cin_reviews, "cin_reviews", &children, f, |r| {
+            (&r.child_id, &r.id, r.held_on)
+        });
 
         let mut conf_children: HashMap<&str, Vec<&ConferenceChild>> = HashMap::default();
         let mut child_confs: HashMap<&str, Vec<(&Conference, &ConferenceChild)>> =
@@ -1189,16 +1192,8 @@ impl<'a> Index<'a> {
         for v in reconvened_by.values_mut() {
             v.sort_by(|a, b| (a.date(), &a.id).cmp(&(b.date(), &b.id)));
         }
-        let mut sds = HashMap::<&str, Vec<&StrategyDiscussion>>::default();
-        for d in sd_rows {
-            sds.entry(d.child_id.as_str()).or_default().push(d);
-        }
         for v in sds.values_mut() {
             v.sort_by(|a, b| (a.held_at, &a.id).cmp(&(b.held_at, &b.id)));
-        }
-        let mut plans = HashMap::<&str, Vec<&CpPlan>>::default();
-        for p in plan_rows {
-            plans.entry(p.child_id.as_str()).or_default().push(p);
         }
         for (child, v) in plans.iter_mut() {
             v.sort_by(|a, b| (a.started_on, &a.id).cmp(&(b.started_on, &b.id)));
@@ -1223,43 +1218,14 @@ impl<'a> Index<'a> {
                 ));
             }
         }
-        let mut assessments = HashMap::<&str, Vec<&Assessment>>::default();
-        for a in assessment_rows {
-            assessments.entry(a.child_id.as_str()).or_default().push(a);
-        }
         for v in assessments.values_mut() {
             v.sort_by(|a, b| (a.started_on, &a.id).cmp(&(b.started_on, &b.id)));
-        }
-        let mut core_groups = HashMap::<&str, Vec<Instant>>::default();
-        for g in cg_rows {
-            core_groups
-                .entry(g.child_id.as_str())
-                .or_default()
-                .push(g.held_at);
-        }
-        let mut visits = HashMap::<&str, Vec<Instant>>::default();
-        for v in visit_rows {
-            visits
-                .entry(v.child_id.as_str())
-                .or_default()
-                .push(v.visited_at);
-        }
-        let mut cin_reviews = HashMap::<&str, Vec<NaiveDate>>::default();
-        for r in cin_rows {
-            cin_reviews
-                .entry(r.child_id.as_str())
-                .or_default()
-                .push(r.held_on);
         }
         for v in core_groups.values_mut().chain(visits.values_mut()) {
             v.sort();
         }
         for v in cin_reviews.values_mut() {
             v.sort();
-        }
-        let mut refs = HashMap::<&str, Vec<&Referral>>::default();
-        for r in referrals {
-            refs.entry(r.child_id.as_str()).or_default().push(r);
         }
         let mut exceptions = HashMap::<&str, Exceptions>::default();
         for e in s.exceptions {
