@@ -75,10 +75,7 @@ impl Engine {
             &self.rules,
             &self.holidays,
             now,
-            &Options {
-                default_board: &self.default_board,
-                threads: self.threads,
-            },
+            &self.options(self.threads),
             sink,
         )
     }
@@ -91,17 +88,15 @@ impl Engine {
         now: Instant,
         sinks: &mut [S],
     ) -> Vec<Finding> {
-        evaluate_split(
-            state,
-            &self.rules,
-            &self.holidays,
-            now,
-            &Options {
-                default_board: &self.default_board,
-                threads: sinks.len(),
-            },
-            sinks,
-        )
+        let opts = self.options(sinks.len());
+        evaluate_split(state, &self.rules, &self.holidays, now, &opts, sinks)
+    }
+
+    fn options(&self, threads: usize) -> Options<'_> {
+        Options {
+            default_board: &self.default_board,
+            threads,
+        }
     }
 
     /// Evaluation keeping only the obligations `keep` selects (a command

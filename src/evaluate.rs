@@ -299,8 +299,8 @@ pub trait Sink: Send {
 
 /// The same evaluation on one thread per sink, each worker handing its
 /// obligations to a sink of its own: what the sinks do with them (count,
-/// keep) is shared out too, with no queue between threads. Returns the
-/// findings, sorted.
+/// keep) is shared out too, with no queue between threads. The sinks, not
+/// `opts.threads`, say how many threads. Returns the findings, sorted.
 pub fn evaluate_split<S: Sink>(
     state: &CaseState,
     rules: &RuleSet,
