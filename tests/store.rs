@@ -241,6 +241,15 @@ async fn infinite_timestamps_in_postgres_become_findings() {
     ] {
         assert!(kinds.contains(&expected), "{expected:?} in {kinds:?}");
     }
+    let said = state
+        .load_findings
+        .iter()
+        .find(|f| f.kind == "unreadable_value" && f.row == "CONF-1")
+        .map(|f| f.message.as_str());
+    assert_eq!(
+        said,
+        Some("minutes_circulated_at: a timestamp out of range (infinity?); treated as empty")
+    );
     assert_eq!(
         state.conferences.len(),
         3,

@@ -106,7 +106,7 @@ impl Get for PgRow {
                     .and_then(|us| us.checked_add(POSTGRES_EPOCH_MICROS))
                     .and_then(DateTime::from_timestamp_micros)
                     .map(Some)
-                    .ok_or_else(|| format!("{col}: a timestamp out of range (infinity?)"));
+                    .ok_or_else(|| "a timestamp out of range (infinity?)".to_string());
             }
         }
         self.try_get::<Option<Instant>, _>(col)
