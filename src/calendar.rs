@@ -81,52 +81,60 @@ struct Division {
 
 /// Every covered day of a division: whether it is a working day, and how many
 /// working days there are up to and including it. Counting working days then
-/// costs a lookup and a binary search rather than a walk day by day.
+/// costs a few lookups rather than a walk day by day or chrono's arithmetic
+/// (these tables are read millions of times a tick).
 #[derive(Debug)]
 struct WorkingDays {
-    first: NaiveDate,
+    /// The first day's number (`num_days_from_ce`): a date's index is its number less this.
+    first: i32,
+    /// The date of each index.
+    dates: Vec<NaiveDate>,
     working: Vec<bool>,
     /// `through[i]`: working days among days `0..=i`.
     through: Vec<u32>,
+    /// `nth[k]`: the index of the working day whose running count is `k + 1`.
+    nth: Vec<u32>,
 }
 
 impl WorkingDays {
     fn build(division: &Division, closures: &BTreeMap<NaiveDate, String>) -> Self {
         let first = NaiveDate::from_ymd_opt(division.first_year, 1, 1).unwrap_or(NaiveDate::MIN);
         let last = NaiveDate::from_ymd_opt(division.last_year, 12, 31).unwrap_or(NaiveDate::MIN);
-        let mut working = Vec::new();
-        let mut through = Vec::new();
+        let dates: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= last).collect();
+        let mut working = Vec::with_capacity(dates.len());
+        let mut through = Vec::with_capacity(dates.len());
+        let mut nth = Vec::new();
         let mut count = 0u32;
-        for d in first.iter_days().take_while(|d| *d <= last) {
+        for (i, d) in dates.iter().enumerate() {
             let w = !matches!(d.weekday(), Weekday::Sat | Weekday::Sun)
-                && !division.days.contains_key(&d)
-                && !closures.contains_key(&d);
-            count += u32::from(w);
+                && !division.days.contains_key(d)
+                && !closures.contains_key(d);
+            if w {
+                count += 1;
+                nth.push(i as u32);
+            }
             working.push(w);
             through.push(count);
         }
         WorkingDays {
-            first,
+            first: first.num_days_from_ce(),
+            dates,
             working,
             through,
+            nth,
         }
     }
 
     fn index(&self, d: NaiveDate) -> Option<usize> {
-        usize::try_from(days_after(self.first, d))
+        usize::try_from(d.num_days_from_ce() - self.first)
             .ok()
             .filter(|i| *i < self.working.len())
     }
 
-    fn date(&self, i: usize) -> NaiveDate {
-        self.first + Duration::days(i as i64)
-    }
-
     /// The first day whose running count reaches `count`: that day is a working day.
     fn reaching(&self, count: i64) -> Option<NaiveDate> {
-        let count = u32::try_from(count).ok().filter(|c| *c >= 1)?;
-        let i = self.through.partition_point(|c| *c < count);
-        (i < self.through.len()).then(|| self.date(i))
+        let k = usize::try_from(count.checked_sub(1)?).ok()?;
+        self.dates.get(*self.nth.get(k)? as usize).copied()
     }
 
     /// `n` working days from `date`, as `Calendar::add_working_days`; `None`
@@ -152,18 +160,16 @@ impl WorkingDays {
     }
 }
 
-/// Days from `first` to `d`: by day numbers, which cost a fraction of chrono's
-/// date subtraction (these tables are indexed millions of times a tick).
-fn days_after(first: NaiveDate, d: NaiveDate) -> i64 {
-    i64::from(d.num_days_from_ce()) - i64::from(first.num_days_from_ce())
-}
-
 /// A time zone day by day: the offset of each UTC day on which it does not
 /// change, and each local day's first and last instant. Turning an instant
 /// into a local date then costs an index, not a search of the zone's history.
 #[derive(Debug)]
 struct ZoneDays {
-    first: NaiveDate,
+    /// The first day's number (`num_days_from_ce`), and as days since the Unix epoch.
+    first: i32,
+    first_unix: i64,
+    /// The date of each index.
+    dates: Vec<NaiveDate>,
     /// The offset from UTC (seconds) throughout the UTC day, `None` on a day it changes.
     steady: Vec<Option<i32>>,
     /// 00:00 and 23:59:59 local time of the local day, as `local_instant` gives them.
@@ -178,9 +184,9 @@ impl ZoneDays {
                 .fix()
                 .local_minus_utc()
         };
-        let days: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= last).collect();
+        let dates: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= last).collect();
         // A zone changes offset at most once a day, so equal offsets at both midnights mean none that day.
-        let steady = days
+        let steady = dates
             .iter()
             .map(|d| {
                 let here = offset_at(*d);
@@ -189,7 +195,7 @@ impl ZoneDays {
                     .map(|_| here)
             })
             .collect();
-        let bounds = days
+        let bounds = dates
             .iter()
             .map(|d| {
                 (
@@ -199,28 +205,31 @@ impl ZoneDays {
             })
             .collect();
         ZoneDays {
-            first,
+            first: first.num_days_from_ce(),
+            first_unix: first
+                .and_time(NaiveTime::MIN)
+                .and_utc()
+                .timestamp()
+                .div_euclid(86_400),
+            dates,
             steady,
             bounds,
         }
     }
 
     fn index(&self, d: NaiveDate) -> Option<usize> {
-        usize::try_from(days_after(self.first, d)).ok()
+        usize::try_from(d.num_days_from_ce() - self.first).ok()
     }
 
     fn local_date(&self, t: DateTime<Utc>) -> Option<NaiveDate> {
-        use chrono::Timelike as _;
-        // The UTC fields as they are: `DateTime`'s own accessors apply the (zero) offset each time.
-        let utc = t.naive_utc();
-        let day = utc.date();
-        let offset = (*self.steady.get(self.index(day)?)?)?;
-        let seconds = i64::from(utc.num_seconds_from_midnight()) + i64::from(offset);
-        Some(match seconds {
-            s if s < 0 => day.pred_opt()?,
-            s if s >= 86_400 => day.succ_opt()?,
-            _ => day,
-        })
+        // By seconds since the epoch: a day's index is then a division, with no calendar arithmetic.
+        let secs = t.timestamp();
+        let utc_day = usize::try_from(secs.div_euclid(86_400) - self.first_unix).ok()?;
+        let offset = (*self.steady.get(utc_day)?)?;
+        let local_day =
+            usize::try_from((secs + i64::from(offset)).div_euclid(86_400) - self.first_unix)
+                .ok()?;
+        self.dates.get(local_day).copied()
     }
 
     fn bounds(&self, d: NaiveDate) -> Option<(DateTime<Utc>, DateTime<Utc>)> {

@@ -479,8 +479,8 @@ fn work<'a>(
             now,
             window: job.window,
             calendar_errors: &mut calendar_errors,
-            current: None,
-            last_offset: None,
+            per_rule: Vec::new(),
+            current: 0,
         }
         .run(job.children, job.conferences, sink);
     }
@@ -1348,6 +1348,8 @@ struct Ctx<'a> {
     referral: Option<&'a Referral>,
     sd: Option<&'a StrategyDiscussion>,
     plan: Option<&'a CpPlan>,
+    /// The team of the child's allocated worker, looked up once per subject.
+    team: Option<&'a Text>,
     /// An initial conference decided on but not yet arranged.
     awaiting: bool,
 }
@@ -1360,17 +1362,20 @@ struct BoardEval<'e, 'a> {
     now: Instant,
     window: (Option<NaiveDate>, Option<NaiveDate>),
     calendar_errors: &'e mut HashMap<String, CalendarError>,
-    current: Option<RuleNames<'a>>,
-    last_offset: Option<(Offset, Name)>,
+    /// What each rule's obligations share, in the board's order of rules.
+    per_rule: Vec<PerRule>,
+    /// The place in `per_rule` of the rule being evaluated.
+    current: usize,
 }
 
-/// The names of the rule being evaluated (see `BoardEval::rule_names`).
-struct RuleNames<'a> {
-    of: &'a Rule,
+/// The names every obligation of a rule carries, and the offset it was last shown with.
+struct PerRule {
     rule: Name,
     title: Name,
     board: Name,
     version: Name,
+    /// A rule's obligations mostly share one offset, so the last is kept at hand.
+    last_offset: Option<(Offset, Name)>,
 }
 
 fn age_on(dob: NaiveDate, day: NaiveDate) -> i32 {
@@ -1381,6 +1386,110 @@ fn age_on(dob: NaiveDate, day: NaiveDate) -> i32 {
     age
 }
 
+/// Hands `f` every subject of a kind among these children and conferences.
+fn each_subject<'a>(
+    idx: &Index<'a>,
+    subject: Subject,
+    children: &[&'a Child],
+    conferences: &[&'a Conference],
+    f: &mut dyn FnMut(Ctx<'a>),
+) {
+    match subject {
+        Subject::Referral => {
+            for c in children {
+                for r in idx.referrals.get(c.id.as_str()).into_iter().flatten() {
+                    f(Ctx {
+                        child: Some(c),
+                        referral: Some(r),
+                        ..Ctx::default()
+                    });
+                }
+            }
+        }
+        Subject::StrategyDiscussion => {
+            for c in children {
+                for d in idx.sds.get(c.id.as_str()).into_iter().flatten() {
+                    f(Ctx {
+                        child: Some(c),
+                        sd: Some(d),
+                        ..Ctx::default()
+                    });
+                }
+            }
+        }
+        Subject::Plan => {
+            for c in children {
+                for p in idx.plans.get(c.id.as_str()).into_iter().flatten() {
+                    f(Ctx {
+                        child: Some(c),
+                        plan: Some(p),
+                        ..Ctx::default()
+                    });
+                }
+            }
+        }
+        Subject::Conference => {
+            for conf in conferences {
+                let child = idx
+                    .conf_children
+                    .get(conf.id.as_str())
+                    .and_then(|ccs| ccs.first())
+                    .and_then(|cc| idx.children.get(cc.child_id.as_str()))
+                    .copied();
+                f(Ctx {
+                    conference: Some(conf),
+                    child,
+                    ..Ctx::default()
+                });
+            }
+        }
+        Subject::Invitation => {
+            for conf in conferences {
+                let child = idx
+                    .conf_children
+                    .get(conf.id.as_str())
+                    .and_then(|ccs| ccs.first())
+                    .and_then(|cc| idx.children.get(cc.child_id.as_str()))
+                    .copied();
+                for inv in idx
+                    .invitations
+                    .get(conf.id.as_str())
+                    .into_iter()
+                    .flatten()
+                    .filter(|i| i.report_expected)
+                {
+                    let agency = idx.agencies.get(inv.agency_id.as_str()).copied();
+                    f(Ctx {
+                        conference: Some(conf),
+                        child,
+                        invitation: Some(inv),
+                        agency,
+                        ..Ctx::default()
+                    });
+                }
+            }
+        }
+        Subject::ChildConference => {
+            for conf in conferences {
+                for cc in idx
+                    .conf_children
+                    .get(conf.id.as_str())
+                    .into_iter()
+                    .flatten()
+                {
+                    let child = idx.children.get(cc.child_id.as_str()).copied();
+                    f(Ctx {
+                        conference: Some(conf),
+                        cc: Some(cc),
+                        child,
+                        ..Ctx::default()
+                    });
+                }
+            }
+        }
+    }
+}
+
 impl<'e, 'a> BoardEval<'e, 'a> {
     fn run(
         mut self,
@@ -1389,140 +1498,58 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         out: &mut dyn FnMut(Obligation),
     ) {
         let board = self.board;
-        // Rules of a board share their subjects: list each kind once.
-        let mut lists: HashMap<Subject, Vec<Ctx<'a>>> = HashMap::default();
-        for rule in &board.rules {
-            let list = lists
-                .entry(rule.subject)
-                .or_insert_with(|| self.subjects(rule.subject, children, conferences));
-            for ctx in list.iter() {
-                if self.matches(rule, ctx) {
-                    self.obligations(rule, ctx, out);
-                }
-            }
-            if rule.subject == Subject::ChildConference
-                && rule.filter.include_awaiting == Some(true)
-            {
-                for c in children {
-                    if let Some(sd) = self.awaiting_conference(rule, c) {
-                        let ctx = Ctx {
-                            child: Some(c),
-                            sd: Some(sd),
-                            awaiting: true,
-                            ..Ctx::default()
-                        };
-                        if self.matches(rule, &ctx) {
-                            self.obligations(rule, &ctx, out);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn subjects(
-        &self,
-        subject: Subject,
-        children: &[&'a Child],
-        conferences: &[&'a Conference],
-    ) -> Vec<Ctx<'a>> {
         let idx = self.idx;
-        let mut v = Vec::new();
-        match subject {
-            Subject::Referral => {
-                for c in children {
-                    for r in idx.referrals.get(c.id.as_str()).into_iter().flatten() {
-                        v.push(Ctx {
-                            child: Some(c),
-                            referral: Some(r),
-                            ..Ctx::default()
-                        });
+        self.per_rule = board
+            .rules
+            .iter()
+            .map(|rule| PerRule {
+                rule: self.names.get(&rule.id),
+                title: self.names.get(&rule.title),
+                board: self.names.get(&board.id),
+                version: self.names.get(&board.version),
+                last_offset: None,
+            })
+            .collect();
+        // Each subject once, with every rule about it: its rows are read while
+        // they are in cache, where a sweep of every subject per rule would read
+        // a national state from memory once for each rule.
+        let mut by_subject: Vec<(Subject, Vec<(usize, &'a Rule)>)> = Vec::new();
+        for (at, rule) in board.rules.iter().enumerate() {
+            match by_subject.iter_mut().find(|(s, _)| *s == rule.subject) {
+                Some((_, rules)) => rules.push((at, rule)),
+                None => by_subject.push((rule.subject, vec![(at, rule)])),
+            }
+        }
+        for (subject, rules) in &by_subject {
+            each_subject(idx, *subject, children, conferences, &mut |mut ctx| {
+                ctx.team = idx.team_of(ctx.child);
+                for &(at, rule) in rules {
+                    if self.matches(rule, &ctx) {
+                        self.current = at;
+                        self.obligations(rule, &ctx, out);
                     }
                 }
-            }
-            Subject::StrategyDiscussion => {
-                for c in children {
-                    for d in idx.sds.get(c.id.as_str()).into_iter().flatten() {
-                        v.push(Ctx {
-                            child: Some(c),
-                            sd: Some(d),
-                            ..Ctx::default()
-                        });
-                    }
-                }
-            }
-            Subject::Plan => {
-                for c in children {
-                    for p in idx.plans.get(c.id.as_str()).into_iter().flatten() {
-                        v.push(Ctx {
-                            child: Some(c),
-                            plan: Some(p),
-                            ..Ctx::default()
-                        });
-                    }
-                }
-            }
-            Subject::Conference => {
-                for conf in conferences {
-                    let child = idx
-                        .conf_children
-                        .get(conf.id.as_str())
-                        .and_then(|ccs| ccs.first())
-                        .and_then(|cc| idx.children.get(cc.child_id.as_str()))
-                        .copied();
-                    v.push(Ctx {
-                        conference: Some(conf),
-                        child,
+            });
+        }
+        for (at, rule) in board.rules.iter().enumerate().filter(|(_, r)| {
+            r.subject == Subject::ChildConference && r.filter.include_awaiting == Some(true)
+        }) {
+            self.current = at;
+            for c in children {
+                if let Some(sd) = self.awaiting_conference(rule, c) {
+                    let ctx = Ctx {
+                        child: Some(c),
+                        team: idx.team_of(Some(c)),
+                        sd: Some(sd),
+                        awaiting: true,
                         ..Ctx::default()
-                    });
-                }
-            }
-            Subject::Invitation => {
-                for conf in conferences {
-                    let child = idx
-                        .conf_children
-                        .get(conf.id.as_str())
-                        .and_then(|ccs| ccs.first())
-                        .and_then(|cc| idx.children.get(cc.child_id.as_str()))
-                        .copied();
-                    for inv in idx
-                        .invitations
-                        .get(conf.id.as_str())
-                        .into_iter()
-                        .flatten()
-                        .filter(|i| i.report_expected)
-                    {
-                        let agency = idx.agencies.get(inv.agency_id.as_str()).copied();
-                        v.push(Ctx {
-                            conference: Some(conf),
-                            child,
-                            invitation: Some(inv),
-                            agency,
-                            ..Ctx::default()
-                        });
-                    }
-                }
-            }
-            Subject::ChildConference => {
-                for conf in conferences {
-                    for cc in idx
-                        .conf_children
-                        .get(conf.id.as_str())
-                        .into_iter()
-                        .flatten()
-                    {
-                        let child = idx.children.get(cc.child_id.as_str()).copied();
-                        v.push(Ctx {
-                            conference: Some(conf),
-                            cc: Some(cc),
-                            child,
-                            ..Ctx::default()
-                        });
+                    };
+                    if self.matches(rule, &ctx) {
+                        self.obligations(rule, &ctx, out);
                     }
                 }
             }
         }
-        v
     }
 
     /// The child's last s47 strategy discussion, when it decided on a conference
@@ -1960,27 +1987,11 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         .map(|e| e.reason.to_string())
     }
 
-    /// The names every obligation of the rule carries, looked up once per rule.
-    fn rule_names(&mut self, rule: &'a Rule) -> &RuleNames<'a> {
-        let names = match self.current.take() {
-            Some(n) if std::ptr::eq(n.of, rule) => n,
-            _ => RuleNames {
-                of: rule,
-                rule: self.names.get(&rule.id),
-                title: self.names.get(&rule.title),
-                board: self.names.get(&self.board.id),
-                version: self.names.get(&self.board.version),
-            },
-        };
-        self.current.insert(names)
-    }
-
     fn base(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, occurrence: Occurrence) -> Obligation {
         // Obligations about a conference as a whole or an agency's report name no child.
         let names_child = !matches!(rule.subject, Subject::Conference | Subject::Invitation);
         let child = ctx.child.filter(|_| names_child);
-        let team = self.idx.team_of(ctx.child);
-        let n = self.rule_names(rule);
+        let n = &self.per_rule[self.current];
         Obligation {
             rule: n.rule.clone(),
             title: n.title.clone(),
@@ -1991,7 +2002,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             child_id: child.map(|c| c.id.shared()),
             conference: ctx.conference.map(|c| c.id.shared()),
             agency: ctx.agency.map(|a| a.id.shared()),
-            team: team.map(Text::shared),
+            team: ctx.team.map(Text::shared),
             occurrence,
             starts_at: self.now,
             due_at: self.now,
@@ -2023,14 +2034,14 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
     }
 
-    /// The offset as shown, shared between obligations; a rule's obligations
-    /// mostly share one offset, so the last is kept at hand.
+    /// The offset as shown, shared between obligations.
     fn offset_name(&mut self, offset: &Offset) -> Name {
-        match &self.last_offset {
+        let last = &mut self.per_rule[self.current].last_offset;
+        match last {
             Some((o, n)) if o == offset => n.clone(),
             _ => {
                 let n = self.names.offset(offset);
-                self.last_offset = Some((offset.clone(), n.clone()));
+                *last = Some((offset.clone(), n.clone()));
                 n
             }
         }
@@ -2041,9 +2052,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             RuleKind::Standard => self.standard(rule, ctx, out),
             RuleKind::Recurring => self.recurring(rule, ctx, out),
             RuleKind::Deadline | RuleKind::Notice => {
-                if let Some(o) = self.one_off(rule, ctx) {
-                    out(o);
-                }
+                self.one_off(rule, ctx, out);
             }
         }
     }
@@ -2053,13 +2062,30 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         offset.resolve(ctx.plan.and_then(|p| p.visit_interval_working_days))
     }
 
-    fn one_off(&mut self, rule: &'a Rule, ctx: &Ctx<'a>) -> Option<Obligation> {
+    /// The rule's one obligation for the subject, if it has one, handed to
+    /// `out` (an obligation is built only once it is known to exist, and moved once).
+    fn one_off(
+        &mut self,
+        rule: &'a Rule,
+        ctx: &Ctx<'a>,
+        out: &mut dyn FnMut(Obligation),
+    ) -> Option<()> {
         let start = self.event(rule.starts?, ctx, None)?;
         if !self.in_window(start) {
             return None;
         }
         let offset = self.offset_for(rule, ctx)?;
         let mut due = self.deadline(start, &offset, &rule.id)?;
+        let met_from = match &rule.met_window {
+            Some(w) => self
+                .deadline(start, w, &rule.id)
+                .map(|t| self.cal.start_of_day(self.cal.local_date(t))),
+            None => Some(start),
+        };
+        // A windowed duty (the review around the 18th birthday) exists once its window opens.
+        if rule.met_window.is_some() && met_from.is_none_or(|from| from > self.now) {
+            return None;
+        }
         let occurrence = self.occurrence(rule, ctx);
         let mut o = self.base(rule, ctx, occurrence);
         o.starts_at = start;
@@ -2071,16 +2097,6 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             }
         }
         o.due_at = due;
-        let met_from = match &rule.met_window {
-            Some(w) => self
-                .deadline(start, w, &rule.id)
-                .map(|t| self.cal.start_of_day(self.cal.local_date(t))),
-            None => Some(start),
-        };
-        // A windowed duty (the review around the 18th birthday) exists once its window opens.
-        if rule.met_window.is_some() && met_from.is_none_or(|from| from > self.now) {
-            return None;
-        }
         o.met_at = rule.met_by.and_then(|m| self.event(m, ctx, met_from));
         if rule.kind == RuleKind::Notice {
             o.status = if self.now > due {
@@ -2088,10 +2104,11 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             } else {
                 self.pending(rule, due)
             };
-            return Some(o);
+        } else {
+            self.settle(rule, ctx, &mut o);
         }
-        self.settle(rule, ctx, &mut o);
-        Some(o)
+        out(o);
+        Some(())
     }
 
     /// Status, lateness and exception for a deadline obligation whose dates are set.
