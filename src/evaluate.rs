@@ -338,7 +338,11 @@ fn evaluate_with(
     let idx = Index::new(&clean, &mut findings);
 
     let mut children_by_board: HashMap<&str, Vec<&Child>> = HashMap::default();
-    for c in clean.children {
+    for c in clean
+        .children
+        .iter()
+        .filter(|c| kept(&idx.children, &c.id, c))
+    {
         let board = c.board.as_deref().unwrap_or(opts.default_board);
         if rules.boards.contains_key(board) {
             children_by_board.entry(board).or_default().push(c);
@@ -355,12 +359,13 @@ fn evaluate_with(
         }
     }
     let mut conferences_by_board: HashMap<&str, Vec<&Conference>> = HashMap::default();
-    for &conf in &clean.conferences {
+    for &conf in clean
+        .conferences
+        .iter()
+        .filter(|c| kept(&idx.conferences, &c.id, c))
+    {
         let board = idx
-            .conf_children
-            .get(conf.id.as_str())
-            .and_then(|ccs| ccs.first())
-            .and_then(|cc| idx.children.get(cc.child_id.as_str()))
+            .first_child(conf)
             .map(|c| c.board.as_deref().unwrap_or(opts.default_board));
         match board {
             Some(b) if rules.boards.contains_key(b) => {
@@ -967,24 +972,38 @@ fn inconsistencies(s: &Clean, f: &mut Vec<Finding>) {
 
 // -------------------------------------------------------------------- index
 
+/// A row's address: rows outlive the evaluation, so an address names one row,
+/// and hashing it costs a multiply, where hashing an id reads the id's bytes
+/// (at national size, a cache miss or two for every lookup).
+type Addr = usize;
+
+fn addr<T>(row: &T) -> Addr {
+    std::ptr::from_ref(row) as usize
+}
+
+/// The case state by what evaluation looks things up by. Ids are resolved to
+/// their rows once, here; the rows of a child or a conference are then found
+/// by the child's or conference's address.
 struct Index<'a> {
     children: HashMap<&'a str, &'a Child>,
     agencies: HashMap<&'a str, &'a Agency>,
     workers: HashMap<&'a str, &'a Worker>,
-    conf_children: HashMap<&'a str, Vec<&'a ConferenceChild>>,
+    /// Each conference's children (rows naming a known child), by child id.
+    conf_children: HashMap<Addr, Vec<(&'a ConferenceChild, &'a Child)>>,
     /// Each child's conferences, in date order.
-    child_confs: HashMap<&'a str, Vec<(&'a Conference, &'a ConferenceChild)>>,
-    invitations: HashMap<&'a str, Vec<&'a Invitation>>,
-    referrals: HashMap<&'a str, Vec<&'a Referral>>,
-    sds: HashMap<&'a str, Vec<&'a StrategyDiscussion>>,
-    assessments: HashMap<&'a str, Vec<&'a Assessment>>,
-    plans: HashMap<&'a str, Vec<&'a CpPlan>>,
-    core_groups: HashMap<&'a str, Vec<Instant>>,
-    visits: HashMap<&'a str, Vec<Instant>>,
-    cin_reviews: HashMap<&'a str, Vec<NaiveDate>>,
-    reconvened_by: HashMap<&'a str, Vec<&'a Conference>>,
+    child_confs: HashMap<Addr, Vec<(&'a Conference, &'a ConferenceChild)>>,
+    invitations: HashMap<Addr, Vec<&'a Invitation>>,
+    referrals: HashMap<Addr, Vec<&'a Referral>>,
+    sds: HashMap<Addr, Vec<&'a StrategyDiscussion>>,
+    assessments: HashMap<Addr, Vec<&'a Assessment>>,
+    plans: HashMap<Addr, Vec<&'a CpPlan>>,
+    core_groups: HashMap<Addr, Vec<Instant>>,
+    visits: HashMap<Addr, Vec<Instant>>,
+    cin_reviews: HashMap<Addr, Vec<NaiveDate>>,
+    reconvened_by: HashMap<Addr, Vec<&'a Conference>>,
     /// Agreed exceptions by rule, then by the id that finds them.
     exceptions: HashMap<&'a str, Exceptions<'a>>,
+    conferences: HashMap<&'a str, &'a Conference>,
 }
 
 /// One rule's exceptions, each filed under the narrowest id it names (its
@@ -1009,33 +1028,66 @@ impl<'a> Exceptions<'a> {
     }
 }
 
+/// Rows by id. Of rows sharing an id (a view over tables without keys can
+/// give them) the first read is kept and each other is a finding, so a row
+/// is never evaluated twice, nor its children's rows shared out between copies.
+fn by_id<'a, R>(
+    rows: impl IntoIterator<Item = &'a R>,
+    table: &str,
+    id: impl Fn(&'a R) -> &'a Text,
+    f: &mut Vec<Finding>,
+) -> HashMap<&'a str, &'a R> {
+    let mut by: HashMap<&'a str, &'a R> = HashMap::default();
+    for r in rows {
+        match by.entry(id(r).as_str()) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(r);
+            }
+            std::collections::hash_map::Entry::Occupied(o) => f.push(Finding::new(
+                "duplicate_id",
+                table,
+                o.key(),
+                "another row has the same id; only the first row read is evaluated",
+            )),
+        }
+    }
+    by
+}
+
+/// Whether `row` is the one kept under its id by [`by_id`].
+fn kept<R>(by: &HashMap<&str, &R>, id: &str, row: &R) -> bool {
+    by.get(id).is_some_and(|k| std::ptr::eq(*k, row))
+}
+
 /// A table's rows by child, each child's in the order read, with a finding
 /// for each row naming no child. Tables are mostly written child by child, so
 /// rows come in runs of one child, and a run costs one lookup, not one a row.
 fn by_child<'a, R: 'a, V>(
     rows: &[&'a R],
     table: &str,
-    children: &HashMap<&str, &Child>,
+    children: &HashMap<&str, &'a Child>,
     f: &mut Vec<Finding>,
     // The row's child, its id and what is kept of it.
     read: impl Fn(&&'a R) -> (&'a Text, &'a Text, V),
-) -> HashMap<&'a str, Vec<V>> {
-    let mut by: HashMap<&'a str, Vec<V>> = HashMap::default();
+) -> HashMap<Addr, Vec<V>> {
+    let mut by: HashMap<Addr, Vec<V>> = HashMap::default();
     for run in rows.chunk_by(|a, b| read(a).0 == read(b).0) {
         let Some(first) = run.first() else { continue };
         let child = read(first).0.as_str();
-        if children.contains_key(child) {
-            by.entry(child)
+        match children.get(child) {
+            Some(c) => by
+                .entry(addr(*c))
                 .or_default()
-                .extend(run.iter().map(|r| read(r).2));
-        } else {
-            for r in run {
-                f.push(Finding::new(
-                    "unknown_reference",
-                    table,
-                    read(r).1,
-                    format!("child_id {child:?} names no child"),
-                ));
+                .extend(run.iter().map(|r| read(r).2)),
+            None => {
+                for r in run {
+                    f.push(Finding::new(
+                        "unknown_reference",
+                        table,
+                        read(r).1,
+                        format!("child_id {child:?} names no child"),
+                    ));
+                }
             }
         }
     }
@@ -1044,19 +1096,13 @@ fn by_child<'a, R: 'a, V>(
 
 impl<'a> Index<'a> {
     fn new(s: &Clean<'a>, f: &mut Vec<Finding>) -> Self {
-        let children: HashMap<&str, &Child> =
-            s.children.iter().map(|c| (c.id.as_str(), c)).collect();
+        let children = by_id(s.children, "children", |c| &c.id, f);
         let agencies: HashMap<&str, &Agency> =
             s.agencies.iter().map(|a| (a.id.as_str(), a)).collect();
         let workers: HashMap<&str, &Worker> =
             s.workers.iter().map(|w| (w.id.as_str(), w)).collect();
         let teams: HashMap<&str, &Team> = s.teams.iter().map(|t| (t.id.as_str(), t)).collect();
-        let conferences: HashMap<&str, &Conference> = s
-            .conferences
-            .iter()
-            .copied()
-            .map(|c| (c.id.as_str(), c))
-            .collect();
+        let conferences = by_id(s.conferences.iter().copied(), "conferences", |c| &c.id, f);
 
         for w in s.workers {
             if !teams.contains_key(w.team_id.as_str()) {
@@ -1106,8 +1152,8 @@ impl<'a> Index<'a> {
             (&r.child_id, &r.id, r.held_on)
         });
 
-        let mut conf_children: HashMap<&str, Vec<&ConferenceChild>> = HashMap::default();
-        let mut child_confs: HashMap<&str, Vec<(&Conference, &ConferenceChild)>> =
+        let mut conf_children: HashMap<Addr, Vec<(&ConferenceChild, &Child)>> = HashMap::default();
+        let mut child_confs: HashMap<Addr, Vec<(&Conference, &ConferenceChild)>> =
             HashMap::default();
         for cc in s.conference_children.iter().copied() {
             let row = || format!("{}/{}", cc.conference_id, cc.child_id);
@@ -1120,7 +1166,7 @@ impl<'a> Index<'a> {
                     format!("conference_id {:?} names no conference", cc.conference_id),
                 ));
             }
-            if !children.contains_key(cc.child_id.as_str()) {
+            let Some(child) = children.get(cc.child_id.as_str()).copied() else {
                 f.push(Finding::new(
                     "unknown_reference",
                     "conference_children",
@@ -1128,25 +1174,22 @@ impl<'a> Index<'a> {
                     format!("child_id {:?} names no child", cc.child_id),
                 ));
                 continue;
-            }
+            };
             if let Some(conf) = conf {
                 conf_children
-                    .entry(cc.conference_id.as_str())
+                    .entry(addr(*conf))
                     .or_default()
-                    .push(cc);
-                child_confs
-                    .entry(cc.child_id.as_str())
-                    .or_default()
-                    .push((conf, cc));
+                    .push((cc, child));
+                child_confs.entry(addr(child)).or_default().push((conf, cc));
             }
         }
         for v in conf_children.values_mut() {
-            v.sort_by(|a, b| a.child_id.cmp(&b.child_id));
+            v.sort_by(|a, b| a.0.child_id.cmp(&b.0.child_id));
         }
         for v in child_confs.values_mut() {
             v.sort_by(|a, b| (a.0.date(), &a.0.id).cmp(&(b.0.date(), &b.0.id)));
         }
-        let mut invitations: HashMap<&str, Vec<&Invitation>> = HashMap::default();
+        let mut invitations: HashMap<Addr, Vec<&Invitation>> = HashMap::default();
         for i in s.invitations.iter().copied() {
             let row = || format!("{}/{}", i.conference_id, i.agency_id);
             if !agencies.contains_key(i.agency_id.as_str()) {
@@ -1158,7 +1201,7 @@ impl<'a> Index<'a> {
                 ));
                 continue;
             }
-            if !conferences.contains_key(i.conference_id.as_str()) {
+            let Some(conf) = conferences.get(i.conference_id.as_str()) else {
                 f.push(Finding::new(
                     "unknown_reference",
                     "invitations",
@@ -1166,17 +1209,19 @@ impl<'a> Index<'a> {
                     format!("conference_id {:?} names no conference", i.conference_id),
                 ));
                 continue;
-            }
-            invitations
-                .entry(i.conference_id.as_str())
-                .or_default()
-                .push(i);
+            };
+            invitations.entry(addr(*conf)).or_default().push(i);
         }
-        let mut reconvened_by: HashMap<&str, Vec<&Conference>> = HashMap::default();
-        for c in s.conferences.iter().copied() {
+        let mut reconvened_by: HashMap<Addr, Vec<&Conference>> = HashMap::default();
+        for c in s
+            .conferences
+            .iter()
+            .copied()
+            .filter(|c| kept(&conferences, &c.id, c))
+        {
             if let Some(r) = &c.reconvenes_id {
-                if conferences.contains_key(r.as_str()) {
-                    reconvened_by.entry(r.as_str()).or_default().push(c);
+                if let Some(reconvened) = conferences.get(r.as_str()) {
+                    reconvened_by.entry(addr(*reconvened)).or_default().push(c);
                 } else {
                     f.push(Finding::new(
                         "missing_reconvened_conference",
@@ -1195,7 +1240,7 @@ impl<'a> Index<'a> {
         for v in sds.values_mut() {
             v.sort_by(|a, b| (a.held_at, &a.id).cmp(&(b.held_at, &b.id)));
         }
-        for (child, v) in plans.iter_mut() {
+        for v in plans.values_mut() {
             v.sort_by(|a, b| (a.started_on, &a.id).cmp(&(b.started_on, &b.id)));
             let open: Vec<&str> = v
                 .iter()
@@ -1209,9 +1254,11 @@ impl<'a> Index<'a> {
                     open[1],
                     format!(
                         "child {:?} has {} open plans: {}",
-                        children
-                            .get(*child)
-                            .map_or(*child, |c| c.reference.as_str()),
+                        v.first().map_or("", |p| {
+                            children
+                                .get(p.child_id.as_str())
+                                .map_or(p.child_id.as_str(), |c| c.reference.as_str())
+                        }),
                         open.len(),
                         open.join(", ")
                     ),
@@ -1258,6 +1305,7 @@ impl<'a> Index<'a> {
             cin_reviews,
             reconvened_by,
             exceptions,
+            conferences,
         };
         idx.cross_checks(f);
         idx
@@ -1273,6 +1321,9 @@ impl<'a> Index<'a> {
     /// Contradictions that need several tables at once.
     fn cross_checks(&self, f: &mut Vec<Finding>) {
         for (child, confs) in &self.child_confs {
+            let reference = confs
+                .first()
+                .map_or("", |(_, cc)| self.reference(&cc.child_id));
             let s47: Vec<&&StrategyDiscussion> = self
                 .sds
                 .get(child)
@@ -1291,7 +1342,7 @@ impl<'a> Index<'a> {
                         "conference_before_strategy_discussion",
                         "conferences",
                         &conf.id,
-                        format!("initial conference held {} before child {:?}'s first section 47 strategy discussion ({})", stamp(held), self.reference(child), stamp(s47[0].held_at)),
+                        format!("initial conference held {} before child {:?}'s first section 47 strategy discussion ({})", stamp(held), reference, stamp(s47[0].held_at)),
                     ));
                 }
                 if conf.kind == "review" {
@@ -1301,7 +1352,7 @@ impl<'a> Index<'a> {
                             .any(|p| p.started_on <= day && p.ended_on.is_none_or(|e| e >= day))
                     });
                     if !on_plan {
-                        f.push(Finding::new("review_without_plan", "conferences", &conf.id, format!("review conference about child {:?}, who has no child protection plan on {day}", self.reference(child))));
+                        f.push(Finding::new("review_without_plan", "conferences", &conf.id, format!("review conference about child {:?}, who has no child protection plan on {day}", reference)));
                     }
                 }
             }
@@ -1310,24 +1361,36 @@ impl<'a> Index<'a> {
 
     fn took_place_confs(
         &self,
-        child: &str,
+        child: &Child,
     ) -> impl Iterator<Item = (&'a Conference, &'a ConferenceChild, Instant)> + '_ {
         self.child_confs
-            .get(child)
+            .get(&addr(child))
             .into_iter()
             .flatten()
             .filter_map(|(c, cc)| c.took_place().map(|t| (*c, *cc, t)))
     }
 
     /// The child's plan at a date: the one covering it, else the next to start.
-    fn plan_at(&self, child: &str, day: NaiveDate) -> Option<&'a CpPlan> {
-        let plans = self.plans.get(child)?;
+    fn plan_at(&self, child: &Child, day: NaiveDate) -> Option<&'a CpPlan> {
+        let plans = self.plans.get(&addr(child))?;
         plans
             .iter()
             .rev()
             .find(|p| p.started_on <= day && p.ended_on.is_none_or(|e| e >= day))
             .or_else(|| plans.iter().find(|p| p.started_on >= day))
             .copied()
+    }
+
+    /// The conference's children, in order of child id.
+    fn children_of(&self, conf: &Conference) -> &[(&'a ConferenceChild, &'a Child)] {
+        self.conf_children
+            .get(&addr(conf))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The child a conference is counted under (its board's, its team's): its first by id.
+    fn first_child(&self, conf: &Conference) -> Option<&'a Child> {
+        self.children_of(conf).first().map(|(_, c)| *c)
     }
 
     fn team_of(&self, child: Option<&Child>) -> Option<&'a Text> {
@@ -1397,7 +1460,7 @@ fn each_subject<'a>(
     match subject {
         Subject::Referral => {
             for c in children {
-                for r in idx.referrals.get(c.id.as_str()).into_iter().flatten() {
+                for r in idx.referrals.get(&addr(*c)).into_iter().flatten() {
                     f(Ctx {
                         child: Some(c),
                         referral: Some(r),
@@ -1408,7 +1471,7 @@ fn each_subject<'a>(
         }
         Subject::StrategyDiscussion => {
             for c in children {
-                for d in idx.sds.get(c.id.as_str()).into_iter().flatten() {
+                for d in idx.sds.get(&addr(*c)).into_iter().flatten() {
                     f(Ctx {
                         child: Some(c),
                         sd: Some(d),
@@ -1419,7 +1482,7 @@ fn each_subject<'a>(
         }
         Subject::Plan => {
             for c in children {
-                for p in idx.plans.get(c.id.as_str()).into_iter().flatten() {
+                for p in idx.plans.get(&addr(*c)).into_iter().flatten() {
                     f(Ctx {
                         child: Some(c),
                         plan: Some(p),
@@ -1430,12 +1493,7 @@ fn each_subject<'a>(
         }
         Subject::Conference => {
             for conf in conferences {
-                let child = idx
-                    .conf_children
-                    .get(conf.id.as_str())
-                    .and_then(|ccs| ccs.first())
-                    .and_then(|cc| idx.children.get(cc.child_id.as_str()))
-                    .copied();
+                let child = idx.first_child(conf);
                 f(Ctx {
                     conference: Some(conf),
                     child,
@@ -1445,15 +1503,10 @@ fn each_subject<'a>(
         }
         Subject::Invitation => {
             for conf in conferences {
-                let child = idx
-                    .conf_children
-                    .get(conf.id.as_str())
-                    .and_then(|ccs| ccs.first())
-                    .and_then(|cc| idx.children.get(cc.child_id.as_str()))
-                    .copied();
+                let child = idx.first_child(conf);
                 for inv in idx
                     .invitations
-                    .get(conf.id.as_str())
+                    .get(&addr(*conf))
                     .into_iter()
                     .flatten()
                     .filter(|i| i.report_expected)
@@ -1471,17 +1524,11 @@ fn each_subject<'a>(
         }
         Subject::ChildConference => {
             for conf in conferences {
-                for cc in idx
-                    .conf_children
-                    .get(conf.id.as_str())
-                    .into_iter()
-                    .flatten()
-                {
-                    let child = idx.children.get(cc.child_id.as_str()).copied();
+                for &(cc, child) in idx.children_of(conf) {
                     f(Ctx {
                         conference: Some(conf),
                         cc: Some(cc),
-                        child,
+                        child: Some(child),
                         ..Ctx::default()
                     });
                 }
@@ -1558,7 +1605,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         let last = self
             .idx
             .sds
-            .get(child.id.as_str())?
+            .get(&addr(child))?
             .iter()
             .rev()
             .find(|d| d.s47_initiated)?;
@@ -1567,7 +1614,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         let arranged = self
             .idx
             .child_confs
-            .get(child.id.as_str())
+            .get(&addr(child))
             .into_iter()
             .flatten()
             .any(|(c, _)| {
@@ -1597,7 +1644,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                 }
                 if !flag(f.chair_overruled, conf.chair_overruled)
                     || !lazy(f.reconvened, &|| {
-                        self.idx.reconvened_by.contains_key(conf.id.as_str())
+                        self.idx.reconvened_by.contains_key(&addr(conf))
                     })
                     || !flag(f.reconvenes, conf.reconvenes_id.is_some())
                 {
@@ -1605,15 +1652,11 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                 }
                 // The conference's children: a lookup, made only for rules that ask.
                 if f.plan_made.is_some() || f.outcome.is_some() {
-                    let ccs = self
-                        .idx
-                        .conf_children
-                        .get(conf.id.as_str())
-                        .map(Vec::as_slice)
-                        .unwrap_or(&[]);
+                    let ccs = self.idx.children_of(conf);
                     if !flag(
                         f.plan_made,
-                        ccs.iter().any(|cc| cc.outcome.as_deref() == Some("plan")),
+                        ccs.iter()
+                            .any(|(cc, _)| cc.outcome.as_deref() == Some("plan")),
                     ) {
                         return false;
                     }
@@ -1623,7 +1666,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                                 .outcome
                                 .as_ref()
                                 .is_some_and(|o| outcomes.iter().any(|x| *o == *x)),
-                            None => ccs.iter().any(|cc| {
+                            None => ccs.iter().any(|(cc, _)| {
                                 cc.outcome
                                     .as_ref()
                                     .is_some_and(|o| outcomes.iter().any(|x| *o == *x))
@@ -1713,7 +1756,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             return false;
         };
         let mut previous_reviews = 0;
-        for (c, _, t) in self.idx.took_place_confs(&child.id) {
+        for (c, _, t) in self.idx.took_place_confs(child) {
             if t >= at {
                 break;
             }
@@ -1734,7 +1777,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
     /// The instant of a named event for a subject; "first X" events look from `after`.
     fn event(&self, ev: Event, ctx: &Ctx<'a>, after: Option<Instant>) -> Option<Instant> {
         let idx = self.idx;
-        let child_id = ctx.child.map(|c| c.id.as_str());
+        let child = ctx.child.map(addr);
         let after_t = after.unwrap_or(Instant::MIN_UTC);
         match ev {
             Event::ReferralReceivedAt => ctx.referral.map(|r| r.received_at),
@@ -1750,7 +1793,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             Event::ReferralNextStepsRecordedAt => ctx.referral?.next_steps_recorded_at,
             Event::NextStrategyDiscussionHeldAt => idx
                 .sds
-                .get(child_id?)?
+                .get(&child?)?
                 .iter()
                 .map(|d| d.held_at)
                 .find(|t| *t >= after_t),
@@ -1763,7 +1806,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                 let from = self.cal.local_date(after_t);
                 let a = idx
                     .assessments
-                    .get(child_id?)?
+                    .get(&child?)?
                     .iter()
                     .find(|a| a.kind == kind && a.started_on >= from)?;
                 a.completed_on.map(|d| self.date_event(d))
@@ -1775,7 +1818,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                 let sd_at = ctx.sd?.held_at;
                 let conf = idx
                     .child_confs
-                    .get(child_id?)?
+                    .get(&child?)?
                     .iter()
                     .map(|(c, _)| *c)
                     .find(|c| {
@@ -1796,7 +1839,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                     .and_then(Conference::date)
                     .unwrap_or(self.now);
                 idx.sds
-                    .get(child_id?)?
+                    .get(&child?)?
                     .iter()
                     .rev()
                     .find(|d| d.s47_initiated && d.held_at <= before)
@@ -1816,49 +1859,42 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                 let conf = ctx.conference?;
                 let direct = idx
                     .reconvened_by
-                    .get(conf.id.as_str())
+                    .get(&addr(conf))
                     .into_iter()
                     .flatten()
                     .filter_map(|c| c.took_place())
                     .min();
                 direct.or_else(|| {
                     let from = conf.date()?;
-                    idx.conf_children
-                        .get(conf.id.as_str())?
+                    idx.children_of(conf)
                         .iter()
-                        .flat_map(|cc| idx.took_place_confs(&cc.child_id))
+                        .flat_map(|(_, c)| idx.took_place_confs(c))
                         .filter(|(c, _, t)| c.id != conf.id && *t > from)
                         .map(|(_, _, t)| t)
                         .min()
                 })
             }
-            Event::FirstCoreGroupHeldAt => match ctx
-                .cc
-                .map(|cc| cc.child_id.as_str())
-                .or(ctx.plan.map(|p| p.child_id.as_str()))
-            {
-                Some(child) => idx
-                    .core_groups
-                    .get(child)?
-                    .iter()
-                    .copied()
-                    .find(|t| *t >= after_t),
-                None => idx
-                    .conf_children
-                    .get(ctx.conference?.id.as_str())?
-                    .iter()
-                    .filter_map(|cc| {
-                        idx.core_groups
-                            .get(cc.child_id.as_str())?
-                            .iter()
-                            .copied()
-                            .find(|t| *t >= after_t)
-                    })
-                    .min(),
-            },
+            Event::FirstCoreGroupHeldAt => {
+                let first = |c: &Child| {
+                    idx.core_groups
+                        .get(&addr(c))?
+                        .iter()
+                        .copied()
+                        .find(|t| *t >= after_t)
+                };
+                // A child's own (of a conference or a plan), else the first among the conference's children.
+                if ctx.cc.is_some() || ctx.plan.is_some() {
+                    first(ctx.child?)
+                } else {
+                    idx.children_of(ctx.conference?)
+                        .iter()
+                        .filter_map(|(_, c)| first(c))
+                        .min()
+                }
+            }
             Event::NextReviewConferenceHeldAt => {
                 let own = ctx.conference.map(|c| c.id.as_str());
-                idx.took_place_confs(child_id?)
+                idx.took_place_confs(ctx.child?)
                     .find(|(c, _, t)| {
                         c.kind == "review" && Some(c.id.as_str()) != own && *t > after_t
                     })
@@ -1882,29 +1918,28 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             Event::PlanStartedOn => ctx.plan.map(|p| self.date_event(p.started_on)),
             Event::PlanEndedOn => ctx.plan?.ended_on.map(|d| self.date_event(d)),
             Event::CoreGroupOrConferenceHeldAt => {
-                let child = child_id?;
                 let cg = idx
                     .core_groups
-                    .get(child)
+                    .get(&child?)
                     .into_iter()
                     .flatten()
                     .copied()
                     .find(|t| *t > after_t);
                 let conf = idx
-                    .took_place_confs(child)
+                    .took_place_confs(ctx.child?)
                     .map(|(_, _, t)| t)
                     .find(|t| *t > after_t);
                 [cg, conf].into_iter().flatten().min()
             }
             Event::VisitVisitedAt => idx
                 .visits
-                .get(child_id?)?
+                .get(&child?)?
                 .iter()
                 .copied()
                 .find(|t| *t > after_t),
             Event::CinReviewHeldOn => idx
                 .cin_reviews
-                .get(child_id?)?
+                .get(&child?)?
                 .iter()
                 .map(|d| self.date_event(*d))
                 .find(|t| *t > after_t),
@@ -1940,17 +1975,12 @@ impl<'e, 'a> BoardEval<'e, 'a> {
     fn exception(&self, rule: &'a Rule, ctx: &Ctx<'a>) -> Option<String> {
         let of_rule = self.idx.exceptions.get(rule.id.as_str())?;
         let names_child = !matches!(rule.subject, Subject::Conference | Subject::Invitation);
-        let conf_children = || {
-            ctx.conference
-                .and_then(|conf| self.idx.conf_children.get(conf.id.as_str()))
-                .map(Vec::as_slice)
-                .unwrap_or(&[])
-        };
+        let conf_children = || ctx.conference.map_or(&[][..], |c| self.idx.children_of(c));
         let child_ok = |want: &str| {
             if names_child {
                 ctx.child.is_some_and(|c| c.id == want)
             } else {
-                conf_children().iter().any(|cc| cc.child_id == want)
+                conf_children().iter().any(|(cc, _)| cc.child_id == want)
             }
         };
         fn found<'m, 'x>(
@@ -1964,7 +1994,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         } else {
             conf_children()
                 .iter()
-                .flat_map(|cc| found(&of_rule.by_child, Some(cc.child_id.as_str())))
+                .flat_map(|(cc, _)| found(&of_rule.by_child, Some(cc.child_id.as_str())))
                 .collect()
         };
         found(
@@ -2180,7 +2210,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                     .and_then(Conference::date)
                     .unwrap_or(self.now),
             );
-            self.idx.plan_at(&child.id, day)
+            self.idx.plan_at(child, day)
         });
         plan.and_then(|p| p.ended_on)
             .is_some_and(|end| end < due_day)
@@ -2202,7 +2232,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             None => ctx.child.and_then(|c| {
                 let from = ctx.conference.and_then(Conference::took_place)?;
                 self.idx
-                    .took_place_confs(&c.id)
+                    .took_place_confs(c)
                     .map(|(_, _, t)| t)
                     .find(|t| *t > from)
             }),
@@ -2288,12 +2318,12 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             "advocacy_offered" => ctx.cc.is_some_and(|cc| cc.advocacy_offered == Some(true)),
             "exception_recorded" => false,
             "core_assessment_completed" => {
-                let (Some(p), Some(end)) = (ctx.plan, ctx.plan.and_then(|p| p.ended_on)) else {
+                let Some(end) = ctx.plan.and_then(|p| p.ended_on) else {
                     return;
                 };
-                let done = idx
-                    .assessments
-                    .get(p.child_id.as_str())
+                let done = ctx
+                    .child
+                    .and_then(|c| idx.assessments.get(&addr(c)))
                     .and_then(|v| {
                         v.iter()
                             .rev()
@@ -2324,7 +2354,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         let idx = self.idx;
         let attended: Vec<&Agency> = idx
             .invitations
-            .get(conf.id.as_str())
+            .get(&addr(conf))
             .into_iter()
             .flatten()
             .filter(|i| i.attended == Some(true))
@@ -2349,18 +2379,11 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         if let Some(group) = &spec.unborn_requires {
             let day = conf.date().map(|t| self.cal.local_date(t));
             let unborn = conf.kind == "pre_birth"
-                || idx
-                    .conf_children
-                    .get(conf.id.as_str())
-                    .into_iter()
-                    .flatten()
-                    .any(|cc| {
-                        idx.children.get(cc.child_id.as_str()).is_some_and(|c| {
-                            c.expected_due_date.is_some()
-                                && c.date_of_birth
-                                    .is_none_or(|dob| day.is_some_and(|d| dob > d))
-                        })
-                    });
+                || idx.children_of(conf).iter().any(|(_, c)| {
+                    c.expected_due_date.is_some()
+                        && c.date_of_birth
+                            .is_none_or(|dob| day.is_some_and(|d| dob > d))
+                });
             if unborn && !attended.iter().any(|a| &a.professional_group == group) {
                 return false;
             }

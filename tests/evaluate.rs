@@ -9,7 +9,7 @@ mod common;
 use chrono::Duration;
 use common::*;
 use cpwatch::case::*;
-use cpwatch::evaluate::{Evaluation, Obligation, Status};
+use cpwatch::evaluate::{Evaluation, Finding, Obligation, Status};
 
 const LATER: &str = "2027-11-30T12:00:00Z";
 
@@ -616,6 +616,49 @@ fn one<'e>(
         .collect();
     assert_eq!(v.len(), 1, "{board} {rule}: {v:#?}");
     v[0]
+}
+
+/// Every obligation, as JSON, in report order.
+fn obligations_json(e: &Evaluation) -> Vec<String> {
+    let mut v: Vec<&Obligation> = e.obligations.iter().collect();
+    v.sort_by(|a, b| a.report_cmp(b));
+    v.iter()
+        .map(|o| serde_json::to_string(o).expect("json"))
+        .collect()
+}
+
+#[test]
+fn rows_sharing_an_id_are_findings_and_the_first_is_evaluated_once() {
+    let s = fixture("pan-dorset");
+    let once = eval(&s, LATER);
+    let mut twice = s.clone();
+    // A view over tables without keys can repeat a child or a conference, differently.
+    twice.children.push(Child {
+        reference: "TEST-COPY".into(),
+        ..twice.children[0].clone()
+    });
+    let mut copy = twice.conferences[0].clone();
+    copy.minutes_circulated_at = None;
+    let copied = copy.id.to_string();
+    twice.conferences.push(copy);
+    let e = eval(&twice, LATER);
+    // The copies are reported and otherwise left out: nothing else is said about them.
+    let mut expected = once.findings.clone();
+    expected.push(Finding::new(
+        "duplicate_id",
+        "children",
+        "C1",
+        "another row has the same id; only the first row read is evaluated",
+    ));
+    expected.push(Finding::new(
+        "duplicate_id",
+        "conferences",
+        &copied,
+        "another row has the same id; only the first row read is evaluated",
+    ));
+    cpwatch::evaluate::sort_findings(&mut expected);
+    assert_eq!(e.findings, expected);
+    assert_eq!(obligations_json(&e), obligations_json(&once));
 }
 
 #[test]
