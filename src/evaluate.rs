@@ -986,13 +986,13 @@ fn addr<T>(row: &T) -> Addr {
 /// by the child's or conference's address.
 struct Index<'a> {
     children: HashMap<&'a str, &'a Child>,
-    agencies: HashMap<&'a str, &'a Agency>,
     workers: HashMap<&'a str, &'a Worker>,
     /// Each conference's children (rows naming a known child), by child id.
     conf_children: HashMap<Addr, Vec<(&'a ConferenceChild, &'a Child)>>,
     /// Each child's conferences, in date order.
     child_confs: HashMap<Addr, Vec<(&'a Conference, &'a ConferenceChild)>>,
-    invitations: HashMap<Addr, Vec<&'a Invitation>>,
+    /// Each conference's invitations, with the agency invited.
+    invitations: HashMap<Addr, Vec<(&'a Invitation, &'a Agency)>>,
     referrals: HashMap<Addr, Vec<&'a Referral>>,
     sds: HashMap<Addr, Vec<&'a StrategyDiscussion>>,
     assessments: HashMap<Addr, Vec<&'a Assessment>>,
@@ -1189,28 +1189,36 @@ impl<'a> Index<'a> {
         for v in child_confs.values_mut() {
             v.sort_by(|a, b| (a.0.date(), &a.0.id).cmp(&(b.0.date(), &b.0.id)));
         }
-        let mut invitations: HashMap<Addr, Vec<&Invitation>> = HashMap::default();
-        for i in s.invitations.iter().copied() {
-            let row = || format!("{}/{}", i.conference_id, i.agency_id);
-            if !agencies.contains_key(i.agency_id.as_str()) {
-                f.push(Finding::new(
-                    "unknown_agency",
-                    "invitations",
-                    &row(),
-                    format!("agency_id {:?} names no agency", i.agency_id),
-                ));
-                continue;
+        let mut invitations: HashMap<Addr, Vec<(&Invitation, &Agency)>> = HashMap::default();
+        // Written conference by conference, so a run of one conference costs one lookup of it.
+        for run in s
+            .invitations
+            .chunk_by(|a, b| a.conference_id == b.conference_id)
+        {
+            let conf = run
+                .first()
+                .and_then(|i| conferences.get(i.conference_id.as_str()).copied());
+            for i in run.iter().copied() {
+                let row = || format!("{}/{}", i.conference_id, i.agency_id);
+                let Some(agency) = agencies.get(i.agency_id.as_str()).copied() else {
+                    f.push(Finding::new(
+                        "unknown_agency",
+                        "invitations",
+                        &row(),
+                        format!("agency_id {:?} names no agency", i.agency_id),
+                    ));
+                    continue;
+                };
+                match conf {
+                    Some(conf) => invitations.entry(addr(conf)).or_default().push((i, agency)),
+                    None => f.push(Finding::new(
+                        "unknown_reference",
+                        "invitations",
+                        &row(),
+                        format!("conference_id {:?} names no conference", i.conference_id),
+                    )),
+                }
             }
-            let Some(conf) = conferences.get(i.conference_id.as_str()) else {
-                f.push(Finding::new(
-                    "unknown_reference",
-                    "invitations",
-                    &row(),
-                    format!("conference_id {:?} names no conference", i.conference_id),
-                ));
-                continue;
-            };
-            invitations.entry(addr(*conf)).or_default().push(i);
         }
         let mut reconvened_by: HashMap<Addr, Vec<&Conference>> = HashMap::default();
         for c in s
@@ -1291,7 +1299,6 @@ impl<'a> Index<'a> {
 
         let idx = Index {
             children,
-            agencies,
             workers,
             conf_children,
             child_confs,
@@ -1504,19 +1511,18 @@ fn each_subject<'a>(
         Subject::Invitation => {
             for conf in conferences {
                 let child = idx.first_child(conf);
-                for inv in idx
+                for &(inv, agency) in idx
                     .invitations
                     .get(&addr(*conf))
                     .into_iter()
                     .flatten()
-                    .filter(|i| i.report_expected)
+                    .filter(|(i, _)| i.report_expected)
                 {
-                    let agency = idx.agencies.get(inv.agency_id.as_str()).copied();
                     f(Ctx {
                         conference: Some(conf),
                         child,
                         invitation: Some(inv),
-                        agency,
+                        agency: Some(agency),
                         ..Ctx::default()
                     });
                 }
@@ -2357,8 +2363,8 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             .get(&addr(conf))
             .into_iter()
             .flatten()
-            .filter(|i| i.attended == Some(true))
-            .filter_map(|i| idx.agencies.get(i.agency_id.as_str()).copied())
+            .filter(|(i, _)| i.attended == Some(true))
+            .map(|(_, a)| *a)
             .collect();
         let csc = attended
             .iter()
