@@ -1037,7 +1037,8 @@ fn by_id<'a, R>(
     id: impl Fn(&'a R) -> &'a Text,
     f: &mut Vec<Finding>,
 ) -> HashMap<&'a str, &'a R> {
-    let mut by: HashMap<&'a str, &'a R> = HashMap::default();
+    let rows = rows.into_iter();
+    let mut by: HashMap<&'a str, &'a R> = sized(rows.size_hint().0);
     for r in rows {
         match by.entry(id(r).as_str()) {
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -1052,6 +1053,11 @@ fn by_id<'a, R>(
         }
     }
     by
+}
+
+/// An empty map with room for `n` entries.
+fn sized<K, V>(n: usize) -> HashMap<K, V> {
+    HashMap::with_capacity_and_hasher(n, Default::default())
 }
 
 /// Whether `row` is the one kept under its id by [`by_id`].
@@ -1070,7 +1076,8 @@ fn by_child<'a, R: 'a, V>(
     // The row's child, its id and what is kept of it.
     read: impl Fn(&&'a R) -> (&'a Text, &'a Text, V),
 ) -> HashMap<Addr, Vec<V>> {
-    let mut by: HashMap<Addr, Vec<V>> = HashMap::default();
+    // At most one entry a child: sized once rather than grown (and rehashed) as it fills.
+    let mut by: HashMap<Addr, Vec<V>> = sized(children.len().min(rows.len()));
     for run in rows.chunk_by(|a, b| read(a).0 == read(b).0) {
         let Some(first) = run.first() else { continue };
         let child = read(first).0.as_str();
@@ -1152,9 +1159,10 @@ impl<'a> Index<'a> {
             (&r.child_id, &r.id, r.held_on)
         });
 
-        let mut conf_children: HashMap<Addr, Vec<(&ConferenceChild, &Child)>> = HashMap::default();
+        let mut conf_children: HashMap<Addr, Vec<(&ConferenceChild, &Child)>> =
+            sized(conferences.len());
         let mut child_confs: HashMap<Addr, Vec<(&Conference, &ConferenceChild)>> =
-            HashMap::default();
+            sized(children.len());
         for cc in s.conference_children.iter().copied() {
             let row = || format!("{}/{}", cc.conference_id, cc.child_id);
             let conf = conferences.get(cc.conference_id.as_str());
@@ -1189,7 +1197,7 @@ impl<'a> Index<'a> {
         for v in child_confs.values_mut() {
             v.sort_by(|a, b| (a.0.date(), &a.0.id).cmp(&(b.0.date(), &b.0.id)));
         }
-        let mut invitations: HashMap<Addr, Vec<(&Invitation, &Agency)>> = HashMap::default();
+        let mut invitations: HashMap<Addr, Vec<(&Invitation, &Agency)>> = sized(conferences.len());
         // Written conference by conference, so a run of one conference costs one lookup of it.
         for run in s
             .invitations
