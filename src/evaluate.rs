@@ -1464,6 +1464,26 @@ fn age_on(dob: NaiveDate, day: NaiveDate) -> i32 {
     age
 }
 
+/// Each of the children's rows of a per-child table as a subject, with its child.
+fn each_row<'a, R>(
+    children: &[&'a Child],
+    rows: &HashMap<Addr, Vec<&'a R>>,
+    f: &mut dyn FnMut(Ctx<'a>),
+    with: impl Fn(Ctx<'a>, &'a R) -> Ctx<'a>,
+) {
+    for c in children {
+        for r in rows.get(&addr(*c)).into_iter().flatten() {
+            f(with(
+                Ctx {
+                    child: Some(c),
+                    ..Ctx::default()
+                },
+                r,
+            ));
+        }
+    }
+}
+
 /// Hands `f` every subject of a kind among these children and conferences.
 fn each_subject<'a>(
     idx: &Index<'a>,
@@ -1473,39 +1493,17 @@ fn each_subject<'a>(
     f: &mut dyn FnMut(Ctx<'a>),
 ) {
     match subject {
-        Subject::Referral => {
-            for c in children {
-                for r in idx.referrals.get(&addr(*c)).into_iter().flatten() {
-                    f(Ctx {
-                        child: Some(c),
-                        referral: Some(r),
-                        ..Ctx::default()
-                    });
-                }
-            }
-        }
+        Subject::Referral => each_row(children, &idx.referrals, f, |ctx, r| Ctx {
+            referral: Some(r),
+            ..ctx
+        }),
         Subject::StrategyDiscussion => {
-            for c in children {
-                for d in idx.sds.get(&addr(*c)).into_iter().flatten() {
-                    f(Ctx {
-                        child: Some(c),
-                        sd: Some(d),
-                        ..Ctx::default()
-                    });
-                }
-            }
+            each_row(children, &idx.sds, f, |ctx, d| Ctx { sd: Some(d), ..ctx })
         }
-        Subject::Plan => {
-            for c in children {
-                for p in idx.plans.get(&addr(*c)).into_iter().flatten() {
-                    f(Ctx {
-                        child: Some(c),
-                        plan: Some(p),
-                        ..Ctx::default()
-                    });
-                }
-            }
-        }
+        Subject::Plan => each_row(children, &idx.plans, f, |ctx, p| Ctx {
+            plan: Some(p),
+            ..ctx
+        }),
         Subject::Conference => {
             for conf in conferences {
                 let child = idx.first_child(conf);
