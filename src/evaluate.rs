@@ -987,7 +987,7 @@ fn addr<T>(row: &T) -> Addr {
 struct Index<'a> {
     children: HashMap<&'a str, &'a Child>,
     workers: HashMap<&'a str, &'a Worker>,
-    /// Each conference's children (rows naming a known child), by child id.
+    /// Each conference's children (rows naming a known child) with the child, in order of child id.
     conf_children: HashMap<Addr, Vec<(&'a ConferenceChild, &'a Child)>>,
     /// Each child's conferences, in date order.
     child_confs: HashMap<Addr, Vec<(&'a Conference, &'a ConferenceChild)>>,
@@ -1336,9 +1336,12 @@ impl<'a> Index<'a> {
     /// Contradictions that need several tables at once.
     fn cross_checks(&self, f: &mut Vec<Finding>) {
         for (child, confs) in &self.child_confs {
-            let reference = confs
-                .first()
-                .map_or("", |(_, cc)| self.reference(&cc.child_id));
+            // For a finding's message only: looked up when there is one.
+            let reference = || {
+                confs
+                    .first()
+                    .map_or("", |(_, cc)| self.reference(&cc.child_id))
+            };
             let s47: Vec<&&StrategyDiscussion> = self
                 .sds
                 .get(child)
@@ -1357,7 +1360,7 @@ impl<'a> Index<'a> {
                         "conference_before_strategy_discussion",
                         "conferences",
                         &conf.id,
-                        format!("initial conference held {} before child {:?}'s first section 47 strategy discussion ({})", stamp(held), reference, stamp(s47[0].held_at)),
+                        format!("initial conference held {} before child {:?}'s first section 47 strategy discussion ({})", stamp(held), reference(), stamp(s47[0].held_at)),
                     ));
                 }
                 if conf.kind == "review" {
@@ -1367,7 +1370,7 @@ impl<'a> Index<'a> {
                             .any(|p| p.started_on <= day && p.ended_on.is_none_or(|e| e >= day))
                     });
                     if !on_plan {
-                        f.push(Finding::new("review_without_plan", "conferences", &conf.id, format!("review conference about child {:?}, who has no child protection plan on {day}", reference)));
+                        f.push(Finding::new("review_without_plan", "conferences", &conf.id, format!("review conference about child {:?}, who has no child protection plan on {day}", reference())));
                     }
                 }
             }
