@@ -48,6 +48,12 @@ pub struct Measure {
     pub floor_server_cpu: Option<f64>,
     /// CPU seconds this process used during that floor.
     pub floor_client_cpu: Option<f64>,
+    /// Seconds to stream the same rows by binary `COPY (SELECT …) TO STDOUT`,
+    /// as a load reads them, and discard them.
+    pub copy_floor: f64,
+    /// CPU seconds the server's backend and this process used during that.
+    pub copy_floor_server_cpu: Option<f64>,
+    pub copy_floor_client_cpu: Option<f64>,
     /// Seconds to load the case state.
     pub load: f64,
     /// Seconds to evaluate it, on one core.
@@ -78,10 +84,11 @@ impl Measure {
     }
 
     /// The least time a full tick could take on `cores` cores, as a multiple
-    /// of the floor: it has the floor's work to do, server and client, and the
-    /// evaluation's on top, even were decoding free and every core kept busy.
+    /// of the floor: it has the fetch's work to do, server and client (by
+    /// COPY, as a load fetches), and the evaluation's on top, even were
+    /// decoding free and every core kept busy.
     pub fn least_ratio(&self, cores: usize) -> Option<f64> {
-        let (server, client) = (self.floor_server_cpu?, self.floor_client_cpu?);
+        let (server, client) = (self.copy_floor_server_cpu?, self.copy_floor_client_cpu?);
         let least = server.max((server + client + self.evaluate) / cores.max(1) as f64);
         Some(least / self.floor)
     }
@@ -142,15 +149,26 @@ pub async fn measure(opts: &Options, children: usize) -> anyhow::Result<Measure>
     one_core.threads = 1;
     let store = store::connect(&url, false).await?;
     let (mut floor, mut load, mut evaluate, mut full) = (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
-    let mut floor_cpu = (None, None);
+    let (mut floor_cpu, mut copy_floor, mut copy_cpu) = ((None, None), f64::MAX, (None, None));
     let (mut rows, mut obligations) = (0, 0);
     // Interleaved, so the floor and the tick see the same machine and caches.
     for _ in 0..opts.runs.max(1) {
-        let f = fetch_floor(&url).await?;
+        let f = fetch_floor(&url, Fetch::Select).await?;
         rows = f.rows;
         if f.secs < floor {
             floor = f.secs;
             floor_cpu = (f.server_cpu, f.client_cpu);
+        }
+        let f = fetch_floor(&url, Fetch::Copy).await?;
+        if f.rows != rows {
+            bail!(
+                "the COPY floor streamed {} rows, the SELECT floor {rows}",
+                f.rows
+            );
+        }
+        if f.secs < copy_floor {
+            copy_floor = f.secs;
+            copy_cpu = (f.server_cpu, f.client_cpu);
         }
 
         // A full tick as the service makes one: read everything, evaluate, keep what it acts on.
@@ -209,6 +227,9 @@ pub async fn measure(opts: &Options, children: usize) -> anyhow::Result<Measure>
         floor,
         floor_server_cpu: floor_cpu.0,
         floor_client_cpu: floor_cpu.1,
+        copy_floor,
+        copy_floor_server_cpu: copy_cpu.0,
+        copy_floor_client_cpu: copy_cpu.1,
         load,
         evaluate,
         full,
@@ -228,9 +249,18 @@ struct Floor {
     client_cpu: Option<f64>,
 }
 
-/// The floor: the same SELECTs as a load, in one read-only snapshot, each row
-/// received and thrown away.
-async fn fetch_floor(url: &str) -> anyhow::Result<Floor> {
+/// How a floor streams the rows.
+#[derive(Clone, Copy)]
+enum Fetch {
+    /// Plain SELECTs, each row received as a row and thrown away.
+    Select,
+    /// The same SELECTs by binary COPY, as a load reads them, each message
+    /// received and thrown away.
+    Copy,
+}
+
+/// A floor: every table's SELECT in one read-only snapshot, as a load makes it.
+async fn fetch_floor(url: &str, how: Fetch) -> anyhow::Result<Floor> {
     let mut conn = sqlx::PgConnection::connect(url).await?;
     let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut conn)
@@ -244,9 +274,25 @@ async fn fetch_floor(url: &str) -> anyhow::Result<Floor> {
     let mut rows = 0;
     for (table, cols) in TABLES {
         let sql = select_sql(table, cols);
-        let mut fetched = sqlx::query(&sql).fetch(&mut *tx);
-        while fetched.try_next().await?.is_some() {
-            rows += 1;
+        match how {
+            Fetch::Select => {
+                let mut fetched = sqlx::query(&sql).fetch(&mut *tx);
+                while fetched.try_next().await?.is_some() {
+                    rows += 1;
+                }
+            }
+            Fetch::Copy => {
+                let copy = format!("COPY ({sql}) TO STDOUT (FORMAT binary)");
+                let mut chunks = tx.copy_out_raw(&copy).await?;
+                // PostgreSQL sends each row in a message of its own (the
+                // header with the first) and the trailer in one more; the
+                // count is checked against the SELECT floor's.
+                let mut messages: usize = 0;
+                while chunks.try_next().await?.is_some() {
+                    messages += 1;
+                }
+                rows += messages.saturating_sub(1);
+            }
         }
     }
     tx.commit().await?;
@@ -470,6 +516,14 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
+/// Server + client CPU seconds, where both were read.
+fn cpu(server: Option<f64>, client: Option<f64>) -> String {
+    match (server, client) {
+        (Some(s), Some(c)) => format!("{s:.2} + {c:.2}"),
+        _ => "–".into(),
+    }
+}
+
 fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "–".into(), |v| format!("{v:.digits$}"))
 }
@@ -488,21 +542,20 @@ pub fn markdown(results: &[Measure], machine: &str, at: Instant, command: &str) 
          Each time is the best of the run's repetitions; the floor and the tick are interleaved so both see the same machine.\n\n",
         at.format("%Y-%m-%d %H:%M UTC")
     ));
-    md.push_str("| children | rows | obligations | floor (s) | floor's CPU: server + client (s) | load (s) | evaluate (s) | load + evaluate (s) | ratio to floor | µs per child | `cpwatch run` peak RSS (MiB) | `/metrics` scrape (ms) | one-year xlsx export (s) | incremental tick after 1% changed (s) | share of a full tick | children re-evaluated |\n");
+    md.push_str("| children | rows | obligations | floor (s) | floor's CPU: server + client (s) | COPY floor (s) | COPY floor's CPU (s) | load (s) | evaluate (s) | load + evaluate (s) | ratio to floor | µs per child | `cpwatch run` peak RSS (MiB) | `/metrics` scrape (ms) | one-year xlsx export (s) | incremental tick after 1% changed (s) | share of a full tick | children re-evaluated |\n");
     md.push_str(
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for m in results {
         md.push_str(&format!(
-            "| {} | {} | {} | {:.2} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {:.3} | {:.1}% | {} |\n",
+            "| {} | {} | {} | {:.2} | {} | {:.2} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {:.3} | {:.1}% | {} |\n",
             m.children,
             m.rows,
             m.obligations,
             m.floor,
-            match (m.floor_server_cpu, m.floor_client_cpu) {
-                (Some(s), Some(c)) => format!("{s:.2} + {c:.2}"),
-                _ => "–".into(),
-            },
+            cpu(m.floor_server_cpu, m.floor_client_cpu),
+            m.copy_floor,
+            cpu(m.copy_floor_server_cpu, m.copy_floor_client_cpu),
             m.load,
             m.evaluate,
             m.full,
@@ -517,6 +570,7 @@ pub fn markdown(results: &[Measure], machine: &str, at: Instant, command: &str) 
         ));
     }
     md.push_str("\nColumns: *floor* streams every case row with the same plain SELECTs a load uses, in one read-only snapshot, and discards them; *floor's CPU* is what the database server's backend and the client used meanwhile. \
+                 *COPY floor* streams the same SELECTs by binary `COPY … TO STDOUT`, which is how a load reads them, and discards each message. \
                  *load + evaluate* is a full tick's work as the service does it: the load into case state, then evaluation of every board, counting every obligation into the metrics and keeping the open ones. \
                  *incremental tick* changes 1% of children in the database (the child's row and its visits, `updated_at = now()`) and times the service's next tick's work: reading the rows changed since the last tick and re-evaluating the children they touch (with every child they share a conference with) and those whose deadlines passed in the five minutes since; best of the run's repetitions, each after a different 1%. \
                  *evaluate* is evaluation alone on one thread; a tick shares evaluation out among the machine's cores. \
@@ -581,29 +635,32 @@ pub fn markdown(results: &[Measure], machine: &str, at: Instant, command: &str) 
         if m.ratio() > TARGET_RATIO || m.evaluate > TARGET_EVALUATE_S {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             md.push_str(&format!(
-                "\nWhy a full tick misses its targets: it decodes every row into case state \
-                 (the load alone is {:.1} × the floor) \
+                "\nWhy a full tick misses its targets: it reads every row into case state \
+                 (the load alone is {:.2} × the floor, {:.2} × the COPY floor) \
                  and evaluates every rule for every child ({:.2} s on one core; {:.2} s of the tick, shared among {cores} cores). \
                  The service makes a full tick once a day and once every `schedule.full_every_seconds` \
                  (an hour by default, for deleted rows); the ticks between are incremental.\n",
                 m.load / m.floor,
+                m.load / m.copy_floor,
                 m.evaluate,
                 m.full - m.load,
             ));
-            if let (Some(server), Some(client), Some(least)) =
-                (m.floor_server_cpu, m.floor_client_cpu, m.least_ratio(cores))
-            {
+            if let (Some(server), Some(client), Some(least)) = (
+                m.copy_floor_server_cpu,
+                m.copy_floor_client_cpu,
+                m.least_ratio(cores),
+            ) {
                 let room = TARGET_RATIO * cores as f64 * m.floor - server - client;
                 md.push_str(&format!(
-                    "\nWhat the machine allows: during the floor the database server's backend used {server:.2} s of CPU \
+                    "\nWhat the machine allows: during the COPY floor the database server's backend used {server:.2} s of CPU \
                      and the client {client:.2} s, so fetching alone kept {:.0}% of the {cores} cores busy for {:.2} s. \
                      A full tick has that work to do and the evaluation's on top. Even were decoding free and the evaluation \
                      overlapped with the fetch on every core, a full tick could not take less than \
                      max(server, (server + client + evaluation) / cores) = {least:.2} × the floor. \
                      To fit in {TARGET_RATIO} × the floor on {cores} cores, evaluation would have to take at most {:.2} s of CPU in all \
                      (it takes {:.2} s), with no time left for decoding.\n",
-                    (server + client) * 100.0 / (cores as f64 * m.floor),
-                    m.floor,
+                    (server + client) * 100.0 / (cores as f64 * m.copy_floor),
+                    m.copy_floor,
                     room.max(0.0),
                     m.evaluate,
                 ));

@@ -53,6 +53,14 @@ async fn a_tick_stays_near_the_fetch_floor_and_grows_with_its_data() {
         "the floor's CPU: server {server} s, client {client} s in {} s",
         large.floor
     );
+    // The same rows by binary COPY, as the load reads them: the row counts
+    // were checked against each other, and its CPU is read the same way.
+    assert!(
+        large.copy_floor > 0.0
+            && large.copy_floor_server_cpu.is_some_and(|s| s > 0.0)
+            && large.copy_floor_client_cpu.is_some_and(|c| c > 0.0),
+        "the COPY floor: {large:?}"
+    );
     let least = large.least_ratio(2).expect("a least ratio");
     assert!(
         least >= 0.5 && least <= large.ratio(),

@@ -265,6 +265,59 @@ async fn infinite_timestamps_in_postgres_become_findings() {
     db.finish().await;
 }
 
+/// An ETL's tables or views may give a column another type than the
+/// contract's. One that reads as the contract's (BIGINT for INTEGER, VARCHAR
+/// for TEXT) loads as if it were; one that does not is a finding that names
+/// the type, and the rest of the row and the load go on.
+#[tokio::test]
+async fn columns_of_other_types_in_postgres_are_read_or_reported() {
+    let state = demo_state();
+    let db = TempDb::new("types").await;
+    let s = store::connect(&db.url(), false).await.expect("postgres");
+    s.migrate(false).await.expect("migrate");
+    s.replace_case_data(&state).await.expect("write");
+    let mut conn = PgConnection::connect(&db.url()).await.expect("raw");
+    conn.execute(
+        "ALTER TABLE cp_plans ALTER COLUMN visit_interval_working_days TYPE BIGINT; \
+         ALTER TABLE workers ALTER COLUMN email TYPE VARCHAR(200)",
+    )
+    .await
+    .expect("alter");
+    let loaded = s.load().await.expect("load");
+    assert_eq!(json_of(&loaded), json_of(&state));
+    assert!(
+        loaded.load_findings.is_empty(),
+        "{:?}",
+        loaded.load_findings
+    );
+
+    conn.execute("ALTER TABLE core_groups ALTER COLUMN held_at TYPE TEXT")
+        .await
+        .expect("alter");
+    let loaded = s.load().await.expect("load");
+    assert!(!state.core_groups.is_empty());
+    assert!(
+        loaded.core_groups.is_empty(),
+        "no core group has its one timestamp"
+    );
+    let said: Vec<&str> = loaded
+        .load_findings
+        .iter()
+        .filter(|f| f.kind == "unreadable_value" && f.table == "core_groups")
+        .map(|f| f.message.as_str())
+        .collect();
+    assert_eq!(said.len(), state.core_groups.len());
+    assert!(
+        said.iter()
+            .all(|m| m.starts_with("held_at: ") && m.contains("TEXT") && m.contains("timestamptz")),
+        "{said:?}"
+    );
+    assert_eq!(loaded.conferences.len(), state.conferences.len());
+    conn.close().await.expect("close");
+    drop(s);
+    db.finish().await;
+}
+
 #[tokio::test]
 async fn migrations_can_leave_the_case_tables_alone() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,13 +1,13 @@
 //! The shared database: PostgreSQL, with native TIMESTAMPTZ, DATE and BOOLEAN.
+//! Case tables are read by binary COPY, each value decoded in place.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate};
 use futures_util::TryStreamExt;
-use sqlx::postgres::types::Oid;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, PgValueFormat};
-use sqlx::{ColumnIndex, Postgres, QueryBuilder, Row, ValueRef};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Column, Postgres, QueryBuilder, Row, Statement, TypeInfo};
 
 use super::rows::{Get, Loader};
 use super::{
@@ -63,126 +63,231 @@ impl PgStore {
     }
 
     fn err(&self, what: &str, e: sqlx::Error) -> StoreError {
+        self.failed(what, e.to_string())
+    }
+
+    fn failed(&self, what: &str, reason: String) -> StoreError {
         StoreError::Query {
             url: self.url.clone(),
             what: what.to_string(),
-            reason: e.to_string(),
+            reason,
         }
     }
-}
-
-/// A row read by position. A load's SELECT lists each table's columns in a
-/// known order, so a column is found by name in that short list, the next
-/// one tried first (readers mostly go in order), rather than through sqlx's
-/// map of names, which hashes the name for every value (millions a load).
-struct ByPosition<'r> {
-    row: &'r PgRow,
-    columns: &'static [&'static str],
-    next: std::cell::Cell<usize>,
-}
-
-impl ByPosition<'_> {
-    fn at(&self, col: &str) -> Result<usize, String> {
-        let guess = self.next.get();
-        let i = match self.columns.get(guess) {
-            Some(c) if *c == col => guess,
-            _ => self
-                .columns
-                .iter()
-                .position(|c| *c == col)
-                .ok_or_else(|| format!("no column {col:?} in the query"))?,
-        };
-        self.next.set(i + 1);
-        Ok(i)
-    }
-}
-
-// How each type is read, by name or by position.
-fn text(row: &PgRow, i: impl ColumnIndex<PgRow>) -> Result<Option<&str>, String> {
-    row.try_get::<Option<&str>, _>(i).map_err(|e| e.to_string())
-}
-
-fn boolean(row: &PgRow, i: impl ColumnIndex<PgRow>) -> Result<Option<bool>, String> {
-    row.try_get::<Option<bool>, _>(i).map_err(|e| e.to_string())
-}
-
-fn int<I: ColumnIndex<PgRow> + Copy>(row: &PgRow, i: I) -> Result<Option<i64>, String> {
-    match row.try_get::<Option<i32>, _>(i) {
-        Ok(v) => Ok(v.map(i64::from)),
-        Err(_) => row.try_get::<Option<i64>, _>(i).map_err(|e| e.to_string()),
-    }
-}
-
-fn instant<I: ColumnIndex<PgRow> + Copy>(row: &PgRow, i: I) -> Result<Option<Instant>, String> {
-    // A timestamptz sent in binary is microseconds since 2000-01-01 UTC:
-    // read directly, it costs a fraction of sqlx's decoding through chrono's
-    // arithmetic (a national load reads millions). Anything else goes through sqlx.
-    if let Ok(v) = row.try_get_raw(i) {
-        if v.is_null() {
-            return Ok(None);
-        }
-        if v.format() == PgValueFormat::Binary && v.type_info().oid() == Some(TIMESTAMPTZ) {
-            let micros = v
-                .as_bytes()
-                .ok()
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(i64::from_be_bytes);
-            return micros
-                .and_then(|us| us.checked_add(POSTGRES_EPOCH_MICROS))
-                .and_then(DateTime::from_timestamp_micros)
-                .map(Some)
-                .ok_or_else(|| "a timestamp out of range (infinity?)".to_string());
-        }
-    }
-    row.try_get::<Option<Instant>, _>(i)
-        .map_err(|e| e.to_string())
-}
-
-fn date(row: &PgRow, i: impl ColumnIndex<PgRow>) -> Result<Option<NaiveDate>, String> {
-    row.try_get::<Option<NaiveDate>, _>(i)
-        .map_err(|e| e.to_string())
 }
 
 /// By name: the notification log's few rows.
 impl Get for PgRow {
     fn text(&self, col: &str) -> Result<Option<&str>, String> {
-        text(self, col)
+        self.try_get::<Option<&str>, _>(col)
+            .map_err(|e| e.to_string())
     }
     fn boolean(&self, col: &str) -> Result<Option<bool>, String> {
-        boolean(self, col)
+        self.try_get::<Option<bool>, _>(col)
+            .map_err(|e| e.to_string())
     }
     fn int(&self, col: &str) -> Result<Option<i64>, String> {
-        int(self, col)
+        match self.try_get::<Option<i32>, _>(col) {
+            Ok(v) => Ok(v.map(i64::from)),
+            Err(_) => self
+                .try_get::<Option<i64>, _>(col)
+                .map_err(|e| e.to_string()),
+        }
     }
     fn instant(&self, col: &str) -> Result<Option<Instant>, String> {
-        instant(self, col)
+        self.try_get::<Option<Instant>, _>(col)
+            .map_err(|e| e.to_string())
     }
     fn date(&self, col: &str) -> Result<Option<NaiveDate>, String> {
-        date(self, col)
+        self.try_get::<Option<NaiveDate>, _>(col)
+            .map_err(|e| e.to_string())
     }
 }
 
-impl Get for ByPosition<'_> {
+/// Where a column's bytes are in a tuple's data, or `None` for NULL.
+type Field = Option<(usize, usize)>;
+
+/// A table's columns as the database describes them: what a value in binary
+/// COPY format is depends on its type, which COPY itself does not say.
+struct Columns {
+    names: &'static [&'static str],
+    oids: Vec<u32>,
+    types: Vec<String>,
+}
+
+/// One row of a binary COPY: the bytes of each column (`None` for NULL), read
+/// by position. Readers mostly go in the SELECT's order, so the next column
+/// is tried first.
+struct Tuple<'r> {
+    data: &'r [u8],
+    fields: &'r [Field],
+    columns: &'r Columns,
+    next: std::cell::Cell<usize>,
+}
+
+impl Tuple<'_> {
+    /// The column's bytes and type, or why there are none to read.
+    fn field(&self, col: &str, want: &str, oids: &[u32]) -> Result<Option<&[u8]>, String> {
+        let names = self.columns.names;
+        let guess = self.next.get();
+        let i = match names.get(guess) {
+            Some(c) if *c == col => guess,
+            _ => names
+                .iter()
+                .position(|c| *c == col)
+                .ok_or_else(|| format!("no column {col:?} in the query"))?,
+        };
+        self.next.set(i + 1);
+        let oid = self.columns.oids.get(i).copied().unwrap_or_default();
+        if !oids.contains(&oid) {
+            let ty = self.columns.types.get(i).map_or("unknown", String::as_str);
+            return Err(format!(
+                "the column is {ty} in the database, which cpwatch cannot read as {want} (the types are in case-schema.md)"
+            ));
+        }
+        Ok(self
+            .fields
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|(from, to)| self.data.get(from..to)))
+    }
+}
+
+fn be<const N: usize>(b: &[u8]) -> Result<[u8; N], String> {
+    <[u8; N]>::try_from(b)
+        .map_err(|_| format!("a value of {} bytes where {N} were expected", b.len()))
+}
+
+impl Get for Tuple<'_> {
     fn text(&self, col: &str) -> Result<Option<&str>, String> {
-        text(self.row, self.at(col)?)
+        // text, varchar, bpchar, name, unknown: the bytes are the UTF-8 text.
+        self.field(col, "text", &[25, 1043, 1042, 19, 705])?
+            .map(|b| std::str::from_utf8(b).map_err(|_| "text that is not UTF-8".to_string()))
+            .transpose()
     }
     fn boolean(&self, col: &str) -> Result<Option<bool>, String> {
-        boolean(self.row, self.at(col)?)
+        self.field(col, "a boolean", &[16])?
+            .map(|b| be::<1>(b).map(|[v]| v != 0))
+            .transpose()
     }
     fn int(&self, col: &str) -> Result<Option<i64>, String> {
-        int(self.row, self.at(col)?)
+        self.field(col, "an integer", &[21, 23, 20])?
+            .map(|b| match b.len() {
+                2 => be::<2>(b).map(|v| i64::from(i16::from_be_bytes(v))),
+                4 => be::<4>(b).map(|v| i64::from(i32::from_be_bytes(v))),
+                _ => be::<8>(b).map(i64::from_be_bytes),
+            })
+            .transpose()
     }
     fn instant(&self, col: &str) -> Result<Option<Instant>, String> {
-        instant(self.row, self.at(col)?)
+        // A timestamptz is microseconds since 2000-01-01 UTC.
+        self.field(col, "a timestamptz", &[1184])?
+            .map(|b| {
+                i64::from_be_bytes(be::<8>(b)?)
+                    .checked_add(POSTGRES_EPOCH_MICROS)
+                    .and_then(DateTime::from_timestamp_micros)
+                    .ok_or_else(|| "a timestamp out of range (infinity?)".to_string())
+            })
+            .transpose()
     }
     fn date(&self, col: &str) -> Result<Option<NaiveDate>, String> {
-        date(self.row, self.at(col)?)
+        // A date is days since 2000-01-01.
+        self.field(col, "a date", &[1082])?
+            .map(|b| {
+                i32::from_be_bytes(be::<4>(b)?)
+                    .checked_add(POSTGRES_EPOCH_DAYS_FROM_CE)
+                    .and_then(NaiveDate::from_num_days_from_ce_opt)
+                    .ok_or_else(|| "a date out of range (infinity?)".to_string())
+            })
+            .transpose()
     }
 }
 
-const TIMESTAMPTZ: Oid = Oid(1184);
+/// PostgreSQL's binary COPY format, read as its messages arrive. A tuple may
+/// span messages (the header comes with the first), so what is left of one
+/// waits for the next.
+#[derive(Default)]
+struct BinaryCopy {
+    pending: Vec<u8>,
+    header: bool,
+    ended: bool,
+    fields: Vec<Field>,
+}
+
+const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+
+impl BinaryCopy {
+    fn feed(&mut self, chunk: &[u8], each: &mut dyn FnMut(&[u8], &[Field])) -> Result<(), String> {
+        let mut pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            let used = self.tuples(chunk, each)?;
+            pending.extend_from_slice(chunk.get(used..).unwrap_or_default());
+        } else {
+            pending.extend_from_slice(chunk);
+            let used = self.tuples(&pending, each)?;
+            pending.drain(..used);
+        }
+        self.pending = pending;
+        Ok(())
+    }
+
+    /// Calls `each` for every whole tuple of `data`; returns the bytes used.
+    fn tuples(
+        &mut self,
+        data: &[u8],
+        each: &mut dyn FnMut(&[u8], &[Field]),
+    ) -> Result<usize, String> {
+        let int = |at: usize| {
+            data.get(at..at + 4)
+                .and_then(|b| be::<4>(b).ok())
+                .map(i32::from_be_bytes)
+        };
+        let mut at = 0;
+        if !self.header {
+            let Some(ext) = int(15) else { return Ok(0) };
+            if data.get(..11) != Some(SIGNATURE.as_slice()) {
+                return Err("the database sent something other than binary COPY data".into());
+            }
+            at = 19 + usize::try_from(ext).map_err(|_| "a malformed COPY header")?;
+            if at > data.len() {
+                return Ok(0);
+            }
+            self.header = true;
+        }
+        while !self.ended {
+            let Some(count) = data.get(at..at + 2).and_then(|b| be::<2>(b).ok()) else {
+                break;
+            };
+            let count = i16::from_be_bytes(count);
+            if count < 0 {
+                self.ended = true;
+                return Ok(at + 2);
+            }
+            let mut p = at + 2;
+            self.fields.clear();
+            for _ in 0..count {
+                let Some(len) = int(p) else { return Ok(at) };
+                p += 4;
+                match usize::try_from(len) {
+                    Ok(len) if p + len <= data.len() => {
+                        self.fields.push(Some((p, p + len)));
+                        p += len;
+                    }
+                    Ok(_) => return Ok(at),
+                    Err(_) => self.fields.push(None),
+                }
+            }
+            each(data, &self.fields);
+            at = p;
+        }
+        Ok(at)
+    }
+}
+
 /// 2000-01-01T00:00:00Z, PostgreSQL's epoch, in microseconds since the Unix epoch.
 const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
+/// 2000-01-01 in days from 0001-01-01 (day 1), as chrono counts them.
+const POSTGRES_EPOCH_DAYS_FROM_CE: i32 = 730_120;
 
 fn bind_row(mut b: sqlx::query_builder::Separated<'_, '_, Postgres, &'static str>, row: Vec<Val>) {
     for v in row {
@@ -255,26 +360,47 @@ impl Store for PgStore {
                 .map_err(|e| self.err("reading updated_at", e))?;
         for (table, cols) in TABLES {
             let mut sql = select_sql(table, cols);
-            if since.is_some() {
-                sql.push_str(" WHERE updated_at > $1");
-            }
-            let query = sqlx::query(&sql);
-            let query = match since {
-                Some(t) => query.bind(t),
-                None => query,
-            };
-            let mut rows = query.fetch(&mut *tx);
-            while let Some(row) = rows
-                .try_next()
+            let what = format!("reading {table}");
+            // The columns' types, from the statement without a condition: one
+            // per table, which the connection keeps prepared for the next load.
+            let described = sqlx::Executor::prepare(&mut *tx, sql.as_str())
                 .await
-                .map_err(|e| self.err(&format!("reading {table}"), e))?
-            {
-                let row = ByPosition {
-                    row: &row,
-                    columns: cols,
-                    next: std::cell::Cell::new(0),
-                };
-                loader.row(table, &row);
+                .map_err(|e| self.err(&what, e))?;
+            let types = described.columns().iter().map(|c| c.type_info());
+            let columns = Columns {
+                names: cols,
+                oids: types.clone().map(|t| t.oid().map_or(0, |o| o.0)).collect(),
+                types: types.map(|t| t.name().to_string()).collect(),
+            };
+            if let Some(t) = since {
+                // COPY takes no parameters; an instant formatted here is safe to inline.
+                let t = t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                sql.push_str(&format!(" WHERE updated_at > '{t}'::timestamptz"));
+            }
+            // Binary COPY: the server sends each value as it stores it, and
+            // the client reads it in place, at a fraction of a query's cost
+            // per row (a national load reads millions).
+            let copy = format!("COPY ({sql}) TO STDOUT (FORMAT binary)");
+            let mut chunks = tx
+                .copy_out_raw(&copy)
+                .await
+                .map_err(|e| self.err(&what, e))?;
+            let mut reader = BinaryCopy::default();
+            while let Some(chunk) = chunks.try_next().await.map_err(|e| self.err(&what, e))? {
+                reader
+                    .feed(&chunk, &mut |data, fields| {
+                        let row = Tuple {
+                            data,
+                            fields,
+                            columns: &columns,
+                            next: std::cell::Cell::new(0),
+                        };
+                        loader.row(table, &row);
+                    })
+                    .map_err(|reason| self.failed(&what, reason))?;
+            }
+            if !reader.ended {
+                return Err(self.failed(&what, "the COPY ended before its last row".into()));
             }
         }
         tx.commit()
@@ -370,3 +496,115 @@ impl Store for PgStore {
 }
 
 super::notification_log!(PgStore, super::numbered);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A binary COPY stream of two tuples, as PostgreSQL frames it: header,
+    /// tuples (field count, then each field's length, -1 for NULL, and bytes), trailer.
+    fn stream() -> Vec<u8> {
+        let mut s = SIGNATURE.to_vec();
+        s.extend(0i32.to_be_bytes());
+        s.extend(0i32.to_be_bytes());
+        for (text, n) in [(Some("CONF-1"), 7i32), (None, -3)] {
+            s.extend(2i16.to_be_bytes());
+            match text {
+                Some(t) => {
+                    s.extend(i32::try_from(t.len()).expect("short").to_be_bytes());
+                    s.extend(t.as_bytes());
+                }
+                None => s.extend((-1i32).to_be_bytes()),
+            }
+            s.extend(4i32.to_be_bytes());
+            s.extend(n.to_be_bytes());
+        }
+        s.extend((-1i16).to_be_bytes());
+        s
+    }
+
+    type Rows = Vec<(Option<String>, Option<i64>)>;
+
+    fn read(chunks: &[&[u8]]) -> (Rows, bool) {
+        let columns = Columns {
+            names: &["id", "n"],
+            oids: vec![25, 23],
+            types: vec!["TEXT".into(), "INT4".into()],
+        };
+        let mut copy = BinaryCopy::default();
+        let mut got = Vec::new();
+        for chunk in chunks {
+            copy.feed(chunk, &mut |data, fields| {
+                let row = Tuple {
+                    data,
+                    fields,
+                    columns: &columns,
+                    next: std::cell::Cell::new(0),
+                };
+                let id = row.text("id").expect("text").map(str::to_string);
+                got.push((id, row.int("n").expect("int")));
+            })
+            .expect("well formed");
+        }
+        (got, copy.ended)
+    }
+
+    #[test]
+    fn tuples_are_read_however_the_stream_is_cut() {
+        let s = stream();
+        let want = vec![(Some("CONF-1".to_string()), Some(7)), (None, Some(-3))];
+        assert_eq!(read(&[&s]), (want.clone(), true));
+        for cut in 1..s.len() {
+            let (a, b) = s.split_at(cut);
+            assert_eq!(read(&[a, b]), (want.clone(), true), "cut at byte {cut}");
+        }
+        let bytes: Vec<&[u8]> = s.chunks(1).collect();
+        assert_eq!(read(&bytes), (want, true));
+        assert!(!read(&[&s[..s.len() - 2]]).1, "no trailer, not ended");
+    }
+
+    #[test]
+    fn a_column_of_another_type_is_an_error_naming_it() {
+        let columns = Columns {
+            names: &["held_at"],
+            oids: vec![25],
+            types: vec!["TEXT".into()],
+        };
+        let data = b"2026-01-01";
+        let row = Tuple {
+            data,
+            fields: &[Some((0, data.len()))],
+            columns: &columns,
+            next: std::cell::Cell::new(0),
+        };
+        let e = row
+            .instant("held_at")
+            .expect_err("text is not a timestamptz");
+        assert!(e.contains("TEXT") && e.contains("timestamptz"), "{e}");
+    }
+
+    #[test]
+    fn dates_and_instants_count_from_2000() {
+        let columns = Columns {
+            names: &["d", "t"],
+            oids: vec![1082, 1184],
+            types: vec!["DATE".into(), "TIMESTAMPTZ".into()],
+        };
+        let mut data = 366i32.to_be_bytes().to_vec();
+        data.extend(1_500_000i64.to_be_bytes());
+        let row = Tuple {
+            data: &data,
+            fields: &[Some((0, 4)), Some((4, 12))],
+            columns: &columns,
+            next: std::cell::Cell::new(0),
+        };
+        assert_eq!(
+            row.date("d").expect("date"),
+            NaiveDate::from_ymd_opt(2001, 1, 1)
+        );
+        assert_eq!(
+            row.instant("t").expect("instant").map(|t| t.to_rfc3339()),
+            Some("2000-01-01T00:00:01.500+00:00".to_string())
+        );
+    }
+}
