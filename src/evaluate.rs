@@ -335,7 +335,7 @@ fn evaluate_with(
     let fixed = sanitize(state, now, &mut findings);
     let clean = fixed.view(state);
     inconsistencies(&clean, &mut findings);
-    let idx = Index::new(&clean, &mut findings);
+    let idx = Index::new(&clean, &mut findings, threads);
 
     let mut children_by_board: HashMap<&str, Vec<&Child>> = HashMap::default();
     for c in clean
@@ -1101,9 +1101,108 @@ fn by_child<'a, R: 'a, V>(
     by
 }
 
-impl<'a> Index<'a> {
-    fn new(s: &Clean<'a>, f: &mut Vec<Finding>) -> Self {
-        let children = by_id(s.children, "children", |c| &c.id, f);
+/// Each child's rows of the tables that belong to one child.
+struct PerChild<'a> {
+    referrals: HashMap<Addr, Vec<&'a Referral>>,
+    sds: HashMap<Addr, Vec<&'a StrategyDiscussion>>,
+    assessments: HashMap<Addr, Vec<&'a Assessment>>,
+    plans: HashMap<Addr, Vec<&'a CpPlan>>,
+    core_groups: HashMap<Addr, Vec<Instant>>,
+    visits: HashMap<Addr, Vec<Instant>>,
+    cin_reviews: HashMap<Addr, Vec<NaiveDate>>,
+}
+
+impl<'a> PerChild<'a> {
+    fn new(s: &Clean<'a>, children: &HashMap<&'a str, &'a Child>, f: &mut Vec<Finding>) -> Self {
+        let referrals = by_child(&s.referrals, "referrals", children, f, |r| {
+            (&r.child_id, &r.id, *r)
+        });
+        let mut sds = by_child(
+            &s.strategy_discussions,
+            "strategy_discussions",
+            children,
+            f,
+            |r| (&r.child_id, &r.id, *r),
+        );
+        let mut assessments = by_child(&s.assessments, "assessments", children, f, |r| {
+            (&r.child_id, &r.id, *r)
+        });
+        let mut plans = by_child(&s.cp_plans, "cp_plans", children, f, |r| {
+            (&r.child_id, &r.id, *r)
+        });
+        let mut core_groups = by_child(&s.core_groups, "core_groups", children, f, |r| {
+            (&r.child_id, &r.id, r.held_at)
+        });
+        let mut visits = by_child(&s.visits, "visits", children, f, |r| {
+            (&r.child_id, &r.id, r.visited_at)
+        });
+        let mut cin_reviews = by_child(&s.cin_reviews, "cin_reviews", children, f, |r| {
+            (&r.child_id, &r.id, r.held_on)
+        });
+
+        for v in sds.values_mut() {
+            v.sort_by(|a, b| (a.held_at, &a.id).cmp(&(b.held_at, &b.id)));
+        }
+        for v in plans.values_mut() {
+            v.sort_by(|a, b| (a.started_on, &a.id).cmp(&(b.started_on, &b.id)));
+            let open: Vec<&str> = v
+                .iter()
+                .filter(|p| p.ended_on.is_none())
+                .map(|p| p.id.as_str())
+                .collect();
+            if open.len() > 1 {
+                f.push(Finding::new(
+                    "two_open_plans",
+                    "cp_plans",
+                    open[1],
+                    format!(
+                        "child {:?} has {} open plans: {}",
+                        v.first().map_or("", |p| {
+                            children
+                                .get(p.child_id.as_str())
+                                .map_or(p.child_id.as_str(), |c| c.reference.as_str())
+                        }),
+                        open.len(),
+                        open.join(", ")
+                    ),
+                ));
+            }
+        }
+        for v in assessments.values_mut() {
+            v.sort_by(|a, b| (a.started_on, &a.id).cmp(&(b.started_on, &b.id)));
+        }
+        for v in core_groups.values_mut().chain(visits.values_mut()) {
+            v.sort();
+        }
+        for v in cin_reviews.values_mut() {
+            v.sort();
+        }
+        PerChild {
+            referrals,
+            sds,
+            assessments,
+            plans,
+            core_groups,
+            visits,
+            cin_reviews,
+        }
+    }
+}
+
+/// Everything else that ties rows together: workers, conferences with their
+/// children and invitations, reconvened conferences, exceptions.
+struct Links<'a> {
+    workers: HashMap<&'a str, &'a Worker>,
+    conf_children: HashMap<Addr, Vec<(&'a ConferenceChild, &'a Child)>>,
+    child_confs: HashMap<Addr, Vec<(&'a Conference, &'a ConferenceChild)>>,
+    invitations: HashMap<Addr, Vec<(&'a Invitation, &'a Agency)>>,
+    reconvened_by: HashMap<Addr, Vec<&'a Conference>>,
+    exceptions: HashMap<&'a str, Exceptions<'a>>,
+    conferences: HashMap<&'a str, &'a Conference>,
+}
+
+impl<'a> Links<'a> {
+    fn new(s: &Clean<'a>, children: &HashMap<&'a str, &'a Child>, f: &mut Vec<Finding>) -> Self {
         let agencies: HashMap<&str, &Agency> =
             s.agencies.iter().map(|a| (a.id.as_str(), a)).collect();
         let workers: HashMap<&str, &Worker> =
@@ -1133,32 +1232,6 @@ impl<'a> Index<'a> {
                 }
             }
         }
-        let refs = by_child(&s.referrals, "referrals", &children, f, |r| {
-            (&r.child_id, &r.id, *r)
-        });
-        let mut sds = by_child(
-            &s.strategy_discussions,
-            "strategy_discussions",
-            &children,
-            f,
-            |r| (&r.child_id, &r.id, *r),
-        );
-        let mut assessments = by_child(&s.assessments, "assessments", &children, f, |r| {
-            (&r.child_id, &r.id, *r)
-        });
-        let mut plans = by_child(&s.cp_plans, "cp_plans", &children, f, |r| {
-            (&r.child_id, &r.id, *r)
-        });
-        let mut core_groups = by_child(&s.core_groups, "core_groups", &children, f, |r| {
-            (&r.child_id, &r.id, r.held_at)
-        });
-        let mut visits = by_child(&s.visits, "visits", &children, f, |r| {
-            (&r.child_id, &r.id, r.visited_at)
-        });
-        let mut cin_reviews = by_child(&s.cin_reviews, "cin_reviews", &children, f, |r| {
-            (&r.child_id, &r.id, r.held_on)
-        });
-
         let mut conf_children: HashMap<Addr, Vec<(&ConferenceChild, &Child)>> =
             sized(conferences.len());
         let mut child_confs: HashMap<Addr, Vec<(&Conference, &ConferenceChild)>> =
@@ -1249,46 +1322,9 @@ impl<'a> Index<'a> {
             }
         }
 
-        // Ties are broken by id here and below, so results never depend on the order rows were read in.
+        // Ties are broken by id (here and in PerChild), so results never depend on the order rows were read in.
         for v in reconvened_by.values_mut() {
             v.sort_by(|a, b| (a.date(), &a.id).cmp(&(b.date(), &b.id)));
-        }
-        for v in sds.values_mut() {
-            v.sort_by(|a, b| (a.held_at, &a.id).cmp(&(b.held_at, &b.id)));
-        }
-        for v in plans.values_mut() {
-            v.sort_by(|a, b| (a.started_on, &a.id).cmp(&(b.started_on, &b.id)));
-            let open: Vec<&str> = v
-                .iter()
-                .filter(|p| p.ended_on.is_none())
-                .map(|p| p.id.as_str())
-                .collect();
-            if open.len() > 1 {
-                f.push(Finding::new(
-                    "two_open_plans",
-                    "cp_plans",
-                    open[1],
-                    format!(
-                        "child {:?} has {} open plans: {}",
-                        v.first().map_or("", |p| {
-                            children
-                                .get(p.child_id.as_str())
-                                .map_or(p.child_id.as_str(), |c| c.reference.as_str())
-                        }),
-                        open.len(),
-                        open.join(", ")
-                    ),
-                ));
-            }
-        }
-        for v in assessments.values_mut() {
-            v.sort_by(|a, b| (a.started_on, &a.id).cmp(&(b.started_on, &b.id)));
-        }
-        for v in core_groups.values_mut().chain(visits.values_mut()) {
-            v.sort();
-        }
-        for v in cin_reviews.values_mut() {
-            v.sort();
         }
         let mut exceptions = HashMap::<&str, Exceptions>::default();
         for e in s.exceptions {
@@ -1305,22 +1341,57 @@ impl<'a> Index<'a> {
             }
         }
 
-        let idx = Index {
-            children,
+        Links {
             workers,
             conf_children,
             child_confs,
             invitations,
-            referrals: refs,
-            sds,
-            assessments,
-            plans,
-            core_groups,
-            visits,
-            cin_reviews,
             reconvened_by,
             exceptions,
             conferences,
+        }
+    }
+}
+
+impl<'a> Index<'a> {
+    /// Indexes the state; with `threads` above one, the per-child tables on a
+    /// second thread meanwhile (they need only the children).
+    fn new(s: &Clean<'a>, f: &mut Vec<Finding>, threads: usize) -> Self {
+        let children = by_id(s.children, "children", |c| &c.id, f);
+        let (per_child, links) = if threads < 2 {
+            (PerChild::new(s, &children, f), Links::new(s, &children, f))
+        } else {
+            std::thread::scope(|scope| {
+                let per_child = scope.spawn(|| {
+                    let mut found = Vec::new();
+                    (PerChild::new(s, &children, &mut found), found)
+                });
+                let links = Links::new(s, &children, f);
+                match per_child.join() {
+                    Ok((per_child, found)) => {
+                        f.extend(found);
+                        (per_child, links)
+                    }
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            })
+        };
+        let idx = Index {
+            children,
+            workers: links.workers,
+            conf_children: links.conf_children,
+            child_confs: links.child_confs,
+            invitations: links.invitations,
+            referrals: per_child.referrals,
+            sds: per_child.sds,
+            assessments: per_child.assessments,
+            plans: per_child.plans,
+            core_groups: per_child.core_groups,
+            visits: per_child.visits,
+            cin_reviews: per_child.cin_reviews,
+            reconvened_by: links.reconvened_by,
+            exceptions: links.exceptions,
+            conferences: links.conferences,
         };
         idx.cross_checks(f);
         idx
@@ -2367,22 +2438,24 @@ impl<'e, 'a> BoardEval<'e, 'a> {
 
     fn quorate(&self, spec: &crate::rules::StandardSpec, conf: &Conference) -> bool {
         let idx = self.idx;
-        let attended: Vec<&Agency> = idx
-            .invitations
-            .get(&addr(conf))
-            .into_iter()
-            .flatten()
-            .filter(|(i, _)| i.attended == Some(true))
-            .map(|(_, a)| *a)
-            .collect();
-        let csc = attended
-            .iter()
-            .any(|a| a.professional_group == "childrens_social_care");
-        let others = attended
-            .iter()
-            .filter(|a| a.professional_group != "childrens_social_care")
-            .count() as u32;
-        let total = attended.len() as u32;
+        // Counted in one pass, with nothing collected: this runs for every conference.
+        let attended = || {
+            idx.invitations
+                .get(&addr(conf))
+                .into_iter()
+                .flatten()
+                .filter(|(i, _)| i.attended == Some(true))
+                .map(|(_, a)| *a)
+        };
+        let (mut csc, mut others, mut total) = (false, 0u32, 0u32);
+        for a in attended() {
+            total += 1;
+            if a.professional_group == "childrens_social_care" {
+                csc = true;
+            } else {
+                others += 1;
+            }
+        }
         if spec.require_social_care == Some(true) && !csc {
             return false;
         }
@@ -2399,7 +2472,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                         && c.date_of_birth
                             .is_none_or(|dob| day.is_some_and(|d| dob > d))
                 });
-            if unborn && !attended.iter().any(|a| &a.professional_group == group) {
+            if unborn && !attended().any(|a| &a.professional_group == group) {
                 return false;
             }
         }
