@@ -317,8 +317,8 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let state = store.load().await?;
     // Only the selected obligations are kept: a national evaluation need not fit in memory whole.
     let wanted = |o: &Obligation| {
-        a.board.as_deref().is_none_or(|b| &*o.board == b)
-            && (a.rule_ids.is_empty() || a.rule_ids.iter().any(|r| **r == *o.rule))
+        a.board.as_deref().is_none_or(|b| &*o.of.board == b)
+            && (a.rule_ids.is_empty() || a.rule_ids.iter().any(|r| **r == *o.of.rule))
             && a.child
                 .as_deref()
                 .is_none_or(|c| o.child.as_deref() == Some(c))
@@ -395,7 +395,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let example = eval
         .obligations
         .iter()
-        .filter(|o| &*o.rule == "icpc-timeliness" && o.status == Status::MetLate)
+        .filter(|o| &*o.of.rule == "icpc-timeliness" && o.status == Status::MetLate)
         .min_by(|a, b| a.report_cmp(b))
         .and_then(|o| o.child.clone());
     writeln!(out, "\nNext: `cpwatch check --database {} --format json`, or `cpwatch explain {}` for one child's deadlines worked out by hand.", a.common.database, example.as_deref().unwrap_or("REFERENCE"))?;
@@ -541,7 +541,7 @@ async fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let store = open(&a.common.database, false).await?;
     let state = store.load().await?;
     let now = now_or(a.common.at);
-    let eval = engine.evaluate_where(&state, now, |o| *o.board == *a.board);
+    let eval = engine.evaluate_where(&state, now, |o| *o.of.board == *a.board);
     let report = crate::export::build(&crate::export::Input {
         eval: &eval,
         state: &state,

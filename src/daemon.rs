@@ -399,7 +399,7 @@ impl Daemon {
         // The export needs settled obligations too, which a tick does not keep.
         let eval = &settings
             .engine
-            .evaluate_where(state, now, |o| due.iter().any(|b| **b == *o.board));
+            .evaluate_where(state, now, |o| due.iter().any(|b| **b == *o.of.board));
         for board in due {
             let board = board.as_str();
             let path = dir.join(format!("{board}-{month}.xlsx"));

@@ -64,14 +64,24 @@ impl Status {
 /// allocation each.
 pub type Name = Arc<str>;
 
-/// One duty of one rule for one subject (and, for recurring rules, one occurrence).
-#[derive(Debug, Clone, Serialize)]
-pub struct Obligation {
+/// What every obligation of one rule of one board version has in common:
+/// made once per rule and evaluation and shared, so an obligation carries one
+/// pointer to it rather than a copy of each name.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub struct RuleRef {
     pub rule: Name,
     pub title: Name,
     pub kind: RuleKind,
     pub board: Name,
     pub board_version: Name,
+}
+
+/// One duty of one rule for one subject (and, for recurring rules, one occurrence).
+#[derive(Debug, Clone, Serialize)]
+pub struct Obligation {
+    /// Its rule and board; serialised as the obligation's own first fields.
+    #[serde(flatten)]
+    pub of: Arc<RuleRef>,
     /// The child's case reference; null for a conference as a whole or an agency's report.
     pub child: Option<Name>,
     #[serde(skip)]
@@ -100,8 +110,8 @@ impl Obligation {
     pub fn key(&self) -> String {
         format!(
             "{}:{}:{}:{}:{}:{}",
-            self.board,
-            self.rule,
+            self.of.board,
+            self.of.rule,
             self.child.as_deref().unwrap_or("-"),
             self.conference.as_deref().unwrap_or("-"),
             self.agency.as_deref().unwrap_or("-"),
@@ -129,8 +139,8 @@ impl Obligation {
         }
         self.due_at
             .cmp(&other.due_at)
-            .then_with(|| name(&self.board, &other.board))
-            .then_with(|| name(&self.rule, &other.rule))
+            .then_with(|| name(&self.of.board, &other.of.board))
+            .then_with(|| name(&self.of.rule, &other.of.rule))
             .then_with(|| opt(&self.child, &other.child))
             .then_with(|| opt(&self.conference, &other.conference))
             .then_with(|| opt(&self.agency, &other.agency))
@@ -1522,10 +1532,7 @@ struct BoardEval<'e, 'a> {
 
 /// The names every obligation of a rule carries, and the offset it was last shown with.
 struct PerRule {
-    rule: Name,
-    title: Name,
-    board: Name,
-    version: Name,
+    of: Arc<RuleRef>,
     /// A rule's obligations mostly share one offset, so the last is kept at hand.
     last_offset: Option<(Offset, Name)>,
 }
@@ -1636,10 +1643,13 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             .rules
             .iter()
             .map(|rule| PerRule {
-                rule: self.names.get(&rule.id),
-                title: self.names.get(&rule.title),
-                board: self.names.get(&board.id),
-                version: self.names.get(&board.version),
+                of: Arc::new(RuleRef {
+                    rule: self.names.get(&rule.id),
+                    title: self.names.get(&rule.title),
+                    kind: rule.kind,
+                    board: self.names.get(&board.id),
+                    board_version: self.names.get(&board.version),
+                }),
                 last_offset: None,
             })
             .collect();
@@ -2107,13 +2117,8 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         // Obligations about a conference as a whole or an agency's report name no child.
         let names_child = !matches!(rule.subject, Subject::Conference | Subject::Invitation);
         let child = ctx.child.filter(|_| names_child);
-        let n = &self.per_rule[self.current];
         Obligation {
-            rule: n.rule.clone(),
-            title: n.title.clone(),
-            kind: rule.kind,
-            board: n.board.clone(),
-            board_version: n.version.clone(),
+            of: self.per_rule[self.current].of.clone(),
             child: child.map(|c| c.reference.shared()),
             child_id: child.map(|c| c.id.shared()),
             conference: ctx.conference.map(|c| c.id.shared()),

@@ -74,9 +74,9 @@ fn list(items: &[String]) -> String {
 
 /// How a deadline was reached from its start, in words.
 pub fn derivation(o: &Obligation, cal: &Calendar, z: &Zones, met_by: Option<&str>) -> String {
-    let b = &o.board;
-    let mut s = format!("{}: ", o.rule);
-    if o.kind == RuleKind::Standard {
+    let b = &o.of.board;
+    let mut s = format!("{}: ", o.of.rule);
+    if o.of.kind == RuleKind::Standard {
         s.push_str(&format!(
             "standard checked at {} {}",
             start_label(o.start_event),
@@ -131,13 +131,13 @@ pub fn derivation(o: &Obligation, cal: &Calendar, z: &Zones, met_by: Option<&str
     }
     let label = met_by.map_or("met", met_label);
     match o.met_at {
-        Some(m) if o.kind != RuleKind::Standard => {
+        Some(m) if o.of.kind != RuleKind::Standard => {
             s.push_str(&format!("; {label} {}", day_time(z, b, m)))
         }
         None if matches!(
             o.status,
             Status::Overdue | Status::Pending | Status::DueSoon
-        ) && o.kind != RuleKind::Standard =>
+        ) && o.of.kind != RuleKind::Standard =>
         {
             s.push_str(&format!("; not yet {label}"))
         }
@@ -391,7 +391,7 @@ pub fn explain(
     mine.sort_unstable_by(|a, b| a.report_cmp(b));
     let board = mine.first().map_or_else(
         || child.board.clone().unwrap_or_default(),
-        |o| o.board.to_string().into(),
+        |o| o.of.board.to_string().into(),
     );
     writeln!(
         w,
@@ -415,15 +415,15 @@ pub fn explain(
     for o in mine {
         let Some(version) = rules
             .boards
-            .get(&*o.board)
-            .and_then(|v| v.iter().find(|b| *b.version == *o.board_version))
+            .get(&*o.of.board)
+            .and_then(|v| v.iter().find(|b| *b.version == *o.of.board_version))
         else {
             continue;
         };
         let Ok(cal) = Calendar::new(holidays.clone(), &version.calendar, version.time_zone) else {
             continue;
         };
-        let rule = version.rule(&o.rule);
+        let rule = version.rule(&o.of.rule);
         writeln!(
             w,
             "\n- {}",

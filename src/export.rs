@@ -268,7 +268,7 @@ pub fn build(input: &Input) -> Report {
         .eval
         .obligations
         .iter()
-        .filter(|o| *o.board == *input.board && o.kind != RuleKind::Notice)
+        .filter(|o| *o.of.board == *input.board && o.of.kind != RuleKind::Notice)
         .filter(|o| (input.from..=input.to).contains(&cal.local_date(o.due_at)))
         .collect();
     selected.sort_unstable_by(|a, b| a.report_cmp(b));
@@ -277,8 +277,8 @@ pub fn build(input: &Input) -> Report {
         .map(|o| {
             let agency = o.agency.as_deref().and_then(|a| agencies.get(a));
             ObligationRow {
-                rule: o.rule.clone(),
-                title: o.title.clone(),
+                rule: o.of.rule.clone(),
+                title: o.of.title.clone(),
                 child: o.child.clone(),
                 conference: o.conference.clone(),
                 agency: o.agency.clone(),
@@ -441,7 +441,7 @@ fn national(selected: &[&Obligation], cal: &Calendar) -> National {
     let mut days: Vec<i64> = selected
         .iter()
         .filter(|o| {
-            &*o.rule == "icpc-timeliness"
+            &*o.of.rule == "icpc-timeliness"
                 && o.conference.is_some()
                 && matches!(o.status, Status::Met | Status::MetLate)
         })

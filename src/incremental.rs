@@ -392,9 +392,34 @@ fn day_end(engine: &Engine, now: Instant) -> Instant {
         .unwrap_or(now)
 }
 
-/// The instants in `[now, until)` at which an obligation's status or its place
-/// in the on-time windows changes.
-fn watch(o: &Obligation, now: Instant, until: Instant, horizon: &mut Vec<(Instant, Node)>) {
+/// What obligations are watched over: instants in `[now, until)`.
+#[derive(Clone, Copy)]
+struct Span {
+    now: Instant,
+    until: Instant,
+    /// The earliest due instant that the end of an on-time window can bring
+    /// into the span.
+    earliest_due: Instant,
+}
+
+impl Span {
+    fn new(now: Instant, until: Instant) -> Span {
+        let longest = WINDOWS.iter().map(|(_, days)| *days).max().unwrap_or(0);
+        Span {
+            now,
+            until,
+            earliest_due: now - chrono::Duration::days(longest),
+        }
+    }
+}
+
+/// The instants in the span at which an obligation's status or its place in
+/// the on-time windows changes.
+fn watch(o: &Obligation, span: Span, horizon: &mut Vec<(Instant, Node)>) {
+    // Most obligations are long past or due after the span: no arithmetic for them.
+    if o.due_at < span.earliest_due || o.due_at >= span.until {
+        return;
+    }
     let node = match (&o.child_id, &o.conference) {
         (Some(c), _) => Node::Child(c.clone()),
         (None, Some(c)) => Node::Conference(c.clone()),
@@ -404,7 +429,7 @@ fn watch(o: &Obligation, now: Instant, until: Instant, horizon: &mut Vec<(Instan
         .into_iter()
         .chain(WINDOWS.map(|(_, days)| o.due_at + chrono::Duration::days(days)));
     for t in at {
-        if now <= t && t < until {
+        if span.now <= t && t < span.until {
             horizon.push((t, node.clone()));
         }
     }
@@ -443,8 +468,7 @@ struct Part {
     tally: Tally,
     open: Vec<Obligation>,
     horizon: Vec<(Instant, Node)>,
-    now: Instant,
-    until: Instant,
+    span: Span,
 }
 
 impl Part {
@@ -453,8 +477,7 @@ impl Part {
             tally: Tally::new(&state.agencies, now),
             open: Vec::new(),
             horizon: Vec::new(),
-            now,
-            until,
+            span: Span::new(now, until),
         }
     }
 
@@ -469,7 +492,7 @@ impl Part {
 impl Sink for Part {
     fn put(&mut self, o: Obligation) {
         self.tally.add(&o);
-        watch(&o, self.now, self.until, &mut self.horizon);
+        watch(&o, self.span, &mut self.horizon);
         if o.status.is_open() {
             self.open.push(o);
         }
@@ -640,9 +663,10 @@ impl Kept {
         tally.set_now(now);
         let open = &mut self.eval.obligations;
         let horizon = &mut self.horizon;
+        let span = Span::new(now, until);
         let new = engine.evaluate_each(&after, now, &mut |o| {
             tally.add(&o);
-            watch(&o, now, until, horizon);
+            watch(&o, span, horizon);
             if o.status.is_open() {
                 open.push(o);
             }

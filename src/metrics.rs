@@ -3,7 +3,6 @@
 //! Labels carry boards, rules, statuses, agencies and teams — never a child,
 //! case, conference or person.
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use prometheus::{
@@ -158,30 +157,30 @@ impl Metrics {
         self.obligations.reset();
         self.overdue.reset();
         self.findings.reset();
-        for ((board, rule, status), n) in &tally.counts {
+        for (k, n) in &tally.counts {
             self.obligations
-                .with_label_values(&[&**board, &**rule, status])
+                .with_label_values(&[&*k.board, &*k.rule, k.label])
                 .set(*n);
         }
-        for ((board, rule, agency, group, team), n) in &tally.overdue {
+        for (k, n) in &tally.overdue {
             self.overdue
-                .with_label_values(&[&**board, &**rule, &**agency, &**group, &**team])
+                .with_label_values(&[&*k.board, &*k.rule, &*k.agency, &*k.group, &*k.team])
                 .set(*n);
         }
         let share = |&(met, all): &OnTime| met as f64 / all as f64;
-        for ((board, rule, window), v) in &tally.ratio {
+        for (k, v) in &tally.ratio {
             self.on_time_ratio
-                .with_label_values(&[&**board, &**rule, window])
+                .with_label_values(&[&*k.board, &*k.rule, k.label])
                 .set(share(v));
         }
-        for ((board, rule, agency, group, window), v) in &tally.by_agency {
+        for (k, v) in &tally.by_agency {
             self.on_time_by_agency
-                .with_label_values(&[&**board, &**rule, &**agency, &**group, window])
+                .with_label_values(&[&*k.board, &*k.rule, &*k.agency, &*k.group, k.label])
                 .set(share(v));
         }
-        for ((board, rule, team, window), v) in &tally.by_team {
+        for (k, v) in &tally.by_team {
             self.on_time_by_team
-                .with_label_values(&[&**board, &**rule, &**team, window])
+                .with_label_values(&[&*k.board, &*k.rule, &*k.team, k.label])
                 .set(share(v));
         }
         let mut kinds: HashMap<&str, i64> = HashMap::new();
@@ -238,56 +237,113 @@ pub struct Tally {
     empty: Name,
     pub total: usize,
     /// By board, rule and status.
-    counts: Map<(Name, Name, &'static str), i64>,
+    counts: Map<Labels, i64>,
     /// By board, rule, agency, professional group and team.
-    overdue: Map<(Name, Name, Name, Name, Name), i64>,
+    overdue: Map<Labels, i64>,
     /// By board, rule and window.
-    ratio: Map<(Name, Name, &'static str), OnTime>,
+    ratio: Map<Labels, OnTime>,
     /// By board, rule, agency, professional group and window.
-    by_agency: Map<AgencyWindow, OnTime>,
+    by_agency: Map<Labels, OnTime>,
     /// By board, rule, team and window.
-    by_team: Map<(Name, Name, Name, &'static str), OnTime>,
+    by_team: Map<Labels, OnTime>,
 }
 
 /// Tally's maps: keyed by shared names, hashed for every obligation counted.
-type Map<K, V> = rustc_hash::FxHashMap<K, V>;
+type Map<K, V> = hashbrown::HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// (met on time, counted).
 type OnTime = (i64, i64);
-type AgencyWindow = (Name, Name, Name, Name, &'static str);
 
-/// Adds `by` to a count, dropping it at zero so a series nothing counts any
-/// more disappears as it would from a fresh tally.
-fn bump<K: std::hash::Hash + Eq>(map: &mut Map<K, i64>, key: K, by: i64) {
-    match map.entry(key) {
-        Entry::Occupied(mut e) => {
-            *e.get_mut() += by;
-            if *e.get() == 0 {
-                e.remove();
-            }
-        }
-        Entry::Vacant(e) => {
-            e.insert(by);
+/// One series' labels: the names it counts under (empty where its metric has
+/// no such label) and a status or window.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Labels {
+    board: Name,
+    rule: Name,
+    agency: Name,
+    group: Name,
+    team: Name,
+    label: &'static str,
+}
+
+/// The same labels borrowed from an obligation: a series is found without
+/// cloning its names (an atomic increment and decrement each, for millions
+/// of obligations), which are cloned only for a series not yet counted. It
+/// hashes as [`Labels`] does: a reference hashes as what it points to.
+#[derive(Hash)]
+struct LabelsRef<'a> {
+    board: &'a Name,
+    rule: &'a Name,
+    agency: &'a Name,
+    group: &'a Name,
+    team: &'a Name,
+    label: &'static str,
+}
+
+impl hashbrown::Equivalent<Labels> for LabelsRef<'_> {
+    fn equivalent(&self, k: &Labels) -> bool {
+        self.label == k.label
+            && *self.rule == k.rule
+            && *self.board == k.board
+            && *self.agency == k.agency
+            && *self.group == k.group
+            && *self.team == k.team
+    }
+}
+
+impl LabelsRef<'_> {
+    fn owned(&self) -> Labels {
+        Labels {
+            board: self.board.clone(),
+            rule: self.rule.clone(),
+            agency: self.agency.clone(),
+            group: self.group.clone(),
+            team: self.team.clone(),
+            label: self.label,
         }
     }
 }
 
-fn bump_on_time<K: std::hash::Hash + Eq>(map: &mut Map<K, OnTime>, key: K, met: i64, by: i64) {
-    add_on_time(map, key, (met * by, by));
+impl Labels {
+    fn borrowed(&self) -> LabelsRef<'_> {
+        LabelsRef {
+            board: &self.board,
+            rule: &self.rule,
+            agency: &self.agency,
+            group: &self.group,
+            team: &self.team,
+            label: self.label,
+        }
+    }
 }
 
-fn add_on_time<K: std::hash::Hash + Eq>(map: &mut Map<K, OnTime>, key: K, (met, counted): OnTime) {
-    match map.entry(key) {
-        Entry::Occupied(mut e) => {
-            let v = e.get_mut();
+/// Adds `by` to a count, dropping it at zero so a series nothing counts any
+/// more disappears as it would from a fresh tally.
+fn bump(map: &mut Map<Labels, i64>, key: LabelsRef, by: i64) {
+    match map.get_mut(&key) {
+        Some(n) => {
+            *n += by;
+            if *n == 0 {
+                map.remove(&key);
+            }
+        }
+        None => {
+            map.insert(key.owned(), by);
+        }
+    }
+}
+
+fn add_on_time(map: &mut Map<Labels, OnTime>, key: LabelsRef, (met, counted): OnTime) {
+    match map.get_mut(&key) {
+        Some(v) => {
             v.0 += met;
             v.1 += counted;
             if v.1 == 0 {
-                e.remove();
+                map.remove(&key);
             }
         }
-        Entry::Vacant(e) => {
-            e.insert((met, counted));
+        None => {
+            map.insert(key.owned(), (met, counted));
         }
     }
 }
@@ -326,20 +382,20 @@ impl Tally {
     /// of one evaluation).
     pub fn merge(&mut self, other: Tally) {
         self.total += other.total;
-        for (k, n) in other.counts {
-            bump(&mut self.counts, k, n);
+        for (k, n) in &other.counts {
+            bump(&mut self.counts, k.borrowed(), *n);
         }
-        for (k, n) in other.overdue {
-            bump(&mut self.overdue, k, n);
+        for (k, n) in &other.overdue {
+            bump(&mut self.overdue, k.borrowed(), *n);
         }
-        for (k, v) in other.ratio {
-            add_on_time(&mut self.ratio, k, v);
+        for (k, v) in &other.ratio {
+            add_on_time(&mut self.ratio, k.borrowed(), *v);
         }
-        for (k, v) in other.by_agency {
-            add_on_time(&mut self.by_agency, k, v);
+        for (k, v) in &other.by_agency {
+            add_on_time(&mut self.by_agency, k.borrowed(), *v);
         }
-        for (k, v) in other.by_team {
-            add_on_time(&mut self.by_team, k, v);
+        for (k, v) in &other.by_team {
+            add_on_time(&mut self.by_team, k.borrowed(), *v);
         }
     }
 
@@ -350,77 +406,66 @@ impl Tally {
 
     fn count(&mut self, o: &Obligation, by: i64) {
         self.total = self.total.saturating_add_signed(by as isize);
-        bump(
-            &mut self.counts,
-            (o.board.clone(), o.rule.clone(), o.status.as_str()),
-            by,
-        );
+        let empty = &self.empty;
         let agency = match (&o.agency, o.audit_by) {
-            (Some(a), Some(AuditBy::Agency)) => a.clone(),
-            _ => self.empty.clone(),
+            (Some(a), Some(AuditBy::Agency)) => a,
+            _ => empty,
         };
-        let group = self.groups.get(&*agency).unwrap_or(&self.empty).clone();
+        let group = self.groups.get(&**agency).unwrap_or(empty);
         let team = match (&o.team, o.audit_by) {
-            (Some(t), Some(AuditBy::Team)) => t.clone(),
-            _ => self.empty.clone(),
+            (Some(t), Some(AuditBy::Team)) => t,
+            _ => empty,
         };
+        let labels = |label| LabelsRef {
+            board: &o.of.board,
+            rule: &o.of.rule,
+            agency: empty,
+            group: empty,
+            team: empty,
+            label,
+        };
+        bump(&mut self.counts, labels(o.status.as_str()), by);
         if o.status == Status::Overdue {
-            bump(
-                &mut self.overdue,
-                (
-                    o.board.clone(),
-                    o.rule.clone(),
-                    agency.clone(),
-                    group.clone(),
-                    team.clone(),
-                ),
-                by,
-            );
+            let key = LabelsRef {
+                agency,
+                group,
+                team,
+                ..labels("")
+            };
+            bump(&mut self.overdue, key, by);
         }
-        if o.kind == RuleKind::Notice
+        if o.of.kind == RuleKind::Notice
             || !matches!(o.status, Status::Met | Status::MetLate | Status::Overdue)
             || o.due_at > self.now
         {
             return;
         }
-        let met = i64::from(o.status == Status::Met);
+        let on_time = (i64::from(o.status == Status::Met) * by, by);
         for (window, days) in WINDOWS {
             if o.due_at < self.now - chrono::Duration::days(days) {
                 continue;
             }
-            bump_on_time(
-                &mut self.ratio,
-                (o.board.clone(), o.rule.clone(), window),
-                met,
-                by,
-            );
+            add_on_time(&mut self.ratio, labels(window), on_time);
             if !agency.is_empty() {
-                bump_on_time(
-                    &mut self.by_agency,
-                    (
-                        o.board.clone(),
-                        o.rule.clone(),
-                        agency.clone(),
-                        group.clone(),
-                        window,
-                    ),
-                    met,
-                    by,
-                );
+                let key = LabelsRef {
+                    agency,
+                    group,
+                    ..labels(window)
+                };
+                add_on_time(&mut self.by_agency, key, on_time);
             }
             if !team.is_empty() {
-                bump_on_time(
-                    &mut self.by_team,
-                    (o.board.clone(), o.rule.clone(), team.clone(), window),
-                    met,
-                    by,
-                );
+                let key = LabelsRef {
+                    team,
+                    ..labels(window)
+                };
+                add_on_time(&mut self.by_team, key, on_time);
             }
         }
     }
 
     /// The boards that had obligations.
     pub fn boards(&self) -> std::collections::BTreeSet<&str> {
-        self.counts.keys().map(|(b, _, _)| &**b).collect()
+        self.counts.keys().map(|k| &*k.board).collect()
     }
 }

@@ -108,7 +108,7 @@ pub fn stage_of(
     escalate_every: i64,
 ) -> Option<(Stage, i64)> {
     match o.status {
-        Status::Overdue if o.kind != RuleKind::Standard => {
+        Status::Overdue if o.of.kind != RuleKind::Standard => {
             let late = o.late_working_days.unwrap_or(1);
             if late >= escalate_after {
                 Some((
@@ -119,7 +119,7 @@ pub fn stage_of(
                 Some((Stage::Overdue, 0))
             }
         }
-        Status::Pending | Status::DueSoon if o.kind != RuleKind::Standard => {
+        Status::Pending | Status::DueSoon if o.of.kind != RuleKind::Standard => {
             if cal.local_date(now) == cal.local_date(o.due_at) {
                 Some((Stage::Due, 0))
             } else if o.status == Status::DueSoon {
@@ -155,12 +155,12 @@ pub fn plan(eval: &Evaluation, ctx: &Context, now: Instant) -> (Vec<Planned>, Ve
         let Some(board) = ctx
             .rules
             .boards
-            .get(&*o.board)
-            .and_then(|v| v.iter().find(|b| *b.version == *o.board_version))
+            .get(&*o.of.board)
+            .and_then(|v| v.iter().find(|b| *b.version == *o.of.board_version))
         else {
             continue;
         };
-        let Some(rule) = board.rule(&o.rule) else {
+        let Some(rule) = board.rule(&o.of.rule) else {
             continue;
         };
         let key = (board.id.as_str(), board.version.as_str());
@@ -196,7 +196,7 @@ pub fn plan(eval: &Evaluation, ctx: &Context, now: Instant) -> (Vec<Planned>, Ve
         let contacts = ctx
             .config
             .boards
-            .get(&*o.board)
+            .get(&*o.of.board)
             .cloned()
             .unwrap_or_default();
         let item = item(o, rule, board, cal, now, stage);

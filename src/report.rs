@@ -81,22 +81,22 @@ impl ObligationRecord {
     pub fn new(o: &Obligation, z: &Zones) -> Self {
         ObligationRecord {
             key: o.key(),
-            rule: o.rule.clone(),
-            title: o.title.clone(),
-            kind: serde_json::to_value(o.kind)
+            rule: o.of.rule.clone(),
+            title: o.of.title.clone(),
+            kind: serde_json::to_value(o.of.kind)
                 .ok()
                 .and_then(|v| v.as_str().map(String::from))
                 .unwrap_or_default(),
-            board: o.board.clone(),
-            board_version: o.board_version.clone(),
+            board: o.of.board.clone(),
+            board_version: o.of.board_version.clone(),
             child: o.child.clone(),
             conference: o.conference.clone(),
             agency: o.agency.clone(),
             team: o.team.clone(),
             occurrence: o.occurrence.to_string(),
-            starts_at: z.rfc3339(&o.board, o.starts_at),
-            due_at: z.rfc3339(&o.board, o.due_at),
-            met_at: o.met_at.map(|t| z.rfc3339(&o.board, t)),
+            starts_at: z.rfc3339(&o.of.board, o.starts_at),
+            due_at: z.rfc3339(&o.of.board, o.due_at),
+            met_at: o.met_at.map(|t| z.rfc3339(&o.of.board, t)),
             status: o.status,
             late_working_days: o.late_working_days,
             exception_reason: o.exception_reason.clone(),
@@ -181,18 +181,18 @@ pub fn write_table(
     for o in &sorted {
         table.add_row([
             o.status.as_str().to_string(),
-            z.human(&o.board, o.due_at),
+            z.human(&o.of.board, o.due_at),
             o.late_working_days
                 .filter(|n| *n > 0)
                 .map(|n| n.to_string())
                 .unwrap_or_default(),
-            o.board.to_string(),
-            o.rule.to_string(),
+            o.of.board.to_string(),
+            o.of.rule.to_string(),
             o.child.as_deref().unwrap_or_default().to_string(),
             o.conference.as_deref().unwrap_or_default().to_string(),
             o.agency.as_deref().unwrap_or_default().to_string(),
             o.met_at
-                .map(|t| z.human(&o.board, t))
+                .map(|t| z.human(&o.of.board, t))
                 .or_else(|| {
                     o.exception_reason
                         .as_ref()

@@ -42,7 +42,7 @@ fn pick<'e>(e: &'e Evaluation, board: &str, sc: &Scenario) -> &'e Obligation {
     let found: Vec<&Obligation> = e
         .obligations
         .iter()
-        .filter(|o| &*o.board == board && &*o.rule == sc.rule)
+        .filter(|o| &*o.of.board == board && &*o.of.rule == sc.rule)
         .filter(|o| match sc.target {
             Target::Child => o.child.as_deref() == Some("TEST-1"),
             Target::ChildAt(c) => {
@@ -612,7 +612,7 @@ fn one<'e>(
     let v: Vec<&Obligation> = e
         .obligations
         .iter()
-        .filter(|o| &*o.board == board && &*o.rule == rule && pred(o))
+        .filter(|o| &*o.of.board == board && &*o.of.rule == rule && pred(o))
         .collect();
     assert_eq!(v.len(), 1, "{board} {rule}: {v:#?}");
     v[0]
@@ -762,10 +762,12 @@ fn pre_birth_conference_weeks_before_the_due_date() {
         (t("2027-05-05T22:59:59Z"), Status::Met)
     );
     // The pre-birth conference also answers the initial-conference timescale, when there was a strategy discussion.
-    assert!(e
-        .obligations
-        .iter()
-        .all(|o| !(&*o.rule == "icpc-timeliness" && o.conference.as_deref() == Some("CONF-PB"))));
+    assert!(
+        e.obligations
+            .iter()
+            .all(|o| !(&*o.of.rule == "icpc-timeliness"
+                && o.conference.as_deref() == Some("CONF-PB")))
+    );
     conf_mut(&mut s, "CONF-PB").held_at = Some(t("2027-05-06T09:00:00Z"));
     let e = eval(&s, LATER);
     assert_eq!(
@@ -979,7 +981,7 @@ fn advocacy_offered_by_age() {
     assert!(!e
         .obligations
         .iter()
-        .any(|o| &*o.rule == "advocacy-offered" && o.conference.as_deref() == Some("CONF-1")));
+        .any(|o| &*o.of.rule == "advocacy-offered" && o.conference.as_deref() == Some("CONF-1")));
     s.children[0].board = Some("barnsley".into());
     let e = eval(&s, LATER);
     assert_eq!(
@@ -1069,7 +1071,7 @@ fn discontinuation_audit_flags() {
     assert!(!e
         .obligations
         .iter()
-        .any(|o| &*o.rule == "discontinued-at-first-review"));
+        .any(|o| &*o.of.rule == "discontinued-at-first-review"));
 }
 
 #[test]
@@ -1085,7 +1087,7 @@ fn core_groups_every_six_weeks_in_hampshire() {
     let chain: Vec<(Instant, Status)> = e
         .obligations
         .iter()
-        .filter(|o| &*o.rule == "core-group-interval")
+        .filter(|o| &*o.of.rule == "core-group-interval")
         .map(|o| (o.due_at, o.status))
         .collect();
     assert_eq!(
@@ -1102,7 +1104,7 @@ fn core_groups_every_six_weeks_in_hampshire() {
     assert!(!e
         .obligations
         .iter()
-        .any(|o| &*o.rule == "core-group-interval"));
+        .any(|o| &*o.of.rule == "core-group-interval"));
 }
 
 #[test]
@@ -1125,7 +1127,7 @@ fn visits_at_the_plans_interval_in_barnsley() {
     let chain: Vec<(Instant, Status, Option<i64>)> = e
         .obligations
         .iter()
-        .filter(|o| &*o.rule == "cp-visit-frequency")
+        .filter(|o| &*o.of.rule == "cp-visit-frequency")
         .map(|o| (o.due_at, o.status, o.late_working_days))
         .collect();
     assert_eq!(
@@ -1142,7 +1144,7 @@ fn visits_at_the_plans_interval_in_barnsley() {
     assert!(!e
         .obligations
         .iter()
-        .any(|o| &*o.rule == "cp-visit-frequency"));
+        .any(|o| &*o.of.rule == "cp-visit-frequency"));
     // The plan ends: the chain stops, and an unmet visit due after the end is void.
     s.cp_plans[0].visit_interval_working_days = Some(10);
     s.cp_plans[0].ended_on = Some(d("2027-02-15"));
@@ -1150,7 +1152,7 @@ fn visits_at_the_plans_interval_in_barnsley() {
     let last = e
         .obligations
         .iter()
-        .rfind(|o| &*o.rule == "cp-visit-frequency")
+        .rfind(|o| &*o.of.rule == "cp-visit-frequency")
         .expect("chain");
     assert_eq!(last.status, Status::Void);
 }
@@ -1170,7 +1172,7 @@ fn child_in_need_plan_reviews_recur() {
     let chain: Vec<(Instant, Status)> = e
         .obligations
         .iter()
-        .filter(|o| &*o.rule == "cin-plan-review")
+        .filter(|o| &*o.of.rule == "cin-plan-review")
         .map(|o| (o.due_at, o.status))
         .collect();
     // 13 January + 6 months = 13 July (met 1 June); 1 June + 6 months = 1 December, still pending on 30 November.
@@ -1190,7 +1192,7 @@ fn review_around_the_eighteenth_birthday() {
     // Turns 18 on 15 September 2027; the October review is too late, so move one into the window.
     let e = eval(&s, "2027-05-01T12:00:00Z");
     assert!(
-        !e.obligations.iter().any(|o| &*o.rule == "age-18-review"),
+        !e.obligations.iter().any(|o| &*o.of.rule == "age-18-review"),
         "not before the 3-month window opens"
     );
     let e = eval(&s, "2027-07-01T12:00:00Z");
@@ -1266,7 +1268,7 @@ fn an_obligation_is_judged_by_the_version_in_force_when_it_started() {
         o.conference.as_deref() == Some("CONF-1")
     });
     assert_eq!(
-        (&*o.board_version, o.due_at, o.status),
+        (&*o.of.board_version, o.due_at, o.status),
         ("v43", t("2023-07-05T22:59:59Z"), Status::Met)
     );
     // The same minutes after a 2025 conference are judged by v44 (15 working days).
@@ -1275,7 +1277,7 @@ fn an_obligation_is_judged_by_the_version_in_force_when_it_started() {
         o.conference.as_deref() == Some("CONF-1")
     });
     assert_eq!(
-        (&*o.board_version, o.due_at),
+        (&*o.of.board_version, o.due_at),
         ("v44", t("2027-02-03T23:59:59Z"))
     );
 }
@@ -1374,7 +1376,7 @@ fn statuses_and_lateness_are_consistent_over_the_demo_authority() {
         match o.status {
             Status::Met => assert!(
                 o.met_at.is_some_and(|m| m <= o.due_at)
-                    || o.kind == cpwatch::rules::RuleKind::Standard,
+                    || o.of.kind == cpwatch::rules::RuleKind::Standard,
                 "{o:#?}"
             ),
             Status::MetLate => assert!(
@@ -1384,7 +1386,7 @@ fn statuses_and_lateness_are_consistent_over_the_demo_authority() {
             ),
             Status::Overdue => assert!(
                 o.met_at.is_none()
-                    && (o.due_at < now || o.kind == cpwatch::rules::RuleKind::Standard),
+                    && (o.due_at < now || o.of.kind == cpwatch::rules::RuleKind::Standard),
                 "{o:#?}"
             ),
             Status::Pending | Status::DueSoon => {
@@ -1408,7 +1410,7 @@ fn statuses_and_lateness_are_consistent_over_the_demo_authority() {
         "hampshire-4lscb",
         "pan-dorset",
     ] {
-        assert!(e.obligations.iter().any(|o| &*o.board == b));
+        assert!(e.obligations.iter().any(|o| &*o.of.board == b));
     }
     for st in [
         Status::Met,

@@ -53,8 +53,8 @@ fn every_sheet_is_computed_from_the_same_obligations() {
             .obligations
             .iter()
             .filter(|o| {
-                &*o.board == board
-                    && o.kind != cpwatch::rules::RuleKind::Notice
+                &*o.of.board == board
+                    && o.of.kind != cpwatch::rules::RuleKind::Notice
                     && (d("2025-11-01")..=d("2026-10-31")).contains(&cal.local_date(o.due_at))
             })
             .collect();
