@@ -1537,6 +1537,20 @@ struct PerRule {
     last_offset: Option<(Offset, Name)>,
 }
 
+// A child's happenings are sorted while indexing, and recurring rules ask for
+// the next one after each occurrence: found by binary search, not by a scan
+// from the first, which grows with the square of a long plan's history.
+
+/// The first of sorted instants at or after `t`.
+fn first_from(sorted: &[Instant], t: Instant) -> Option<Instant> {
+    sorted.get(sorted.partition_point(|x| *x < t)).copied()
+}
+
+/// The first of sorted instants after `t`.
+fn first_after(sorted: &[Instant], t: Instant) -> Option<Instant> {
+    sorted.get(sorted.partition_point(|x| *x <= t)).copied()
+}
+
 fn age_on(dob: NaiveDate, day: NaiveDate) -> i32 {
     let mut age = day.year() - dob.year();
     if (day.month(), day.day()) < (dob.month(), dob.day()) {
@@ -1887,12 +1901,11 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             Event::ReferralWrittenConfirmationAt => ctx.referral?.written_confirmation_at,
             Event::ReferralAcknowledgedAt => ctx.referral?.acknowledged_at,
             Event::ReferralNextStepsRecordedAt => ctx.referral?.next_steps_recorded_at,
-            Event::NextStrategyDiscussionHeldAt => idx
-                .sds
-                .get(&child?)?
-                .iter()
-                .map(|d| d.held_at)
-                .find(|t| *t >= after_t),
+            Event::NextStrategyDiscussionHeldAt => {
+                let sds = idx.sds.get(&child?)?;
+                sds.get(sds.partition_point(|d| d.held_at < after_t))
+                    .map(|d| d.held_at)
+            }
             Event::InitialAssessmentCompletedOn | Event::CoreAssessmentCompletedOn => {
                 let kind = if ev == Event::InitialAssessmentCompletedOn {
                     "initial"
@@ -1971,13 +1984,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                 })
             }
             Event::FirstCoreGroupHeldAt => {
-                let first = |c: &Child| {
-                    idx.core_groups
-                        .get(&addr(c))?
-                        .iter()
-                        .copied()
-                        .find(|t| *t >= after_t)
-                };
+                let first = |c: &Child| first_from(idx.core_groups.get(&addr(c))?, after_t);
                 // A child's own (of a conference or a plan), else the first among the conference's children.
                 if ctx.cc.is_some() || ctx.plan.is_some() {
                     first(ctx.child?)
@@ -2017,28 +2024,19 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                 let cg = idx
                     .core_groups
                     .get(&child?)
-                    .into_iter()
-                    .flatten()
-                    .copied()
-                    .find(|t| *t > after_t);
+                    .and_then(|v| first_after(v, after_t));
                 let conf = idx
                     .took_place_confs(ctx.child?)
                     .map(|(_, _, t)| t)
                     .find(|t| *t > after_t);
                 [cg, conf].into_iter().flatten().min()
             }
-            Event::VisitVisitedAt => idx
-                .visits
-                .get(&child?)?
-                .iter()
-                .copied()
-                .find(|t| *t > after_t),
-            Event::CinReviewHeldOn => idx
-                .cin_reviews
-                .get(&child?)?
-                .iter()
-                .map(|d| self.date_event(*d))
-                .find(|t| *t > after_t),
+            Event::VisitVisitedAt => first_after(idx.visits.get(&child?)?, after_t),
+            Event::CinReviewHeldOn => {
+                let days = idx.cin_reviews.get(&child?)?;
+                days.get(days.partition_point(|d| self.date_event(*d) <= after_t))
+                    .map(|d| self.date_event(*d))
+            }
         }
     }
 
