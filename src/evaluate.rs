@@ -98,10 +98,10 @@ pub struct Obligation {
     pub exception_reason: Option<Name>,
     pub audit_by: Option<AuditBy>,
     /// What the deadline was counted from, for `explain`.
-    pub start_event: &'static str,
+    pub start_event: Event,
     pub offset: Option<Name>,
     /// For a capped rule: the event that brought the deadline forward.
-    pub capped_by: Option<&'static str>,
+    pub capped_by: Option<Event>,
 }
 
 impl Obligation {
@@ -2130,7 +2130,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             late_working_days: None,
             exception_reason: None,
             audit_by: rule.audit_by,
-            start_event: rule.starts.map_or("conference.held_at", Event::name),
+            start_event: rule.starts.unwrap_or(Event::ConferenceHeldAt),
             offset: None,
             capped_by: None,
         }
@@ -2212,7 +2212,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         if let Some(cap) = &rule.cap {
             if let Some(c) = self.event(*cap, ctx, Some(start)).filter(|c| *c < due) {
                 due = c;
-                o.capped_by = Some(cap.name());
+                o.capped_by = Some(*cap);
             }
         }
         o.due_at = due;
@@ -2344,7 +2344,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             o.due_at = due;
             o.offset = Some(offset_name.clone());
             if n > 0 {
-                o.start_event = met_by.name();
+                o.start_event = *met_by;
             }
             o.met_at = self
                 .event(*met_by, ctx, Some(anchor))
@@ -2388,9 +2388,9 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         o.starts_at = ctx.plan.map_or(at, |p| self.date_event(p.started_on));
         o.due_at = at;
         o.start_event = if ctx.plan.is_some() {
-            "plan.ended_on"
+            Event::PlanEndedOn
         } else {
-            "conference.held_at"
+            Event::ConferenceHeldAt
         };
         if ctx.conference.is_some_and(Conference::is_cancelled) {
             o.status = Status::Void;

@@ -79,7 +79,7 @@ pub fn derivation(o: &Obligation, cal: &Calendar, z: &Zones, met_by: Option<&str
     if o.of.kind == RuleKind::Standard {
         s.push_str(&format!(
             "standard checked at {} {}",
-            start_label(o.start_event),
+            start_label(o.start_event.name()),
             day(z, b, o.due_at)
         ));
     } else {
@@ -92,7 +92,7 @@ pub fn derivation(o: &Obligation, cal: &Calendar, z: &Zones, met_by: Option<&str
         } else {
             day(z, b, o.starts_at)
         };
-        s.push_str(&format!("{} {start}", start_label(o.start_event)));
+        s.push_str(&format!("{} {start}", start_label(o.start_event.name())));
         if let Some(offset) = &offset {
             let text = offset.to_string();
             let (sign, rest) = text.split_at(1);
@@ -122,10 +122,10 @@ pub fn derivation(o: &Obligation, cal: &Calendar, z: &Zones, met_by: Option<&str
             }
         }
         s.push_str(&format!(" = {}", day_time(z, b, o.due_at)));
-        if let Some(cap) = &o.capped_by {
+        if let Some(cap) = o.capped_by {
             s.push_str(&format!(
                 " (brought forward: {} came sooner)",
-                start_label(cap)
+                start_label(cap.name())
             ));
         }
     }

@@ -95,6 +95,13 @@ macro_rules! events {
                 Self::ALL.iter().copied().find(|e| e.name() == name)
             }
         }
+
+        /// By its name in rule files.
+        impl serde::Serialize for Event {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
     };
 }
 
