@@ -74,7 +74,7 @@ async fn a_tick_stays_near_the_fetch_floor_and_grows_with_its_data() {
         small.per_child_us(),
         large.per_child_us()
     );
-    // Release at 50,000 children: about 3 % (BENCHMARKS.md). The unoptimised
+    // Release at 50,000 children: about 5 % (BENCHMARKS.md). The unoptimised
     // build's fixed costs weigh more at 2,000; a tick that fell back to reading
     // and evaluating everything would be near 100 %.
     assert!(
