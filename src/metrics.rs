@@ -255,7 +255,7 @@ type Map<K, V> = hashbrown::HashMap<K, V, rustc_hash::FxBuildHasher>;
 type OnTime = (i64, i64);
 
 /// One series' labels: the names it counts under (empty where its metric has
-/// no such label) and a status or window.
+/// no such label) and a status or window (empty for overdue counts).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Labels {
     board: Name,

@@ -141,7 +141,7 @@ impl Tuple<'_> {
         if !oids.contains(&oid) {
             let ty = self.columns.types.get(i).map_or("unknown", String::as_str);
             return Err(format!(
-                "the column is {ty} in the database, which cpwatch cannot read as {want} (the types are in case-schema.md)"
+                "the column is {ty} in the database, not {want} as the case-table contract has it (migrations/postgres/0001_case_tables.sql); cast it in the view, or change the column"
             ));
         }
         Ok(self
