@@ -67,7 +67,7 @@ pub type Name = Arc<str>;
 /// What every obligation of one rule of one board version has in common:
 /// made once per rule and evaluation and shared, so an obligation carries one
 /// pointer to it rather than a copy of each name.
-#[derive(Debug, PartialEq, Eq, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct RuleRef {
     pub rule: Name,
     pub title: Name,
