@@ -9,8 +9,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::{
-    DateTime, Datelike, Duration, Months, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc,
-    Weekday,
+    DateTime, Datelike, Duration, Months, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike,
+    Utc, Weekday,
 };
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -165,9 +165,8 @@ impl WorkingDays {
 /// into a local date then costs an index, not a search of the zone's history.
 #[derive(Debug)]
 struct ZoneDays {
-    /// The first day's number (`num_days_from_ce`), and as days since the Unix epoch.
+    /// The first day's number (`num_days_from_ce`).
     first: i32,
-    first_unix: i64,
     /// The date of each index.
     dates: Vec<NaiveDate>,
     /// The offset from UTC (seconds) throughout the UTC day, `None` on a day it changes.
@@ -206,11 +205,6 @@ impl ZoneDays {
             .collect();
         ZoneDays {
             first: first.num_days_from_ce(),
-            first_unix: first
-                .and_time(NaiveTime::MIN)
-                .and_utc()
-                .timestamp()
-                .div_euclid(86_400),
             dates,
             steady,
             bounds,
@@ -222,13 +216,19 @@ impl ZoneDays {
     }
 
     fn local_date(&self, t: DateTime<Utc>) -> Option<NaiveDate> {
-        // By seconds since the epoch: a day's index is then a division, with no calendar arithmetic.
-        let secs = t.timestamp();
-        let utc_day = usize::try_from(secs.div_euclid(86_400) - self.first_unix).ok()?;
+        // The instant's UTC date and time as stored (`date_naive` would add a zero offset).
+        let utc = t.naive_utc();
+        let utc_day = self.index(utc.date())?;
         let offset = (*self.steady.get(utc_day)?)?;
-        let local_day =
-            usize::try_from((secs + i64::from(offset)).div_euclid(86_400) - self.first_unix)
-                .ok()?;
+        // An offset is less than a day, so the local date is the UTC date or a day either side.
+        let secs = i64::from(utc.num_seconds_from_midnight()) + i64::from(offset);
+        let local_day = if secs < 0 {
+            utc_day.checked_sub(1)?
+        } else if secs >= 86_400 {
+            utc_day + 1
+        } else {
+            utc_day
+        };
         self.dates.get(local_day).copied()
     }
 
@@ -642,6 +642,13 @@ impl Calendar {
 
     /// A local wall-clock time as an instant (see [`local_instant`]).
     pub fn at_local(&self, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
+        // On a day the clocks do not change (it lasts 24 hours), the time is
+        // its start plus the time of day: no search of the zone's history.
+        if let Some((start, end)) = self.zone.as_ref().and_then(|z| z.bounds(date)) {
+            if end - start == Duration::seconds(86_399) {
+                return start + (time - NaiveTime::MIN);
+            }
+        }
         local_instant(self.tz, date, time)
     }
 

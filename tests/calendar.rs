@@ -392,10 +392,10 @@ proptest! {
     }
 }
 
-/// Local dates and day bounds come from a day-by-day table of the zone; they
-/// must agree with chrono-tz at every quarter hour (and the second before it)
-/// of every covered year, in zones that change by an hour, by half an hour,
-/// and one that skipped a whole day (Samoa, 30 December 2011).
+/// Local dates, day bounds and local times come from a day-by-day table of the
+/// zone; they must agree with chrono-tz at every quarter hour (and the second
+/// before it) of every covered year, in zones that change by an hour, by half
+/// an hour, and one that skipped a whole day (Samoa, 30 December 2011).
 #[test]
 fn the_zone_table_agrees_with_chrono_tz_everywhere() {
     use chrono::{Duration, NaiveTime};
@@ -430,6 +430,25 @@ fn the_zone_table_agrees_with_chrono_tz_everywhere() {
                 cpwatch::calendar::local_instant(tz, day, end),
                 "{tz} {day}"
             );
+            // Times in and around the hours the clocks change, and a deadline's 10:00.
+            for (h, m) in [
+                (0, 0),
+                (0, 30),
+                (1, 0),
+                (1, 30),
+                (2, 0),
+                (2, 30),
+                (3, 0),
+                (10, 0),
+                (23, 59),
+            ] {
+                let time = NaiveTime::from_hms_opt(h, m, 0).expect("time");
+                assert_eq!(
+                    cal.at_local(day, time),
+                    cpwatch::calendar::local_instant(tz, day, time),
+                    "{tz} {day} {time}"
+                );
+            }
             day = day.succ_opt().expect("next day");
         }
     }
