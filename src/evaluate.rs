@@ -492,6 +492,7 @@ fn work<'a>(
             names: &mut names,
             cal: &job.cal,
             now,
+            today: job.cal.local_date(now),
             window: job.window,
             calendar_errors: &mut calendar_errors,
             per_rule: Vec::new(),
@@ -1522,6 +1523,8 @@ struct BoardEval<'e, 'a> {
     names: &'e mut Names<'a>,
     cal: &'e Calendar,
     now: Instant,
+    /// The local date of `now`.
+    today: NaiveDate,
     window: (Option<NaiveDate>, Option<NaiveDate>),
     calendar_errors: &'e mut HashMap<String, CalendarError>,
     /// What each rule's obligations share, in the board's order of rules.
@@ -1530,11 +1533,17 @@ struct BoardEval<'e, 'a> {
     current: usize,
 }
 
-/// The names every obligation of a rule carries, and the offset it was last shown with.
+/// The names every obligation of a rule carries, and what was last worked
+/// out for it: the invitations of one conference come one after another and
+/// share their start, offset and deadline, so each is worked out once.
 struct PerRule {
     of: Arc<RuleRef>,
     /// A rule's obligations mostly share one offset, so the last is kept at hand.
     last_offset: Option<(Offset, Name)>,
+    /// The last deadline: its start, offset and the deadline (none when the calendar could not give one).
+    last_due: Option<(Instant, Offset, Option<Instant>)>,
+    /// The last pending status: its deadline and the status.
+    last_pending: Option<(Instant, Status)>,
 }
 
 // A child's happenings are sorted while indexing, and recurring rules ask for
@@ -1665,6 +1674,8 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                     board_version: self.names.get(&board.version),
                 }),
                 last_offset: None,
+                last_due: None,
+                last_pending: None,
             })
             .collect();
         // Each subject once, with every rule about it: its rows are read while
@@ -2043,12 +2054,21 @@ impl<'e, 'a> BoardEval<'e, 'a> {
     // --------------------------------------------------------- obligations
 
     fn in_window(&self, start: Instant) -> bool {
+        // A board with one version has no window: then no local date is needed.
+        if self.window == (None, None) {
+            return true;
+        }
         let day = self.cal.local_date(start);
         self.window.0.is_none_or(|from| day >= from) && self.window.1.is_none_or(|to| day < to)
     }
 
     fn deadline(&mut self, start: Instant, offset: &Offset, what: &str) -> Option<Instant> {
-        match self.cal.deadline(start, offset) {
+        if let Some((s, o, due)) = &self.per_rule[self.current].last_due {
+            if *s == start && o == offset {
+                return *due;
+            }
+        }
+        let due = match self.cal.deadline(start, offset) {
             Ok(d) => Some(d),
             Err(e) => {
                 let key = match &e {
@@ -2060,7 +2080,9 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                 self.calendar_errors.entry(key).or_insert(e);
                 None
             }
-        }
+        };
+        self.per_rule[self.current].last_due = Some((start, offset.clone(), due));
+        due
     }
 
     /// The reason of an agreed exception matching this obligation: every id the
@@ -2282,12 +2304,19 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
     }
 
-    fn pending(&self, rule: &'a Rule, due: Instant) -> Status {
-        let lead = rule.remind_before.as_ref().unwrap_or(&self.board.due_soon);
-        match self.cal.shift_date(self.cal.local_date(due), lead) {
-            Ok(from) if self.cal.local_date(self.now) >= from => Status::DueSoon,
-            _ => Status::Pending,
+    fn pending(&mut self, rule: &'a Rule, due: Instant) -> Status {
+        if let Some((d, status)) = self.per_rule[self.current].last_pending {
+            if d == due {
+                return status;
+            }
         }
+        let lead = rule.remind_before.as_ref().unwrap_or(&self.board.due_soon);
+        let status = match self.cal.shift_date(self.cal.local_date(due), lead) {
+            Ok(from) if self.today >= from => Status::DueSoon,
+            _ => Status::Pending,
+        };
+        self.per_rule[self.current].last_pending = Some((due, status));
+        status
     }
 
     fn plan_ended_before(&self, ctx: &Ctx<'a>, due: Instant) -> bool {
