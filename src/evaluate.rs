@@ -74,6 +74,25 @@ pub struct RuleRef {
     pub kind: RuleKind,
     pub board: Name,
     pub board_version: Name,
+    /// A hash of the board's and rule's names, by their text: the metrics
+    /// tally finds every obligation's series by them, and hashes this once.
+    #[serde(skip)]
+    pub names_hash: u64,
+}
+
+impl RuleRef {
+    pub fn new(rule: Name, title: Name, kind: RuleKind, board: Name, board_version: Name) -> Self {
+        use std::hash::BuildHasher;
+        let names_hash = rustc_hash::FxBuildHasher.hash_one((&*board, &*rule));
+        RuleRef {
+            rule,
+            title,
+            kind,
+            board,
+            board_version,
+            names_hash,
+        }
+    }
 }
 
 /// One duty of one rule for one subject (and, for recurring rules, one occurrence).
@@ -1666,13 +1685,13 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             .rules
             .iter()
             .map(|rule| PerRule {
-                of: Arc::new(RuleRef {
-                    rule: self.names.get(&rule.id),
-                    title: self.names.get(&rule.title),
-                    kind: rule.kind,
-                    board: self.names.get(&board.id),
-                    board_version: self.names.get(&board.version),
-                }),
+                of: Arc::new(RuleRef::new(
+                    self.names.get(&rule.id),
+                    self.names.get(&rule.title),
+                    rule.kind,
+                    self.names.get(&board.id),
+                    self.names.get(&board.version),
+                )),
                 last_offset: None,
                 last_due: None,
                 last_pending: None,

@@ -4,6 +4,7 @@
 //! case, conference or person.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -234,6 +235,8 @@ impl Metrics {
 pub struct Tally {
     groups: Map<Name, Name>,
     now: Instant,
+    /// Where each of `WINDOWS` starts: worked out once, not for every obligation.
+    window_starts: [Instant; 2],
     empty: Name,
     pub total: usize,
     /// By board, rule and status.
@@ -256,10 +259,12 @@ type OnTime = (i64, i64);
 
 /// One series' labels: the names it counts under (empty where its metric has
 /// no such label) and a status or window (empty for overdue counts).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Labels {
     board: Name,
     rule: Name,
+    /// `RuleRef::names_hash` of the board and rule.
+    names_hash: u64,
     agency: Name,
     group: Name,
     team: Name,
@@ -268,26 +273,44 @@ struct Labels {
 
 /// The same labels borrowed from an obligation: a series is found without
 /// cloning its names (an atomic increment and decrement each, for millions
-/// of obligations), which are cloned only for a series not yet counted. It
-/// hashes as [`Labels`] does: a reference hashes as what it points to.
-#[derive(Hash)]
+/// of obligations), which are cloned only for a series not yet counted.
 struct LabelsRef<'a> {
     board: &'a Name,
     rule: &'a Name,
+    names_hash: u64,
     agency: &'a Name,
     group: &'a Name,
     team: &'a Name,
     label: &'static str,
 }
 
+// Both hash alike: the board and rule by the hash of their names made once
+// per rule (`names_hash`), the rest by their text.
+impl std::hash::Hash for Labels {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.borrowed().hash(h)
+    }
+}
+
+impl std::hash::Hash for LabelsRef<'_> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u64(self.names_hash);
+        (&**self.agency, &**self.group, &**self.team, self.label).hash(h)
+    }
+}
+
 impl hashbrown::Equivalent<Labels> for LabelsRef<'_> {
     fn equivalent(&self, k: &Labels) -> bool {
+        // Names are shared, so the series found is mostly the same allocations: pointers first.
+        fn same(a: &Name, b: &Name) -> bool {
+            Arc::ptr_eq(a, b) || a == b
+        }
         self.label == k.label
-            && *self.rule == k.rule
-            && *self.board == k.board
-            && *self.agency == k.agency
-            && *self.group == k.group
-            && *self.team == k.team
+            && same(self.rule, &k.rule)
+            && same(self.board, &k.board)
+            && same(self.agency, &k.agency)
+            && same(self.group, &k.group)
+            && same(self.team, &k.team)
     }
 }
 
@@ -296,6 +319,7 @@ impl LabelsRef<'_> {
         Labels {
             board: self.board.clone(),
             rule: self.rule.clone(),
+            names_hash: self.names_hash,
             agency: self.agency.clone(),
             group: self.group.clone(),
             team: self.team.clone(),
@@ -309,6 +333,7 @@ impl Labels {
         LabelsRef {
             board: &self.board,
             rule: &self.rule,
+            names_hash: self.names_hash,
             agency: &self.agency,
             group: &self.group,
             team: &self.team,
@@ -351,6 +376,11 @@ fn add_on_time(map: &mut Map<Labels, OnTime>, key: LabelsRef, (met, counted): On
 /// The on-time windows: obligations due in the last 30 and 90 days.
 pub const WINDOWS: [(&str, i64); 2] = [("30d", 30), ("90d", 90)];
 
+/// The instants the on-time windows ending at `now` start at.
+fn window_starts(now: Instant) -> [Instant; 2] {
+    WINDOWS.map(|(_, days)| now - chrono::Duration::days(days))
+}
+
 impl Tally {
     pub fn new(agencies: &[crate::case::Agency], now: Instant) -> Self {
         Tally {
@@ -359,6 +389,7 @@ impl Tally {
                 .map(|a| (a.id.shared(), a.professional_group.shared()))
                 .collect(),
             now,
+            window_starts: window_starts(now),
             empty: Name::from(""),
             total: 0,
             counts: Map::default(),
@@ -372,6 +403,7 @@ impl Tally {
     /// The instant the on-time windows end at, for what is counted next.
     pub fn set_now(&mut self, now: Instant) {
         self.now = now;
+        self.window_starts = window_starts(now);
     }
 
     pub fn add(&mut self, o: &Obligation) {
@@ -419,6 +451,7 @@ impl Tally {
         let labels = |label| LabelsRef {
             board: &o.of.board,
             rule: &o.of.rule,
+            names_hash: o.of.names_hash,
             agency: empty,
             group: empty,
             team: empty,
@@ -441,8 +474,8 @@ impl Tally {
             return;
         }
         let on_time = (i64::from(o.status == Status::Met) * by, by);
-        for (window, days) in WINDOWS {
-            if o.due_at < self.now - chrono::Duration::days(days) {
+        for ((window, _), start) in WINDOWS.iter().zip(self.window_starts) {
+            if o.due_at < start {
                 continue;
             }
             add_on_time(&mut self.ratio, labels(window), on_time);
