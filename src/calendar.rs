@@ -131,26 +131,28 @@ impl WorkingDays {
             .filter(|i| *i < self.working.len())
     }
 
-    /// The first day whose running count reaches `count`: that day is a working day.
-    fn reaching(&self, count: i64) -> Option<NaiveDate> {
-        let k = usize::try_from(count.checked_sub(1)?).ok()?;
-        self.dates.get(*self.nth.get(k)? as usize).copied()
-    }
-
     /// `n` working days from `date`, as `Calendar::add_working_days`; `None`
     /// when the answer is not inside the table.
     fn add(&self, date: NaiveDate, n: i64) -> Option<NaiveDate> {
-        let i = self.index(date)?;
-        let here = i64::from(self.through[i]);
-        if n == 0 && self.working[i] {
-            return Some(date);
+        self.dates
+            .get(self.add_index(self.index(date)?, n)?)
+            .copied()
+    }
+
+    /// The same from and to indexes of the table.
+    fn add_index(&self, i: usize, n: i64) -> Option<usize> {
+        let here = i64::from(*self.through.get(i)?);
+        let working = *self.working.get(i)?;
+        if n == 0 && working {
+            return Some(i);
         }
-        if n >= 0 {
-            self.reaching(here + n.max(1))
+        let count = if n >= 0 {
+            here + n.max(1)
         } else {
-            let before = here - i64::from(self.working[i]);
-            self.reaching(before + n + 1)
-        }
+            here - i64::from(working) + n + 1
+        };
+        let k = usize::try_from(count.checked_sub(1)?).ok()?;
+        Some(*self.nth.get(k)? as usize)
     }
 
     /// Working days in `(from, to]`, when both are inside the table.
@@ -216,20 +218,24 @@ impl ZoneDays {
     }
 
     fn local_date(&self, t: DateTime<Utc>) -> Option<NaiveDate> {
+        self.dates.get(self.local_day(t)?).copied()
+    }
+
+    /// The index of the instant's local date.
+    fn local_day(&self, t: DateTime<Utc>) -> Option<usize> {
         // The instant's UTC date and time as stored (`date_naive` would add a zero offset).
         let utc = t.naive_utc();
         let utc_day = self.index(utc.date())?;
         let offset = (*self.steady.get(utc_day)?)?;
         // An offset is less than a day, so the local date is the UTC date or a day either side.
         let secs = i64::from(utc.num_seconds_from_midnight()) + i64::from(offset);
-        let local_day = if secs < 0 {
-            utc_day.checked_sub(1)?
+        if secs < 0 {
+            utc_day.checked_sub(1)
         } else if secs >= 86_400 {
-            utc_day + 1
+            Some(utc_day + 1)
         } else {
-            utc_day
-        };
-        self.dates.get(local_day).copied()
+            Some(utc_day)
+        }
     }
 
     fn bounds(&self, d: NaiveDate) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
@@ -691,11 +697,65 @@ impl Calendar {
         if offset.unit == Unit::Hours {
             return Ok(start + Duration::hours(offset.fixed()));
         }
+        if offset.unit == Unit::WorkingDays {
+            if let Some(due) = self.working_deadline(start, offset) {
+                return Ok(due);
+            }
+        }
         let date = self.shift_date(self.local_date(start), offset)?;
         Ok(match offset.at {
             Some(time) => self.at_local(date, time),
             None => self.end_of_day(date),
         })
+    }
+
+    /// A working-day deadline by day numbers throughout, the commonest
+    /// deadline and the one evaluation works out most: the start's local day
+    /// in the zone's table, so many working days on in the division's, and
+    /// that day's end (or time) from the zone's, with no date arithmetic.
+    /// `None` where a table does not reach (then `deadline` works it out
+    /// date by date, and names a year not covered).
+    fn working_deadline(&self, start: DateTime<Utc>, offset: &Offset) -> Option<DateTime<Utc>> {
+        let zone = self.zone.as_ref()?;
+        let table = self.table()?;
+        let day = zone
+            .first
+            .checked_add(i32::try_from(zone.local_day(start)?).ok()?)?;
+        let due = self.table_index(table, day)?;
+        let due = table.add_index(due, offset.fixed())?;
+        let due = table.first.checked_add(i32::try_from(due).ok()?)?;
+        let (first, last) = *zone.bounds.get(usize::try_from(due - zone.first).ok()?)?;
+        Some(match offset.at {
+            None => last,
+            // On a day the clocks change, as `at_local` gives it.
+            Some(time) if last - first != Duration::seconds(86_399) => self.at_local(
+                *table.dates.get(usize::try_from(due - table.first).ok()?)?,
+                time,
+            ),
+            Some(time) => first + (time - NaiveTime::MIN),
+        })
+    }
+
+    /// The index in `table` of the day numbered `day` (`num_days_from_ce`).
+    fn table_index(&self, table: &WorkingDays, day: i32) -> Option<usize> {
+        usize::try_from(day - table.first)
+            .ok()
+            .filter(|i| *i < table.working.len())
+    }
+
+    /// Working days after the local date of `from` up to and including that
+    /// of `to`, by day numbers as `working_deadline` counts; `None` where a
+    /// table does not reach.
+    fn working_days_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<i64> {
+        let zone = self.zone.as_ref()?;
+        let table = self.table()?;
+        let through = |t: DateTime<Utc>| {
+            let day = zone
+                .first
+                .checked_add(i32::try_from(zone.local_day(t)?).ok()?)?;
+            table.through.get(self.table_index(table, day)?).copied()
+        };
+        Some(i64::from(through(to)?) - i64::from(through(from)?))
     }
 
     /// The non-working days strictly between two dates, for `explain`.
@@ -729,6 +789,9 @@ impl Calendar {
     ) -> Result<i64, CalendarError> {
         if at <= deadline {
             return Ok(0);
+        }
+        if let Some(n) = self.working_days_between(deadline, at) {
+            return Ok(n.max(1));
         }
         let (due, until) = (self.local_date(deadline), self.local_date(at));
         if let Some(n) = self.table().and_then(|t| t.between(due, until)) {

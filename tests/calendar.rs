@@ -366,6 +366,23 @@ proptest! {
         }
     }
 
+    /// A working-day deadline is worked out by day numbers in the tables; it
+    /// must be the start's local date moved by the working days, at the
+    /// offset's time or the end of that day, from any hour of any day.
+    #[test]
+    fn working_day_deadlines_are_the_local_date_moved_by_working_days(start in working_day_strategy(), n in -70i64..70, hour in 0u32..24, minute in 0u32..60, at_ten in any::<bool>()) {
+        let c = cal();
+        let instant = c.at_local(start, chrono::NaiveTime::from_hms_opt(hour, minute, 0).expect("time"));
+        let text = format!("{}{} working days{}", if n < 0 { "-" } else { "+" }, n.abs(), if at_ten { " at 10:00" } else { "" });
+        let day = c.add_working_days(c.local_date(instant), n).expect("covered");
+        let want = if at_ten {
+            cpwatch::calendar::local_instant(London, day, chrono::NaiveTime::from_hms_opt(10, 0, 0).expect("time"))
+        } else {
+            cpwatch::calendar::local_instant(London, day, chrono::NaiveTime::from_hms_opt(23, 59, 59).expect("time"))
+        };
+        prop_assert_eq!(c.deadline(instant, &off(&text)).expect("covered"), want, "{} {}", instant, text);
+    }
+
     /// The calendar counts with a precomputed table; this walks day by day
     /// from the holiday list itself, as the catalogue defines working days.
     #[test]
