@@ -246,8 +246,15 @@ pub struct Exception {
 /// Text of the case state. Shared rather than copied: a load gives every
 /// mention of the same id or code one allocation (see `store`), which keeps
 /// national-scale case state small; reads like a `String`.
-#[derive(Clone, Default, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Default, Eq, PartialOrd, Ord)]
 pub struct Text(Arc<str>);
+
+// By the text, as `Borrow<str>` requires: maps keyed by `Text` are looked up by `&str`.
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
 
 impl PartialEq for Text {
     fn eq(&self, other: &Text) -> bool {
