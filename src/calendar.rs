@@ -126,9 +126,19 @@ impl WorkingDays {
     }
 
     fn index(&self, d: NaiveDate) -> Option<usize> {
-        usize::try_from(d.num_days_from_ce() - self.first)
+        self.at_day(d.num_days_from_ce())
+    }
+
+    /// The index of the day numbered `day` (`num_days_from_ce`).
+    fn at_day(&self, day: i32) -> Option<usize> {
+        usize::try_from(day - self.first)
             .ok()
             .filter(|i| *i < self.working.len())
+    }
+
+    /// The number of the day at index `i`.
+    fn day(&self, i: usize) -> Option<i32> {
+        self.first.checked_add(i32::try_from(i).ok()?)
     }
 
     /// `n` working days from `date`, as `Calendar::add_working_days`; `None`
@@ -214,7 +224,24 @@ impl ZoneDays {
     }
 
     fn index(&self, d: NaiveDate) -> Option<usize> {
-        usize::try_from(d.num_days_from_ce() - self.first).ok()
+        self.at_day(d.num_days_from_ce())
+    }
+
+    /// The index of the day numbered `day` (`num_days_from_ce`).
+    fn at_day(&self, day: i32) -> Option<usize> {
+        usize::try_from(day - self.first).ok()
+    }
+
+    /// The number of the day at index `i`.
+    fn day(&self, i: usize) -> Option<i32> {
+        self.first.checked_add(i32::try_from(i).ok()?)
+    }
+
+    /// A local time on the day at index `i` when the clocks do not change
+    /// that day (it lasts 24 hours): the day's start plus the time of day.
+    fn time_on(&self, i: usize, time: NaiveTime) -> Option<DateTime<Utc>> {
+        let (start, end) = *self.bounds.get(i)?;
+        (end - start == Duration::seconds(86_399)).then(|| start + (time - NaiveTime::MIN))
     }
 
     fn local_date(&self, t: DateTime<Utc>) -> Option<NaiveDate> {
@@ -648,14 +675,11 @@ impl Calendar {
 
     /// A local wall-clock time as an instant (see [`local_instant`]).
     pub fn at_local(&self, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
-        // On a day the clocks do not change (it lasts 24 hours), the time is
-        // its start plus the time of day: no search of the zone's history.
-        if let Some((start, end)) = self.zone.as_ref().and_then(|z| z.bounds(date)) {
-            if end - start == Duration::seconds(86_399) {
-                return start + (time - NaiveTime::MIN);
-            }
-        }
-        local_instant(self.tz, date, time)
+        // The zone's table when the clocks do not change that day: no search of the zone's history.
+        self.zone
+            .as_ref()
+            .and_then(|z| z.time_on(z.index(date)?, time))
+            .unwrap_or_else(|| local_instant(self.tz, date, time))
     }
 
     /// 23:59:59 local time on `date`.
@@ -718,29 +742,17 @@ impl Calendar {
     fn working_deadline(&self, start: DateTime<Utc>, offset: &Offset) -> Option<DateTime<Utc>> {
         let zone = self.zone.as_ref()?;
         let table = self.table()?;
-        let day = zone
-            .first
-            .checked_add(i32::try_from(zone.local_day(start)?).ok()?)?;
-        let due = self.table_index(table, day)?;
-        let due = table.add_index(due, offset.fixed())?;
-        let due = table.first.checked_add(i32::try_from(due).ok()?)?;
-        let (first, last) = *zone.bounds.get(usize::try_from(due - zone.first).ok()?)?;
+        let from = table.at_day(zone.day(zone.local_day(start)?)?)?;
+        let due = table.add_index(from, offset.fixed())?;
+        let on = zone.at_day(table.day(due)?)?;
         Some(match offset.at {
-            None => last,
-            // On a day the clocks change, as `at_local` gives it.
-            Some(time) if last - first != Duration::seconds(86_399) => self.at_local(
-                *table.dates.get(usize::try_from(due - table.first).ok()?)?,
-                time,
-            ),
-            Some(time) => first + (time - NaiveTime::MIN),
+            None => zone.bounds.get(on)?.1,
+            Some(time) => match zone.time_on(on, time) {
+                Some(t) => t,
+                // A day the clocks change: as `at_local` gives it.
+                None => self.at_local(*table.dates.get(due)?, time),
+            },
         })
-    }
-
-    /// The index in `table` of the day numbered `day` (`num_days_from_ce`).
-    fn table_index(&self, table: &WorkingDays, day: i32) -> Option<usize> {
-        usize::try_from(day - table.first)
-            .ok()
-            .filter(|i| *i < table.working.len())
     }
 
     /// Working days after the local date of `from` up to and including that
@@ -750,10 +762,8 @@ impl Calendar {
         let zone = self.zone.as_ref()?;
         let table = self.table()?;
         let through = |t: DateTime<Utc>| {
-            let day = zone
-                .first
-                .checked_add(i32::try_from(zone.local_day(t)?).ok()?)?;
-            table.through.get(self.table_index(table, day)?).copied()
+            let day = table.at_day(zone.day(zone.local_day(t)?)?)?;
+            table.through.get(day).copied()
         };
         Some(i64::from(through(to)?) - i64::from(through(from)?))
     }

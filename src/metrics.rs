@@ -236,7 +236,7 @@ pub struct Tally {
     groups: Map<Name, Name>,
     now: Instant,
     /// Where each of `WINDOWS` starts: worked out once, not for every obligation.
-    window_starts: [Instant; 2],
+    window_starts: [Instant; WINDOWS.len()],
     empty: Name,
     pub total: usize,
     /// By board, rule and status.
@@ -377,7 +377,7 @@ fn add_on_time(map: &mut Map<Labels, OnTime>, key: LabelsRef, (met, counted): On
 pub const WINDOWS: [(&str, i64); 2] = [("30d", 30), ("90d", 90)];
 
 /// The instants the on-time windows ending at `now` start at.
-fn window_starts(now: Instant) -> [Instant; 2] {
+fn window_starts(now: Instant) -> [Instant; WINDOWS.len()] {
     WINDOWS.map(|(_, days)| now - chrono::Duration::days(days))
 }
 
