@@ -1018,18 +1018,18 @@ struct Index<'a> {
     children: HashMap<&'a str, &'a Child>,
     workers: HashMap<&'a str, &'a Worker>,
     /// Each conference's children (rows naming a known child) with the child, in order of child id.
-    conf_children: HashMap<Addr, Vec<(&'a ConferenceChild, &'a Child)>>,
+    conf_children: Grouped<(&'a ConferenceChild, &'a Child)>,
     /// Each child's conferences, in date order.
-    child_confs: HashMap<Addr, Vec<(&'a Conference, &'a ConferenceChild)>>,
+    child_confs: Grouped<(&'a Conference, &'a ConferenceChild)>,
     /// Each conference's invitations, with the agency invited.
-    invitations: HashMap<Addr, Vec<(&'a Invitation, &'a Agency)>>,
-    referrals: HashMap<Addr, Vec<&'a Referral>>,
-    sds: HashMap<Addr, Vec<&'a StrategyDiscussion>>,
-    assessments: HashMap<Addr, Vec<&'a Assessment>>,
-    plans: HashMap<Addr, Vec<&'a CpPlan>>,
-    core_groups: HashMap<Addr, Vec<Instant>>,
-    visits: HashMap<Addr, Vec<Instant>>,
-    cin_reviews: HashMap<Addr, Vec<NaiveDate>>,
+    invitations: Grouped<(&'a Invitation, &'a Agency)>,
+    referrals: Grouped<&'a Referral>,
+    sds: Grouped<&'a StrategyDiscussion>,
+    assessments: Grouped<&'a Assessment>,
+    plans: Grouped<&'a CpPlan>,
+    core_groups: Grouped<Instant>,
+    visits: Grouped<Instant>,
+    cin_reviews: Grouped<NaiveDate>,
     reconvened_by: HashMap<Addr, Vec<&'a Conference>>,
     /// Agreed exceptions by rule, then by the id that finds them.
     exceptions: HashMap<&'a str, Exceptions<'a>>,
@@ -1095,27 +1095,105 @@ fn kept<R>(by: &HashMap<&str, &R>, id: &str, row: &R) -> bool {
     by.get(id).is_some_and(|k| std::ptr::eq(*k, row))
 }
 
+/// Rows grouped by the child or conference they belong to: the rows in one
+/// vector, each group a range of it, rather than a vector a group, so an
+/// index of national size is a few allocations to build and to free, not one
+/// for every child of every table.
+struct Grouped<V> {
+    ranges: HashMap<Addr, (usize, usize)>,
+    rows: Vec<V>,
+}
+
+impl<V: Copy> Grouped<V> {
+    /// From the rows in the order read and the runs they came in (a group's
+    /// key with the run's range of `rows`). A group read in more than one run
+    /// is gathered into one range, its runs in the order read.
+    fn from_runs(rows: Vec<V>, mut runs: Vec<(Addr, usize, usize)>) -> Self {
+        let mut ranges: HashMap<Addr, (usize, usize)> = sized(runs.len());
+        let one_run_each = runs
+            .iter()
+            .all(|&(k, a, b)| ranges.insert(k, (a, b)).is_none());
+        if one_run_each {
+            return Grouped { ranges, rows };
+        }
+        // Stable, so each group's runs stay in the order read.
+        runs.sort_by_key(|r| r.0);
+        ranges.clear();
+        let mut gathered = Vec::with_capacity(rows.len());
+        for group in runs.chunk_by(|a, b| a.0 == b.0) {
+            let start = gathered.len();
+            for &(_, a, b) in group {
+                gathered.extend_from_slice(rows.get(a..b).unwrap_or_default());
+            }
+            if let Some(&(k, _, _)) = group.first() {
+                ranges.insert(k, (start, gathered.len()));
+            }
+        }
+        Grouped {
+            ranges,
+            rows: gathered,
+        }
+    }
+
+    /// From (key, row) pairs in the order read.
+    fn from_pairs(pairs: impl Iterator<Item = (Addr, V)>) -> Self {
+        let mut rows = Vec::with_capacity(pairs.size_hint().0);
+        let mut runs: Vec<(Addr, usize, usize)> = Vec::new();
+        for (k, v) in pairs {
+            match runs.last_mut() {
+                Some(run) if run.0 == k => run.2 += 1,
+                _ => runs.push((k, rows.len(), rows.len() + 1)),
+            }
+            rows.push(v);
+        }
+        Grouped::from_runs(rows, runs)
+    }
+}
+
+impl<V> Grouped<V> {
+    fn get(&self, key: &Addr) -> Option<&[V]> {
+        let &(a, b) = self.ranges.get(key)?;
+        self.rows.get(a..b)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Addr, &[V])> {
+        self.ranges
+            .iter()
+            .map(|(k, &(a, b))| (k, self.rows.get(a..b).unwrap_or_default()))
+    }
+
+    /// Each group's rows, to sort or check in place.
+    fn for_each_mut(&mut self, mut f: impl FnMut(&mut [V])) {
+        for &(a, b) in self.ranges.values() {
+            if let Some(group) = self.rows.get_mut(a..b) {
+                f(group);
+            }
+        }
+    }
+}
+
 /// A table's rows by child, each child's in the order read, with a finding
 /// for each row naming no child. Tables are mostly written child by child, so
 /// rows come in runs of one child, and a run costs one lookup, not one a row.
-fn by_child<'a, R: 'a, V>(
+fn by_child<'a, R: 'a, V: Copy>(
     rows: &[&'a R],
     table: &str,
     children: &HashMap<&str, &'a Child>,
     f: &mut Vec<Finding>,
     // The row's child, its id and what is kept of it.
     read: impl Fn(&&'a R) -> (&'a Text, &'a Text, V),
-) -> HashMap<Addr, Vec<V>> {
-    // At most one entry a child: sized once rather than grown (and rehashed) as it fills.
-    let mut by: HashMap<Addr, Vec<V>> = sized(children.len().min(rows.len()));
+) -> Grouped<V> {
+    let mut kept = Vec::with_capacity(rows.len());
+    let mut runs = Vec::with_capacity(children.len().min(rows.len()));
     for run in rows.chunk_by(|a, b| read(a).0 == read(b).0) {
         let Some(first) = run.first() else { continue };
         let child = read(first).0.as_str();
         match children.get(child) {
-            Some(c) => by
-                .entry(addr(*c))
-                .or_default()
-                .extend(run.iter().map(|r| read(r).2)),
+            Some(c) => {
+                let start = kept.len();
+                kept.extend(run.iter().map(|r| read(r).2));
+                runs.push((addr(*c), start, kept.len()));
+            }
             None => {
                 for r in run {
                     f.push(Finding::new(
@@ -1128,18 +1206,18 @@ fn by_child<'a, R: 'a, V>(
             }
         }
     }
-    by
+    Grouped::from_runs(kept, runs)
 }
 
 /// Each child's rows of the tables that belong to one child.
 struct PerChild<'a> {
-    referrals: HashMap<Addr, Vec<&'a Referral>>,
-    sds: HashMap<Addr, Vec<&'a StrategyDiscussion>>,
-    assessments: HashMap<Addr, Vec<&'a Assessment>>,
-    plans: HashMap<Addr, Vec<&'a CpPlan>>,
-    core_groups: HashMap<Addr, Vec<Instant>>,
-    visits: HashMap<Addr, Vec<Instant>>,
-    cin_reviews: HashMap<Addr, Vec<NaiveDate>>,
+    referrals: Grouped<&'a Referral>,
+    sds: Grouped<&'a StrategyDiscussion>,
+    assessments: Grouped<&'a Assessment>,
+    plans: Grouped<&'a CpPlan>,
+    core_groups: Grouped<Instant>,
+    visits: Grouped<Instant>,
+    cin_reviews: Grouped<NaiveDate>,
 }
 
 impl<'a> PerChild<'a> {
@@ -1170,10 +1248,8 @@ impl<'a> PerChild<'a> {
             (&r.child_id, &r.id, r.held_on)
         });
 
-        for v in sds.values_mut() {
-            v.sort_by(|a, b| (a.held_at, &a.id).cmp(&(b.held_at, &b.id)));
-        }
-        for v in plans.values_mut() {
+        sds.for_each_mut(|v| v.sort_by(|a, b| (a.held_at, &a.id).cmp(&(b.held_at, &b.id))));
+        plans.for_each_mut(|v| {
             v.sort_by(|a, b| (a.started_on, &a.id).cmp(&(b.started_on, &b.id)));
             let open: Vec<&str> = v
                 .iter()
@@ -1197,16 +1273,13 @@ impl<'a> PerChild<'a> {
                     ),
                 ));
             }
-        }
-        for v in assessments.values_mut() {
+        });
+        assessments.for_each_mut(|v| {
             v.sort_by(|a, b| (a.started_on, &a.id).cmp(&(b.started_on, &b.id)));
-        }
-        for v in core_groups.values_mut().chain(visits.values_mut()) {
-            v.sort();
-        }
-        for v in cin_reviews.values_mut() {
-            v.sort();
-        }
+        });
+        core_groups.for_each_mut(<[Instant]>::sort);
+        visits.for_each_mut(<[Instant]>::sort);
+        cin_reviews.for_each_mut(<[NaiveDate]>::sort);
         PerChild {
             referrals,
             sds,
@@ -1223,9 +1296,9 @@ impl<'a> PerChild<'a> {
 /// children and invitations, reconvened conferences, exceptions.
 struct Links<'a> {
     workers: HashMap<&'a str, &'a Worker>,
-    conf_children: HashMap<Addr, Vec<(&'a ConferenceChild, &'a Child)>>,
-    child_confs: HashMap<Addr, Vec<(&'a Conference, &'a ConferenceChild)>>,
-    invitations: HashMap<Addr, Vec<(&'a Invitation, &'a Agency)>>,
+    conf_children: Grouped<(&'a ConferenceChild, &'a Child)>,
+    child_confs: Grouped<(&'a Conference, &'a ConferenceChild)>,
+    invitations: Grouped<(&'a Invitation, &'a Agency)>,
     reconvened_by: HashMap<Addr, Vec<&'a Conference>>,
     exceptions: HashMap<&'a str, Exceptions<'a>>,
     conferences: HashMap<&'a str, &'a Conference>,
@@ -1262,10 +1335,7 @@ impl<'a> Links<'a> {
                 }
             }
         }
-        let mut conf_children: HashMap<Addr, Vec<(&ConferenceChild, &Child)>> =
-            sized(conferences.len());
-        let mut child_confs: HashMap<Addr, Vec<(&Conference, &ConferenceChild)>> =
-            sized(children.len());
+        let mut links = Vec::with_capacity(s.conference_children.len());
         for cc in s.conference_children.iter().copied() {
             let row = || format!("{}/{}", cc.conference_id, cc.child_id);
             let conf = conferences.get(cc.conference_id.as_str());
@@ -1287,20 +1357,28 @@ impl<'a> Links<'a> {
                 continue;
             };
             if let Some(conf) = conf {
-                conf_children
-                    .entry(addr(*conf))
-                    .or_default()
-                    .push((cc, child));
-                child_confs.entry(addr(child)).or_default().push((conf, cc));
+                links.push((*conf, cc, child));
             }
         }
-        for v in conf_children.values_mut() {
-            v.sort_by(|a, b| a.0.child_id.cmp(&b.0.child_id));
-        }
-        for v in child_confs.values_mut() {
+        let mut conf_children = Grouped::from_pairs(
+            links
+                .iter()
+                .map(|&(conf, cc, child)| (addr(conf), (cc, child))),
+        );
+        conf_children.for_each_mut(|v| v.sort_by(|a, b| a.0.child_id.cmp(&b.0.child_id)));
+        // By child: a child's links are spread over the conferences read, so gathered by sorting (stably).
+        links.sort_by_key(|&(_, _, child)| addr(child));
+        let mut child_confs = Grouped::from_pairs(
+            links
+                .iter()
+                .map(|&(conf, cc, child)| (addr(child), (conf, cc))),
+        );
+        drop(links);
+        child_confs.for_each_mut(|v| {
             v.sort_by(|a, b| (a.0.date(), &a.0.id).cmp(&(b.0.date(), &b.0.id)));
-        }
-        let mut invitations: HashMap<Addr, Vec<(&Invitation, &Agency)>> = sized(conferences.len());
+        });
+        let mut invitations = Vec::with_capacity(s.invitations.len());
+        let mut invitation_runs = Vec::with_capacity(conferences.len());
         // Written conference by conference, so a run of one conference costs one lookup of it.
         for run in s
             .invitations
@@ -1309,6 +1387,7 @@ impl<'a> Links<'a> {
             let conf = run
                 .first()
                 .and_then(|i| conferences.get(i.conference_id.as_str()).copied());
+            let start = invitations.len();
             for i in run.iter().copied() {
                 let row = || format!("{}/{}", i.conference_id, i.agency_id);
                 let Some(agency) = agencies.get(i.agency_id.as_str()).copied() else {
@@ -1321,7 +1400,7 @@ impl<'a> Links<'a> {
                     continue;
                 };
                 match conf {
-                    Some(conf) => invitations.entry(addr(conf)).or_default().push((i, agency)),
+                    Some(_) => invitations.push((i, agency)),
                     None => f.push(Finding::new(
                         "unknown_reference",
                         "invitations",
@@ -1330,7 +1409,11 @@ impl<'a> Links<'a> {
                     )),
                 }
             }
+            if let Some(conf) = conf {
+                invitation_runs.push((addr(conf), start, invitations.len()));
+            }
         }
+        let invitations = Grouped::from_runs(invitations, invitation_runs);
         let mut reconvened_by: HashMap<Addr, Vec<&Conference>> = HashMap::default();
         for c in s
             .conferences
@@ -1436,7 +1519,7 @@ impl<'a> Index<'a> {
 
     /// Contradictions that need several tables at once.
     fn cross_checks(&self, f: &mut Vec<Finding>) {
-        for (child, confs) in &self.child_confs {
+        for (child, confs) in self.child_confs.iter() {
             // For a finding's message only: looked up when there is one.
             let reference = || {
                 confs
@@ -1502,9 +1585,7 @@ impl<'a> Index<'a> {
 
     /// The conference's children, in order of child id.
     fn children_of(&self, conf: &Conference) -> &[(&'a ConferenceChild, &'a Child)] {
-        self.conf_children
-            .get(&addr(conf))
-            .map_or(&[], Vec::as_slice)
+        self.conf_children.get(&addr(conf)).unwrap_or_default()
     }
 
     /// The child a conference is counted under (its board's, its team's): its first by id.
@@ -1590,7 +1671,7 @@ fn age_on(dob: NaiveDate, day: NaiveDate) -> i32 {
 /// Each of the children's rows of a per-child table as a subject, with its child.
 fn each_row<'a, R>(
     children: &[&'a Child],
-    rows: &HashMap<Addr, Vec<&'a R>>,
+    rows: &Grouped<&'a R>,
     f: &mut dyn FnMut(Ctx<'a>),
     with: impl Fn(Ctx<'a>, &'a R) -> Ctx<'a>,
 ) {
