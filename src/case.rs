@@ -2,7 +2,7 @@
 //! plain data, loaded by `store` and read by `evaluate`. Names follow the
 //! contract column for column.
 
-use std::sync::Arc;
+use arcstr::ArcStr;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -245,9 +245,11 @@ pub struct Exception {
 
 /// Text of the case state. Shared rather than copied: a load gives every
 /// mention of the same id or code one allocation (see `store`), which keeps
-/// national-scale case state small; reads like a `String`.
+/// national-scale case state small; reads like a `String`. An `ArcStr` keeps
+/// its length beside the text, so it is one pointer wide, not two as an
+/// `Arc<str>` is: case rows and obligations hold many of them.
 #[derive(Clone, Default, Eq, PartialOrd, Ord)]
-pub struct Text(Arc<str>);
+pub struct Text(ArcStr);
 
 // By the text, as `Borrow<str>` requires: maps keyed by `Text` are looked up by `&str`.
 impl std::hash::Hash for Text {
@@ -260,7 +262,7 @@ impl PartialEq for Text {
     fn eq(&self, other: &Text) -> bool {
         // A load shares one allocation per value, so equal texts are mostly
         // one pointer: indexing compares millions of neighbouring rows' ids.
-        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+        ArcStr::ptr_eq(&self.0, &other.0) || self.0 == other.0
     }
 }
 
@@ -270,7 +272,7 @@ impl Text {
     }
 
     /// The shared string itself: another holder, without a copy.
-    pub fn shared(&self) -> Arc<str> {
+    pub fn shared(&self) -> ArcStr {
         self.0.clone()
     }
 }
@@ -296,13 +298,13 @@ impl std::borrow::Borrow<str> for Text {
 
 impl From<&str> for Text {
     fn from(s: &str) -> Self {
-        Text(Arc::from(s))
+        Text(ArcStr::from(s))
     }
 }
 
 impl From<String> for Text {
     fn from(s: String) -> Self {
-        Text(Arc::from(s))
+        Text(ArcStr::from(s))
     }
 }
 

@@ -62,7 +62,7 @@ impl Status {
 /// Shared text: an obligation's names are shared with the rule and the case
 /// state it came from rather than copied, so millions of obligations cost no
 /// allocation each.
-pub type Name = Arc<str>;
+pub type Name = arcstr::ArcStr;
 
 /// What every obligation of one rule of one board version has in common:
 /// made once per rule and evaluation and shared, so an obligation carries one
@@ -144,7 +144,7 @@ impl Obligation {
     pub fn report_cmp(&self, other: &Obligation) -> std::cmp::Ordering {
         // Names are shared, so equal names are usually one allocation: compare pointers first.
         fn name(a: &Name, b: &Name) -> std::cmp::Ordering {
-            if Arc::ptr_eq(a, b) {
+            if Name::ptr_eq(a, b) {
                 std::cmp::Ordering::Equal
             } else {
                 a.cmp(b)
@@ -209,7 +209,7 @@ impl<'a> Names<'a> {
     fn get(&mut self, s: &'a str) -> Name {
         self.by_address
             .entry((s.as_ptr() as usize, s.len()))
-            .or_insert_with(|| Arc::from(s))
+            .or_insert_with(|| Name::from(s))
             .clone()
     }
 
@@ -218,7 +218,7 @@ impl<'a> Names<'a> {
         if let Some(n) = self.offsets.get(offset) {
             return n.clone();
         }
-        let n: Name = Arc::from(offset.to_string());
+        let n: Name = Name::from(offset.to_string());
         self.offsets.insert(offset.clone(), n.clone());
         n
     }
@@ -228,7 +228,7 @@ impl<'a> Names<'a> {
         match self.reasons.get(s.as_str()) {
             Some(n) => n.clone(),
             None => {
-                let n: Name = Arc::from(s);
+                let n: Name = Name::from(s);
                 self.reasons.insert(n.clone());
                 n
             }

@@ -4,7 +4,6 @@
 //! case, conference or person.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -303,7 +302,7 @@ impl hashbrown::Equivalent<Labels> for LabelsRef<'_> {
     fn equivalent(&self, k: &Labels) -> bool {
         // Names are shared, so the series found is mostly the same allocations: pointers first.
         fn same(a: &Name, b: &Name) -> bool {
-            Arc::ptr_eq(a, b) || a == b
+            Name::ptr_eq(a, b) || a == b
         }
         self.label == k.label
             && same(self.rule, &k.rule)
