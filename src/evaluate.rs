@@ -727,6 +727,8 @@ struct Clean<'a> {
     visits: Vec<&'a Visit>,
     cin_reviews: Vec<&'a CinReview>,
     exceptions: &'a [Exception],
+    child_slots: Slots<Child>,
+    conference_slots: Slots<Conference>,
 }
 
 impl Fixed {
@@ -747,6 +749,14 @@ impl Fixed {
             visits: self.visits.view(&s.visits),
             cin_reviews: self.cin_reviews.view(&s.cin_reviews),
             exceptions: &s.exceptions,
+            child_slots: Slots::new(&s.children, std::iter::empty()),
+            conference_slots: Slots::new(
+                &s.conferences,
+                self.conferences
+                    .0
+                    .iter()
+                    .filter_map(|(i, c)| Some((addr(c.as_ref()?), *i))),
+            ),
         }
     }
 }
@@ -1016,6 +1026,8 @@ fn addr<T>(row: &T) -> Addr {
 /// by the child's or conference's address.
 struct Index<'a> {
     children: HashMap<&'a str, &'a Child>,
+    child_slots: Slots<Child>,
+    conference_slots: Slots<Conference>,
     workers: HashMap<&'a str, &'a Worker>,
     /// Each conference's children (rows naming a known child) with the child, in order of child id.
     conf_children: Grouped<(&'a ConferenceChild, &'a Child)>,
@@ -1095,38 +1107,84 @@ fn kept<R>(by: &HashMap<&str, &R>, id: &str, row: &R) -> bool {
     by.get(id).is_some_and(|k| std::ptr::eq(*k, row))
 }
 
+/// A row's place in its table: a child's or a conference's rows are then
+/// found by indexing a vector, where hashing a key cost a cache miss or two a
+/// lookup at national size.
+type Slot = usize;
+
+/// The slot of no row: every lookup of it finds nothing.
+const NO_SLOT: Slot = usize::MAX;
+
+/// The slots of one table's rows: a row's place in the state's slice, found
+/// from its address, or for one of the few corrected copies (`Fixes`) the
+/// place of the row it replaces.
+#[derive(Clone)]
+struct Slots<T> {
+    base: Addr,
+    len: usize,
+    copies: HashMap<Addr, Slot>,
+    of: std::marker::PhantomData<fn(&T)>,
+}
+
+impl<T> Slots<T> {
+    fn new(rows: &[T], copies: impl Iterator<Item = (Addr, Slot)>) -> Self {
+        Slots {
+            base: rows.as_ptr() as Addr,
+            len: rows.len(),
+            copies: copies.collect(),
+            of: std::marker::PhantomData,
+        }
+    }
+
+    fn of(&self, row: &T) -> Slot {
+        let size = std::mem::size_of::<T>().max(1);
+        match addr(row).checked_sub(self.base).map(|off| off / size) {
+            Some(slot) if slot < self.len => slot,
+            _ => self.copies.get(&addr(row)).copied().unwrap_or(NO_SLOT),
+        }
+    }
+}
+
 /// Rows grouped by the child or conference they belong to: the rows in one
-/// vector, each group a range of it, rather than a vector a group, so an
-/// index of national size is a few allocations to build and to free, not one
-/// for every child of every table.
+/// vector, each group a range of it found by its slot, so an index of
+/// national size is a few allocations to build and to free, and a lookup is
+/// an index into a vector. Ranges are `u32`: a table of four billion rows is
+/// far beyond what a load can hold.
 struct Grouped<V> {
-    ranges: HashMap<Addr, (usize, usize)>,
+    /// By slot: the group's range of `rows` (empty for none).
+    ranges: Vec<(u32, u32)>,
     rows: Vec<V>,
 }
 
 impl<V: Copy> Grouped<V> {
     /// From the rows in the order read and the runs they came in (a group's
-    /// key with the run's range of `rows`). A group read in more than one run
-    /// is gathered into one range, its runs in the order read.
-    fn from_runs(rows: Vec<V>, mut runs: Vec<(Addr, usize, usize)>) -> Self {
-        let mut ranges: HashMap<Addr, (usize, usize)> = sized(runs.len());
-        let one_run_each = runs
-            .iter()
-            .all(|&(k, a, b)| ranges.insert(k, (a, b)).is_none());
+    /// slot with the run's range of `rows`), for `slots` slots. A group read
+    /// in more than one run is gathered into one range, its runs in the order read.
+    fn from_runs(rows: Vec<V>, mut runs: Vec<(Slot, usize, usize)>, slots: usize) -> Self {
+        runs.retain(|&(k, a, b)| k < slots && a < b && b <= rows.len());
+        let mut ranges = vec![(0u32, 0u32); slots];
+        let as_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let mut one_run_each = true;
+        for &(k, a, b) in &runs {
+            if let Some(r) = ranges.get_mut(k) {
+                one_run_each &= r.0 == r.1;
+                *r = (as_u32(a), as_u32(b));
+            }
+        }
         if one_run_each {
             return Grouped { ranges, rows };
         }
         // Stable, so each group's runs stay in the order read.
         runs.sort_by_key(|r| r.0);
-        ranges.clear();
+        ranges.fill((0, 0));
         let mut gathered = Vec::with_capacity(rows.len());
         for group in runs.chunk_by(|a, b| a.0 == b.0) {
             let start = gathered.len();
             for &(_, a, b) in group {
                 gathered.extend_from_slice(rows.get(a..b).unwrap_or_default());
             }
-            if let Some(&(k, _, _)) = group.first() {
-                ranges.insert(k, (start, gathered.len()));
+            if let Some(r) = group.first().and_then(|&(k, _, _)| ranges.get_mut(k)) {
+                *r = (as_u32(start), as_u32(gathered.len()));
             }
         }
         Grouped {
@@ -1135,10 +1193,10 @@ impl<V: Copy> Grouped<V> {
         }
     }
 
-    /// From (key, row) pairs in the order read.
-    fn from_pairs(pairs: impl Iterator<Item = (Addr, V)>) -> Self {
+    /// From (slot, row) pairs in the order read.
+    fn from_pairs(pairs: impl Iterator<Item = (Slot, V)>, slots: usize) -> Self {
         let mut rows = Vec::with_capacity(pairs.size_hint().0);
-        let mut runs: Vec<(Addr, usize, usize)> = Vec::new();
+        let mut runs: Vec<(Slot, usize, usize)> = Vec::new();
         for (k, v) in pairs {
             match runs.last_mut() {
                 Some(run) if run.0 == k => run.2 += 1,
@@ -1146,27 +1204,31 @@ impl<V: Copy> Grouped<V> {
             }
             rows.push(v);
         }
-        Grouped::from_runs(rows, runs)
+        Grouped::from_runs(rows, runs, slots)
     }
 }
 
 impl<V> Grouped<V> {
-    fn get(&self, key: &Addr) -> Option<&[V]> {
-        let &(a, b) = self.ranges.get(key)?;
-        self.rows.get(a..b)
+    /// The group's rows; none for a slot with no rows.
+    fn get(&self, slot: Slot) -> Option<&[V]> {
+        let &(a, b) = self.ranges.get(slot)?;
+        self.rows
+            .get(a as usize..b as usize)
+            .filter(|g| !g.is_empty())
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&Addr, &[V])> {
-        self.ranges
-            .iter()
-            .map(|(k, &(a, b))| (k, self.rows.get(a..b).unwrap_or_default()))
+    /// Each group with its rows, by slot.
+    fn iter(&self) -> impl Iterator<Item = (Slot, &[V])> {
+        (0..self.ranges.len()).filter_map(|k| Some((k, self.get(k)?)))
     }
 
     /// Each group's rows, to sort or check in place.
     fn for_each_mut(&mut self, mut f: impl FnMut(&mut [V])) {
-        for &(a, b) in self.ranges.values() {
-            if let Some(group) = self.rows.get_mut(a..b) {
-                f(group);
+        for &(a, b) in &self.ranges {
+            if let Some(group) = self.rows.get_mut(a as usize..b as usize) {
+                if !group.is_empty() {
+                    f(group);
+                }
             }
         }
     }
@@ -1179,6 +1241,7 @@ fn by_child<'a, R: 'a, V: Copy>(
     rows: &[&'a R],
     table: &str,
     children: &HashMap<&str, &'a Child>,
+    slots: &Slots<Child>,
     f: &mut Vec<Finding>,
     // The row's child, its id and what is kept of it.
     read: impl Fn(&&'a R) -> (&'a Text, &'a Text, V),
@@ -1192,7 +1255,7 @@ fn by_child<'a, R: 'a, V: Copy>(
             Some(c) => {
                 let start = kept.len();
                 kept.extend(run.iter().map(|r| read(r).2));
-                runs.push((addr(*c), start, kept.len()));
+                runs.push((slots.of(c), start, kept.len()));
             }
             None => {
                 for r in run {
@@ -1206,7 +1269,7 @@ fn by_child<'a, R: 'a, V: Copy>(
             }
         }
     }
-    Grouped::from_runs(kept, runs)
+    Grouped::from_runs(kept, runs, slots.len)
 }
 
 /// Each child's rows of the tables that belong to one child.
@@ -1221,30 +1284,36 @@ struct PerChild<'a> {
 }
 
 impl<'a> PerChild<'a> {
-    fn new(s: &Clean<'a>, children: &HashMap<&'a str, &'a Child>, f: &mut Vec<Finding>) -> Self {
-        let referrals = by_child(&s.referrals, "referrals", children, f, |r| {
+    fn new(
+        s: &Clean<'a>,
+        children: &HashMap<&'a str, &'a Child>,
+        slots: &Slots<Child>,
+        f: &mut Vec<Finding>,
+    ) -> Self {
+        let referrals = by_child(&s.referrals, "referrals", children, slots, f, |r| {
             (&r.child_id, &r.id, *r)
         });
         let mut sds = by_child(
             &s.strategy_discussions,
             "strategy_discussions",
             children,
+            slots,
             f,
             |r| (&r.child_id, &r.id, *r),
         );
-        let mut assessments = by_child(&s.assessments, "assessments", children, f, |r| {
+        let mut assessments = by_child(&s.assessments, "assessments", children, slots, f, |r| {
             (&r.child_id, &r.id, *r)
         });
-        let mut plans = by_child(&s.cp_plans, "cp_plans", children, f, |r| {
+        let mut plans = by_child(&s.cp_plans, "cp_plans", children, slots, f, |r| {
             (&r.child_id, &r.id, *r)
         });
-        let mut core_groups = by_child(&s.core_groups, "core_groups", children, f, |r| {
+        let mut core_groups = by_child(&s.core_groups, "core_groups", children, slots, f, |r| {
             (&r.child_id, &r.id, r.held_at)
         });
-        let mut visits = by_child(&s.visits, "visits", children, f, |r| {
+        let mut visits = by_child(&s.visits, "visits", children, slots, f, |r| {
             (&r.child_id, &r.id, r.visited_at)
         });
-        let mut cin_reviews = by_child(&s.cin_reviews, "cin_reviews", children, f, |r| {
+        let mut cin_reviews = by_child(&s.cin_reviews, "cin_reviews", children, slots, f, |r| {
             (&r.child_id, &r.id, r.held_on)
         });
 
@@ -1306,6 +1375,7 @@ struct Links<'a> {
 
 impl<'a> Links<'a> {
     fn new(s: &Clean<'a>, children: &HashMap<&'a str, &'a Child>, f: &mut Vec<Finding>) -> Self {
+        let (child_slots, conf_slots) = (&s.child_slots, &s.conference_slots);
         let agencies: HashMap<&str, &Agency> =
             s.agencies.iter().map(|a| (a.id.as_str(), a)).collect();
         let workers: HashMap<&str, &Worker> =
@@ -1363,15 +1433,17 @@ impl<'a> Links<'a> {
         let mut conf_children = Grouped::from_pairs(
             links
                 .iter()
-                .map(|&(conf, cc, child)| (addr(conf), (cc, child))),
+                .map(|&(conf, cc, child)| (conf_slots.of(conf), (cc, child))),
+            conf_slots.len,
         );
         conf_children.for_each_mut(|v| v.sort_by(|a, b| a.0.child_id.cmp(&b.0.child_id)));
         // By child: a child's links are spread over the conferences read, so gathered by sorting (stably).
-        links.sort_by_key(|&(_, _, child)| addr(child));
+        links.sort_by_key(|&(_, _, child)| child_slots.of(child));
         let mut child_confs = Grouped::from_pairs(
             links
                 .iter()
-                .map(|&(conf, cc, child)| (addr(child), (conf, cc))),
+                .map(|&(conf, cc, child)| (child_slots.of(child), (conf, cc))),
+            child_slots.len,
         );
         drop(links);
         child_confs.for_each_mut(|v| {
@@ -1410,10 +1482,10 @@ impl<'a> Links<'a> {
                 }
             }
             if let Some(conf) = conf {
-                invitation_runs.push((addr(conf), start, invitations.len()));
+                invitation_runs.push((conf_slots.of(conf), start, invitations.len()));
             }
         }
-        let invitations = Grouped::from_runs(invitations, invitation_runs);
+        let invitations = Grouped::from_runs(invitations, invitation_runs, conf_slots.len);
         let mut reconvened_by: HashMap<Addr, Vec<&Conference>> = HashMap::default();
         for c in s
             .conferences
@@ -1472,12 +1544,18 @@ impl<'a> Index<'a> {
     fn new(s: &Clean<'a>, f: &mut Vec<Finding>, threads: usize) -> Self {
         let children = by_id(s.children, "children", |c| &c.id, f);
         let (per_child, links) = if threads < 2 {
-            (PerChild::new(s, &children, f), Links::new(s, &children, f))
+            (
+                PerChild::new(s, &children, &s.child_slots, f),
+                Links::new(s, &children, f),
+            )
         } else {
             std::thread::scope(|scope| {
                 let per_child = scope.spawn(|| {
                     let mut found = Vec::new();
-                    (PerChild::new(s, &children, &mut found), found)
+                    (
+                        PerChild::new(s, &children, &s.child_slots, &mut found),
+                        found,
+                    )
                 });
                 let links = Links::new(s, &children, f);
                 match per_child.join() {
@@ -1491,6 +1569,8 @@ impl<'a> Index<'a> {
         };
         let idx = Index {
             children,
+            child_slots: s.child_slots.clone(),
+            conference_slots: s.conference_slots.clone(),
             workers: links.workers,
             conf_children: links.conf_children,
             child_confs: links.child_confs,
@@ -1566,7 +1646,7 @@ impl<'a> Index<'a> {
         child: &Child,
     ) -> impl Iterator<Item = (&'a Conference, &'a ConferenceChild, Instant)> + '_ {
         self.child_confs
-            .get(&addr(child))
+            .get(self.child(child))
             .into_iter()
             .flatten()
             .filter_map(|(c, cc)| c.took_place().map(|t| (*c, *cc, t)))
@@ -1574,7 +1654,7 @@ impl<'a> Index<'a> {
 
     /// The child's plan at a date: the one covering it, else the next to start.
     fn plan_at(&self, child: &Child, day: NaiveDate) -> Option<&'a CpPlan> {
-        let plans = self.plans.get(&addr(child))?;
+        let plans = self.plans.get(self.child(child))?;
         plans
             .iter()
             .rev()
@@ -1585,7 +1665,17 @@ impl<'a> Index<'a> {
 
     /// The conference's children, in order of child id.
     fn children_of(&self, conf: &Conference) -> &[(&'a ConferenceChild, &'a Child)] {
-        self.conf_children.get(&addr(conf)).unwrap_or_default()
+        self.conf_children
+            .get(self.conference_slots.of(conf))
+            .unwrap_or_default()
+    }
+
+    fn child(&self, child: &Child) -> Slot {
+        self.child_slots.of(child)
+    }
+
+    fn conference(&self, conf: &Conference) -> Slot {
+        self.conference_slots.of(conf)
     }
 
     /// The child a conference is counted under (its board's, its team's): its first by id.
@@ -1670,13 +1760,14 @@ fn age_on(dob: NaiveDate, day: NaiveDate) -> i32 {
 
 /// Each of the children's rows of a per-child table as a subject, with its child.
 fn each_row<'a, R>(
+    idx: &Index<'a>,
     children: &[&'a Child],
     rows: &Grouped<&'a R>,
     f: &mut dyn FnMut(Ctx<'a>),
     with: impl Fn(Ctx<'a>, &'a R) -> Ctx<'a>,
 ) {
     for c in children {
-        for r in rows.get(&addr(*c)).into_iter().flatten() {
+        for r in rows.get(idx.child(c)).into_iter().flatten() {
             f(with(
                 Ctx {
                     child: Some(c),
@@ -1697,14 +1788,15 @@ fn each_subject<'a>(
     f: &mut dyn FnMut(Ctx<'a>),
 ) {
     match subject {
-        Subject::Referral => each_row(children, &idx.referrals, f, |ctx, r| Ctx {
+        Subject::Referral => each_row(idx, children, &idx.referrals, f, |ctx, r| Ctx {
             referral: Some(r),
             ..ctx
         }),
-        Subject::StrategyDiscussion => {
-            each_row(children, &idx.sds, f, |ctx, d| Ctx { sd: Some(d), ..ctx })
-        }
-        Subject::Plan => each_row(children, &idx.plans, f, |ctx, p| Ctx {
+        Subject::StrategyDiscussion => each_row(idx, children, &idx.sds, f, |ctx, d| Ctx {
+            sd: Some(d),
+            ..ctx
+        }),
+        Subject::Plan => each_row(idx, children, &idx.plans, f, |ctx, p| Ctx {
             plan: Some(p),
             ..ctx
         }),
@@ -1723,7 +1815,7 @@ fn each_subject<'a>(
                 let child = idx.first_child(conf);
                 for &(inv, agency) in idx
                     .invitations
-                    .get(&addr(*conf))
+                    .get(idx.conference(conf))
                     .into_iter()
                     .flatten()
                     .filter(|(i, _)| i.report_expected)
@@ -1826,7 +1918,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         let last = self
             .idx
             .sds
-            .get(&addr(child))?
+            .get(self.idx.child(child))?
             .iter()
             .rev()
             .find(|d| d.s47_initiated)?;
@@ -1835,7 +1927,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         let arranged = self
             .idx
             .child_confs
-            .get(&addr(child))
+            .get(self.idx.child(child))
             .into_iter()
             .flatten()
             .any(|(c, _)| {
@@ -1998,7 +2090,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
     /// The instant of a named event for a subject; "first X" events look from `after`.
     fn event(&self, ev: Event, ctx: &Ctx<'a>, after: Option<Instant>) -> Option<Instant> {
         let idx = self.idx;
-        let child = ctx.child.map(addr);
+        let child = ctx.child.map(|c| idx.child(c));
         let after_t = after.unwrap_or(Instant::MIN_UTC);
         match ev {
             Event::ReferralReceivedAt => ctx.referral.map(|r| r.received_at),
@@ -2013,7 +2105,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             Event::ReferralAcknowledgedAt => ctx.referral?.acknowledged_at,
             Event::ReferralNextStepsRecordedAt => ctx.referral?.next_steps_recorded_at,
             Event::NextStrategyDiscussionHeldAt => {
-                let sds = idx.sds.get(&child?)?;
+                let sds = idx.sds.get(child?)?;
                 sds.get(sds.partition_point(|d| d.held_at < after_t))
                     .map(|d| d.held_at)
             }
@@ -2026,7 +2118,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                 let from = self.cal.local_date(after_t);
                 let a = idx
                     .assessments
-                    .get(&child?)?
+                    .get(child?)?
                     .iter()
                     .find(|a| a.kind == kind && a.started_on >= from)?;
                 a.completed_on.map(|d| self.date_event(d))
@@ -2038,7 +2130,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                 let sd_at = ctx.sd?.held_at;
                 let conf = idx
                     .child_confs
-                    .get(&child?)?
+                    .get(child?)?
                     .iter()
                     .map(|(c, _)| *c)
                     .find(|c| {
@@ -2059,7 +2151,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                     .and_then(Conference::date)
                     .unwrap_or(self.now);
                 idx.sds
-                    .get(&child?)?
+                    .get(child?)?
                     .iter()
                     .rev()
                     .find(|d| d.s47_initiated && d.held_at <= before)
@@ -2095,7 +2187,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                 })
             }
             Event::FirstCoreGroupHeldAt => {
-                let first = |c: &Child| first_from(idx.core_groups.get(&addr(c))?, after_t);
+                let first = |c: &Child| first_from(idx.core_groups.get(idx.child(c))?, after_t);
                 // A child's own (of a conference or a plan), else the first among the conference's children.
                 if ctx.cc.is_some() || ctx.plan.is_some() {
                     first(ctx.child?)
@@ -2134,7 +2226,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             Event::CoreGroupOrConferenceHeldAt => {
                 let cg = idx
                     .core_groups
-                    .get(&child?)
+                    .get(child?)
                     .and_then(|v| first_after(v, after_t));
                 let conf = idx
                     .took_place_confs(ctx.child?)
@@ -2142,9 +2234,9 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                     .find(|t| *t > after_t);
                 [cg, conf].into_iter().flatten().min()
             }
-            Event::VisitVisitedAt => first_after(idx.visits.get(&child?)?, after_t),
+            Event::VisitVisitedAt => first_after(idx.visits.get(child?)?, after_t),
             Event::CinReviewHeldOn => {
-                let days = idx.cin_reviews.get(&child?)?;
+                let days = idx.cin_reviews.get(child?)?;
                 days.get(days.partition_point(|d| self.date_event(*d) <= after_t))
                     .map(|d| self.date_event(*d))
             }
@@ -2541,7 +2633,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                 };
                 let done = ctx
                     .child
-                    .and_then(|c| idx.assessments.get(&addr(c)))
+                    .and_then(|c| idx.assessments.get(idx.child(c)))
                     .and_then(|v| {
                         v.iter()
                             .rev()
@@ -2573,7 +2665,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         // Counted in one pass, with nothing collected: this runs for every conference.
         let attended = || {
             idx.invitations
-                .get(&addr(conf))
+                .get(idx.conference(conf))
                 .into_iter()
                 .flatten()
                 .filter(|(i, _)| i.attended == Some(true))
