@@ -275,6 +275,11 @@ impl Text {
     pub fn shared(&self) -> ArcStr {
         self.0.clone()
     }
+
+    /// The shared string, borrowed.
+    pub fn name(&self) -> &ArcStr {
+        &self.0
+    }
 }
 
 impl std::ops::Deref for Text {

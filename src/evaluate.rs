@@ -96,19 +96,24 @@ impl RuleRef {
 }
 
 /// One duty of one rule for one subject (and, for recurring rules, one occurrence).
+///
+/// As kept, it holds its names (`N`) and its rule (`R`); as evaluation hands
+/// it to a [`Sink`] it borrows them ([`Draft`]), so the many a tick only
+/// counts cost no reference count and touch no name.
 #[derive(Debug, Clone, Serialize)]
-pub struct Obligation {
+#[serde(bound(serialize = "N: Serialize + std::fmt::Display, R: Serialize"))]
+pub struct Obligation<N = Name, R = Arc<RuleRef>> {
     /// Its rule and board; serialised as the obligation's own first fields.
     #[serde(flatten)]
-    pub of: Arc<RuleRef>,
+    pub of: R,
     /// The child's case reference; null for a conference as a whole or an agency's report.
-    pub child: Option<Name>,
+    pub child: Option<N>,
     #[serde(skip)]
-    pub child_id: Option<Name>,
-    pub conference: Option<Name>,
-    pub agency: Option<Name>,
-    pub team: Option<Name>,
-    pub occurrence: Occurrence,
+    pub child_id: Option<N>,
+    pub conference: Option<N>,
+    pub agency: Option<N>,
+    pub team: Option<N>,
+    pub occurrence: Occurrence<N>,
     pub starts_at: Instant,
     pub due_at: Instant,
     pub met_at: Option<Instant>,
@@ -123,7 +128,65 @@ pub struct Obligation {
     pub capped_by: Option<Event>,
 }
 
+/// An obligation as evaluation makes it: its names and rule borrowed.
+pub type Draft<'a> = Obligation<&'a Name, &'a Arc<RuleRef>>;
+
+impl Draft<'_> {
+    /// The obligation holding its own names, to keep.
+    pub fn owned(&self) -> Obligation {
+        let name = |n: &Option<&Name>| n.cloned();
+        Obligation {
+            of: Arc::clone(self.of),
+            child: name(&self.child),
+            child_id: name(&self.child_id),
+            conference: name(&self.conference),
+            agency: name(&self.agency),
+            team: name(&self.team),
+            occurrence: Occurrence {
+                from: self.occurrence.from.map(|(what, id)| (what, id.clone())),
+                n: self.occurrence.n,
+            },
+            starts_at: self.starts_at,
+            due_at: self.due_at,
+            met_at: self.met_at,
+            status: self.status,
+            late_working_days: self.late_working_days,
+            exception_reason: self.exception_reason.clone(),
+            audit_by: self.audit_by,
+            start_event: self.start_event,
+            offset: self.offset.clone(),
+            capped_by: self.capped_by,
+        }
+    }
+}
+
 impl Obligation {
+    /// The obligation borrowed, as evaluation hands it out.
+    pub fn draft(&self) -> Draft<'_> {
+        Obligation {
+            of: &self.of,
+            child: self.child.as_ref(),
+            child_id: self.child_id.as_ref(),
+            conference: self.conference.as_ref(),
+            agency: self.agency.as_ref(),
+            team: self.team.as_ref(),
+            occurrence: Occurrence {
+                from: self.occurrence.from.as_ref().map(|(what, id)| (*what, id)),
+                n: self.occurrence.n,
+            },
+            starts_at: self.starts_at,
+            due_at: self.due_at,
+            met_at: self.met_at,
+            status: self.status,
+            late_working_days: self.late_working_days,
+            exception_reason: self.exception_reason.clone(),
+            audit_by: self.audit_by,
+            start_event: self.start_event,
+            offset: self.offset.clone(),
+            capped_by: self.capped_by,
+        }
+    }
+
     /// The obligation's identity, stable across evaluations:
     /// `board:rule:child reference:conference:agency:occurrence`, `-` for none.
     pub fn key(&self) -> String {
@@ -170,13 +233,13 @@ impl Obligation {
 /// Which instance of a rule for its subject: the referral, strategy discussion
 /// or plan it is counted from (none for a conference or report), and for a
 /// recurring rule its place in the chain. Shown as `referral/R1`, `plan/P1#2`, `0`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Occurrence {
-    pub from: Option<(&'static str, Name)>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Occurrence<N = Name> {
+    pub from: Option<(&'static str, N)>,
     pub n: Option<u32>,
 }
 
-impl std::fmt::Display for Occurrence {
+impl<N: std::fmt::Display> std::fmt::Display for Occurrence<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (&self.from, self.n) {
             (Some((what, id)), None) => write!(f, "{what}/{id}"),
@@ -187,7 +250,7 @@ impl std::fmt::Display for Occurrence {
     }
 }
 
-impl Serialize for Occurrence {
+impl<N: std::fmt::Display> Serialize for Occurrence<N> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
@@ -313,7 +376,7 @@ pub fn evaluate_each(
         threads,
         |jobs, next, idx| {
             if threads == 1 || jobs.len() < 2 {
-                work(jobs, next, idx, now, sink)
+                work(jobs, next, idx, now, &mut |o| sink(o.owned()))
             } else {
                 in_parallel(jobs, next, idx, now, threads, sink)
             }
@@ -323,7 +386,8 @@ pub fn evaluate_each(
 
 /// Where a worker of [`evaluate_split`] puts the obligations it makes.
 pub trait Sink: Send {
-    fn put(&mut self, o: Obligation);
+    /// The obligation, borrowed: [`Draft::owned`] makes one to keep.
+    fn put(&mut self, o: Draft<'_>);
 }
 
 /// The same evaluation on one thread per sink, each worker handing its
@@ -500,14 +564,29 @@ fn work<'a>(
     next: &AtomicUsize,
     idx: &Index<'a>,
     now: Instant,
-    sink: &mut dyn FnMut(Obligation),
+    sink: &mut dyn FnMut(Draft<'_>),
 ) -> HashMap<String, CalendarError> {
     let mut names = Names::default();
     let mut calendar_errors = HashMap::default();
     while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+        let board = job.board;
+        let refs: Vec<Arc<RuleRef>> = board
+            .rules
+            .iter()
+            .map(|rule| {
+                Arc::new(RuleRef::new(
+                    names.get(&rule.id),
+                    names.get(&rule.title),
+                    rule.kind,
+                    names.get(&board.id),
+                    names.get(&board.version),
+                ))
+            })
+            .collect();
         BoardEval {
             idx,
-            board: job.board,
+            board,
+            refs: &refs,
             names: &mut names,
             cal: &job.cal,
             now,
@@ -567,8 +646,8 @@ impl Batcher {
 }
 
 impl Sink for Batcher {
-    fn put(&mut self, o: Obligation) {
-        self.batch.push(o);
+    fn put(&mut self, o: Draft<'_>) {
+        self.batch.push(o.owned());
         if self.batch.len() == Self::SIZE {
             let full = std::mem::replace(&mut self.batch, Vec::with_capacity(Self::SIZE));
             // The receiver only goes when the evaluation ends, after every worker.
@@ -1710,6 +1789,8 @@ struct Ctx<'a> {
 struct BoardEval<'e, 'a> {
     idx: &'e Index<'a>,
     board: &'a Board,
+    /// What every obligation of each rule has in common, in the board's order of rules.
+    refs: &'e [Arc<RuleRef>],
     names: &'e mut Names<'a>,
     cal: &'e Calendar,
     now: Instant,
@@ -1717,17 +1798,17 @@ struct BoardEval<'e, 'a> {
     today: NaiveDate,
     window: (Option<NaiveDate>, Option<NaiveDate>),
     calendar_errors: &'e mut HashMap<String, CalendarError>,
-    /// What each rule's obligations share, in the board's order of rules.
+    /// What was last worked out for each rule, in the board's order of rules.
     per_rule: Vec<PerRule>,
     /// The place in `per_rule` of the rule being evaluated.
     current: usize,
 }
 
-/// The names every obligation of a rule carries, and what was last worked
-/// out for it: the invitations of one conference come one after another and
-/// share their start, offset and deadline, so each is worked out once.
+/// What was last worked out for a rule: the invitations of one conference
+/// come one after another and share their start, offset and deadline, so
+/// each is worked out once.
+#[derive(Default)]
 struct PerRule {
-    of: Arc<RuleRef>,
     /// A rule's obligations mostly share one offset, so the last is kept at hand.
     last_offset: Option<(Offset, Name)>,
     /// The last deadline: its start, offset and the deadline (none when the calendar could not give one).
@@ -1850,26 +1931,11 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         mut self,
         children: &[&'a Child],
         conferences: &[&'a Conference],
-        out: &mut dyn FnMut(Obligation),
+        out: &mut dyn FnMut(Draft<'_>),
     ) {
         let board = self.board;
         let idx = self.idx;
-        self.per_rule = board
-            .rules
-            .iter()
-            .map(|rule| PerRule {
-                of: Arc::new(RuleRef::new(
-                    self.names.get(&rule.id),
-                    self.names.get(&rule.title),
-                    rule.kind,
-                    self.names.get(&board.id),
-                    self.names.get(&board.version),
-                )),
-                last_offset: None,
-                last_due: None,
-                last_pending: None,
-            })
-            .collect();
+        self.per_rule = board.rules.iter().map(|_| PerRule::default()).collect();
         // Each subject once, with every rule about it: its rows are read while
         // they are in cache, where a sweep of every subject per rule would read
         // a national state from memory once for each rule.
@@ -2325,17 +2391,18 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         .map(|e| e.reason.to_string())
     }
 
-    fn base(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, occurrence: Occurrence) -> Obligation {
+    fn base(&self, rule: &'a Rule, ctx: &Ctx<'a>, occurrence: Occurrence<&'e Name>) -> Draft<'e> {
         // Obligations about a conference as a whole or an agency's report name no child.
         let names_child = !matches!(rule.subject, Subject::Conference | Subject::Invitation);
         let child = ctx.child.filter(|_| names_child);
+        let refs = self.refs;
         Obligation {
-            of: self.per_rule[self.current].of.clone(),
-            child: child.map(|c| c.reference.shared()),
-            child_id: child.map(|c| c.id.shared()),
-            conference: ctx.conference.map(|c| c.id.shared()),
-            agency: ctx.agency.map(|a| a.id.shared()),
-            team: ctx.team.map(Text::shared),
+            of: &refs[self.current],
+            child: child.map(|c| c.reference.name()),
+            child_id: child.map(|c| c.id.name()),
+            conference: ctx.conference.map(|c| c.id.name()),
+            agency: ctx.agency.map(|a| a.id.name()),
+            team: ctx.team.map(Text::name),
             occurrence,
             starts_at: self.now,
             due_at: self.now,
@@ -2350,7 +2417,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
     }
 
-    fn occurrence(&self, rule: &'a Rule, ctx: &Ctx<'a>) -> Occurrence {
+    fn occurrence(&self, rule: &'a Rule, ctx: &Ctx<'a>) -> Occurrence<&'e Name> {
         let from = if ctx.awaiting {
             ctx.sd.map(|d| ("awaiting", &d.id))
         } else {
@@ -2362,7 +2429,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             }
         };
         Occurrence {
-            from: from.map(|(what, id)| (what, id.shared())),
+            from: from.map(|(what, id)| (what, id.name())),
             n: None,
         }
     }
@@ -2380,7 +2447,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
     }
 
-    fn obligations(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(Obligation)) {
+    fn obligations(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(Draft<'_>)) {
         match rule.kind {
             RuleKind::Standard => self.standard(rule, ctx, out),
             RuleKind::Recurring => self.recurring(rule, ctx, out),
@@ -2401,7 +2468,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         &mut self,
         rule: &'a Rule,
         ctx: &Ctx<'a>,
-        out: &mut dyn FnMut(Obligation),
+        out: &mut dyn FnMut(Draft<'_>),
     ) -> Option<()> {
         let start = self.event(rule.starts?, ctx, None)?;
         if !self.in_window(start) {
@@ -2445,7 +2512,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
     }
 
     /// Status, lateness and exception for a deadline obligation whose dates are set.
-    fn settle(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, o: &mut Obligation) {
+    fn settle(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, o: &mut Draft<'_>) {
         let due = o.due_at;
         if rule.void_when.iter().any(|v| v == "conference_cancelled")
             && ctx.conference.is_some_and(Conference::is_cancelled)
@@ -2526,7 +2593,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             .is_some_and(|end| end < due_day)
     }
 
-    fn recurring(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(Obligation)) {
+    fn recurring(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(Draft<'_>)) {
         let Some(mut anchor) = rule.starts.as_ref().and_then(|s| self.event(*s, ctx, None)) else {
             return;
         };
@@ -2558,7 +2625,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             };
             let occurrence = Occurrence {
                 n: Some(n),
-                ..prefix.clone()
+                ..prefix
             };
             let mut o = self.base(rule, ctx, occurrence);
             o.starts_at = anchor;
@@ -2586,7 +2653,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
     }
 
-    fn standard(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(Obligation)) {
+    fn standard(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(Draft<'_>)) {
         let Some(spec) = &rule.standard else { return };
         let idx = self.idx;
         let (at, held) = match (ctx.plan, ctx.conference) {

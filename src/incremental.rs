@@ -22,7 +22,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::calendar::local_instant;
 use crate::case::*;
 use crate::engine::Engine;
-use crate::evaluate::{sort_findings, Evaluation, Finding, Name, Obligation, Sink};
+use crate::evaluate::{sort_findings, Draft, Evaluation, Finding, Name, Obligation, Sink};
 use crate::metrics::{Tally, WINDOWS};
 use crate::store::Loaded;
 
@@ -415,12 +415,12 @@ impl Span {
 
 /// The instants in the span at which an obligation's status or its place in
 /// the on-time windows changes.
-fn watch(o: &Obligation, span: Span, horizon: &mut Vec<(Instant, Node)>) {
+fn watch(o: &Draft<'_>, span: Span, horizon: &mut Vec<(Instant, Node)>) {
     // Most obligations are long past or due after the span: no arithmetic for them.
     if o.due_at < span.earliest_due || o.due_at >= span.until {
         return;
     }
-    let node = match (&o.child_id, &o.conference) {
+    let node = match (o.child_id, o.conference) {
         (Some(c), _) => Node::Child(c.clone()),
         (None, Some(c)) => Node::Conference(c.clone()),
         (None, None) => return,
@@ -490,11 +490,11 @@ impl Part {
 }
 
 impl Sink for Part {
-    fn put(&mut self, o: Obligation) {
-        self.tally.add(&o);
+    fn put(&mut self, o: Draft<'_>) {
+        self.tally.count(&o, 1);
         watch(&o, self.span, &mut self.horizon);
         if o.status.is_open() {
-            self.open.push(o);
+            self.open.push(o.owned());
         }
     }
 }
@@ -666,7 +666,7 @@ impl Kept {
         let span = Span::new(now, until);
         let new = engine.evaluate_each(&after, now, &mut |o| {
             tally.add(&o);
-            watch(&o, span, horizon);
+            watch(&o.draft(), span, horizon);
             if o.status.is_open() {
                 open.push(o);
             }

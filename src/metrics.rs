@@ -11,7 +11,7 @@ use prometheus::{
 };
 
 use crate::case::Instant;
-use crate::evaluate::{Finding, Name, Obligation, Status};
+use crate::evaluate::{Draft, Finding, Name, Obligation, Status};
 use crate::rules::{AuditBy, RuleKind, RuleSet};
 
 pub struct Metrics {
@@ -406,7 +406,7 @@ impl Tally {
     }
 
     pub fn add(&mut self, o: &Obligation) {
-        self.count(o, 1);
+        self.count(&o.draft(), 1);
     }
 
     /// Adds what another tally at the same instant counted (a worker's share
@@ -432,18 +432,19 @@ impl Tally {
 
     /// Takes out an obligation added before (at the same instant).
     pub fn remove(&mut self, o: &Obligation) {
-        self.count(o, -1);
+        self.count(&o.draft(), -1);
     }
 
-    fn count(&mut self, o: &Obligation, by: i64) {
+    /// Counts an obligation `by` times (-1 takes one out), as evaluation hands it out.
+    pub fn count(&mut self, o: &Draft<'_>, by: i64) {
         self.total = self.total.saturating_add_signed(by as isize);
         let empty = &self.empty;
-        let agency = match (&o.agency, o.audit_by) {
+        let agency = match (o.agency, o.audit_by) {
             (Some(a), Some(AuditBy::Agency)) => a,
             _ => empty,
         };
         let group = self.groups.get(&**agency).unwrap_or(empty);
-        let team = match (&o.team, o.audit_by) {
+        let team = match (o.team, o.audit_by) {
             (Some(t), Some(AuditBy::Team)) => t,
             _ => empty,
         };

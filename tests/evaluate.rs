@@ -1521,3 +1521,66 @@ fn the_order_rows_are_read_in_does_not_change_the_result() {
     }
     assert_eq!(again_findings, read_findings);
 }
+
+/// Collects what a sink is handed: each obligation as JSON, with its child's id
+/// (which JSON leaves out), and the same obligation made owned.
+#[derive(Default)]
+struct Collect(Vec<(String, Option<String>, String)>);
+
+impl cpwatch::evaluate::Sink for Collect {
+    fn put(&mut self, o: cpwatch::evaluate::Draft<'_>) {
+        let owned = o.owned();
+        self.0.push((
+            serde_json::to_string(&o).expect("json"),
+            o.child_id.map(|c| c.to_string()),
+            serde_json::to_string(&owned).expect("json"),
+        ));
+    }
+}
+
+#[test]
+fn sinks_are_handed_the_obligations_an_evaluation_keeps() {
+    let holidays = holidays();
+    let rules = built_in_rules();
+    let now = t("2026-11-23T09:00:00Z");
+    let state = cpwatch::demo::generate(3, 300, now, &holidays).expect("demo data");
+    let kept = eval_on(&state, &rules, now, 1);
+    let opts = cpwatch::evaluate::Options {
+        default_board: "working-together-2010",
+        threads: 2,
+    };
+    let mut sinks = [Collect::default(), Collect::default()];
+    let findings =
+        cpwatch::evaluate::evaluate_split(&state, &rules, &holidays, now, &opts, &mut sinks);
+    assert_eq!(findings, kept.findings);
+    let mut handed: Vec<(String, Option<String>, String)> =
+        sinks.into_iter().flat_map(|s| s.0).collect();
+    let mut expected: Vec<(String, Option<String>, String)> = kept
+        .obligations
+        .iter()
+        .map(|o| {
+            let json = serde_json::to_string(o).expect("json");
+            (
+                json.clone(),
+                o.child_id.as_deref().map(str::to_string),
+                json,
+            )
+        })
+        .collect();
+    handed.sort();
+    expected.sort();
+    assert!(expected.len() > 3_000);
+    assert_eq!(handed.len(), expected.len());
+    for (h, e) in handed.iter().zip(&expected) {
+        assert_eq!(h, e);
+    }
+    // Borrowed and back: every field, the child's id included.
+    for o in &kept.obligations {
+        let back = o.draft().owned();
+        assert_eq!(back.child_id, o.child_id);
+        assert_eq!(
+            serde_json::to_string(&back).expect("json"),
+            serde_json::to_string(o).expect("json")
+        );
+    }
+}
