@@ -387,7 +387,7 @@ pub fn evaluate_each(
 /// Where a worker of [`evaluate_split`] puts the obligations it makes.
 pub trait Sink: Send {
     /// The obligation, borrowed: [`Draft::owned`] makes one to keep.
-    fn put(&mut self, o: Draft<'_>);
+    fn put(&mut self, o: &Draft<'_>);
 }
 
 /// The same evaluation on one thread per sink, each worker handing its
@@ -564,7 +564,7 @@ fn work<'a>(
     next: &AtomicUsize,
     idx: &Index<'a>,
     now: Instant,
-    sink: &mut dyn FnMut(Draft<'_>),
+    sink: &mut dyn FnMut(&Draft<'_>),
 ) -> HashMap<String, CalendarError> {
     let mut names = Names::default();
     let mut calendar_errors = HashMap::default();
@@ -646,7 +646,7 @@ impl Batcher {
 }
 
 impl Sink for Batcher {
-    fn put(&mut self, o: Draft<'_>) {
+    fn put(&mut self, o: &Draft<'_>) {
         self.batch.push(o.owned());
         if self.batch.len() == Self::SIZE {
             let full = std::mem::replace(&mut self.batch, Vec::with_capacity(Self::SIZE));
@@ -1102,7 +1102,7 @@ fn addr<T>(row: &T) -> Addr {
 
 /// The case state by what evaluation looks things up by. Ids are resolved to
 /// their rows once, here; the rows of a child or a conference are then found
-/// by the child's or conference's address.
+/// by the child's or conference's slot.
 struct Index<'a> {
     children: HashMap<&'a str, &'a Child>,
     child_slots: Slots<Child>,
@@ -1931,7 +1931,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         mut self,
         children: &[&'a Child],
         conferences: &[&'a Conference],
-        out: &mut dyn FnMut(Draft<'_>),
+        out: &mut dyn FnMut(&Draft<'_>),
     ) {
         let board = self.board;
         let idx = self.idx;
@@ -2447,7 +2447,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
     }
 
-    fn obligations(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(Draft<'_>)) {
+    fn obligations(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(&Draft<'_>)) {
         match rule.kind {
             RuleKind::Standard => self.standard(rule, ctx, out),
             RuleKind::Recurring => self.recurring(rule, ctx, out),
@@ -2468,7 +2468,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         &mut self,
         rule: &'a Rule,
         ctx: &Ctx<'a>,
-        out: &mut dyn FnMut(Draft<'_>),
+        out: &mut dyn FnMut(&Draft<'_>),
     ) -> Option<()> {
         let start = self.event(rule.starts?, ctx, None)?;
         if !self.in_window(start) {
@@ -2507,7 +2507,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         } else {
             self.settle(rule, ctx, &mut o);
         }
-        out(o);
+        out(&o);
         Some(())
     }
 
@@ -2593,7 +2593,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             .is_some_and(|end| end < due_day)
     }
 
-    fn recurring(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(Draft<'_>)) {
+    fn recurring(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(&Draft<'_>)) {
         let Some(mut anchor) = rule.starts.as_ref().and_then(|s| self.event(*s, ctx, None)) else {
             return;
         };
@@ -2644,7 +2644,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                 } else {
                     self.settle(rule, ctx, &mut o);
                 }
-                out(o);
+                out(&o);
             }
             match next {
                 Some(m) if m > anchor => anchor = m,
@@ -2653,7 +2653,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
     }
 
-    fn standard(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(Draft<'_>)) {
+    fn standard(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(&Draft<'_>)) {
         let Some(spec) = &rule.standard else { return };
         let idx = self.idx;
         let (at, held) = match (ctx.plan, ctx.conference) {
@@ -2682,12 +2682,12 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         };
         if ctx.conference.is_some_and(Conference::is_cancelled) {
             o.status = Status::Void;
-            out(o);
+            out(&o);
             return;
         }
         if !held {
             o.status = self.pending(rule, at);
-            out(o);
+            out(&o);
             return;
         }
         let met = match spec.check.as_str() {
@@ -2724,7 +2724,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         } else {
             o.status = Status::Overdue;
         }
-        out(o);
+        out(&o);
     }
 
     fn quorate(&self, spec: &crate::rules::StandardSpec, conf: &Conference) -> bool {

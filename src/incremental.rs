@@ -490,9 +490,9 @@ impl Part {
 }
 
 impl Sink for Part {
-    fn put(&mut self, o: Draft<'_>) {
-        self.tally.count(&o, 1);
-        watch(&o, self.span, &mut self.horizon);
+    fn put(&mut self, o: &Draft<'_>) {
+        self.tally.count(o, 1);
+        watch(o, self.span, &mut self.horizon);
         if o.status.is_open() {
             self.open.push(o.owned());
         }

@@ -1528,7 +1528,7 @@ fn the_order_rows_are_read_in_does_not_change_the_result() {
 struct Collect(Vec<(String, Option<String>, String)>);
 
 impl cpwatch::evaluate::Sink for Collect {
-    fn put(&mut self, o: cpwatch::evaluate::Draft<'_>) {
+    fn put(&mut self, o: &cpwatch::evaluate::Draft<'_>) {
         let owned = o.owned();
         self.0.push((
             serde_json::to_string(&o).expect("json"),
