@@ -131,19 +131,22 @@ pub struct Obligation<N = Name, R = Arc<RuleRef>> {
 /// An obligation as evaluation makes it: its names and rule borrowed.
 pub type Draft<'a> = Obligation<&'a Name, &'a Arc<RuleRef>>;
 
-impl Draft<'_> {
-    /// The obligation holding its own names, to keep.
-    pub fn owned(&self) -> Obligation {
-        let name = |n: &Option<&Name>| n.cloned();
+impl<N, R> Obligation<N, R> {
+    /// The same obligation with each of its names passed through `name` and its rule through `rule`.
+    fn map<'s, M, Q>(
+        &'s self,
+        name: impl Fn(&'s N) -> M,
+        rule: impl FnOnce(&'s R) -> Q,
+    ) -> Obligation<M, Q> {
         Obligation {
-            of: Arc::clone(self.of),
-            child: name(&self.child),
-            child_id: name(&self.child_id),
-            conference: name(&self.conference),
-            agency: name(&self.agency),
-            team: name(&self.team),
+            of: rule(&self.of),
+            child: self.child.as_ref().map(&name),
+            child_id: self.child_id.as_ref().map(&name),
+            conference: self.conference.as_ref().map(&name),
+            agency: self.agency.as_ref().map(&name),
+            team: self.team.as_ref().map(&name),
             occurrence: Occurrence {
-                from: self.occurrence.from.map(|(what, id)| (what, id.clone())),
+                from: (self.occurrence.from.as_ref()).map(|(what, id)| (*what, name(id))),
                 n: self.occurrence.n,
             },
             starts_at: self.starts_at,
@@ -160,31 +163,17 @@ impl Draft<'_> {
     }
 }
 
+impl Draft<'_> {
+    /// The obligation holding its own names, to keep.
+    pub fn owned(&self) -> Obligation {
+        self.map(|n| Name::clone(n), |r| Arc::clone(r))
+    }
+}
+
 impl Obligation {
     /// The obligation borrowed, as evaluation hands it out.
     pub fn draft(&self) -> Draft<'_> {
-        Obligation {
-            of: &self.of,
-            child: self.child.as_ref(),
-            child_id: self.child_id.as_ref(),
-            conference: self.conference.as_ref(),
-            agency: self.agency.as_ref(),
-            team: self.team.as_ref(),
-            occurrence: Occurrence {
-                from: self.occurrence.from.as_ref().map(|(what, id)| (*what, id)),
-                n: self.occurrence.n,
-            },
-            starts_at: self.starts_at,
-            due_at: self.due_at,
-            met_at: self.met_at,
-            status: self.status,
-            late_working_days: self.late_working_days,
-            exception_reason: self.exception_reason.clone(),
-            audit_by: self.audit_by,
-            start_event: self.start_event,
-            offset: self.offset.clone(),
-            capped_by: self.capped_by,
-        }
+        self.map(|n| n, |r| r)
     }
 
     /// The obligation's identity, stable across evaluations:
