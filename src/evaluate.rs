@@ -377,6 +377,9 @@ pub fn evaluate_each(
 pub trait Sink: Send {
     /// The obligation, borrowed: [`Draft::owned`] makes one to keep.
     fn put(&mut self, o: &Draft<'_>);
+
+    /// Called once the worker has made its last obligation, on its thread.
+    fn finish(&mut self) {}
 }
 
 /// The same evaluation on one thread per sink, each worker handing its
@@ -605,9 +608,16 @@ fn split<'a, S: Sink>(
     std::thread::scope(|s| {
         let others: Vec<_> = rest
             .iter_mut()
-            .map(|sink| s.spawn(move || work(jobs, next, idx, now, &mut |o| sink.put(o))))
+            .map(|sink| {
+                s.spawn(move || {
+                    let errors = work(jobs, next, idx, now, &mut |o| sink.put(o));
+                    sink.finish();
+                    errors
+                })
+            })
             .collect();
         let mut calendar_errors = work(jobs, next, idx, now, &mut |o| first.put(o));
+        first.finish();
         for w in others {
             match w.join() {
                 Ok(errors) => {

@@ -23,7 +23,7 @@ use crate::calendar::local_instant;
 use crate::case::*;
 use crate::engine::Engine;
 use crate::evaluate::{sort_findings, Draft, Evaluation, Finding, Name, Obligation, Sink};
-use crate::metrics::{Tally, WINDOWS};
+use crate::metrics::{Batch, Tally, WINDOWS};
 use crate::store::Loaded;
 
 /// What the service keeps between ticks.
@@ -466,6 +466,8 @@ fn calendar_wide(f: &Finding) -> bool {
 /// One worker's share of a full evaluation: what it counted and kept.
 struct Part {
     tally: Tally,
+    /// What is counted, by kind, until the worker finishes.
+    batch: Batch,
     open: Vec<Obligation>,
     horizon: Vec<(Instant, Node)>,
     span: Span,
@@ -475,6 +477,7 @@ impl Part {
     fn new(state: &CaseState, now: Instant, until: Instant) -> Part {
         Part {
             tally: Tally::new(&state.agencies, now),
+            batch: Batch::default(),
             open: Vec::new(),
             horizon: Vec::new(),
             span: Span::new(now, until),
@@ -491,11 +494,15 @@ impl Part {
 
 impl Sink for Part {
     fn put(&mut self, o: &Draft<'_>) {
-        self.tally.count(o, 1);
+        self.batch.add(&self.tally, o);
         watch(o, self.span, &mut self.horizon);
         if o.status.is_open() {
             self.open.push(o.owned());
         }
+    }
+
+    fn finish(&mut self) {
+        self.tally.count_batch(std::mem::take(&mut self.batch));
     }
 }
 
