@@ -1362,12 +1362,8 @@ struct PerChild<'a> {
 }
 
 impl<'a> PerChild<'a> {
-    fn new(
-        s: &Clean<'a>,
-        children: &HashMap<&'a str, &'a Child>,
-        slots: &Slots<Child>,
-        f: &mut Vec<Finding>,
-    ) -> Self {
+    fn new(s: &Clean<'a>, children: &HashMap<&'a str, &'a Child>, f: &mut Vec<Finding>) -> Self {
+        let slots = &s.child_slots;
         let referrals = by_child(&s.referrals, "referrals", children, slots, f, |r| {
             (&r.child_id, &r.id, *r)
         });
@@ -1622,18 +1618,12 @@ impl<'a> Index<'a> {
     fn new(s: &Clean<'a>, f: &mut Vec<Finding>, threads: usize) -> Self {
         let children = by_id(s.children, "children", |c| &c.id, f);
         let (per_child, links) = if threads < 2 {
-            (
-                PerChild::new(s, &children, &s.child_slots, f),
-                Links::new(s, &children, f),
-            )
+            (PerChild::new(s, &children, f), Links::new(s, &children, f))
         } else {
             std::thread::scope(|scope| {
                 let per_child = scope.spawn(|| {
                     let mut found = Vec::new();
-                    (
-                        PerChild::new(s, &children, &s.child_slots, &mut found),
-                        found,
-                    )
+                    (PerChild::new(s, &children, &mut found), found)
                 });
                 let links = Links::new(s, &children, f);
                 match per_child.join() {
@@ -1744,7 +1734,7 @@ impl<'a> Index<'a> {
     /// The conference's children, in order of child id.
     fn children_of(&self, conf: &Conference) -> &[(&'a ConferenceChild, &'a Child)] {
         self.conf_children
-            .get(self.conference_slots.of(conf))
+            .get(self.conference(conf))
             .unwrap_or_default()
     }
 

@@ -11,7 +11,7 @@ use prometheus::{
 };
 
 use crate::case::Instant;
-use crate::evaluate::{Draft, Finding, Name, Obligation, RuleRef, Status};
+use crate::evaluate::{Draft, Finding, Name, Obligation, Status};
 use crate::rules::{AuditBy, RuleKind, RuleSet};
 
 pub struct Metrics {
@@ -257,15 +257,13 @@ type Kind = (usize, usize, usize, Option<AuditBy>, Status, u8);
 
 /// Obligations counted by kind before they reach a tally: a full tick counts
 /// millions, and hashing three addresses is cheaper than finding up to seven
-/// series by their names' text. Each kind holds its names, so an address
-/// names one string for as long as the batch lasts.
+/// series by their names' text. Each kind holds its first obligation, so an
+/// address names one string for as long as the batch lasts.
 #[derive(Default)]
 pub struct Batch {
-    kinds: rustc_hash::FxHashMap<Kind, Counted>,
+    /// Each kind's first obligation, and how many of the kind were counted.
+    kinds: rustc_hash::FxHashMap<Kind, (Obligation, i64)>,
 }
-
-/// A kind's rule, agency and team, and how many obligations of it were counted.
-type Counted = (std::sync::Arc<RuleRef>, Option<Name>, Option<Name>, i64);
 
 impl Batch {
     /// Counts an obligation, as `tally` will (its instant and windows).
@@ -279,10 +277,7 @@ impl Batch {
             o.status,
             tally.class(o.due_at),
         );
-        self.kinds
-            .entry(kind)
-            .or_insert_with(|| (o.of.clone(), o.agency.cloned(), o.team.cloned(), 0))
-            .3 += 1;
+        self.kinds.entry(kind).or_insert_with(|| (o.owned(), 0)).1 += 1;
     }
 }
 
@@ -471,59 +466,31 @@ impl Tally {
         self.count(&o.draft(), -1);
     }
 
-    /// Counts an obligation `by` times (-1 takes one out), as evaluation hands it out.
-    pub fn count(&mut self, o: &Draft<'_>, by: i64) {
+    /// Counts an obligation `by` times (-1 takes one out).
+    fn count(&mut self, o: &Draft<'_>, by: i64) {
         let class = self.class(o.due_at);
-        self.count_kind(o.of, o.agency, o.team, o.audit_by, o.status, class, by);
-    }
-
-    /// Where a deadline falls for the counts: bit 0 after `now`, bit 1 + i
-    /// in on-time window i.
-    fn class(&self, due: Instant) -> u8 {
-        let mut class = u8::from(due > self.now);
-        for (i, start) in self.window_starts.iter().enumerate() {
-            if due >= *start {
-                class |= 2 << i;
-            }
-        }
-        class
-    }
-
-    /// Counts `by` obligations of one kind: its rule, agency, team, how it is
-    /// audited, its status and where its deadline falls (`class`).
-    #[allow(clippy::too_many_arguments)]
-    fn count_kind(
-        &mut self,
-        of: &RuleRef,
-        agency: Option<&Name>,
-        team: Option<&Name>,
-        audit_by: Option<AuditBy>,
-        status: Status,
-        class: u8,
-        by: i64,
-    ) {
         self.total = self.total.saturating_add_signed(by as isize);
         let empty = &self.empty;
-        let agency = match (agency, audit_by) {
+        let agency = match (o.agency, o.audit_by) {
             (Some(a), Some(AuditBy::Agency)) => a,
             _ => empty,
         };
         let group = self.groups.get(&**agency).unwrap_or(empty);
-        let team = match (team, audit_by) {
+        let team = match (o.team, o.audit_by) {
             (Some(t), Some(AuditBy::Team)) => t,
             _ => empty,
         };
         let labels = |label| LabelsRef {
-            board: &of.board,
-            rule: &of.rule,
-            names_hash: of.names_hash,
+            board: &o.of.board,
+            rule: &o.of.rule,
+            names_hash: o.of.names_hash,
             agency: empty,
             group: empty,
             team: empty,
             label,
         };
-        bump(&mut self.counts, labels(status.as_str()), by);
-        if status == Status::Overdue {
+        bump(&mut self.counts, labels(o.status.as_str()), by);
+        if o.status == Status::Overdue {
             let key = LabelsRef {
                 agency,
                 group,
@@ -532,13 +499,13 @@ impl Tally {
             };
             bump(&mut self.overdue, key, by);
         }
-        if of.kind == RuleKind::Notice
-            || !matches!(status, Status::Met | Status::MetLate | Status::Overdue)
+        if o.of.kind == RuleKind::Notice
+            || !matches!(o.status, Status::Met | Status::MetLate | Status::Overdue)
             || class & 1 != 0
         {
             return;
         }
-        let on_time = (i64::from(status == Status::Met) * by, by);
+        let on_time = (i64::from(o.status == Status::Met) * by, by);
         for (i, (window, _)) in WINDOWS.iter().enumerate() {
             if class & (2 << i) == 0 {
                 continue;
@@ -562,18 +529,22 @@ impl Tally {
         }
     }
 
-    /// Counts what `batch` gathered.
+    /// Where a deadline falls for the counts: bit 0 after `now`, bit 1 + i
+    /// in on-time window i.
+    fn class(&self, due: Instant) -> u8 {
+        let mut class = u8::from(due > self.now);
+        for (i, start) in self.window_starts.iter().enumerate() {
+            if due >= *start {
+                class |= 2 << i;
+            }
+        }
+        class
+    }
+
+    /// Counts what `batch` gathered: each kind once, by its first obligation.
     pub fn count_batch(&mut self, batch: Batch) {
-        for ((.., audit_by, status, class), (of, agency, team, n)) in batch.kinds {
-            self.count_kind(
-                &of,
-                agency.as_ref(),
-                team.as_ref(),
-                audit_by,
-                status,
-                class,
-                n,
-            );
+        for (first, n) in batch.kinds.into_values() {
+            self.count(&first.draft(), n);
         }
     }
 
@@ -586,7 +557,7 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::Occurrence;
+    use crate::evaluate::{Occurrence, RuleRef};
     use crate::rules::Event;
     use chrono::{Duration, TimeZone, Utc};
 
