@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::calendar::{Calendar, CalendarError, HolidayData, Offset};
 use crate::case::*;
-use crate::rules::{AuditBy, Board, Event, Rule, RuleKind, RuleSet, Subject};
+use crate::rules::{AuditBy, Board, Event, Rule, RuleKind, RuleSet, Subject, Void};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
@@ -123,7 +123,7 @@ pub struct Obligation<N = Name, R = Arc<RuleRef>> {
     pub audit_by: Option<AuditBy>,
     /// What the deadline was counted from, for `explain`.
     pub start_event: Event,
-    pub offset: Option<Name>,
+    pub offset: Option<N>,
     /// For a capped rule: the event that brought the deadline forward.
     pub capped_by: Option<Event>,
 }
@@ -157,7 +157,7 @@ impl<N, R> Obligation<N, R> {
             exception_reason: self.exception_reason.clone(),
             audit_by: self.audit_by,
             start_event: self.start_event,
-            offset: self.offset.clone(),
+            offset: self.offset.as_ref().map(&name),
             capped_by: self.capped_by,
         }
     }
@@ -422,16 +422,19 @@ fn evaluate_with(
     inconsistencies(&clean, &mut findings);
     let idx = Index::new(&clean, &mut findings, threads);
 
-    let mut children_by_board: HashMap<&str, Vec<&Child>> = HashMap::default();
+    // A table whose rows all have ids of their own (the usual case) needs no
+    // lookup of each row to find it is the one kept under its id.
+    let all_children = idx.children.len() == clean.children.len();
+    let mut children_by_board: ByBoard<&Child> = ByBoard::default();
     for c in clean
         .children
         .iter()
-        .filter(|c| kept(&idx.children, &c.id, c))
+        .filter(|c| all_children || kept(&idx.children, &c.id, c))
     {
-        let board = c.board.as_deref().unwrap_or(opts.default_board);
-        if rules.boards.contains_key(board) {
-            children_by_board.entry(board).or_default().push(c);
-        } else {
+        children_by_board.push(c.board.as_deref().unwrap_or(opts.default_board), c);
+    }
+    for (board, children) in children_by_board.take_unknown(rules) {
+        for c in children {
             findings.push(Finding::new(
                 "unknown_board",
                 "children",
@@ -443,20 +446,17 @@ fn evaluate_with(
             ));
         }
     }
-    let mut conferences_by_board: HashMap<&str, Vec<&Conference>> = HashMap::default();
+    let all_conferences = idx.conferences.len() == clean.conferences.len();
+    let mut conferences_by_board: ByBoard<&Conference> = ByBoard::default();
     for &conf in clean
         .conferences
         .iter()
-        .filter(|c| kept(&idx.conferences, &c.id, c))
+        .filter(|c| all_conferences || kept(&idx.conferences, &c.id, c))
     {
-        let board = idx
-            .first_child(conf)
-            .map(|c| c.board.as_deref().unwrap_or(opts.default_board));
-        match board {
-            Some(b) if rules.boards.contains_key(b) => {
-                conferences_by_board.entry(b).or_default().push(conf)
+        match idx.first_child(conf) {
+            Some(c) => {
+                conferences_by_board.push(c.board.as_deref().unwrap_or(opts.default_board), conf)
             }
-            Some(_) => {}
             None => findings.push(Finding::new(
                 "conference_without_children",
                 "conferences",
@@ -465,20 +465,16 @@ fn evaluate_with(
             )),
         }
     }
+    // A conference of an unknown board's children is reported through its children.
+    conferences_by_board.take_unknown(rules);
 
     // Each version of each board, its children and conferences cut into pieces
     // that workers take in turn: subjects are independent of one another.
     let threads = threads.max(1);
     let mut jobs = Vec::new();
     for (board_id, versions) in &rules.boards {
-        let children = children_by_board
-            .get(board_id.as_str())
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        let conferences = conferences_by_board
-            .get(board_id.as_str())
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        let children = children_by_board.of(board_id);
+        let conferences = conferences_by_board.of(board_id);
         if children.is_empty() && conferences.is_empty() {
             continue;
         }
@@ -520,6 +516,52 @@ fn evaluate_with(
     }
     sort_findings(&mut findings);
     findings
+}
+
+/// Rows by board. A deployment has a handful of boards and a national state
+/// millions of rows, so a row's board is found by comparing it with the
+/// last one's (mostly the same shared text) rather than by hashing it.
+struct ByBoard<'a, T>(Vec<(&'a str, Vec<T>)>);
+
+impl<T> Default for ByBoard<'_, T> {
+    fn default() -> Self {
+        ByBoard(Vec::new())
+    }
+}
+
+impl<'a, T> ByBoard<'a, T> {
+    fn push(&mut self, board: &'a str, row: T) {
+        let same = |b: &str| std::ptr::eq(b, board) || b == board;
+        if !self.0.last().is_some_and(|(b, _)| same(b)) {
+            // The board just used is kept last, where the next row looks first.
+            match self.0.iter().position(|(b, _)| same(b)) {
+                Some(at) => {
+                    let last = self.0.len() - 1;
+                    self.0.swap(at, last);
+                }
+                None => self.0.push((board, Vec::new())),
+            }
+        }
+        if let Some((_, rows)) = self.0.last_mut() {
+            rows.push(row);
+        }
+    }
+
+    /// Takes out the boards with no rule file, with their rows.
+    fn take_unknown(&mut self, rules: &RuleSet) -> Vec<(&'a str, Vec<T>)> {
+        let (known, unknown) = std::mem::take(&mut self.0)
+            .into_iter()
+            .partition(|(b, _)| rules.boards.contains_key(*b));
+        self.0 = known;
+        unknown
+    }
+
+    fn of(&self, board: &str) -> &[T] {
+        self.0
+            .iter()
+            .find(|(b, _)| *b == board)
+            .map_or(&[], |(_, rows)| rows.as_slice())
+    }
 }
 
 /// Findings in report order (by table, row, kind, message), each once.
@@ -586,6 +628,7 @@ fn work<'a>(
             window: job.window,
             calendar_errors: &mut calendar_errors,
             per_rule: Vec::new(),
+            exceptions: Vec::new(),
             current: 0,
         }
         .run(job.children, job.conferences, sink);
@@ -1435,27 +1478,92 @@ impl<'a> PerChild<'a> {
     }
 }
 
-/// Everything else that ties rows together: workers, conferences with their
-/// children and invitations, reconvened conferences, exceptions.
+/// What a scoped thread made, with the findings it met added to `f`.
+fn joined<T>(h: std::thread::ScopedJoinHandle<'_, (T, Vec<Finding>)>, f: &mut Vec<Finding>) -> T {
+    match h.join() {
+        Ok((made, found)) => {
+            f.extend(found);
+            made
+        }
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// Each conference's invitations, with the agency invited.
+fn invitations<'a>(
+    s: &Clean<'a>,
+    conferences: &HashMap<&'a str, &'a Conference>,
+    f: &mut Vec<Finding>,
+) -> Grouped<(&'a Invitation, &'a Agency)> {
+    let conf_slots = &s.conference_slots;
+    let agencies: HashMap<&str, &Agency> = s.agencies.iter().map(|a| (a.id.as_str(), a)).collect();
+    // A load shares one text per value, so an agency's invitations mostly
+    // name it by one address: found by that, its text is hashed and compared once.
+    let mut by_address: HashMap<(usize, usize), Option<&Agency>> = HashMap::default();
+    let mut invitations = Vec::with_capacity(s.invitations.len());
+    let mut invitation_runs = Vec::with_capacity(conferences.len());
+    // Written conference by conference, so a run of one conference costs one lookup of it.
+    for run in s
+        .invitations
+        .chunk_by(|a, b| a.conference_id == b.conference_id)
+    {
+        let conf = run
+            .first()
+            .and_then(|i| conferences.get(i.conference_id.as_str()).copied());
+        let start = invitations.len();
+        for i in run.iter().copied() {
+            let row = || format!("{}/{}", i.conference_id, i.agency_id);
+            let id = i.agency_id.as_str();
+            let found = by_address
+                .entry((id.as_ptr() as usize, id.len()))
+                .or_insert_with(|| agencies.get(id).copied());
+            let Some(agency) = *found else {
+                f.push(Finding::new(
+                    "unknown_agency",
+                    "invitations",
+                    &row(),
+                    format!("agency_id {:?} names no agency", i.agency_id),
+                ));
+                continue;
+            };
+            match conf {
+                Some(_) => invitations.push((i, agency)),
+                None => f.push(Finding::new(
+                    "unknown_reference",
+                    "invitations",
+                    &row(),
+                    format!("conference_id {:?} names no conference", i.conference_id),
+                )),
+            }
+        }
+        if let Some(conf) = conf {
+            invitation_runs.push((conf_slots.of(conf), start, invitations.len()));
+        }
+    }
+    Grouped::from_runs(invitations, invitation_runs, conf_slots.len)
+}
+
+/// Everything else that ties rows together but invitations: workers,
+/// conferences with their children, reconvened conferences, exceptions.
 struct Links<'a> {
     workers: HashMap<&'a str, &'a Worker>,
     conf_children: Grouped<(&'a ConferenceChild, &'a Child)>,
     child_confs: Grouped<(&'a Conference, &'a ConferenceChild)>,
-    invitations: Grouped<(&'a Invitation, &'a Agency)>,
     reconvened_by: HashMap<Addr, Vec<&'a Conference>>,
     exceptions: HashMap<&'a str, Exceptions<'a>>,
-    conferences: HashMap<&'a str, &'a Conference>,
 }
 
 impl<'a> Links<'a> {
-    fn new(s: &Clean<'a>, children: &HashMap<&'a str, &'a Child>, f: &mut Vec<Finding>) -> Self {
+    fn new(
+        s: &Clean<'a>,
+        children: &HashMap<&'a str, &'a Child>,
+        conferences: &HashMap<&'a str, &'a Conference>,
+        f: &mut Vec<Finding>,
+    ) -> Self {
         let (child_slots, conf_slots) = (&s.child_slots, &s.conference_slots);
-        let agencies: HashMap<&str, &Agency> =
-            s.agencies.iter().map(|a| (a.id.as_str(), a)).collect();
         let workers: HashMap<&str, &Worker> =
             s.workers.iter().map(|w| (w.id.as_str(), w)).collect();
         let teams: HashMap<&str, &Team> = s.teams.iter().map(|t| (t.id.as_str(), t)).collect();
-        let conferences = by_id(s.conferences.iter().copied(), "conferences", |c| &c.id, f);
 
         for w in s.workers {
             if !teams.contains_key(w.team_id.as_str()) {
@@ -1523,49 +1631,12 @@ impl<'a> Links<'a> {
         child_confs.for_each_mut(|v| {
             v.sort_by(|a, b| (a.0.date(), &a.0.id).cmp(&(b.0.date(), &b.0.id)));
         });
-        let mut invitations = Vec::with_capacity(s.invitations.len());
-        let mut invitation_runs = Vec::with_capacity(conferences.len());
-        // Written conference by conference, so a run of one conference costs one lookup of it.
-        for run in s
-            .invitations
-            .chunk_by(|a, b| a.conference_id == b.conference_id)
-        {
-            let conf = run
-                .first()
-                .and_then(|i| conferences.get(i.conference_id.as_str()).copied());
-            let start = invitations.len();
-            for i in run.iter().copied() {
-                let row = || format!("{}/{}", i.conference_id, i.agency_id);
-                let Some(agency) = agencies.get(i.agency_id.as_str()).copied() else {
-                    f.push(Finding::new(
-                        "unknown_agency",
-                        "invitations",
-                        &row(),
-                        format!("agency_id {:?} names no agency", i.agency_id),
-                    ));
-                    continue;
-                };
-                match conf {
-                    Some(_) => invitations.push((i, agency)),
-                    None => f.push(Finding::new(
-                        "unknown_reference",
-                        "invitations",
-                        &row(),
-                        format!("conference_id {:?} names no conference", i.conference_id),
-                    )),
-                }
-            }
-            if let Some(conf) = conf {
-                invitation_runs.push((conf_slots.of(conf), start, invitations.len()));
-            }
-        }
-        let invitations = Grouped::from_runs(invitations, invitation_runs, conf_slots.len);
         let mut reconvened_by: HashMap<Addr, Vec<&Conference>> = HashMap::default();
         for c in s
             .conferences
             .iter()
             .copied()
-            .filter(|c| kept(&conferences, &c.id, c))
+            .filter(|c| kept(conferences, &c.id, c))
         {
             if let Some(r) = &c.reconvenes_id {
                 if let Some(reconvened) = conferences.get(r.as_str()) {
@@ -1604,35 +1675,38 @@ impl<'a> Links<'a> {
             workers,
             conf_children,
             child_confs,
-            invitations,
             reconvened_by,
             exceptions,
-            conferences,
         }
     }
 }
 
 impl<'a> Index<'a> {
-    /// Indexes the state; with `threads` above one, the per-child tables on a
-    /// second thread meanwhile (they need only the children).
+    /// Indexes the state; with `threads` above one, the per-child tables and
+    /// the invitations each on a thread of its own meanwhile (they need only
+    /// the children and conferences by id, and each takes about as long as
+    /// the rest).
     fn new(s: &Clean<'a>, f: &mut Vec<Finding>, threads: usize) -> Self {
         let children = by_id(s.children, "children", |c| &c.id, f);
-        let (per_child, links) = if threads < 2 {
-            (PerChild::new(s, &children, f), Links::new(s, &children, f))
+        let conferences = by_id(s.conferences.iter().copied(), "conferences", |c| &c.id, f);
+        let (per_child, invitations, links) = if threads < 2 {
+            (
+                PerChild::new(s, &children, f),
+                invitations(s, &conferences, f),
+                Links::new(s, &children, &conferences, f),
+            )
         } else {
             std::thread::scope(|scope| {
                 let per_child = scope.spawn(|| {
                     let mut found = Vec::new();
                     (PerChild::new(s, &children, &mut found), found)
                 });
-                let links = Links::new(s, &children, f);
-                match per_child.join() {
-                    Ok((per_child, found)) => {
-                        f.extend(found);
-                        (per_child, links)
-                    }
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
+                let invitations = scope.spawn(|| {
+                    let mut found = Vec::new();
+                    (invitations(s, &conferences, &mut found), found)
+                });
+                let links = Links::new(s, &children, &conferences, f);
+                (joined(per_child, f), joined(invitations, f), links)
             })
         };
         let idx = Index {
@@ -1642,7 +1716,7 @@ impl<'a> Index<'a> {
             workers: links.workers,
             conf_children: links.conf_children,
             child_confs: links.child_confs,
-            invitations: links.invitations,
+            invitations,
             referrals: per_child.referrals,
             sds: per_child.sds,
             assessments: per_child.assessments,
@@ -1652,7 +1726,7 @@ impl<'a> Index<'a> {
             cin_reviews: per_child.cin_reviews,
             reconvened_by: links.reconvened_by,
             exceptions: links.exceptions,
-            conferences: links.conferences,
+            conferences,
         };
         idx.cross_checks(f);
         idx
@@ -1789,6 +1863,9 @@ struct BoardEval<'e, 'a> {
     calendar_errors: &'e mut HashMap<String, CalendarError>,
     /// What was last worked out for each rule, in the board's order of rules.
     per_rule: Vec<PerRule>,
+    /// The agreed exceptions to each rule, in the board's order of rules:
+    /// found once, not by the rule's id for every obligation.
+    exceptions: Vec<Option<&'e Exceptions<'a>>>,
     /// The place in `per_rule` of the rule being evaluated.
     current: usize,
 }
@@ -1925,6 +2002,9 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         let board = self.board;
         let idx = self.idx;
         self.per_rule = board.rules.iter().map(|_| PerRule::default()).collect();
+        self.exceptions = (board.rules.iter())
+            .map(|r| idx.exceptions.get(r.id.as_str()))
+            .collect();
         // Each subject once, with every rule about it: its rows are read while
         // they are in cache, where a sweep of every subject per rule would read
         // a national state from memory once for each rule.
@@ -2336,7 +2416,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
     /// exception names must be the obligation's (a child named on a conference-wide
     /// obligation must be one of the conference's children).
     fn exception(&self, rule: &'a Rule, ctx: &Ctx<'a>) -> Option<String> {
-        let of_rule = self.idx.exceptions.get(rule.id.as_str())?;
+        let of_rule = self.exceptions.get(self.current).copied().flatten()?;
         let names_child = !matches!(rule.subject, Subject::Conference | Subject::Invitation);
         let conf_children = || ctx.conference.map_or(&[][..], |c| self.idx.children_of(c));
         let child_ok = |want: &str| {
@@ -2423,7 +2503,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
     }
 
-    /// The offset as shown, shared between obligations.
+    /// The offset as shown, shared between obligations (drafts borrow it).
     fn offset_name(&mut self, offset: &Offset) -> Name {
         let last = &mut self.per_rule[self.current].last_offset;
         match last {
@@ -2476,9 +2556,10 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             return None;
         }
         let occurrence = self.occurrence(rule, ctx);
+        let shown = self.offset_name(&offset);
         let mut o = self.base(rule, ctx, occurrence);
         o.starts_at = start;
-        o.offset = Some(self.offset_name(&offset));
+        o.offset = Some(&shown);
         if let Some(cap) = &rule.cap {
             if let Some(c) = self.event(*cap, ctx, Some(start)).filter(|c| *c < due) {
                 due = c;
@@ -2503,7 +2584,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
     /// Status, lateness and exception for a deadline obligation whose dates are set.
     fn settle(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, o: &mut Draft<'_>) {
         let due = o.due_at;
-        if rule.void_when.iter().any(|v| v == "conference_cancelled")
+        if rule.void_when.contains(&Void::ConferenceCancelled)
             && ctx.conference.is_some_and(Conference::is_cancelled)
         {
             o.status = Status::Void;
@@ -2524,10 +2605,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             o.late_working_days = self.late(due, m);
             return;
         }
-        if rule
-            .void_when
-            .iter()
-            .any(|v| v == "plan_ended_before_deadline")
+        if rule.void_when.contains(&Void::PlanEndedBeforeDeadline)
             && self.plan_ended_before(ctx, due)
         {
             o.status = Status::Void;
@@ -2619,7 +2697,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             let mut o = self.base(rule, ctx, occurrence);
             o.starts_at = anchor;
             o.due_at = due;
-            o.offset = Some(offset_name.clone());
+            o.offset = Some(&offset_name);
             if n > 0 {
                 o.start_event = *met_by;
             }

@@ -567,8 +567,10 @@ mod tests {
             child: Some(Name::from("REF-1")),
             child_id: Some(Name::from("C1")),
             conference: None,
-            agency: Some(Name::from("AG1")),
-            team: Some(Name::from("T1")),
+            // One string each for every obligation, as evaluation shares names:
+            // the batch tells kinds apart by the names' addresses.
+            agency: Some(arcstr::literal!("AG1")),
+            team: Some(arcstr::literal!("T1")),
             occurrence: Occurrence {
                 from: None,
                 n: None,
@@ -587,7 +589,8 @@ mod tests {
     }
 
     /// The on-time windows end at `now` and start 30 and 90 days before it,
-    /// both ends counted; a batch counts what the tally counts one by one.
+    /// both ends counted; a batch counts what the tally counts one by one,
+    /// several obligations of a kind included.
     #[test]
     fn windows_count_from_their_first_instant_to_now_and_batches_count_alike() {
         let now = Utc
@@ -609,6 +612,13 @@ mod tests {
             due(now - Duration::days(30) - second, &rule, Status::MetLate),
             due(now - Duration::days(90), &rule, Status::Overdue),
             due(now - Duration::days(90) - second, &rule, Status::Met),
+            // Five of one kind, with one of another among them.
+            due(now - Duration::days(10), &rule, Status::Met),
+            due(now - Duration::days(11), &rule, Status::Met),
+            due(now - Duration::days(12), &rule, Status::Met),
+            due(now - Duration::days(100), &rule, Status::Met),
+            due(now - Duration::days(13), &rule, Status::Met),
+            due(now - Duration::days(14), &rule, Status::Met),
         ];
         let mut one_by_one = Tally::new(&[], now);
         let mut batch = Batch::default();
@@ -623,10 +633,10 @@ mod tests {
                 .find(|(k, _)| k.label == label)
                 .map(|(_, v)| *v)
         };
-        // 30d: due now and due exactly 30 days ago, both met on time.
-        assert_eq!(window("30d"), Some((2, 2)));
+        // 30d: due now, due exactly 30 days ago and the five due 10 to 14 days ago, all met on time.
+        assert_eq!(window("30d"), Some((7, 7)));
         // 90d: those, the one met late and the one overdue since exactly 90 days ago.
-        assert_eq!(window("90d"), Some((2, 4)));
+        assert_eq!(window("90d"), Some((7, 9)));
         let mut batched = Tally::new(&[], now);
         batched.count_batch(batch);
         assert!(batched == one_by_one, "{batched:#?}\n{one_by_one:#?}");

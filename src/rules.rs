@@ -164,6 +164,24 @@ pub const STANDARDS: &[&str] = &[
 
 pub const VOID_WHEN: &[&str] = &["conference_cancelled", "plan_ended_before_deadline"];
 
+/// When an obligation lapses rather than falls due (a rule's `void_when`):
+/// read once with the rule, not compared as text for every obligation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Void {
+    ConferenceCancelled,
+    PlanEndedBeforeDeadline,
+}
+
+impl Void {
+    fn parse(s: &str) -> Option<Void> {
+        match s {
+            "conference_cancelled" => Some(Void::ConferenceCancelled),
+            "plan_ended_before_deadline" => Some(Void::PlanEndedBeforeDeadline),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleKind {
@@ -262,7 +280,7 @@ pub struct Rule {
     pub met_window: Option<Offset>,
     pub cap: Option<Event>,
     pub standard: Option<StandardSpec>,
-    pub void_when: Vec<String>,
+    pub void_when: Vec<Void>,
     pub remind: Vec<String>,
     pub escalate: Vec<String>,
     pub remind_before: Option<Offset>,
@@ -1316,11 +1334,14 @@ fn build_rule(r: &RawRule, file: &str) -> Option<Rule> {
             None => None,
         },
         standard: r.standard.as_ref().map(|s| s.get_ref().clone()),
-        void_when: r
-            .void_when
-            .as_ref()
-            .map(|v| v.get_ref().clone())
-            .unwrap_or_default(),
+        void_when: match &r.void_when {
+            Some(v) => v
+                .get_ref()
+                .iter()
+                .map(|w| Void::parse(w))
+                .collect::<Option<_>>()?,
+            None => Vec::new(),
+        },
         remind: r
             .remind
             .as_ref()

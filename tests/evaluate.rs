@@ -662,6 +662,57 @@ fn rows_sharing_an_id_are_findings_and_the_first_is_evaluated_once() {
 }
 
 #[test]
+fn children_of_boards_without_rules_are_findings_and_leave_the_rest_as_it_was() {
+    let s = fixture("pan-dorset");
+    let once = eval(&s, LATER);
+    let mut more = s.clone();
+    // Children of boards with no rule file before and after the board's own,
+    // one of them at a conference of its own.
+    let stranger = |id: &str, board: &str| Child {
+        id: id.into(),
+        reference: format!("TEST-{id}").into(),
+        board: Some(board.into()),
+        ..s.children[0].clone()
+    };
+    more.children = vec![
+        stranger("CX", "nowhere"),
+        stranger("CY", "elsewhere"),
+        s.children[0].clone(),
+        stranger("CZ", "nowhere"),
+    ];
+    more.conferences
+        .push(conference("CONF-X", "initial", "2026-12-01T10:00:00Z"));
+    more.conference_children.push(cc("CONF-X", "CX", "plan"));
+    let e = eval(&more, LATER);
+    let unknown: Vec<(&str, &str)> = e
+        .findings
+        .iter()
+        .filter(|f| f.kind == "unknown_board")
+        .map(|f| {
+            (
+                f.row.as_str(),
+                f.message.split(" has no").next().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        unknown,
+        [
+            ("CX", "board \"nowhere\""),
+            ("CY", "board \"elsewhere\""),
+            ("CZ", "board \"nowhere\"")
+        ]
+    );
+    let others: Vec<&Finding> = e
+        .findings
+        .iter()
+        .filter(|f| f.kind != "unknown_board")
+        .collect();
+    assert_eq!(others, once.findings.iter().collect::<Vec<_>>());
+    assert_eq!(obligations_json(&e), obligations_json(&once));
+}
+
+#[test]
 fn an_initial_conference_not_yet_arranged_is_still_watched() {
     let mut s = fixture("barnsley");
     s.conferences.retain(|c| c.id == "CONF-9");
