@@ -417,8 +417,8 @@ fn evaluate_with(
     run: impl for<'a> FnOnce(&[Job<'a>], &AtomicUsize, &Index<'a>) -> HashMap<String, CalendarError>,
 ) -> Vec<Finding> {
     let mut findings = state.load_findings.clone();
-    let fixed = sanitize(state, now, &mut findings);
-    let clean = fixed.view(state);
+    let fixed = sanitize(state, now, &mut findings, threads);
+    let clean = fixed.view(state, threads);
     inconsistencies(&clean, &mut findings);
     let idx = Index::new(&clean, &mut findings, threads);
 
@@ -853,39 +853,85 @@ struct Clean<'a> {
 }
 
 impl Fixed {
-    fn view<'a>(&'a self, s: &'a CaseState) -> Clean<'a> {
+    fn view<'a>(&'a self, s: &'a CaseState, threads: usize) -> Clean<'a> {
+        // The two largest tables beside the rest, as `sanitize` checks them.
+        let ((core_groups, visits), clean) = both(
+            threads,
+            || {
+                (
+                    self.core_groups.view(&s.core_groups),
+                    self.visits.view(&s.visits),
+                )
+            },
+            || Clean {
+                agencies: &s.agencies,
+                teams: &s.teams,
+                workers: &s.workers,
+                children: &s.children,
+                referrals: self.referrals.view(&s.referrals),
+                strategy_discussions: self.strategy_discussions.view(&s.strategy_discussions),
+                assessments: self.assessments.view(&s.assessments),
+                conferences: self.conferences.view(&s.conferences),
+                conference_children: self.conference_children.view(&s.conference_children),
+                invitations: self.invitations.view(&s.invitations),
+                cp_plans: self.cp_plans.view(&s.cp_plans),
+                core_groups: Vec::new(),
+                visits: Vec::new(),
+                cin_reviews: self.cin_reviews.view(&s.cin_reviews),
+                exceptions: &s.exceptions,
+                child_slots: Slots::new(&s.children, std::iter::empty()),
+                conference_slots: Slots::new(
+                    &s.conferences,
+                    self.conferences
+                        .0
+                        .iter()
+                        .filter_map(|(i, c)| Some((addr(c.as_ref()?), *i))),
+                ),
+            },
+        );
         Clean {
-            agencies: &s.agencies,
-            teams: &s.teams,
-            workers: &s.workers,
-            children: &s.children,
-            referrals: self.referrals.view(&s.referrals),
-            strategy_discussions: self.strategy_discussions.view(&s.strategy_discussions),
-            assessments: self.assessments.view(&s.assessments),
-            conferences: self.conferences.view(&s.conferences),
-            conference_children: self.conference_children.view(&s.conference_children),
-            invitations: self.invitations.view(&s.invitations),
-            cp_plans: self.cp_plans.view(&s.cp_plans),
-            core_groups: self.core_groups.view(&s.core_groups),
-            visits: self.visits.view(&s.visits),
-            cin_reviews: self.cin_reviews.view(&s.cin_reviews),
-            exceptions: &s.exceptions,
-            child_slots: Slots::new(&s.children, std::iter::empty()),
-            conference_slots: Slots::new(
-                &s.conferences,
-                self.conferences
-                    .0
-                    .iter()
-                    .filter_map(|(i, c)| Some((addr(c.as_ref()?), *i))),
-            ),
+            core_groups,
+            visits,
+            ..clean
         }
     }
 }
 
 /// Leaves out happenings recorded after `now` (each one a finding) and reports
 /// dates that contradict each other.
-fn sanitize(state: &CaseState, now: Instant, f: &mut Vec<Finding>) -> Fixed {
+fn sanitize(state: &CaseState, now: Instant, f: &mut Vec<Finding>, threads: usize) -> Fixed {
     let today = now.date_naive();
+    // The two largest tables, a half of a national state's rows, beside the rest.
+    let ((core_groups, visits, found), rest) = both(
+        threads,
+        || {
+            let mut f = Vec::new();
+            let core_groups = Fixes::of(
+                &state.core_groups,
+                |g| g.held_at > now,
+                |g| !future(&mut f, "core_groups", &g.id, "held_at", g.held_at, now),
+            );
+            let visits = Fixes::of(
+                &state.visits,
+                |v| v.visited_at > now,
+                |v| !future(&mut f, "visits", &v.id, "visited_at", v.visited_at, now),
+            );
+            (core_groups, visits, f)
+        },
+        || sanitize_rest(state, now, today),
+    );
+    let (mut fixed, rest_found) = rest;
+    fixed.core_groups = core_groups;
+    fixed.visits = visits;
+    f.extend(rest_found);
+    f.extend(found);
+    fixed
+}
+
+/// What [`sanitize`] corrects in the tables other than core groups and visits.
+fn sanitize_rest(state: &CaseState, now: Instant, today: NaiveDate) -> (Fixed, Vec<Finding>) {
+    let mut findings = Vec::new();
+    let f = &mut findings;
     let referrals = Fixes::of(
         &state.referrals,
         |r| {
@@ -1048,16 +1094,6 @@ fn sanitize(state: &CaseState, now: Instant, f: &mut Vec<Finding>) -> Fixed {
             true
         },
     );
-    let core_groups = Fixes::of(
-        &state.core_groups,
-        |g| g.held_at > now,
-        |g| !future(f, "core_groups", &g.id, "held_at", g.held_at, now),
-    );
-    let visits = Fixes::of(
-        &state.visits,
-        |v| v.visited_at > now,
-        |v| !future(f, "visits", &v.id, "visited_at", v.visited_at, now),
-    );
     let cin_reviews = Fixes::of(
         &state.cin_reviews,
         |r| r.held_on > today,
@@ -1071,7 +1107,7 @@ fn sanitize(state: &CaseState, now: Instant, f: &mut Vec<Finding>) -> Fixed {
             false
         },
     );
-    Fixed {
+    let fixed = Fixed {
         referrals,
         strategy_discussions,
         assessments,
@@ -1079,10 +1115,26 @@ fn sanitize(state: &CaseState, now: Instant, f: &mut Vec<Finding>) -> Fixed {
         conference_children,
         invitations,
         cp_plans,
-        core_groups,
-        visits,
+        core_groups: Fixes(Vec::new()),
+        visits: Fixes(Vec::new()),
         cin_reviews,
+    };
+    (fixed, findings)
+}
+
+/// `a` and `b`, with `a` on a thread of its own when there are threads to spare.
+fn both<A: Send, B>(threads: usize, a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
+    if threads < 2 {
+        return (a(), b());
     }
+    std::thread::scope(|scope| {
+        let a = scope.spawn(a);
+        let b = b();
+        match a.join() {
+            Ok(a) => (a, b),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
 
 /// Dates and statuses that contradict each other, in the state as evaluated.

@@ -514,7 +514,24 @@ impl Kept {
         let mut parts: Vec<Part> = (0..engine.threads.max(1))
             .map(|_| Part::new(&state, now, until))
             .collect();
-        let findings = engine.evaluate_split(&state, now, &mut parts);
+        let mut ahead = Vec::new();
+        let findings = if engine.threads > 1 {
+            // A scan of every row, on a thread of its own: it fills the time
+            // a core would otherwise wait while evaluation indexes the state.
+            std::thread::scope(|scope| {
+                let scan = scope.spawn(|| {
+                    let mut ahead = Vec::new();
+                    recorded_ahead(&state, now, until, &mut ahead);
+                    ahead
+                });
+                let findings = engine.evaluate_split(&state, now, &mut parts);
+                ahead = scan.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                findings
+            })
+        } else {
+            recorded_ahead(&state, now, until, &mut ahead);
+            engine.evaluate_split(&state, now, &mut parts)
+        };
         let Part {
             tally,
             open,
@@ -524,7 +541,7 @@ impl Kept {
             .into_iter()
             .reduce(Part::merge)
             .unwrap_or_else(|| Part::new(&state, now, until));
-        recorded_ahead(&state, now, until, &mut horizon);
+        horizon.extend(ahead);
         Kept {
             state,
             tally,

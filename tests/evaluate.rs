@@ -1498,6 +1498,10 @@ fn threads_share_out_the_work_without_changing_the_result() {
         c.held_at = Some(t("2027-12-17T10:00:00Z"));
         c.minutes_circulated_at = None;
     }
+    // Rows recorded after the evaluation in the tables checked apart from the rest.
+    state.visits[0].visited_at = t("2028-01-05T10:00:00Z");
+    state.core_groups[0].held_at = t("2028-01-05T10:00:00Z");
+    state.referrals[0].received_at = t("2028-01-05T10:00:00Z");
     let on = |threads| {
         let mut e = eval_on(&state, &rules, now, threads);
         e.obligations.sort_by(|a, b| a.report_cmp(b));
@@ -1509,6 +1513,14 @@ fn threads_share_out_the_work_without_changing_the_result() {
     assert!(one_findings
         .iter()
         .any(|f| f.kind == "calendar_not_covered"));
+    for table in ["visits", "core_groups", "referrals"] {
+        assert!(
+            one_findings
+                .iter()
+                .any(|f| f.kind == "recorded_in_future" && f.table == table),
+            "{table}"
+        );
+    }
     for threads in [2, 3, 8] {
         let (many, many_findings) = on(threads);
         assert_eq!(many.len(), one.len(), "{threads} threads");
