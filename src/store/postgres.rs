@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate};
+use chrono::NaiveDate;
 use futures_util::TryStreamExt;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Column, Postgres, QueryBuilder, Row, Statement, TypeInfo};
@@ -112,6 +112,67 @@ struct Columns {
     names: &'static [&'static str],
     oids: Vec<u32>,
     types: Vec<String>,
+    /// By column: the list of types it was found to be one of, by address
+    /// (each column is read the same way in every row, so checked once).
+    checked: Vec<std::cell::Cell<usize>>,
+    days: Days,
+}
+
+/// The dates of day numbers lately read. A table's instants and dates fall
+/// on a few thousand days, and chrono works a date out from its number with
+/// divisions: a national load reads millions.
+struct Days(std::cell::RefCell<Vec<Option<(i32, NaiveDate)>>>);
+
+/// Room for about five years of days, each in the place of its number.
+const DAYS: usize = 2048;
+
+impl Days {
+    fn new() -> Self {
+        Days(std::cell::RefCell::new(vec![None; DAYS]))
+    }
+
+    /// The date `days` after 0001-12-31, as `NaiveDate::from_num_days_from_ce_opt`.
+    fn date(&self, days: i32) -> Option<NaiveDate> {
+        let mut known = self.0.borrow_mut();
+        let place = known.get_mut(days.rem_euclid(DAYS as i32) as usize)?;
+        match place {
+            Some((d, date)) if *d == days => Some(*date),
+            _ => {
+                let date = NaiveDate::from_num_days_from_ce_opt(days)?;
+                *place = Some((days, date));
+                Some(date)
+            }
+        }
+    }
+
+    /// The instant `micros` after 1970-01-01 UTC, as `DateTime::from_timestamp_micros`.
+    fn instant(&self, micros: i64) -> Option<Instant> {
+        const PER_DAY: i64 = 86_400_000_000;
+        let day = micros.div_euclid(PER_DAY);
+        let of_day = micros.rem_euclid(PER_DAY);
+        let date = self.date(i32::try_from(day.checked_add(UNIX_EPOCH_DAYS_FROM_CE)?).ok()?)?;
+        let time = chrono::NaiveTime::from_num_seconds_from_midnight_opt(
+            u32::try_from(of_day / 1_000_000).ok()?,
+            u32::try_from(of_day % 1_000_000 * 1_000).ok()?,
+        )?;
+        Some(date.and_time(time).and_utc())
+    }
+}
+
+/// 1970-01-01 as days after 0001-12-31.
+const UNIX_EPOCH_DAYS_FROM_CE: i64 = 719_163;
+
+impl Columns {
+    fn new(names: &'static [&'static str], oids: Vec<u32>, types: Vec<String>) -> Self {
+        let checked = oids.iter().map(|_| std::cell::Cell::new(0)).collect();
+        Columns {
+            names,
+            oids,
+            types,
+            checked,
+            days: Days::new(),
+        }
+    }
 }
 
 /// One row of a binary COPY: the bytes of each column (`None` for NULL), read
@@ -125,24 +186,21 @@ struct Tuple<'r> {
 }
 
 impl Tuple<'_> {
-    /// The column's bytes and type, or why there are none to read.
+    /// The column's bytes and type, or why there are none to read. Readers
+    /// mostly go in the SELECT's order and read a column the same way in every
+    /// row: that is a few comparisons, inlined, and the rest kept apart (`#[cold]`).
+    #[inline(always)]
     fn field(&self, col: &str, want: &str, oids: &[u32]) -> Result<Option<&[u8]>, String> {
-        let names = self.columns.names;
         let guess = self.next.get();
-        let i = match names.get(guess) {
-            Some(c) if *c == col => guess,
-            _ => names
-                .iter()
-                .position(|c| *c == col)
-                .ok_or_else(|| format!("no column {col:?} in the query"))?,
+        let i = match self.columns.names.get(guess) {
+            // The reader's column names are mostly the very strings of `TABLES`.
+            Some(c) if std::ptr::eq(*c, col) || *c == col => guess,
+            _ => self.position(col)?,
         };
         self.next.set(i + 1);
-        let oid = self.columns.oids.get(i).copied().unwrap_or_default();
-        if !oids.contains(&oid) {
-            let ty = self.columns.types.get(i).map_or("unknown", String::as_str);
-            return Err(format!(
-                "the column is {ty} in the database, not {want} as the case-table contract has it (migrations/postgres/0001_case_tables.sql); cast it in the view, or change the column"
-            ));
+        let checked = self.columns.checked.get(i);
+        if checked.is_none_or(|c| c.get() != oids.as_ptr() as usize) {
+            self.check(i, want, oids)?;
         }
         Ok(self
             .fields
@@ -150,6 +208,29 @@ impl Tuple<'_> {
             .copied()
             .flatten()
             .and_then(|(from, to)| self.data.get(from..to)))
+    }
+
+    #[cold]
+    fn position(&self, col: &str) -> Result<usize, String> {
+        (self.columns.names.iter())
+            .position(|c| *c == col)
+            .ok_or_else(|| format!("no column {col:?} in the query"))
+    }
+
+    /// Whether column `i` is of one of the types `oids`, remembered when it is.
+    #[cold]
+    fn check(&self, i: usize, want: &str, oids: &[u32]) -> Result<(), String> {
+        let oid = self.columns.oids.get(i).copied().unwrap_or_default();
+        if !oids.contains(&oid) {
+            let ty = self.columns.types.get(i).map_or("unknown", String::as_str);
+            return Err(format!(
+                "the column is {ty} in the database, not {want} as the case-table contract has it (migrations/postgres/0001_case_tables.sql); cast it in the view, or change the column"
+            ));
+        }
+        if let Some(c) = self.columns.checked.get(i) {
+            c.set(oids.as_ptr() as usize);
+        }
+        Ok(())
     }
 }
 
@@ -185,7 +266,7 @@ impl Get for Tuple<'_> {
             .map(|b| {
                 i64::from_be_bytes(be::<8>(b)?)
                     .checked_add(POSTGRES_EPOCH_MICROS)
-                    .and_then(DateTime::from_timestamp_micros)
+                    .and_then(|micros| self.columns.days.instant(micros))
                     .ok_or_else(|| "a timestamp out of range (infinity?)".to_string())
             })
             .transpose()
@@ -196,7 +277,7 @@ impl Get for Tuple<'_> {
             .map(|b| {
                 i32::from_be_bytes(be::<4>(b)?)
                     .checked_add(POSTGRES_EPOCH_DAYS_FROM_CE)
-                    .and_then(NaiveDate::from_num_days_from_ce_opt)
+                    .and_then(|days| self.columns.days.date(days))
                     .ok_or_else(|| "a date out of range (infinity?)".to_string())
             })
             .transpose()
@@ -367,11 +448,11 @@ impl Store for PgStore {
                 .await
                 .map_err(|e| self.err(&what, e))?;
             let types = described.columns().iter().map(|c| c.type_info());
-            let columns = Columns {
-                names: cols,
-                oids: types.clone().map(|t| t.oid().map_or(0, |o| o.0)).collect(),
-                types: types.map(|t| t.name().to_string()).collect(),
-            };
+            let columns = Columns::new(
+                cols,
+                types.clone().map(|t| t.oid().map_or(0, |o| o.0)).collect(),
+                types.map(|t| t.name().to_string()).collect(),
+            );
             if let Some(t) = since {
                 // COPY takes no parameters; an instant formatted here is safe to inline.
                 let t = t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
@@ -500,6 +581,7 @@ super::notification_log!(PgStore, super::numbered);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::DateTime;
 
     /// A binary COPY stream of two tuples, as PostgreSQL frames it: header,
     /// tuples (field count, then each field's length, -1 for NULL, and bytes), trailer.
@@ -526,11 +608,11 @@ mod tests {
     type Rows = Vec<(Option<String>, Option<i64>)>;
 
     fn read(chunks: &[&[u8]]) -> (Rows, bool) {
-        let columns = Columns {
-            names: &["id", "n"],
-            oids: vec![25, 23],
-            types: vec!["TEXT".into(), "INT4".into()],
-        };
+        let columns = Columns::new(
+            &["id", "n"],
+            vec![25, 23],
+            vec!["TEXT".into(), "INT4".into()],
+        );
         let mut copy = BinaryCopy::default();
         let mut got = Vec::new();
         for chunk in chunks {
@@ -565,11 +647,7 @@ mod tests {
 
     #[test]
     fn a_column_of_another_type_is_an_error_naming_it() {
-        let columns = Columns {
-            names: &["held_at"],
-            oids: vec![25],
-            types: vec!["TEXT".into()],
-        };
+        let columns = Columns::new(&["held_at"], vec![25], vec!["TEXT".into()]);
         let data = b"2026-01-01";
         let row = Tuple {
             data,
@@ -583,13 +661,45 @@ mod tests {
         assert!(e.contains("TEXT") && e.contains("timestamptz"), "{e}");
     }
 
+    /// The remembered dates give what chrono gives, on either side of a day's
+    /// start, before 1970 and far apart (a place taken by another day).
+    #[test]
+    fn remembered_days_give_what_chrono_gives() {
+        let days = Days::new();
+        let day = 86_400_000_000i64;
+        let mut micros = vec![0, -1, 1, day - 1, day, -day, -day - 1, i64::from(i32::MAX)];
+        // Three years of instants a little over a day apart, then the same again.
+        for pass in 0..2 {
+            micros.extend(
+                (0..1200).map(|n| 1_700_000_000_000_000 + n * (day + 3_600_000_001) + pass),
+            );
+        }
+        // The same places, DAYS days later.
+        micros.extend((0..50).map(|n| 1_700_000_000_000_000 + (n + DAYS as i64) * day));
+        for m in micros {
+            assert_eq!(days.instant(m), DateTime::from_timestamp_micros(m), "{m}");
+        }
+        for d in [
+            1,
+            366,
+            719_163,
+            730_120,
+            730_120 + DAYS as i32,
+            -5,
+            i32::MAX,
+            i32::MIN,
+        ] {
+            assert_eq!(days.date(d), NaiveDate::from_num_days_from_ce_opt(d), "{d}");
+        }
+    }
+
     #[test]
     fn dates_and_instants_count_from_2000() {
-        let columns = Columns {
-            names: &["d", "t"],
-            oids: vec![1082, 1184],
-            types: vec!["DATE".into(), "TIMESTAMPTZ".into()],
-        };
+        let columns = Columns::new(
+            &["d", "t"],
+            vec![1082, 1184],
+            vec!["DATE".into(), "TIMESTAMPTZ".into()],
+        );
         let mut data = 366i32.to_be_bytes().to_vec();
         data.extend(1_500_000i64.to_be_bytes());
         let row = Tuple {

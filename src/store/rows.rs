@@ -44,15 +44,35 @@ struct Reader<'r, R: Get> {
 /// One `Text` per distinct value of the columns that repeat (ids that rows
 /// point at, codes, addresses), so a national load holds each once.
 #[derive(Default)]
-struct Shared(rustc_hash::FxHashSet<Text>);
+struct Shared {
+    all: rustc_hash::FxHashSet<Text>,
+    /// The last few values shared, newest at `next - 1`: rows mostly come in
+    /// runs of one child or conference (as an ETL that writes case by case
+    /// leaves them), and a value just seen is found by comparing a few short
+    /// texts, where the set costs a hash and, at national size, cache misses.
+    recent: [Text; RECENT],
+    next: usize,
+}
+
+/// How many values `Shared` keeps at hand: enough for a run of invitations
+/// (their conference's id and an agency's) to find the conference's.
+const RECENT: usize = 2;
 
 impl Shared {
     fn text(&mut self, s: &str) -> Text {
-        if let Some(t) = self.0.get(s) {
+        if let Some(t) = self.recent.iter().find(|t| t.as_str() == s) {
             return t.clone();
         }
-        let t = Text::from(s);
-        self.0.insert(t.clone());
+        let t = match self.all.get(s) {
+            Some(t) => t.clone(),
+            None => {
+                let t = Text::from(s);
+                self.all.insert(t.clone());
+                t
+            }
+        };
+        self.recent[self.next % RECENT] = t.clone();
+        self.next = self.next.wrapping_add(1);
         t
     }
 }
@@ -67,33 +87,45 @@ impl<'r, R: Get> Reader<'r, R> {
             .join("/")
     }
 
+    // A load reads millions of values: the findings are made apart from the
+    // reading (`#[cold]`), which is left small enough to inline.
+    #[inline]
     fn note<T>(&mut self, col: &str, r: Result<Option<T>, String>) -> Option<T> {
         match r {
             Ok(v) => v,
             Err(e) => {
-                let id = self.id();
-                self.findings.push(Finding::new(
-                    "unreadable_value",
-                    self.table,
-                    &id,
-                    format!("{col}: {e}; treated as empty"),
-                ));
+                self.unreadable(col, e);
                 None
             }
         }
     }
+    #[cold]
+    fn unreadable(&mut self, col: &str, e: String) {
+        let id = self.id();
+        self.findings.push(Finding::new(
+            "unreadable_value",
+            self.table,
+            &id,
+            format!("{col}: {e}; treated as empty"),
+        ));
+    }
+    #[inline]
     fn need<T>(&mut self, col: &str, v: Option<T>) -> Option<T> {
         if v.is_none() && self.ok {
-            self.ok = false;
-            let id = self.id();
-            self.findings.push(Finding::new(
-                "missing_value",
-                self.table,
-                &id,
-                format!("{col} is empty; the row is left out"),
-            ));
+            self.missing(col);
         }
         v
+    }
+    #[cold]
+    fn missing(&mut self, col: &str) {
+        self.ok = false;
+        let id = self.id();
+        self.findings.push(Finding::new(
+            "missing_value",
+            self.table,
+            &id,
+            format!("{col} is empty; the row is left out"),
+        ));
     }
     fn opt_text(&mut self, col: &str) -> Option<Text> {
         let r = self.row.text(col);
