@@ -44,35 +44,15 @@ struct Reader<'r, R: Get> {
 /// One `Text` per distinct value of the columns that repeat (ids that rows
 /// point at, codes, addresses), so a national load holds each once.
 #[derive(Default)]
-struct Shared {
-    all: rustc_hash::FxHashSet<Text>,
-    /// The last few values shared, newest at `next - 1`: rows mostly come in
-    /// runs of one child or conference (as an ETL that writes case by case
-    /// leaves them), and a value just seen is found by comparing a few short
-    /// texts, where the set costs a hash and, at national size, cache misses.
-    recent: [Text; RECENT],
-    next: usize,
-}
-
-/// How many values `Shared` keeps at hand: enough for a run of invitations
-/// (their conference's id and an agency's) to find the conference's.
-const RECENT: usize = 2;
+struct Shared(rustc_hash::FxHashSet<Text>);
 
 impl Shared {
     fn text(&mut self, s: &str) -> Text {
-        if let Some(t) = self.recent.iter().find(|t| t.as_str() == s) {
+        if let Some(t) = self.0.get(s) {
             return t.clone();
         }
-        let t = match self.all.get(s) {
-            Some(t) => t.clone(),
-            None => {
-                let t = Text::from(s);
-                self.all.insert(t.clone());
-                t
-            }
-        };
-        self.recent[self.next % RECENT] = t.clone();
-        self.next = self.next.wrapping_add(1);
+        let t = Text::from(s);
+        self.0.insert(t.clone());
         t
     }
 }
