@@ -1123,7 +1123,11 @@ fn sanitize_rest(state: &CaseState, now: Instant, today: NaiveDate) -> (Fixed, V
 }
 
 /// `a` and `b`, with `a` on a thread of its own when there are threads to spare.
-fn both<A: Send, B>(threads: usize, a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
+pub(crate) fn both<A: Send, B>(
+    threads: usize,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B,
+) -> (A, B) {
     if threads < 2 {
         return (a(), b());
     }
@@ -1530,17 +1534,6 @@ impl<'a> PerChild<'a> {
     }
 }
 
-/// What a scoped thread made, with the findings it met added to `f`.
-fn joined<T>(h: std::thread::ScopedJoinHandle<'_, (T, Vec<Finding>)>, f: &mut Vec<Finding>) -> T {
-    match h.join() {
-        Ok((made, found)) => {
-            f.extend(found);
-            made
-        }
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
-}
-
 /// Each conference's invitations, with the agency invited.
 fn invitations<'a>(
     s: &Clean<'a>,
@@ -1737,30 +1730,29 @@ impl<'a> Index<'a> {
     /// Indexes the state; with `threads` above one, the per-child tables and
     /// the invitations each on a thread of its own meanwhile (they need only
     /// the children and conferences by id, and each takes about as long as
-    /// the rest).
+    /// the rest), their findings added after.
     fn new(s: &Clean<'a>, f: &mut Vec<Finding>, threads: usize) -> Self {
         let children = by_id(s.children, "children", |c| &c.id, f);
         let conferences = by_id(s.conferences.iter().copied(), "conferences", |c| &c.id, f);
-        let (per_child, invitations, links) = if threads < 2 {
-            (
-                PerChild::new(s, &children, f),
-                invitations(s, &conferences, f),
-                Links::new(s, &children, &conferences, f),
-            )
-        } else {
-            std::thread::scope(|scope| {
-                let per_child = scope.spawn(|| {
-                    let mut found = Vec::new();
-                    (PerChild::new(s, &children, &mut found), found)
-                });
-                let invitations = scope.spawn(|| {
-                    let mut found = Vec::new();
-                    (invitations(s, &conferences, &mut found), found)
-                });
-                let links = Links::new(s, &children, &conferences, f);
-                (joined(per_child, f), joined(invitations, f), links)
-            })
-        };
+        let (((per_child, per_child_found), (invitations, invitations_found)), links) = both(
+            threads,
+            || {
+                both(
+                    threads,
+                    || {
+                        let mut found = Vec::new();
+                        (PerChild::new(s, &children, &mut found), found)
+                    },
+                    || {
+                        let mut found = Vec::new();
+                        (invitations(s, &conferences, &mut found), found)
+                    },
+                )
+            },
+            || Links::new(s, &children, &conferences, f),
+        );
+        f.extend(per_child_found);
+        f.extend(invitations_found);
         let idx = Index {
             children,
             child_slots: s.child_slots.clone(),

@@ -514,24 +514,18 @@ impl Kept {
         let mut parts: Vec<Part> = (0..engine.threads.max(1))
             .map(|_| Part::new(&state, now, until))
             .collect();
-        let mut ahead = Vec::new();
-        let findings = if engine.threads > 1 {
-            // A scan of every row, on a thread of its own: it fills the time
-            // a core would otherwise wait while evaluation indexes the state.
-            std::thread::scope(|scope| {
-                let scan = scope.spawn(|| {
-                    let mut ahead = Vec::new();
-                    recorded_ahead(&state, now, until, &mut ahead);
-                    ahead
-                });
-                let findings = engine.evaluate_split(&state, now, &mut parts);
-                ahead = scan.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-                findings
-            })
-        } else {
-            recorded_ahead(&state, now, until, &mut ahead);
-            engine.evaluate_split(&state, now, &mut parts)
-        };
+        // The scan of every row for happenings recorded ahead, on a thread of
+        // its own: it fills the time a core would otherwise wait while
+        // evaluation indexes the state.
+        let (ahead, findings) = crate::evaluate::both(
+            engine.threads,
+            || {
+                let mut ahead = Vec::new();
+                recorded_ahead(&state, now, until, &mut ahead);
+                ahead
+            },
+            || engine.evaluate_split(&state, now, &mut parts),
+        );
         let Part {
             tally,
             open,

@@ -81,13 +81,7 @@ impl<'r, R: Get> Reader<'r, R> {
     }
     #[cold]
     fn unreadable(&mut self, col: &str, e: String) {
-        let id = self.id();
-        self.findings.push(Finding::new(
-            "unreadable_value",
-            self.table,
-            &id,
-            format!("{col}: {e}; treated as empty"),
-        ));
+        self.finding("unreadable_value", format!("{col}: {e}; treated as empty"));
     }
     #[inline]
     fn need<T>(&mut self, col: &str, v: Option<T>) -> Option<T> {
@@ -99,13 +93,16 @@ impl<'r, R: Get> Reader<'r, R> {
     #[cold]
     fn missing(&mut self, col: &str) {
         self.ok = false;
-        let id = self.id();
-        self.findings.push(Finding::new(
+        self.finding(
             "missing_value",
-            self.table,
-            &id,
             format!("{col} is empty; the row is left out"),
-        ));
+        );
+    }
+    /// A finding about this row.
+    fn finding(&mut self, kind: &str, message: String) {
+        let id = self.id();
+        self.findings
+            .push(Finding::new(kind, self.table, &id, message));
     }
     fn opt_text(&mut self, col: &str) -> Option<Text> {
         let r = self.row.text(col);
@@ -153,13 +150,8 @@ impl<'r, R: Get> Reader<'r, R> {
     fn one_of(&mut self, col: &str, v: Option<Text>, allowed: &[&str]) -> Option<Text> {
         if let Some(x) = &v {
             if !allowed.contains(&x.as_str()) {
-                let id = self.id();
-                self.findings.push(Finding::new(
-                    "unknown_value",
-                    self.table,
-                    &id,
-                    format!("{col} {x:?} is not one of {}", allowed.join(", ")),
-                ));
+                let message = format!("{col} {x:?} is not one of {}", allowed.join(", "));
+                self.finding("unknown_value", message);
             }
         }
         v
