@@ -61,6 +61,13 @@ async fn a_tick_stays_near_the_fetch_floor_and_grows_with_its_data() {
             && large.copy_floor_client_cpu.is_some_and(|c| c > 0.0),
         "the COPY floor: {large:?}"
     );
+    // And on two connections sharing one snapshot, as the load reads them.
+    assert!(
+        large.copy2_floor > 0.0
+            && large.copy2_floor_server_cpu.is_some_and(|s| s > 0.0)
+            && large.copy2_floor_client_cpu.is_some_and(|c| c > 0.0),
+        "the COPY floor on two connections: {large:?}"
+    );
     let least = large.least_ratio(2).expect("a least ratio");
     assert!(
         least >= 0.5 && least <= large.ratio(),

@@ -283,13 +283,17 @@ async fn columns_of_other_types_in_postgres_are_read_or_reported() {
     )
     .await
     .expect("alter");
-    let loaded = s.load().await.expect("load");
-    assert_eq!(json_of(&loaded), json_of(&state));
-    assert!(
-        loaded.load_findings.is_empty(),
-        "{:?}",
-        loaded.load_findings
-    );
+    // Several loads, so that every connection of the pool has read every
+    // table before a type changes under it.
+    for _ in 0..4 {
+        let loaded = s.load().await.expect("load");
+        assert_eq!(json_of(&loaded), json_of(&state));
+        assert!(
+            loaded.load_findings.is_empty(),
+            "{:?}",
+            loaded.load_findings
+        );
+    }
 
     conn.execute("ALTER TABLE core_groups ALTER COLUMN held_at TYPE TEXT")
         .await
@@ -362,4 +366,72 @@ async fn a_missing_database_says_what_to_do() {
         store::redact("postgres://cp:s3cret@db.example:5432/cases"),
         "postgres://cp:***@db.example:5432/cases"
     );
+}
+
+/// A load reads the tables on two connections sharing one snapshot: a
+/// transaction committed meanwhile must be seen whole or not at all (fails if
+/// the second connection takes a snapshot of its own).
+#[tokio::test]
+async fn a_load_sees_each_concurrent_transaction_whole() {
+    let db = TempDb::new("snapshot").await;
+    let pg = store::connect(&db.url(), false).await.expect("postgres");
+    pg.migrate(false).await.expect("migrate");
+    pg.replace_case_data(&demo_state()).await.expect("write");
+
+    // Each transaction adds a row to tables of every size, so the two
+    // connections of a load each read some of them.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (url, stop) = (db.url(), stop.clone());
+        tokio::spawn(async move {
+            let mut conn = PgConnection::connect(&url).await.expect("writer");
+            let mut k = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                k += 1;
+                let mut tx = conn.begin().await.expect("begin");
+                for sql in [
+                    "INSERT INTO visits (id, child_id, visited_at) VALUES ($1, 'w', now())",
+                    "INSERT INTO invitations (conference_id, agency_id) VALUES ('w', $1)",
+                    "INSERT INTO core_groups (id, child_id, held_at) VALUES ($1, 'w', now())",
+                    "INSERT INTO cin_reviews (id, child_id, held_on) VALUES ($1, 'w', now())",
+                    "INSERT INTO teams (id, name) VALUES ($1, 'w')",
+                ] {
+                    sqlx::query(sql)
+                        .bind(format!("w{k}"))
+                        .execute(&mut *tx)
+                        .await
+                        .expect("insert");
+                }
+                tx.commit().await.expect("commit");
+            }
+            k
+        })
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let s = pg.load().await.expect("load");
+        let counts = [
+            s.visits.iter().filter(|v| v.child_id == "w").count(),
+            s.invitations
+                .iter()
+                .filter(|i| i.conference_id == "w")
+                .count(),
+            s.core_groups.iter().filter(|g| g.child_id == "w").count(),
+            s.cin_reviews.iter().filter(|r| r.child_id == "w").count(),
+            s.teams.iter().filter(|t| t.name == "w").count(),
+        ];
+        assert!(
+            counts.iter().all(|&n| n == counts[0]),
+            "one load saw parts of a transaction: {counts:?}"
+        );
+        seen.insert(counts[0]);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.expect("writer");
+    assert!(
+        written > 30 && seen.len() > 10,
+        "the writer must commit while the loads run ({written} transactions, {} different states seen)",
+        seen.len()
+    );
+    db.finish().await;
 }

@@ -3,7 +3,7 @@
 //! only the contract's tables (which may be views); cpwatch writes only its
 //! `cpwatch_` tables, except `migrate` and `demo` on a database it owns.
 
-mod postgres;
+pub(crate) mod postgres;
 pub(crate) mod rows;
 mod sqlite;
 

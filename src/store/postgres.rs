@@ -1,6 +1,7 @@
 //! The shared database: PostgreSQL, with native TIMESTAMPTZ, DATE and BOOLEAN.
 //! Case tables are read by binary COPY, each value decoded in place.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -62,6 +63,91 @@ impl PgStore {
         })
     }
 
+    /// A read-only transaction of its own snapshot, or of one another exported.
+    async fn read(
+        &self,
+        snapshot: Option<&str>,
+    ) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.err("starting a read", e))?;
+        begin_read(&mut tx, snapshot)
+            .await
+            .map_err(|e| self.err("starting a read", e))?;
+        Ok(tx)
+    }
+
+    /// Reads tables of `order` into a loader of its own, each the next not yet
+    /// taken (`next`), until none is left.
+    async fn read_tables(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        order: &[usize],
+        next: &AtomicUsize,
+        since: Option<Instant>,
+    ) -> Result<Loader, StoreError> {
+        let mut loader = Loader::default();
+        // Each load describes its tables afresh: a statement this connection
+        // kept from an earlier load would give the column types as they were
+        // then, and an ETL may have changed one since.
+        sqlx::Connection::clear_cached_statements(&mut *tx)
+            .await
+            .map_err(|e| self.err("starting a read", e))?;
+        // COPY takes no parameters; an instant formatted here is safe to inline.
+        let since = since.map(|t| {
+            let t = t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            format!(" WHERE updated_at > '{t}'::timestamptz")
+        });
+        while let Some(&(table, cols)) = order
+            .get(next.fetch_add(1, Ordering::Relaxed))
+            .and_then(|&i| TABLES.get(i))
+        {
+            let mut sql = select_sql(table, cols);
+            let what = format!("reading {table}");
+            // The columns' types, from the statement without a condition.
+            let described = sqlx::Executor::prepare(&mut *tx, sql.as_str())
+                .await
+                .map_err(|e| self.err(&what, e))?;
+            let types = described.columns().iter().map(|c| c.type_info());
+            let columns = Columns::new(
+                cols,
+                types.clone().map(|t| t.oid().map_or(0, |o| o.0)).collect(),
+                types.map(|t| t.name().to_string()).collect(),
+            );
+            if let Some(condition) = &since {
+                sql.push_str(condition);
+            }
+            // Binary COPY: the server sends each value as it stores it, and
+            // the client reads it in place, at a fraction of a query's cost
+            // per row (a national load reads millions).
+            let copy = format!("COPY ({sql}) TO STDOUT (FORMAT binary)");
+            let mut chunks = tx
+                .copy_out_raw(&copy)
+                .await
+                .map_err(|e| self.err(&what, e))?;
+            let mut reader = BinaryCopy::default();
+            while let Some(chunk) = chunks.try_next().await.map_err(|e| self.err(&what, e))? {
+                reader
+                    .feed(&chunk, &mut |data, fields| {
+                        let row = Tuple {
+                            data,
+                            fields,
+                            columns: &columns,
+                            next: std::cell::Cell::new(0),
+                        };
+                        loader.row(table, &row);
+                    })
+                    .map_err(|reason| self.failed(&what, reason))?;
+            }
+            if !reader.ended {
+                return Err(self.failed(&what, "the COPY ended before its last row".into()));
+            }
+        }
+        Ok(loader)
+    }
+
     fn err(&self, what: &str, e: sqlx::Error) -> StoreError {
         self.failed(what, e.to_string())
     }
@@ -73,6 +159,42 @@ impl PgStore {
             reason,
         }
     }
+}
+
+/// Makes a transaction just begun read-only, of its own snapshot or of one
+/// another transaction exported (`pg_export_snapshot`).
+pub(crate) async fn begin_read(
+    tx: &mut sqlx::PgConnection,
+    snapshot: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let mut set = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY".to_string();
+    if let Some(id) = snapshot {
+        // The server's own id, quoted as a literal all the same.
+        set.push_str(&format!(
+            "; SET TRANSACTION SNAPSHOT '{}'",
+            id.replace('\'', "''")
+        ));
+    }
+    sqlx::Executor::execute(tx, set.as_str()).await.map(|_| ())
+}
+
+/// The places in [`TABLES`] of the case tables, largest on disk first (a
+/// table's reading takes time in proportion to its size), so that two
+/// connections taking them in turn finish together. Views have no size of
+/// their own and keep the contract's order.
+pub(crate) async fn largest_first(
+    conn: &mut sqlx::PgConnection,
+) -> Result<Vec<usize>, sqlx::Error> {
+    let sizes: Vec<i64> = sqlx::query_scalar(
+        "SELECT coalesce(pg_relation_size(to_regclass(t.name)), 0) \
+         FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i) ORDER BY t.i",
+    )
+    .bind(TABLES.iter().map(|(t, _)| *t).collect::<Vec<_>>())
+    .fetch_all(conn)
+    .await?;
+    let mut order: Vec<usize> = (0..TABLES.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes.get(i).copied().unwrap_or(0)));
+    Ok(order)
 }
 
 /// By name: the notification log's few rows.
@@ -418,17 +540,15 @@ impl Store for PgStore {
     }
 
     async fn load_since(&self, since: Option<Instant>) -> Result<Loaded, StoreError> {
-        let mut loader = Loader::default();
-        // One snapshot for all tables, so a concurrent ETL load is seen whole or not at all.
-        let mut tx = self
-            .pool
-            .begin()
+        // One snapshot for all tables, so a concurrent ETL load is seen whole
+        // or not at all. Two connections share it and take the tables in turn,
+        // largest first: a national load keeps a backend busy on each core
+        // rather than one backend and a client waiting on each other.
+        let mut first = self.read(None).await?;
+        let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+            .fetch_one(&mut *first)
             .await
-            .map_err(|e| self.err("starting a read", e))?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err("starting a read", e))?;
+            .map_err(|e| self.err("sharing the read's snapshot", e))?;
         let newest = TABLES
             .iter()
             .map(|(t, _)| format!("SELECT max(updated_at) AS m FROM {t}"))
@@ -436,57 +556,24 @@ impl Store for PgStore {
             .join(" UNION ALL ");
         let watermark: Option<Instant> =
             sqlx::query_scalar(&format!("SELECT max(m) FROM ({newest}) AS w"))
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut *first)
                 .await
                 .map_err(|e| self.err("reading updated_at", e))?;
-        for (table, cols) in TABLES {
-            let mut sql = select_sql(table, cols);
-            let what = format!("reading {table}");
-            // The columns' types, from the statement without a condition: one
-            // per table, which the connection keeps prepared for the next load.
-            let described = sqlx::Executor::prepare(&mut *tx, sql.as_str())
-                .await
-                .map_err(|e| self.err(&what, e))?;
-            let types = described.columns().iter().map(|c| c.type_info());
-            let columns = Columns::new(
-                cols,
-                types.clone().map(|t| t.oid().map_or(0, |o| o.0)).collect(),
-                types.map(|t| t.name().to_string()).collect(),
-            );
-            if let Some(t) = since {
-                // COPY takes no parameters; an instant formatted here is safe to inline.
-                let t = t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-                sql.push_str(&format!(" WHERE updated_at > '{t}'::timestamptz"));
-            }
-            // Binary COPY: the server sends each value as it stores it, and
-            // the client reads it in place, at a fraction of a query's cost
-            // per row (a national load reads millions).
-            let copy = format!("COPY ({sql}) TO STDOUT (FORMAT binary)");
-            let mut chunks = tx
-                .copy_out_raw(&copy)
-                .await
-                .map_err(|e| self.err(&what, e))?;
-            let mut reader = BinaryCopy::default();
-            while let Some(chunk) = chunks.try_next().await.map_err(|e| self.err(&what, e))? {
-                reader
-                    .feed(&chunk, &mut |data, fields| {
-                        let row = Tuple {
-                            data,
-                            fields,
-                            columns: &columns,
-                            next: std::cell::Cell::new(0),
-                        };
-                        loader.row(table, &row);
-                    })
-                    .map_err(|reason| self.failed(&what, reason))?;
-            }
-            if !reader.ended {
-                return Err(self.failed(&what, "the COPY ended before its last row".into()));
-            }
-        }
-        tx.commit()
+        let order = largest_first(&mut first)
             .await
-            .map_err(|e| self.err("finishing a read", e))?;
+            .map_err(|e| self.err("reading the tables' sizes", e))?;
+        let mut second = self.read(Some(&snapshot)).await?;
+        let next = AtomicUsize::new(0);
+        let (mut loader, other) = tokio::try_join!(
+            self.read_tables(&mut first, &order, &next, since),
+            self.read_tables(&mut second, &order, &next, since),
+        )?;
+        for tx in [first, second] {
+            tx.commit()
+                .await
+                .map_err(|e| self.err("finishing a read", e))?;
+        }
+        loader.join(other);
         Ok(Loaded {
             state: loader.finish(),
             watermark,

@@ -378,6 +378,35 @@ impl Loader {
         }
     }
 
+    /// Takes in the rows another loader read (of other tables, or more of the same).
+    pub fn join(&mut self, other: Loader) {
+        macro_rules! append {
+            ($($t:ident),*) => {
+                // Named in full, so a table added to the state must be added here.
+                let CaseState { $($t,)* load_findings: _ } = other.state;
+                $(self.state.$t.extend($t);)*
+            };
+        }
+        append!(
+            agencies,
+            teams,
+            workers,
+            children,
+            referrals,
+            assessments,
+            strategy_discussions,
+            conferences,
+            conference_children,
+            invitations,
+            cp_plans,
+            core_groups,
+            visits,
+            cin_reviews,
+            exceptions
+        );
+        self.findings.extend(other.findings);
+    }
+
     pub fn finish(self) -> CaseState {
         CaseState {
             load_findings: self.findings,
