@@ -7,7 +7,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant as Clock};
 
 use anyhow::{bail, Context};
@@ -17,7 +17,7 @@ use sqlx::{Connection, Executor};
 use crate::case::Instant;
 use crate::engine::Engine;
 use crate::incremental::{Kept, NeedFull};
-use crate::store::{self, select_sql, TABLES};
+use crate::store::{self, select_sql};
 
 /// What to measure, and where.
 pub struct Options {
@@ -339,10 +339,7 @@ async fn stream(
     next: &AtomicUsize,
 ) -> anyhow::Result<usize> {
     let mut rows = 0;
-    while let Some(&(table, cols)) = order
-        .get(next.fetch_add(1, Ordering::Relaxed))
-        .and_then(|&i| TABLES.get(i))
-    {
+    while let Some((table, cols)) = store::postgres::take_next(order, next) {
         let sql = select_sql(table, cols);
         match how {
             Fetch::Select => {

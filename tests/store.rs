@@ -435,3 +435,41 @@ async fn a_load_sees_each_concurrent_transaction_whole() {
     );
     db.finish().await;
 }
+
+/// A role the database allows one connection still loads everything: a load
+/// asks for a second connection and, refused, reads on the one it has.
+#[tokio::test]
+async fn a_role_allowed_one_connection_still_loads() {
+    let state = demo_state();
+    let db = TempDb::new("onecon").await;
+    let owner = store::connect(&db.url(), false).await.expect("postgres");
+    owner.migrate(false).await.expect("migrate");
+    owner.replace_case_data(&state).await.expect("write");
+    drop(owner);
+
+    let role = format!("{}_one", db.name);
+    let mut admin = PgConnection::connect(&db.url()).await.expect("admin");
+    for sql in [
+        format!("DROP ROLE IF EXISTS {role}"),
+        format!("CREATE ROLE {role} LOGIN CONNECTION LIMIT 1"),
+        format!("GRANT CONNECT ON DATABASE {} TO {role}", db.name),
+        format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"),
+    ] {
+        admin.execute(sql.as_str()).await.expect(&sql);
+    }
+    admin.close().await.expect("close");
+
+    let reader = store::connect(&url_for(&db.name, Some(&role)), false)
+        .await
+        .expect("reader connects");
+    let loaded = reader.load().await.expect("a load on one connection");
+    assert_eq!(json_of(&loaded), json_of(&state));
+    drop(reader);
+
+    db.finish().await;
+    let mut admin = PgConnection::connect(&admin_url()).await.expect("admin");
+    admin
+        .execute(format!("DROP ROLE IF EXISTS {role}").as_str())
+        .await
+        .expect("drop role");
+}

@@ -42,6 +42,9 @@ pub struct PgStore {
     url: String,
     /// The connection holding the sender's advisory lock, while this replica holds it.
     leader: tokio::sync::Mutex<Option<sqlx::PgConnection>>,
+    /// Set once a load could not have a second connection (a role's
+    /// connection limit, say): loads read on one from then on.
+    one_connection: std::sync::atomic::AtomicBool,
 }
 
 impl PgStore {
@@ -60,6 +63,7 @@ impl PgStore {
             pool,
             url: redact(url),
             leader: tokio::sync::Mutex::new(None),
+            one_connection: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -100,10 +104,7 @@ impl PgStore {
             let t = t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
             format!(" WHERE updated_at > '{t}'::timestamptz")
         });
-        while let Some(&(table, cols)) = order
-            .get(next.fetch_add(1, Ordering::Relaxed))
-            .and_then(|&i| TABLES.get(i))
-        {
+        while let Some((table, cols)) = take_next(order, next) {
             let mut sql = select_sql(table, cols);
             let what = format!("reading {table}");
             // The columns' types, from the statement without a condition.
@@ -176,6 +177,15 @@ pub(crate) async fn begin_read(
         ));
     }
     sqlx::Executor::execute(tx, set.as_str()).await.map(|_| ())
+}
+
+/// The next table of `order` that no other connection has taken (`next`).
+pub(crate) fn take_next(
+    order: &[usize],
+    next: &AtomicUsize,
+) -> Option<(&'static str, &'static [&'static str])> {
+    let i = *order.get(next.fetch_add(1, Ordering::Relaxed))?;
+    TABLES.get(i).copied()
 }
 
 /// The places in [`TABLES`] of the case tables, largest on disk first (a
@@ -562,18 +572,37 @@ impl Store for PgStore {
         let order = largest_first(&mut first)
             .await
             .map_err(|e| self.err("reading the tables' sizes", e))?;
-        let mut second = self.read(Some(&snapshot)).await?;
+        let mut second = if self.one_connection.load(Ordering::Relaxed) {
+            None
+        } else {
+            match self.read(Some(&snapshot)).await {
+                Ok(tx) => Some(tx),
+                Err(e) => {
+                    self.one_connection.store(true, Ordering::Relaxed);
+                    tracing::warn!(
+                        "{e}; reading the case tables on one connection from now on, which is slower \
+                         (allow cpwatch five connections: README, Databases)"
+                    );
+                    None
+                }
+            }
+        };
         let next = AtomicUsize::new(0);
-        let (mut loader, other) = tokio::try_join!(
-            self.read_tables(&mut first, &order, &next, since),
-            self.read_tables(&mut second, &order, &next, since),
-        )?;
-        for tx in [first, second] {
+        let (mut loader, other) =
+            tokio::try_join!(self.read_tables(&mut first, &order, &next, since), async {
+                match second.as_mut() {
+                    Some(tx) => self.read_tables(tx, &order, &next, since).await.map(Some),
+                    None => Ok(None),
+                }
+            },)?;
+        for tx in std::iter::once(first).chain(second) {
             tx.commit()
                 .await
                 .map_err(|e| self.err("finishing a read", e))?;
         }
-        loader.join(other);
+        if let Some(other) = other {
+            loader.join(other);
+        }
         Ok(Loaded {
             state: loader.finish(),
             watermark,
