@@ -53,6 +53,23 @@ fn the_command_line_is_well_formed_and_every_command_says_what_it_does() {
 }
 
 #[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    // As under systemd: stderr goes to journald, not a terminal.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = Command::new(env!("CARGO_BIN_EXE_cpwatch"))
+        .args(["demo", "--at", AT])
+        .current_dir(dir.path())
+        .env("CPWATCH_LOG", "debug")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run cpwatch");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = stderr(&o);
+    assert!(log.contains("DEBUG"), "no log lines to check: {log}");
+    assert!(!log.contains('\x1b'), "escape codes in a piped log: {log:?}");
+}
+
+#[test]
 fn demo_then_check_and_explain_on_the_embedded_database() {
     let dir = tempfile::tempdir().expect("tempdir");
     let demo = cpwatch(dir.path(), &["demo", "--at", AT]);
