@@ -66,7 +66,10 @@ fn logs_written_to_a_pipe_carry_no_colour_codes() {
     assert!(o.status.success(), "{}", stderr(&o));
     let log = stderr(&o);
     assert!(log.contains("DEBUG"), "no log lines to check: {log}");
-    assert!(!log.contains('\x1b'), "escape codes in a piped log: {log:?}");
+    assert!(
+        !log.contains('\x1b'),
+        "escape codes in a piped log: {log:?}"
+    );
 }
 
 #[test]
