@@ -881,8 +881,14 @@ impl Report {
             ws.insert_chart_with_offset(at_row, 0, &chart, (i as u32 % 3) * 430, 0)?;
         }
 
-        // Obligations: one row each, as an Excel table.
-        let ws = wb.add_worksheet().set_name("Obligations")?;
+        // Obligations: one row each, as an Excel table. At national size this
+        // sheet is most of the workbook, so its rows go to a temporary file as
+        // they are written rather than staying in memory: the table (which
+        // writes the header row) comes first, and the columns are sized from
+        // the longest value, as autofit would but from every row.
+        let ws = wb
+            .add_worksheet_with_constant_memory()?
+            .set_name("Obligations")?;
         let cols = [
             "Rule",
             "Child",
@@ -898,26 +904,6 @@ impl Report {
             "Working days late",
             "Exception reason",
         ];
-        for (i, r) in self.obligations.iter().enumerate() {
-            let row = 1 + i as u32;
-            ws.write(row, 0, &*r.rule)?;
-            opt(ws, row, 1, &r.child)?;
-            opt(ws, row, 2, &r.conference)?;
-            opt(ws, row, 3, &r.agency)?;
-            opt(ws, row, 4, &r.professional_group)?;
-            opt(ws, row, 5, &r.team)?;
-            ws.write_datetime_with_format(row, 6, r.starts, &date)?;
-            ws.write_datetime_with_format(row, 7, r.deadline, &date)?;
-            if let Some(m) = &r.met {
-                ws.write_datetime_with_format(row, 8, m, &date)?;
-            }
-            ws.write(row, 9, r.status.as_str())?;
-            ws.write(row, 10, r.outcome)?;
-            if let Some(n) = r.working_days_late {
-                ws.write(row, 11, n as f64)?;
-            }
-            opt(ws, row, 12, &r.exception_reason)?;
-        }
         let columns: Vec<TableColumn> = cols
             .iter()
             .map(|c| TableColumn::new().set_header(*c))
@@ -931,9 +917,40 @@ impl Report {
             &Table::new().set_columns(&columns),
         )?;
         ws.set_freeze_panes(1, 0)?;
-        ws.autofit();
-        for c in 6..=8 {
-            ws.set_column_width(c, 17)?;
+        // Header text plus the table's filter button.
+        let mut widest: Vec<usize> = cols.iter().map(|c| c.chars().count() + 3).collect();
+        let mut text = |ws: &mut Worksheet, row: u32, col: u16, v: Option<&str>| {
+            let Some(v) = v else { return Ok(()) };
+            let w = &mut widest[usize::from(col)];
+            *w = (*w).max(v.chars().count());
+            ws.write(row, col, v).map(|_| ())
+        };
+        for (i, r) in self.obligations.iter().enumerate() {
+            let row = 1 + i as u32;
+            text(ws, row, 0, Some(&r.rule))?;
+            text(ws, row, 1, r.child.as_deref())?;
+            text(ws, row, 2, r.conference.as_deref())?;
+            text(ws, row, 3, r.agency.as_deref())?;
+            text(ws, row, 4, r.professional_group.as_deref())?;
+            text(ws, row, 5, r.team.as_deref())?;
+            ws.write_datetime_with_format(row, 6, r.starts, &date)?;
+            ws.write_datetime_with_format(row, 7, r.deadline, &date)?;
+            if let Some(m) = &r.met {
+                ws.write_datetime_with_format(row, 8, m, &date)?;
+            }
+            text(ws, row, 9, Some(r.status.as_str()))?;
+            text(ws, row, 10, Some(r.outcome))?;
+            if let Some(n) = r.working_days_late {
+                ws.write(row, 11, n as f64)?;
+            }
+            text(ws, row, 12, r.exception_reason.as_deref())?;
+        }
+        for (c, w) in widest.iter().enumerate() {
+            let width = match c {
+                6..=8 => 17.0,
+                _ => (*w).min(60) as f64 * 1.1 + 1.0,
+            };
+            ws.set_column_width(c as u16, width)?;
         }
 
         // Exceptions, data quality, national comparison.

@@ -341,6 +341,40 @@ fn the_workbook_opens_in_libreoffice_with_every_sheet() {
         .nth(1)
         .is_some_and(|l| l.contains("2025-") || l.contains("2026-")));
     assert!(sheet("Summary").contains('%'));
+
+    // The obligations sheet is written row by row (constant memory), and still
+    // is an Excel table with a frozen header and columns as wide as their longest value.
+    let py = "import sys, zipfile, re\n\
+z = zipfile.ZipFile(sys.argv[1])\n\
+names = re.findall(r'<sheet name=\"([^\"]+)\"', z.read('xl/workbook.xml').decode())\n\
+x = z.read('xl/worksheets/sheet%d.xml' % (names.index('Obligations') + 1)).decode()\n\
+print('table' if '<tablePart ' in x else 'no table')\n\
+print('frozen' if 'state=\"frozen\"' in x else 'not frozen')\n\
+print(re.search(r'<col min=\"1\" max=\"[0-9]+\" width=\"([0-9.]+)\"', x).group(1))\n";
+    let out = Command::new("python3")
+        .args(["-c", py])
+        .arg(&xlsx)
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.get(..2),
+        Some(&["table", "frozen"][..]),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let longest_rule = r
+        .obligations
+        .iter()
+        .map(|o| o.rule.len())
+        .max()
+        .unwrap_or(0);
+    let width: f64 = lines.get(2).and_then(|w| w.parse().ok()).unwrap_or(0.0);
+    assert!(
+        width >= longest_rule as f64,
+        "the Rule column is {width} wide for rule ids of up to {longest_rule} characters"
+    );
 }
 
 fn cpwatch(dir: &Path, args: &[&str]) -> std::process::Output {
