@@ -38,17 +38,29 @@ pub const BANDS: &[(&str, i64, i64)] = &[
 pub enum ExportError {
     #[error("{0} exists: choose another --out, or --force to replace it")]
     Exists(String),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    // Not `source`: the message says it already, and a source would repeat it.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("writing the workbook: {0}")]
-    Xlsx(#[from] XlsxError),
+    Xlsx(XlsxError),
+    #[error("cannot make the workbook's temporary file in {dir}: {error}; set TMPDIR to a writable directory")]
+    TempDir { dir: String, error: std::io::Error },
     #[error("writing CSV: {0}")]
     Csv(#[from] csv::Error),
     #[error("unknown table {0:?} (summary, by_agency, by_team, by_month, obligations, exceptions, data_quality, national_comparison)")]
     UnknownTable(String),
+}
+
+impl From<XlsxError> for ExportError {
+    fn from(e: XlsxError) -> Self {
+        match e {
+            XlsxError::TempFileError(dir, error) => ExportError::TempDir {
+                dir: dir.display().to_string(),
+                error,
+            },
+            e => ExportError::Xlsx(e),
+        }
+    }
 }
 
 /// What the export covers and how it was made, for its header.
@@ -492,11 +504,11 @@ fn create(path: &Path, force: bool) -> Result<std::fs::File, ExportError> {
     } else {
         o.create_new(true);
     }
-    o.open(path).map_err(|source| match source.kind() {
+    o.open(path).map_err(|error| match error.kind() {
         std::io::ErrorKind::AlreadyExists => ExportError::Exists(path.display().to_string()),
         _ => ExportError::Io {
             path: path.display().to_string(),
-            source,
+            error,
         },
     })
 }
@@ -524,9 +536,9 @@ fn write_groups(
         head.extend(counts);
         csv.write_record(&head)?;
     }
-    csv.flush().map_err(|source| ExportError::Io {
+    csv.flush().map_err(|error| ExportError::Io {
         path: "csv".into(),
-        source,
+        error,
     })
 }
 
@@ -541,9 +553,9 @@ fn write_rows<T: Serialize>(
     for r in rows {
         csv.serialize(r)?;
     }
-    csv.flush().map_err(|source| ExportError::Io {
+    csv.flush().map_err(|error| ExportError::Io {
         path: "csv".into(),
-        source,
+        error,
     })
 }
 
@@ -702,7 +714,7 @@ impl Report {
         use std::os::unix::fs::DirBuilderExt;
         let io = |path: &Path| {
             let path = path.display().to_string();
-            move |source| ExportError::Io { path, source }
+            move |error| ExportError::Io { path, error }
         };
         if dir.exists() && !force {
             return Err(ExportError::Exists(dir.display().to_string()));
@@ -739,11 +751,13 @@ impl Report {
     }
 
     pub fn write_xlsx(&self, path: &Path, force: bool) -> Result<(), ExportError> {
-        let mut file = create(path, force)?;
+        // Made whole before the file is touched: a failure leaves no empty
+        // file (which would block the next try) and replaces nothing.
         let bytes = self.xlsx()?;
-        file.write_all(&bytes).map_err(|source| ExportError::Io {
+        let mut file = create(path, force)?;
+        file.write_all(&bytes).map_err(|error| ExportError::Io {
             path: path.display().to_string(),
-            source,
+            error,
         })
     }
 

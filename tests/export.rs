@@ -413,6 +413,32 @@ async fn the_command_on_the_demo_database_and_on_postgresql() {
         .exists());
     let o = cpwatch(dir.path(), &args);
     assert_eq!(o.status.code(), Some(2), "no overwrite without --force");
+    // A temporary directory that cannot be written: told what to do, and
+    // neither a file left behind nor the existing one replaced.
+    let unwritable = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cpwatch"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("CPWATCH_DATABASE_URL")
+            .env("TMPDIR", dir.path().join("no-such-dir"))
+            .output()
+            .expect("cpwatch")
+    };
+    let o = unwritable(&[&args[..], &["--out", "new.xlsx"]].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("set TMPDIR to a writable directory"), "{err}");
+    assert!(
+        !dir.path().join("new.xlsx").exists(),
+        "an empty file was left"
+    );
+    let kept = dir
+        .path()
+        .join("cpwatch-pan-dorset-2025-11-01-2026-10-31.xlsx");
+    let before = std::fs::read(&kept).expect("the first export");
+    let o = unwritable(&[&args[..], &["--force"]].concat());
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(std::fs::read(&kept).expect("still there"), before);
     let o = cpwatch(
         dir.path(),
         &[

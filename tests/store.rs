@@ -26,6 +26,15 @@ fn demo_state() -> CaseState {
     cpwatch::demo::generate(3, 150, t(NOW), &holidays()).expect("demo")
 }
 
+/// A fresh PostgreSQL database migrated and holding `state`, with a store on it.
+async fn pg_holding(tag: &str, state: &CaseState) -> (TempDb, Box<dyn store::Store>) {
+    let db = TempDb::new(tag).await;
+    let pg = store::connect(&db.url(), false).await.expect("postgres");
+    pg.migrate(false).await.expect("migrate");
+    pg.replace_case_data(state).await.expect("write");
+    (db, pg)
+}
+
 async fn sqlite_roundtrip(state: &CaseState) -> (tempfile::TempDir, CaseState) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("cases.db").display());
@@ -73,10 +82,7 @@ async fn the_canonical_case_round_trips_through_both() {
         let direct = json_of(&state);
         let (_dir, from_sqlite) = sqlite_roundtrip(&state).await;
         assert_eq!(json_of(&from_sqlite), direct);
-        let db = TempDb::new("canon").await;
-        let pg = store::connect(&db.url(), false).await.expect("postgres");
-        pg.migrate(false).await.expect("migrate");
-        pg.replace_case_data(&state).await.expect("write");
+        let (db, pg) = pg_holding("canon", &state).await;
         assert_eq!(json_of(&pg.load().await.expect("load")), direct);
         db.finish().await;
     }
@@ -85,10 +91,7 @@ async fn the_canonical_case_round_trips_through_both() {
 #[tokio::test]
 async fn loading_works_through_views_with_a_select_only_role() {
     let state = demo_state();
-    let db = TempDb::new("views").await;
-    let owner = store::connect(&db.url(), false).await.expect("postgres");
-    owner.migrate(false).await.expect("migrate");
-    owner.replace_case_data(&state).await.expect("write");
+    let (db, owner) = pg_holding("views", &state).await;
     drop(owner);
 
     let role = format!("{}_reader", db.name);
@@ -214,12 +217,7 @@ async fn unreadable_values_become_findings_and_the_rest_loads() {
 /// finding, as any unreadable value is, not a failed load.
 #[tokio::test]
 async fn infinite_timestamps_in_postgres_become_findings() {
-    let db = TempDb::new("infinity").await;
-    let s = store::connect(&db.url(), false).await.expect("postgres");
-    s.migrate(false).await.expect("migrate");
-    s.replace_case_data(&fixture("bolton"))
-        .await
-        .expect("write");
+    let (db, s) = pg_holding("infinity", &fixture("bolton")).await;
     let mut conn = PgConnection::connect(&db.url()).await.expect("raw");
     conn.execute("UPDATE conferences SET minutes_circulated_at = 'infinity' WHERE id = 'CONF-1'")
         .await
@@ -272,10 +270,7 @@ async fn infinite_timestamps_in_postgres_become_findings() {
 #[tokio::test]
 async fn columns_of_other_types_in_postgres_are_read_or_reported() {
     let state = demo_state();
-    let db = TempDb::new("types").await;
-    let s = store::connect(&db.url(), false).await.expect("postgres");
-    s.migrate(false).await.expect("migrate");
-    s.replace_case_data(&state).await.expect("write");
+    let (db, s) = pg_holding("types", &state).await;
     let mut conn = PgConnection::connect(&db.url()).await.expect("raw");
     conn.execute(
         "ALTER TABLE cp_plans ALTER COLUMN visit_interval_working_days TYPE BIGINT; \
@@ -373,10 +368,7 @@ async fn a_missing_database_says_what_to_do() {
 /// the second connection takes a snapshot of its own).
 #[tokio::test]
 async fn a_load_sees_each_concurrent_transaction_whole() {
-    let db = TempDb::new("snapshot").await;
-    let pg = store::connect(&db.url(), false).await.expect("postgres");
-    pg.migrate(false).await.expect("migrate");
-    pg.replace_case_data(&demo_state()).await.expect("write");
+    let (db, pg) = pg_holding("snapshot", &demo_state()).await;
 
     // Each transaction adds a row to tables of every size, so the two
     // connections of a load each read some of them.
@@ -441,10 +433,7 @@ async fn a_load_sees_each_concurrent_transaction_whole() {
 #[tokio::test]
 async fn a_role_allowed_one_connection_still_loads() {
     let state = demo_state();
-    let db = TempDb::new("onecon").await;
-    let owner = store::connect(&db.url(), false).await.expect("postgres");
-    owner.migrate(false).await.expect("migrate");
-    owner.replace_case_data(&state).await.expect("write");
+    let (db, owner) = pg_holding("onecon", &state).await;
     drop(owner);
 
     let role = format!("{}_one", db.name);
