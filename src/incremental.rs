@@ -72,6 +72,17 @@ enum NodeRef<'a> {
 }
 
 impl NodeRef<'_> {
+    /// Whether both are the same kind of node and their ids the same text in
+    /// the same place: equal without reading the text.
+    fn same_text(self, other: NodeRef<'_>) -> bool {
+        let same = |a: &str, b: &str| std::ptr::eq(a, b);
+        match (self, other) {
+            (NodeRef::Child(a), NodeRef::Child(b)) => same(a, b),
+            (NodeRef::Conference(a), NodeRef::Conference(b)) => same(a, b),
+            _ => false,
+        }
+    }
+
     fn owned(self) -> Node {
         match self {
             NodeRef::Child(c) => Node::Child(Name::from(c)),
@@ -347,31 +358,94 @@ fn link<'a, T: Row>(rows: &'a [T], scope: &mut FxHashSet<NodeRef<'a>>) -> bool {
     grew
 }
 
-fn pick<T: Row>(rows: &[T], scope: &Scope) -> Vec<T> {
-    rows.iter()
-        .filter(|r| match r.nodes() {
-            [None, None] => true,
-            [a, b] => a.or(b).is_some_and(|n| scope.contains(n)),
-        })
-        .cloned()
-        .collect()
+/// Where a table's rows of the components in scope are.
+fn positions<T: Row>(rows: &[T], scope: &Scope) -> Vec<usize> {
+    // A load shares one allocation per id and reads a child's rows together,
+    // so a row's node is mostly the last row's, the same text at the same
+    // address: its answer is reused without hashing the text again.
+    let mut last: Option<(NodeRef, bool)> = None;
+    let mut at = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        let n = match r.nodes() {
+            [None, None] => {
+                at.push(i);
+                continue;
+            }
+            [a, b] => a.or(b),
+        };
+        let held = match (n, last) {
+            (None, _) => false,
+            (Some(n), Some((m, held))) if n.same_text(m) => held,
+            (Some(n), _) => {
+                let held = scope.contains(n);
+                last = Some((n, held));
+                held
+            }
+        };
+        if held {
+            at.push(i);
+        }
+    }
+    at
 }
 
-/// The rows of the components in scope, with the reference tables whole.
-fn restrict(s: &CaseState, scope: &Scope) -> CaseState {
-    let mut out = CaseState {
-        agencies: s.agencies.clone(),
-        teams: s.teams.clone(),
-        workers: s.workers.clone(),
-        ..CaseState::default()
-    };
-    macro_rules! take {
-        ($t:ident) => {
-            out.$t = pick(&s.$t, scope);
-        };
+/// The positions in scope of every component table, found by one scan of
+/// the kept state and reused once the changes are applied: a change
+/// replaces a row where it stands (its nodes, old and new, are in scope) or
+/// adds one at the end, so only added rows need a look.
+#[derive(Default)]
+struct InScope(FxHashMap<&'static str, (Vec<usize>, usize)>);
+
+impl InScope {
+    fn find(s: &CaseState, scope: &Scope) -> InScope {
+        let mut found = InScope::default();
+        macro_rules! find {
+            ($t:ident) => {
+                found
+                    .0
+                    .insert(stringify!($t), (positions(&s.$t, scope), s.$t.len()));
+            };
+        }
+        component_tables!(find);
+        found
     }
-    component_tables!(take);
-    out
+
+    /// The rows of the components in scope, with the reference tables whole.
+    fn restrict(&self, s: &CaseState) -> CaseState {
+        let mut out = CaseState {
+            agencies: s.agencies.clone(),
+            teams: s.teams.clone(),
+            workers: s.workers.clone(),
+            ..CaseState::default()
+        };
+        macro_rules! take {
+            ($t:ident) => {
+                if let Some((at, _)) = self.0.get(stringify!($t)) {
+                    out.$t = at.iter().filter_map(|&i| s.$t.get(i)).cloned().collect();
+                }
+            };
+        }
+        component_tables!(take);
+        out
+    }
+
+    /// Adds the rows in scope that were added since the positions were found.
+    fn extend(&mut self, s: &CaseState, scope: &Scope) {
+        macro_rules! added {
+            ($t:ident) => {
+                if let Some((at, len)) = self.0.get_mut(stringify!($t)) {
+                    let from = *len;
+                    at.extend(
+                        positions(s.$t.get(from..).unwrap_or_default(), scope)
+                            .into_iter()
+                            .map(|i| i + from),
+                    );
+                    *len = s.$t.len();
+                }
+            };
+        }
+        component_tables!(added);
+    }
 }
 
 /// The first instant after `now` at which the date changes in UTC or in any board's time zone.
@@ -652,7 +726,8 @@ impl Kept {
         }
 
         // Take out what the components counted before...
-        let before = restrict(&self.state, &scope);
+        let mut in_scope = InScope::find(&self.state, &scope);
+        let before = in_scope.restrict(&self.state);
         let tally = &mut self.tally;
         let old = engine.evaluate_each(&before, before_at, &mut |o| tally.remove(&o));
         drop(before);
@@ -675,7 +750,8 @@ impl Kept {
             };
         }
         component_tables!(put);
-        let after = restrict(&self.state, &scope);
+        in_scope.extend(&self.state, &scope);
+        let after = in_scope.restrict(&self.state);
         let until = self.until;
         let tally = &mut self.tally;
         tally.set_now(now);
@@ -756,5 +832,29 @@ mod tests {
         assert!(reach.contains(&NodeRef::Child("C1")));
         assert!(reach.contains(&NodeRef::Conference("K1")));
         assert!(!reach.contains(&NodeRef::Child("C3")));
+    }
+
+    #[test]
+    fn rows_in_scope_are_found_whether_or_not_their_ids_share_an_allocation() {
+        let shared = Text::from("C1");
+        let visit = |child: Text| Visit {
+            id: "V".into(),
+            child_id: child,
+            visited_at: Instant::default(),
+            seen_alone: None,
+        };
+        let rows = vec![
+            visit(shared.clone()),
+            visit(shared.clone()),
+            visit("C2".into()),
+            visit("C1".into()),
+            visit("C2".into()),
+            visit(shared),
+        ];
+        let scope = Scope {
+            children: [Name::from("C1")].into_iter().collect(),
+            ..Scope::default()
+        };
+        assert_eq!(positions(&rows, &scope), [0, 1, 3, 5]);
     }
 }
