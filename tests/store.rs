@@ -462,3 +462,57 @@ async fn a_role_allowed_one_connection_still_loads() {
         .await
         .expect("drop role");
 }
+
+/// A load reads the tables on two connections, each decoding on its own task:
+/// a table whose rows cannot be read fails the load with its name, whichever
+/// connection took it, and leaves the store able to load again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_that_cannot_be_read_fails_the_load_whichever_connection_reads_it() {
+    let state = demo_state();
+    let (db, pg) = pg_holding("unreadable", &state).await;
+    let mut admin = PgConnection::connect(&db.url()).await.expect("admin");
+    for table in ["visits", "teams"] {
+        // A view in the table's place whose rows fail as they are read (the
+        // newest updated_at, read first, still works).
+        let cols = cpwatch::store::TABLES
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map(|(_, cols)| cols.iter().copied())
+            .expect("a case table");
+        let select = cols
+            .map(|c| match c {
+                "id" => "CASE WHEN id IS NULL THEN id ELSE (1 / 0)::text END AS id".to_string(),
+                c => c.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        for sql in [
+            format!("ALTER TABLE {table} RENAME TO {table}_away"),
+            format!("CREATE VIEW {table} AS SELECT {select}, updated_at FROM {table}_away"),
+        ] {
+            admin.execute(sql.as_str()).await.expect(&sql);
+        }
+        for _ in 0..3 {
+            let err = pg
+                .load()
+                .await
+                .expect_err("a load of failing rows")
+                .to_string();
+            assert!(
+                err.contains(&format!("reading {table}")) && err.contains("division by zero"),
+                "{err}"
+            );
+        }
+        for sql in [
+            format!("DROP VIEW {table}"),
+            format!("ALTER TABLE {table}_away RENAME TO {table}"),
+        ] {
+            admin.execute(sql.as_str()).await.expect(&sql);
+        }
+        let loaded = pg.load().await.expect("a load once the table is back");
+        assert_eq!(json_of(&loaded), json_of(&state));
+    }
+    admin.close().await.expect("close");
+    drop(pg);
+    db.finish().await;
+}

@@ -68,13 +68,14 @@ impl PgStore {
     }
 
     /// A read-only transaction of its own snapshot, or of one another exported.
-    async fn read(
-        &self,
-        snapshot: Option<&str>,
-    ) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
-        let mut tx = self
+    async fn read(&self, snapshot: Option<&str>) -> Result<Reading, StoreError> {
+        let conn = self
             .pool
-            .begin()
+            .acquire()
+            .await
+            .map_err(|e| self.err("starting a read", e))?;
+        let mut tx = Reading(conn, false);
+        sqlx::Executor::execute(&mut *tx, "BEGIN")
             .await
             .map_err(|e| self.err("starting a read", e))?;
         begin_read(&mut tx, snapshot)
@@ -83,81 +84,134 @@ impl PgStore {
         Ok(tx)
     }
 
-    /// Reads tables of `order` into a loader of its own, each the next not yet
-    /// taken (`next`), until none is left.
-    async fn read_tables(
-        &self,
-        tx: &mut sqlx::PgConnection,
-        order: &[usize],
-        next: &AtomicUsize,
-        since: Option<Instant>,
-    ) -> Result<Loader, StoreError> {
-        let mut loader = Loader::default();
-        // Each load describes its tables afresh: a statement this connection
-        // kept from an earlier load would give the column types as they were
-        // then, and an ETL may have changed one since.
-        sqlx::Connection::clear_cached_statements(&mut *tx)
-            .await
-            .map_err(|e| self.err("starting a read", e))?;
-        // COPY takes no parameters; an instant formatted here is safe to inline.
-        let since = since.map(|t| {
-            let t = t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-            format!(" WHERE updated_at > '{t}'::timestamptz")
-        });
-        while let Some((table, cols)) = take_next(order, next) {
-            let mut sql = select_sql(table, cols);
-            let what = format!("reading {table}");
-            // The columns' types, from the statement without a condition.
-            let described = sqlx::Executor::prepare(&mut *tx, sql.as_str())
-                .await
-                .map_err(|e| self.err(&what, e))?;
-            let types = described.columns().iter().map(|c| c.type_info());
-            let columns = Columns::new(
-                cols,
-                types.clone().map(|t| t.oid().map_or(0, |o| o.0)).collect(),
-                types.map(|t| t.name().to_string()).collect(),
-            );
-            if let Some(condition) = &since {
-                sql.push_str(condition);
-            }
-            // Binary COPY: the server sends each value as it stores it, and
-            // the client reads it in place, at a fraction of a query's cost
-            // per row (a national load reads millions).
-            let copy = format!("COPY ({sql}) TO STDOUT (FORMAT binary)");
-            let mut chunks = tx
-                .copy_out_raw(&copy)
-                .await
-                .map_err(|e| self.err(&what, e))?;
-            let mut reader = BinaryCopy::default();
-            while let Some(chunk) = chunks.try_next().await.map_err(|e| self.err(&what, e))? {
-                reader
-                    .feed(&chunk, &mut |data, fields| {
-                        let row = Tuple {
-                            data,
-                            fields,
-                            columns: &columns,
-                            next: std::cell::Cell::new(0),
-                        };
-                        loader.row(table, &row);
-                    })
-                    .map_err(|reason| self.failed(&what, reason))?;
-            }
-            if !reader.ended {
-                return Err(self.failed(&what, "the COPY ended before its last row".into()));
-            }
-        }
-        Ok(loader)
-    }
-
     fn err(&self, what: &str, e: sqlx::Error) -> StoreError {
         self.failed(what, e.to_string())
     }
 
     fn failed(&self, what: &str, reason: String) -> StoreError {
-        StoreError::Query {
-            url: self.url.clone(),
-            what: what.to_string(),
-            reason,
+        query_failed(&self.url, what, reason)
+    }
+}
+
+fn query_err(url: &str, what: &str, e: sqlx::Error) -> StoreError {
+    query_failed(url, what, e.to_string())
+}
+
+fn query_failed(url: &str, what: &str, reason: String) -> StoreError {
+    StoreError::Query {
+        url: url.to_string(),
+        what: what.to_string(),
+        reason,
+    }
+}
+
+/// Reads tables of `order` into a loader of its own, each the next not yet
+/// taken (`next`), until none is left. `url` (redacted) names the database
+/// in errors.
+async fn read_tables(
+    url: &str,
+    tx: &mut sqlx::PgConnection,
+    order: &[usize],
+    next: &AtomicUsize,
+    since: Option<Instant>,
+) -> Result<Loader, StoreError> {
+    let mut loader = Loader::default();
+    // Each load describes its tables afresh: a statement this connection
+    // kept from an earlier load would give the column types as they were
+    // then, and an ETL may have changed one since.
+    sqlx::Connection::clear_cached_statements(&mut *tx)
+        .await
+        .map_err(|e| query_err(url, "starting a read", e))?;
+    // COPY takes no parameters; an instant formatted here is safe to inline.
+    let since = since.map(|t| {
+        let t = t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        format!(" WHERE updated_at > '{t}'::timestamptz")
+    });
+    while let Some((table, cols)) = take_next(order, next) {
+        let mut sql = select_sql(table, cols);
+        let what = format!("reading {table}");
+        // The columns' types, from the statement without a condition.
+        let described = sqlx::Executor::prepare(&mut *tx, sql.as_str())
+            .await
+            .map_err(|e| query_err(url, &what, e))?;
+        let types = described.columns().iter().map(|c| c.type_info());
+        let columns = Columns::new(
+            cols,
+            types.clone().map(|t| t.oid().map_or(0, |o| o.0)).collect(),
+            types.map(|t| t.name().to_string()).collect(),
+        );
+        if let Some(condition) = &since {
+            sql.push_str(condition);
+        }
+        // Binary COPY: the server sends each value as it stores it, and
+        // the client reads it in place, at a fraction of a query's cost
+        // per row (a national load reads millions).
+        let copy = format!("COPY ({sql}) TO STDOUT (FORMAT binary)");
+        let mut chunks = tx
+            .copy_out_raw(&copy)
+            .await
+            .map_err(|e| query_err(url, &what, e))?;
+        let mut reader = BinaryCopy::default();
+        while let Some(chunk) = chunks
+            .try_next()
+            .await
+            .map_err(|e| query_err(url, &what, e))?
+        {
+            reader
+                .feed(&chunk, &mut |data, fields| {
+                    let row = Tuple {
+                        data,
+                        fields,
+                        columns: &columns,
+                        next: std::cell::Cell::new(0),
+                    };
+                    loader.row(table, &row);
+                })
+                .map_err(|reason| query_failed(url, &what, reason))?;
+        }
+        if !reader.ended {
+            return Err(query_failed(
+                url,
+                &what,
+                "the COPY ended before its last row".into(),
+            ));
+        }
+    }
+    Ok(loader)
+}
+
+/// A read's transaction on a connection of the pool, which goes back to the
+/// pool only once the read is committed. A read that failed or was dropped
+/// half-way (in the middle of a COPY, when the other connection's read
+/// failed) closes its connection instead: sqlx would hand the next user a
+/// connection with the rest of a COPY or a failed transaction still on it.
+struct Reading(sqlx::pool::PoolConnection<Postgres>, bool);
+
+impl Reading {
+    async fn commit(mut self) -> Result<(), sqlx::Error> {
+        sqlx::Executor::execute(&mut *self.0, "COMMIT").await?;
+        self.1 = true;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Reading {
+    type Target = sqlx::PgConnection;
+    fn deref(&self) -> &sqlx::PgConnection {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reading {
+    fn deref_mut(&mut self) -> &mut sqlx::PgConnection {
+        &mut self.0
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.close_on_drop();
         }
     }
 }
@@ -572,7 +626,7 @@ impl Store for PgStore {
         let order = largest_first(&mut first)
             .await
             .map_err(|e| self.err("reading the tables' sizes", e))?;
-        let mut second = if self.one_connection.load(Ordering::Relaxed) {
+        let second = if self.one_connection.load(Ordering::Relaxed) {
             None
         } else {
             match self.read(Some(&snapshot)).await {
@@ -587,21 +641,46 @@ impl Store for PgStore {
                 }
             }
         };
-        let next = AtomicUsize::new(0);
-        let (mut loader, other) =
-            tokio::try_join!(self.read_tables(&mut first, &order, &next, since), async {
-                match second.as_mut() {
-                    Some(tx) => self.read_tables(tx, &order, &next, since).await.map(Some),
-                    None => Ok(None),
-                }
-            },)?;
+        // The second connection's rows are decoded on a task of its own, so
+        // on another core than the first's: one thread decoding both would
+        // hold the load to its speed while the backends wait.
+        let order = std::sync::Arc::new(order);
+        let next = std::sync::Arc::new(AtomicUsize::new(0));
+        let other = second.map(|mut tx| {
+            let (url, order, next) = (self.url.clone(), order.clone(), next.clone());
+            tokio::spawn(async move {
+                let read = read_tables(&url, &mut tx, &order, &next, since).await;
+                (tx, read)
+            })
+        });
+        let mine = read_tables(&self.url, &mut first, &order, &next, since).await;
+        let other = match other {
+            // The first connection's error is the one to report; the other
+            // stops reading, and its connection is closed (`Reading`).
+            Some(task) if mine.is_err() => {
+                task.abort();
+                None
+            }
+            Some(task) => Some(task.await.map_err(|e| {
+                self.failed(
+                    "reading the case tables",
+                    format!("the reading task failed: {e}"),
+                )
+            })?),
+            None => None,
+        };
+        let mut loader = mine?;
+        let second = match other {
+            None => None,
+            Some((tx, read)) => {
+                loader.join(read?);
+                Some(tx)
+            }
+        };
         for tx in std::iter::once(first).chain(second) {
             tx.commit()
                 .await
                 .map_err(|e| self.err("finishing a read", e))?;
-        }
-        if let Some(other) = other {
-            loader.join(other);
         }
         Ok(Loaded {
             state: loader.finish(),
