@@ -74,7 +74,10 @@ impl PgStore {
             .acquire()
             .await
             .map_err(|e| self.err("starting a read", e))?;
-        let mut tx = Reading(conn, false);
+        let mut tx = Reading {
+            conn,
+            committed: false,
+        };
         sqlx::Executor::execute(&mut *tx, "BEGIN")
             .await
             .map_err(|e| self.err("starting a read", e))?;
@@ -185,12 +188,15 @@ async fn read_tables(
 /// half-way (in the middle of a COPY, when the other connection's read
 /// failed) closes its connection instead: sqlx would hand the next user a
 /// connection with the rest of a COPY or a failed transaction still on it.
-struct Reading(sqlx::pool::PoolConnection<Postgres>, bool);
+struct Reading {
+    conn: sqlx::pool::PoolConnection<Postgres>,
+    committed: bool,
+}
 
 impl Reading {
     async fn commit(mut self) -> Result<(), sqlx::Error> {
-        sqlx::Executor::execute(&mut *self.0, "COMMIT").await?;
-        self.1 = true;
+        sqlx::Executor::execute(&mut *self.conn, "COMMIT").await?;
+        self.committed = true;
         Ok(())
     }
 }
@@ -198,20 +204,20 @@ impl Reading {
 impl std::ops::Deref for Reading {
     type Target = sqlx::PgConnection;
     fn deref(&self) -> &sqlx::PgConnection {
-        &self.0
+        &self.conn
     }
 }
 
 impl std::ops::DerefMut for Reading {
     fn deref_mut(&mut self) -> &mut sqlx::PgConnection {
-        &mut self.0
+        &mut self.conn
     }
 }
 
 impl Drop for Reading {
     fn drop(&mut self) {
-        if !self.1 {
-            self.0.close_on_drop();
+        if !self.committed {
+            self.conn.close_on_drop();
         }
     }
 }
