@@ -50,8 +50,9 @@ pub struct Measure {
     pub floor_server_cpu: Option<f64>,
     /// CPU seconds this process used during that floor.
     pub floor_client_cpu: Option<f64>,
-    /// Seconds to stream the same rows by binary `COPY (SELECT …) TO STDOUT`,
-    /// as a load reads them, and discard them.
+    /// Seconds to stream the same rows by binary COPY as a load reads them
+    /// (`COPY table (columns) TO STDOUT`, or `COPY (SELECT …)` for a view),
+    /// and discard them.
     pub copy_floor: f64,
     /// CPU seconds the server's backend and this process used during that.
     pub copy_floor_server_cpu: Option<f64>,
@@ -298,7 +299,7 @@ struct Floor {
 enum Fetch {
     /// Plain SELECTs, each row received as a row and thrown away.
     Select,
-    /// The same SELECTs by binary COPY, as a load reads them, each message
+    /// The same rows by binary COPY, as a load reads them, each message
     /// received and thrown away.
     Copy,
 }
@@ -326,7 +327,7 @@ async fn fetch_floor(url: &str, how: Fetch, connections: usize) -> anyhow::Resul
         None => bail!("no connection"),
     };
     store::postgres::begin_read(&mut first, None).await?;
-    let order = store::postgres::largest_first(&mut first).await?;
+    let plan = store::postgres::ReadPlan::new(&mut first).await?;
     let mut second = match conns.next() {
         Some(c) => {
             let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
@@ -339,9 +340,9 @@ async fn fetch_floor(url: &str, how: Fetch, connections: usize) -> anyhow::Resul
         None => None,
     };
     let next = AtomicUsize::new(0);
-    let (a, b) = tokio::try_join!(stream(&mut first, how, &order, &next), async {
+    let (a, b) = tokio::try_join!(stream(&mut first, how, &plan, &next), async {
         match second.as_mut() {
-            Some(tx) => stream(tx, how, &order, &next).await,
+            Some(tx) => stream(tx, how, &plan, &next).await,
             None => Ok(0),
         }
     })?;
@@ -363,22 +364,21 @@ async fn fetch_floor(url: &str, how: Fetch, connections: usize) -> anyhow::Resul
 async fn stream(
     tx: &mut sqlx::PgConnection,
     how: Fetch,
-    order: &[usize],
+    plan: &store::postgres::ReadPlan,
     next: &AtomicUsize,
 ) -> anyhow::Result<usize> {
     let mut rows = 0;
-    while let Some((table, cols)) = store::postgres::take_next(order, next) {
-        let sql = select_sql(table, cols);
+    while let Some(taken) = plan.take(next) {
         match how {
             Fetch::Select => {
+                let sql = select_sql(taken.table, taken.cols);
                 let mut fetched = sqlx::query(&sql).fetch(&mut *tx);
                 while fetched.try_next().await?.is_some() {
                     rows += 1;
                 }
             }
             Fetch::Copy => {
-                let copy = format!("COPY ({sql}) TO STDOUT (FORMAT binary)");
-                let mut chunks = tx.copy_out_raw(&copy).await?;
+                let mut chunks = tx.copy_out_raw(&taken.copy_sql(None)).await?;
                 // PostgreSQL sends each row in a message of its own (the
                 // header with the first) and the trailer in one more; the
                 // count is checked against the SELECT floor's.
@@ -659,8 +659,8 @@ pub fn markdown(results: &[Measure], machine: &str, at: Instant, command: &str) 
             m.reevaluated,
         ));
     }
-    md.push_str("\nColumns: *floor* streams every case row with the same plain SELECTs a load uses, in one read-only snapshot, and discards them; *floor's CPU* is what the database server's backend and the client used meanwhile. \
-                 *COPY floor* streams the same SELECTs by binary `COPY … TO STDOUT` and discards each message; \
+    md.push_str("\nColumns: *floor* streams every case row with plain SELECTs of the columns a load reads, in one read-only snapshot, and discards them; *floor's CPU* is what the database server's backend and the client used meanwhile. \
+                 *COPY floor* streams the same rows by binary COPY as a load reads them (`COPY table (columns) TO STDOUT`; `COPY (SELECT …)` for a view) and discards each message; \
                  *COPY floor, two connections* does so on two connections sharing one snapshot, each taking the next table not yet taken, largest first, which is how a load reads them. \
                  *load + evaluate* is a full tick's work as the service does it: the load into case state, then evaluation of every board, counting every obligation into the metrics and keeping the open ones. \
                  *incremental tick* changes 1% of children in the database (the child's row and its visits, `updated_at = now()`) and times the service's next tick's work: reading the rows changed since the last tick and re-evaluating the children they touch (with every child they share a conference with) and those whose deadlines passed in the five minutes since; best of the run's repetitions, each after a different 1%. \

@@ -157,6 +157,53 @@ async fn loading_works_through_views_with_a_select_only_role() {
         .expect("drop role");
 }
 
+/// A plain table is read by COPY of the table itself; an ETL's partitioned
+/// table, or table with rows in inheritance children, must be read whole
+/// through its SELECT all the same (COPY of the table would refuse the one
+/// and leave out the children's rows of the other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_and_inherited_case_tables_load_whole() {
+    let state = demo_state();
+    let (db, pg) = pg_holding("partitioned", &state).await;
+    let mut admin = PgConnection::connect(&db.url()).await.expect("admin");
+    for sql in [
+        // visits: partitioned, its rows in two partitions.
+        "ALTER TABLE visits RENAME TO visits_plain",
+        "CREATE TABLE visits (LIKE visits_plain INCLUDING DEFAULTS) PARTITION BY HASH (id)",
+        "CREATE TABLE visits_old PARTITION OF visits FOR VALUES WITH (MODULUS 2, REMAINDER 0)",
+        "CREATE TABLE visits_new PARTITION OF visits FOR VALUES WITH (MODULUS 2, REMAINDER 1)",
+        "INSERT INTO visits SELECT * FROM visits_plain",
+        "DROP TABLE visits_plain",
+        // invitations: half its rows moved to a child table that inherits it.
+        "CREATE TABLE invitations_archive () INHERITS (invitations)",
+        "WITH moved AS (DELETE FROM ONLY invitations WHERE md5(conference_id || agency_id) < '8' RETURNING *) \
+         INSERT INTO invitations_archive SELECT * FROM moved",
+    ] {
+        admin.execute(sql).await.expect(sql);
+    }
+    for (table, parent_only) in [
+        ("visits_old", "SELECT count(*) FROM visits_old"),
+        (
+            "invitations_archive",
+            "SELECT count(*) FROM invitations_archive",
+        ),
+        ("invitations", "SELECT count(*) FROM ONLY invitations"),
+    ] {
+        let n: i64 = sqlx::query_scalar(parent_only)
+            .fetch_one(&mut admin)
+            .await
+            .expect(table);
+        assert!(n > 0, "{table} holds none of the rows: the test needs some");
+    }
+    admin.close().await.expect("close");
+    let loaded = pg.load().await.expect("load");
+    assert_eq!(loaded.visits.len(), state.visits.len());
+    assert_eq!(loaded.invitations.len(), state.invitations.len());
+    assert_eq!(json_of(&loaded), json_of(&state));
+    drop(pg);
+    db.finish().await;
+}
+
 #[tokio::test]
 async fn unreadable_values_become_findings_and_the_rest_loads() {
     let dir = tempfile::tempdir().expect("tempdir");
