@@ -118,7 +118,7 @@ pub struct Obligation<N = Name, R = Arc<RuleRef>> {
     pub due_at: Instant,
     pub met_at: Option<Instant>,
     pub status: Status,
-    pub late_working_days: Option<i64>,
+    pub late_working_days: Option<i32>,
     pub exception_reason: Option<Name>,
     pub audit_by: Option<AuditBy>,
     /// What the deadline was counted from, for `explain`.
@@ -145,10 +145,7 @@ impl<N, R> Obligation<N, R> {
             conference: self.conference.as_ref().map(&name),
             agency: self.agency.as_ref().map(&name),
             team: self.team.as_ref().map(&name),
-            occurrence: Occurrence {
-                from: (self.occurrence.from.as_ref()).map(|(what, id)| (*what, name(id))),
-                n: self.occurrence.n,
-            },
+            occurrence: self.occurrence.map(&name),
             starts_at: self.starts_at,
             due_at: self.due_at,
             met_at: self.met_at,
@@ -222,17 +219,100 @@ impl Obligation {
 /// Which instance of a rule for its subject: the referral, strategy discussion
 /// or plan it is counted from (none for a conference or report), and for a
 /// recurring rule its place in the chain. Shown as `referral/R1`, `plan/P1#2`, `0`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+///
+/// Kept in 16 bytes (a national evaluation makes millions): the row's id, the
+/// place in the chain plus one (0 for none), and the kind of row, each read
+/// through [`Occurrence::from`] and [`Occurrence::n`]. Ordered as the pair
+/// `(from, n)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Occurrence<N = Name> {
-    pub from: Option<(&'static str, N)>,
-    pub n: Option<u32>,
+    id: Option<N>,
+    n: Option<std::num::NonZeroU32>,
+    of: Option<CountedFrom>,
+}
+
+/// The kind of row an occurrence is counted from, named as it is shown.
+/// Declared in the order of the names, so occurrences sort by their text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CountedFrom {
+    /// A strategy discussion that decided on a conference not yet requested.
+    Awaiting,
+    Plan,
+    Referral,
+    StrategyDiscussion,
+}
+
+impl CountedFrom {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CountedFrom::Awaiting => "awaiting",
+            CountedFrom::Plan => "plan",
+            CountedFrom::Referral => "referral",
+            CountedFrom::StrategyDiscussion => "strategy_discussion",
+        }
+    }
+}
+
+impl<N> Occurrence<N> {
+    /// The largest place in a chain.
+    pub const MAX_N: u32 = u32::MAX - 1;
+
+    /// An occurrence counted from `from`, at place `n` of a chain (at most
+    /// [`Occurrence::MAX_N`]; a chain stops before it).
+    pub fn new(from: Option<(CountedFrom, N)>, n: Option<u32>) -> Self {
+        let (of, id) = from.unzip();
+        let first = Occurrence { id, n: None, of };
+        match n {
+            Some(n) => first.at(n),
+            None => first,
+        }
+    }
+
+    /// The same occurrence at place `n` of its chain.
+    pub fn at(self, n: u32) -> Self {
+        Occurrence {
+            n: std::num::NonZeroU32::new(n.min(Self::MAX_N) + 1),
+            ..self
+        }
+    }
+
+    /// What it is counted from: the kind of row and the row's id.
+    pub fn from(&self) -> Option<(CountedFrom, &N)> {
+        self.of.zip(self.id.as_ref())
+    }
+
+    /// Its place in a recurring rule's chain.
+    pub fn n(&self) -> Option<u32> {
+        self.n.map(|n| n.get() - 1)
+    }
+
+    /// The same occurrence with its id passed through `f`.
+    fn map<'s, M>(&'s self, f: impl FnOnce(&'s N) -> M) -> Occurrence<M> {
+        Occurrence {
+            id: self.id.as_ref().map(f),
+            n: self.n,
+            of: self.of,
+        }
+    }
+}
+
+impl<N: Ord> PartialOrd for Occurrence<N> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<N: Ord> Ord for Occurrence<N> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.from(), self.n()).cmp(&(other.from(), other.n()))
+    }
 }
 
 impl<N: std::fmt::Display> std::fmt::Display for Occurrence<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (&self.from, self.n) {
-            (Some((what, id)), None) => write!(f, "{what}/{id}"),
-            (Some((what, id)), Some(n)) => write!(f, "{what}/{id}#{n}"),
+        match (self.from(), self.n()) {
+            (Some((what, id)), None) => write!(f, "{}/{id}", what.as_str()),
+            (Some((what, id)), Some(n)) => write!(f, "{}/{id}#{n}", what.as_str()),
             (None, Some(n)) => write!(f, "{n}"),
             (None, None) => f.write_str("0"),
         }
@@ -2532,19 +2612,18 @@ impl<'e, 'a> BoardEval<'e, 'a> {
 
     fn occurrence(&self, rule: &'a Rule, ctx: &Ctx<'a>) -> Occurrence<&'e Name> {
         let from = if ctx.awaiting {
-            ctx.sd.map(|d| ("awaiting", &d.id))
+            ctx.sd.map(|d| (CountedFrom::Awaiting, &d.id))
         } else {
             match rule.subject {
-                Subject::Referral => ctx.referral.map(|r| ("referral", &r.id)),
-                Subject::StrategyDiscussion => ctx.sd.map(|d| ("strategy_discussion", &d.id)),
-                Subject::Plan => ctx.plan.map(|p| ("plan", &p.id)),
+                Subject::Referral => ctx.referral.map(|r| (CountedFrom::Referral, &r.id)),
+                Subject::StrategyDiscussion => {
+                    ctx.sd.map(|d| (CountedFrom::StrategyDiscussion, &d.id))
+                }
+                Subject::Plan => ctx.plan.map(|p| (CountedFrom::Plan, &p.id)),
                 _ => None,
             }
         };
-        Occurrence {
-            from: from.map(|(what, id)| (what, id.name())),
-            n: None,
-        }
+        Occurrence::new(from.map(|(what, id)| (what, id.name())), None)
     }
 
     /// The offset as shown, shared between obligations (drafts borrow it).
@@ -2663,9 +2742,10 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
     }
 
-    fn late(&mut self, due: Instant, at: Instant) -> Option<i64> {
+    fn late(&mut self, due: Instant, at: Instant) -> Option<i32> {
         match self.cal.working_days_late(due, at) {
-            Ok(n) => Some(n),
+            // Six million years late is as late as an obligation can be shown.
+            Ok(n) => Some(i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })),
             Err(e) => {
                 let key = format!("{}:late", self.board.id);
                 self.calendar_errors.entry(key).or_insert(e);
@@ -2727,17 +2807,14 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         };
         let prefix = self.occurrence(rule, ctx);
         let offset_name = self.offset_name(&offset);
-        for n in 0.. {
+        for n in 0..=Occurrence::<&Name>::MAX_N {
             if end.is_some_and(|e| anchor >= e) {
                 break;
             }
             let Some(due) = self.deadline(anchor, &offset, &rule.id) else {
                 break;
             };
-            let occurrence = Occurrence {
-                n: Some(n),
-                ..prefix
-            };
+            let occurrence = prefix.at(n);
             let mut o = self.base(rule, ctx, occurrence);
             o.starts_at = anchor;
             o.due_at = due;

@@ -307,7 +307,7 @@ pub fn build(input: &Input) -> Report {
                 met: o.met_at.map(local),
                 status: o.status,
                 outcome: outcome(o.status),
-                working_days_late: o.late_working_days,
+                working_days_late: o.late_working_days.map(i64::from),
                 exception_reason: o.exception_reason.clone(),
                 audit_by: o.audit_by,
             }

@@ -571,10 +571,7 @@ mod tests {
             // the batch tells kinds apart by the names' addresses.
             agency: Some(arcstr::literal!("AG1")),
             team: Some(arcstr::literal!("T1")),
-            occurrence: Occurrence {
-                from: None,
-                n: None,
-            },
+            occurrence: Occurrence::new(None, None),
             starts_at: at - Duration::days(10),
             due_at: at,
             met_at: Some(at),

@@ -109,7 +109,7 @@ pub fn stage_of(
 ) -> Option<(Stage, i64)> {
     match o.status {
         Status::Overdue if o.of.kind != RuleKind::Standard => {
-            let late = o.late_working_days.unwrap_or(1);
+            let late = o.late_working_days.map_or(1, i64::from);
             if late >= escalate_after {
                 Some((
                     Stage::Escalation,
@@ -407,7 +407,7 @@ pub fn deadline_words(o: &Obligation, cal: &Calendar, now: Instant) -> String {
     if now > o.due_at {
         let late = o
             .late_working_days
-            .unwrap_or_else(|| between(due, today).max(1));
+            .map_or_else(|| between(due, today).max(1), i64::from);
         format!("was due by {when}, {} overdue", plural(late, "working day"))
     } else if today == due {
         format!("by {when}, today")

@@ -98,7 +98,7 @@ impl ObligationRecord {
             due_at: z.rfc3339(&o.of.board, o.due_at),
             met_at: o.met_at.map(|t| z.rfc3339(&o.of.board, t)),
             status: o.status,
-            late_working_days: o.late_working_days,
+            late_working_days: o.late_working_days.map(i64::from),
             exception_reason: o.exception_reason.clone(),
         }
     }

@@ -1175,7 +1175,7 @@ fn visits_at_the_plans_interval_in_barnsley() {
         seen_alone: Some(true),
     });
     let e = eval(&s, "2027-02-26T12:00:00Z");
-    let chain: Vec<(Instant, Status, Option<i64>)> = e
+    let chain: Vec<(Instant, Status, Option<i32>)> = e
         .obligations
         .iter()
         .filter(|o| &*o.of.rule == "cp-visit-frequency")
@@ -1646,4 +1646,68 @@ fn sinks_are_handed_the_obligations_an_evaluation_keeps() {
             serde_json::to_string(o).expect("json")
         );
     }
+}
+
+/// An obligation is 128 bytes (`check` and `export` keep two million at
+/// national size), and its occurrence fits its row's kind, id and place in
+/// a chain in 16 of them without changing how occurrences show or sort: by
+/// their kind's name, the row's id, then the place.
+#[test]
+fn occurrences_are_compact_and_show_and_sort_as_before() {
+    use cpwatch::evaluate::{CountedFrom, Name, Occurrence};
+    assert_eq!(std::mem::size_of::<Obligation>(), 128);
+    assert_eq!(std::mem::size_of::<Occurrence>(), 16);
+    let places = [
+        None,
+        Some(0),
+        Some(1),
+        Some(12),
+        Some(Occurrence::<Name>::MAX_N),
+    ];
+    let mut all: Vec<Occurrence> = places.iter().map(|n| Occurrence::new(None, *n)).collect();
+    // Declared out of order here, so the sort below has work to do.
+    for kind in [
+        CountedFrom::StrategyDiscussion,
+        CountedFrom::Referral,
+        CountedFrom::Plan,
+        CountedFrom::Awaiting,
+    ] {
+        for id in ["SD-2", "P1", "R10"] {
+            for n in places {
+                let o = Occurrence::new(Some((kind, Name::from(id))), n);
+                assert_eq!(o.from().map(|(k, i)| (k, i.as_str())), Some((kind, id)));
+                assert_eq!(o.n(), n);
+                all.push(o);
+            }
+        }
+    }
+    let as_text = |o: &Occurrence| (o.from().map(|(k, id)| (k.as_str(), id.to_string())), o.n());
+    let mut by_ord = all.clone();
+    by_ord.sort();
+    let mut by_text = all;
+    by_text.sort_by_key(as_text);
+    assert_eq!(by_ord, by_text);
+    let shown: Vec<String> = [
+        Occurrence::new(Some((CountedFrom::Plan, Name::from("P1"))), Some(2)),
+        Occurrence::new(
+            Some((CountedFrom::StrategyDiscussion, Name::from("SD1"))),
+            None,
+        ),
+        Occurrence::new(Some((CountedFrom::Awaiting, Name::from("SD1"))), Some(0)),
+        Occurrence::new(None, Some(3)),
+        Occurrence::new(None, None),
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(
+        shown,
+        [
+            "plan/P1#2",
+            "strategy_discussion/SD1",
+            "awaiting/SD1#0",
+            "3",
+            "0"
+        ]
+    );
 }
