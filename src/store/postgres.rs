@@ -238,8 +238,8 @@ pub(crate) async fn begin_read(
 pub(crate) struct ReadPlan {
     /// Places in [`TABLES`], largest on disk first (a table's reading takes
     /// time in proportion to its size), so that two connections taking them
-    /// in turn finish together. Views have no size of their own and keep the
-    /// contract's order.
+    /// in turn finish together. Views and partitioned tables have no size of
+    /// their own and keep the contract's order.
     order: Vec<usize>,
     /// Whether each of [`TABLES`] is a plain table without child tables,
     /// which COPY reads directly, without the executor a query needs (about
@@ -675,7 +675,7 @@ impl Store for PgStore {
                 .map_err(|e| self.err("reading updated_at", e))?;
         let plan = ReadPlan::new(&mut first)
             .await
-            .map_err(|e| self.err("reading the tables' sizes", e))?;
+            .map_err(|e| self.err("reading the tables' sizes and kinds", e))?;
         let second = if self.one_connection.load(Ordering::Relaxed) {
             None
         } else {
