@@ -2744,7 +2744,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
 
     fn late(&mut self, due: Instant, at: Instant) -> Option<i32> {
         match self.cal.working_days_late(due, at) {
-            // Six million years late is as late as an obligation can be shown.
+            // An i32 holds eight million years of working days; beyond that it saturates.
             Ok(n) => Some(i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })),
             Err(e) => {
                 let key = format!("{}:late", self.board.id);
