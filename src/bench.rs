@@ -12,6 +12,8 @@ use std::time::{Duration, Instant as Clock};
 
 use anyhow::{bail, Context};
 use futures_util::TryStreamExt;
+use nix::time::ClockId;
+use nix::unistd::Pid;
 use sqlx::{Connection, Executor};
 
 use crate::case::Instant;
@@ -46,7 +48,7 @@ pub struct Measure {
     /// Seconds to stream every case row with plain SELECTs and discard it.
     pub floor: f64,
     /// CPU seconds the database server's backend used during that floor
-    /// (read from `/proc`, so only when the server runs on this machine).
+    /// (read from that process's CPU clock, so only when the server runs on this machine).
     pub floor_server_cpu: Option<f64>,
     /// CPU seconds this process used during that floor.
     pub floor_client_cpu: Option<f64>,
@@ -309,17 +311,18 @@ enum Fetch {
 /// in turn, largest first, as a load does.
 async fn fetch_floor(url: &str, how: Fetch, connections: usize) -> anyhow::Result<Floor> {
     let mut conns = Vec::new();
-    let mut stats = Vec::new();
+    let mut clocks = Vec::new();
     for _ in 0..connections.clamp(1, 2) {
         let mut conn = sqlx::PgConnection::connect(url).await?;
         let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(&mut conn)
             .await?;
-        stats.push(format!("/proc/{backend}/stat"));
+        clocks.push(ClockId::pid_cpu_clock_id(Pid::from_raw(backend)).ok());
         conns.push(conn);
     }
-    let server = || stats.iter().map(|s| cpu_seconds(s)).sum::<Option<f64>>();
-    let (server_before, client_before) = (server(), cpu_seconds("/proc/self/stat"));
+    let server = || clocks.iter().map(|c| cpu_seconds(*c)).sum::<Option<f64>>();
+    let client = || cpu_seconds(Some(ClockId::CLOCK_PROCESS_CPUTIME_ID));
+    let (server_before, client_before) = (server(), client());
     let started = Clock::now();
     let mut conns = conns.iter_mut();
     let mut first = match conns.next() {
@@ -356,7 +359,7 @@ async fn fetch_floor(url: &str, how: Fetch, connections: usize) -> anyhow::Resul
         rows: a + b,
         secs,
         server_cpu: used(server_before, server()),
-        client_cpu: used(client_before, cpu_seconds("/proc/self/stat")),
+        client_cpu: used(client_before, client()),
     })
 }
 
@@ -393,14 +396,11 @@ async fn stream(
     Ok(rows)
 }
 
-/// User and system CPU seconds of a process, from its `/proc/<pid>/stat`
-/// (whose clock ticks are hundredths of a second on Linux).
-fn cpu_seconds(stat: &str) -> Option<f64> {
-    let text = std::fs::read_to_string(stat).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
-    Some((ticks(11)? + ticks(12)?) / 100.0)
+/// CPU seconds on a process's clock, to the nanosecond: `/proc/<pid>/stat`
+/// counts in hundredths, which round a small floor's work to nothing.
+fn cpu_seconds(clock: Option<ClockId>) -> Option<f64> {
+    let t = clock?.now().ok()?;
+    Some(t.tv_sec() as f64 + t.tv_nsec() as f64 * 1e-9)
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {

@@ -44,7 +44,7 @@ async fn a_tick_stays_near_the_fetch_floor_and_grows_with_its_data() {
         large.full,
         large.floor
     );
-    // The floor's CPU is read from /proc (PostgreSQL is on this machine), and
+    // The floor's CPU is read from the backends' CPU clocks (PostgreSQL is on this machine), and
     // what it gives is a lower bound on a full tick, so never above the tick.
     let server = large.floor_server_cpu.expect("the backend's CPU time");
     let client = large.floor_client_cpu.expect("this process's CPU time");
