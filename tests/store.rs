@@ -410,6 +410,52 @@ async fn a_missing_database_says_what_to_do() {
     );
 }
 
+/// The commonest error of a first start: the case tables, or one of their
+/// columns, are not there. The error says which and what to do (fails if a
+/// missing table or column reads as any other failed query).
+#[tokio::test]
+async fn missing_case_tables_and_columns_say_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("own.db").display());
+    let s = store::connect(&url, true).await.expect("sqlite");
+    s.migrate(true).await.expect("cpwatch's own tables");
+    let text = s.load().await.expect_err("no case tables").to_string();
+    assert!(
+        text.contains("no such table")
+            && text.contains("what to do")
+            && text.contains(&format!("cpwatch migrate --database {url}"))
+            && !text.contains("search_path"),
+        "{text}"
+    );
+
+    let db = TempDb::new("missing").await;
+    let pg = store::connect(&db.url(), false).await.expect("postgres");
+    pg.migrate(true).await.expect("cpwatch's own tables");
+    let text = pg.load().await.expect_err("no case tables").to_string();
+    assert!(
+        text.contains("does not exist")
+            && text.contains("what to do")
+            && text.contains("cpwatch migrate --database postgres://")
+            && text.contains("search_path"),
+        "{text}"
+    );
+    pg.migrate(false).await.expect("the case tables");
+    let mut conn = PgConnection::connect(&db.url()).await.expect("connect");
+    conn.execute("ALTER TABLE visits DROP COLUMN visited_at")
+        .await
+        .expect("drop a column");
+    let text = pg.load().await.expect_err("a missing column").to_string();
+    assert!(
+        text.contains("visited_at")
+            && text.contains("add the column")
+            && text.contains("migrations/postgres/0001_case_tables.sql"),
+        "{text}"
+    );
+    conn.close().await.expect("close");
+    drop(pg);
+    db.finish().await;
+}
+
 /// A load reads the tables on two connections sharing one snapshot: a
 /// transaction committed meanwhile must be seen whole or not at all (fails if
 /// the second connection takes a snapshot of its own).

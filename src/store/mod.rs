@@ -36,6 +36,57 @@ pub enum StoreError {
         what: String,
         reason: String,
     },
+    /// A case table or column the contract names is not there.
+    #[error("database {url}: {what} failed: {reason}\n  what to do: {hint}")]
+    Contract {
+        url: String,
+        what: String,
+        reason: String,
+        hint: String,
+    },
+}
+
+/// A failed query as an error, with what to do when the database lacks a
+/// table or column cpwatch reads (the ETL has not made it, or it is in a
+/// schema this role does not search): the commonest error of a first start.
+pub(crate) fn query_error(url: &str, what: &str, e: sqlx::Error) -> StoreError {
+    // PostgreSQL's undefined_table and undefined_column; SQLite has one code
+    // for every error, so its message says which.
+    let (code, message) = match e.as_database_error() {
+        Some(d) => (
+            d.code().unwrap_or_default().to_string(),
+            d.message().to_string(),
+        ),
+        None => (String::new(), String::new()),
+    };
+    let postgres = url.starts_with("postgres");
+    let hint = if code == "42P01" || message.starts_with("no such table") {
+        format!(
+            "cpwatch reads the case tables of the contract in case-schema.md (README, Databases): \
+             create them with `cpwatch migrate --database {url}`, or, where another system provides \
+             them, have it create this one{}",
+            if postgres { " in a schema on this role's search_path" } else { "" }
+        )
+    } else if code == "42703" || message.starts_with("no such column") {
+        format!(
+            "each case table needs the columns of the contract in case-schema.md (README, Databases; \
+             migrations/{}/0001_case_tables.sql defines them): add the column named above, to the \
+             view where the table is one",
+            if postgres { "postgres" } else { "sqlite" }
+        )
+    } else {
+        return StoreError::Query {
+            url: url.to_string(),
+            what: what.to_string(),
+            reason: e.to_string(),
+        };
+    };
+    StoreError::Contract {
+        url: url.to_string(),
+        what: what.to_string(),
+        reason: e.to_string(),
+        hint,
+    }
 }
 
 /// One migration, embedded in the binary.

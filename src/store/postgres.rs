@@ -88,7 +88,7 @@ impl PgStore {
     }
 
     fn err(&self, what: &str, e: sqlx::Error) -> StoreError {
-        self.failed(what, e.to_string())
+        super::query_error(&self.url, what, e)
     }
 
     fn failed(&self, what: &str, reason: String) -> StoreError {
@@ -97,7 +97,7 @@ impl PgStore {
 }
 
 fn query_err(url: &str, what: &str, e: sqlx::Error) -> StoreError {
-    query_failed(url, what, e.to_string())
+    super::query_error(url, what, e)
 }
 
 fn query_failed(url: &str, what: &str, reason: String) -> StoreError {

@@ -73,11 +73,7 @@ impl SqliteStore {
     }
 
     fn err(&self, what: &str, e: sqlx::Error) -> StoreError {
-        StoreError::Query {
-            url: self.url.clone(),
-            what: what.to_string(),
-            reason: e.to_string(),
-        }
+        super::query_error(&self.url, what, e)
     }
 }
 
