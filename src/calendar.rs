@@ -531,6 +531,42 @@ impl fmt::Display for Offset {
     }
 }
 
+/// A resolved offset as an obligation keeps it: eight bytes that copy
+/// freely, so an obligation needs no shared text for it, and that show as
+/// the offset does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShownOffset {
+    amount: i32,
+    unit: Unit,
+    /// Hours and minutes.
+    at: Option<(u8, u8)>,
+}
+
+impl ShownOffset {
+    /// The offset again.
+    pub fn offset(&self) -> Offset {
+        Offset {
+            amount: Amount::Fixed(self.amount.into()),
+            unit: self.unit,
+            at: self
+                .at
+                .and_then(|(h, m)| NaiveTime::from_hms_opt(h.into(), m.into(), 0)),
+        }
+    }
+}
+
+impl fmt::Display for ShownOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.offset().fmt(f)
+    }
+}
+
+impl serde::Serialize for ShownOffset {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl Offset {
     /// The offset with a field amount replaced by its value.
     pub fn resolve(&self, field_value: Option<i64>) -> Option<Offset> {
@@ -542,6 +578,20 @@ impl Offset {
                 at: self.at,
             }),
         }
+    }
+
+    /// The resolved offset as an obligation keeps it. None for a field's
+    /// amount, or one beyond an `i32` (millions of years of days, far outside
+    /// any calendar).
+    pub fn shown(&self) -> Option<ShownOffset> {
+        let Amount::Fixed(n) = self.amount else {
+            return None;
+        };
+        Some(ShownOffset {
+            amount: i32::try_from(n).ok()?,
+            unit: self.unit,
+            at: self.at.map(|t| (t.hour() as u8, t.minute() as u8)),
+        })
     }
 
     fn fixed(&self) -> i64 {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 
-use crate::calendar::{Calendar, CalendarError, HolidayData, Offset};
+use crate::calendar::{Calendar, CalendarError, HolidayData, Offset, ShownOffset};
 use crate::case::*;
 use crate::rules::{AuditBy, Board, Event, Rule, RuleKind, RuleSet, Subject, Void};
 
@@ -64,36 +64,7 @@ impl Status {
 /// allocation each.
 pub type Name = arcstr::ArcStr;
 
-/// What every obligation of one rule of one board version has in common:
-/// made once per rule and evaluation and shared, so an obligation carries one
-/// pointer to it rather than a copy of each name.
-#[derive(Debug, Serialize)]
-pub struct RuleRef {
-    pub rule: Name,
-    pub title: Name,
-    pub kind: RuleKind,
-    pub board: Name,
-    pub board_version: Name,
-    /// A hash of the board's and rule's names, by their text: the metrics
-    /// tally finds every obligation's series by them, and hashes this once.
-    #[serde(skip)]
-    pub names_hash: u64,
-}
-
-impl RuleRef {
-    pub fn new(rule: Name, title: Name, kind: RuleKind, board: Name, board_version: Name) -> Self {
-        use std::hash::BuildHasher;
-        let names_hash = rustc_hash::FxBuildHasher.hash_one((&*board, &*rule));
-        RuleRef {
-            rule,
-            title,
-            kind,
-            board,
-            board_version,
-            names_hash,
-        }
-    }
-}
+pub use crate::rules::RuleRef;
 
 /// One duty of one rule for one subject (and, for recurring rules, one occurrence).
 ///
@@ -123,7 +94,7 @@ pub struct Obligation<N = Name, R = Arc<RuleRef>> {
     pub audit_by: Option<AuditBy>,
     /// What the deadline was counted from, for `explain`.
     pub start_event: Event,
-    pub offset: Option<N>,
+    pub offset: Option<ShownOffset>,
     /// For a capped rule: the event that brought the deadline forward.
     pub capped_by: Option<Event>,
 }
@@ -154,7 +125,7 @@ impl<N, R> Obligation<N, R> {
             exception_reason: self.exception_reason.clone(),
             audit_by: self.audit_by,
             start_event: self.start_event,
-            offset: self.offset.as_ref().map(&name),
+            offset: self.offset,
             capped_by: self.capped_by,
         }
     }
@@ -325,43 +296,18 @@ impl<N: std::fmt::Display> Serialize for Occurrence<N> {
     }
 }
 
-/// Shares one `Name` per distinct string of the case state or the rules, so
-/// obligations of the same child, conference or agency point at one string.
-/// Keyed by address: the strings outlive the evaluation, so an address names
-/// one string, and hashing an address is cheaper than hashing its text.
+/// The reasons of exceptions, made during evaluation: one `Name` per
+/// distinct reason, shared by the obligations it excuses.
 #[derive(Default)]
-struct Names<'a> {
-    by_address: HashMap<(usize, usize), Name>,
-    offsets: HashMap<Offset, Name>,
-    reasons: rustc_hash::FxHashSet<Name>,
-    borrowed: std::marker::PhantomData<&'a str>,
-}
+struct Reasons(rustc_hash::FxHashSet<Name>);
 
-impl<'a> Names<'a> {
-    fn get(&mut self, s: &'a str) -> Name {
-        self.by_address
-            .entry((s.as_ptr() as usize, s.len()))
-            .or_insert_with(|| Name::from(s))
-            .clone()
-    }
-
-    /// An offset as shown.
-    fn offset(&mut self, offset: &Offset) -> Name {
-        if let Some(n) = self.offsets.get(offset) {
-            return n.clone();
-        }
-        let n: Name = Name::from(offset.to_string());
-        self.offsets.insert(offset.clone(), n.clone());
-        n
-    }
-
-    /// The reason of an exception, made during evaluation.
-    fn owned(&mut self, s: String) -> Name {
-        match self.reasons.get(s.as_str()) {
+impl Reasons {
+    fn get(&mut self, s: String) -> Name {
+        match self.0.get(s.as_str()) {
             Some(n) => n.clone(),
             None => {
                 let n: Name = Name::from(s);
-                self.reasons.insert(n.clone());
+                self.0.insert(n.clone());
                 n
             }
         }
@@ -678,30 +624,17 @@ fn work<'a>(
     next: &AtomicUsize,
     idx: &Index<'a>,
     now: Instant,
-    sink: &mut dyn FnMut(&Draft<'_>),
+    sink: &mut dyn FnMut(&Draft<'a>),
 ) -> HashMap<String, CalendarError> {
-    let mut names = Names::default();
+    let mut reasons = Reasons::default();
     let mut calendar_errors = HashMap::default();
     while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
         let board = job.board;
-        let refs: Vec<Arc<RuleRef>> = board
-            .rules
-            .iter()
-            .map(|rule| {
-                Arc::new(RuleRef::new(
-                    names.get(&rule.id),
-                    names.get(&rule.title),
-                    rule.kind,
-                    names.get(&board.id),
-                    names.get(&board.version),
-                ))
-            })
-            .collect();
         BoardEval {
             idx,
             board,
-            refs: &refs,
-            names: &mut names,
+            refs: board.refs(),
+            reasons: &mut reasons,
             cal: &job.cal,
             now,
             today: job.cal.local_date(now),
@@ -1977,8 +1910,8 @@ struct BoardEval<'e, 'a> {
     idx: &'e Index<'a>,
     board: &'a Board,
     /// What every obligation of each rule has in common, in the board's order of rules.
-    refs: &'e [Arc<RuleRef>],
-    names: &'e mut Names<'a>,
+    refs: &'a [Arc<RuleRef>],
+    reasons: &'e mut Reasons,
     cal: &'e Calendar,
     now: Instant,
     /// The local date of `now`.
@@ -1999,8 +1932,6 @@ struct BoardEval<'e, 'a> {
 /// each is worked out once.
 #[derive(Default)]
 struct PerRule {
-    /// A rule's obligations mostly share one offset, so the last is kept at hand.
-    last_offset: Option<(Offset, Name)>,
     /// The last deadline: its start, offset and the deadline (none when the calendar could not give one).
     last_due: Option<(Instant, Offset, Option<Instant>)>,
     /// The last pending status: its deadline and the status.
@@ -2121,7 +2052,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         mut self,
         children: &[&'a Child],
         conferences: &[&'a Conference],
-        out: &mut dyn FnMut(&Draft<'_>),
+        out: &mut dyn FnMut(&Draft<'a>),
     ) {
         let board = self.board;
         let idx = self.idx;
@@ -2584,7 +2515,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         .map(|e| e.reason.to_string())
     }
 
-    fn base(&self, rule: &'a Rule, ctx: &Ctx<'a>, occurrence: Occurrence<&'e Name>) -> Draft<'e> {
+    fn base(&self, rule: &'a Rule, ctx: &Ctx<'a>, occurrence: Occurrence<&'a Name>) -> Draft<'a> {
         // Obligations about a conference as a whole or an agency's report name no child.
         let names_child = !matches!(rule.subject, Subject::Conference | Subject::Invitation);
         let child = ctx.child.filter(|_| names_child);
@@ -2610,7 +2541,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
     }
 
-    fn occurrence(&self, rule: &'a Rule, ctx: &Ctx<'a>) -> Occurrence<&'e Name> {
+    fn occurrence(&self, rule: &'a Rule, ctx: &Ctx<'a>) -> Occurrence<&'a Name> {
         let from = if ctx.awaiting {
             ctx.sd.map(|d| (CountedFrom::Awaiting, &d.id))
         } else {
@@ -2626,20 +2557,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         Occurrence::new(from.map(|(what, id)| (what, id.name())), None)
     }
 
-    /// The offset as shown, shared between obligations (drafts borrow it).
-    fn offset_name(&mut self, offset: &Offset) -> Name {
-        let last = &mut self.per_rule[self.current].last_offset;
-        match last {
-            Some((o, n)) if o == offset => n.clone(),
-            _ => {
-                let n = self.names.offset(offset);
-                *last = Some((offset.clone(), n.clone()));
-                n
-            }
-        }
-    }
-
-    fn obligations(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(&Draft<'_>)) {
+    fn obligations(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(&Draft<'a>)) {
         match rule.kind {
             RuleKind::Standard => self.standard(rule, ctx, out),
             RuleKind::Recurring => self.recurring(rule, ctx, out),
@@ -2660,7 +2578,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         &mut self,
         rule: &'a Rule,
         ctx: &Ctx<'a>,
-        out: &mut dyn FnMut(&Draft<'_>),
+        out: &mut dyn FnMut(&Draft<'a>),
     ) -> Option<()> {
         let start = self.event(rule.starts?, ctx, None)?;
         if !self.in_window(start) {
@@ -2679,10 +2597,9 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             return None;
         }
         let occurrence = self.occurrence(rule, ctx);
-        let shown = self.offset_name(&offset);
         let mut o = self.base(rule, ctx, occurrence);
         o.starts_at = start;
-        o.offset = Some(&shown);
+        o.offset = offset.shown();
         if let Some(cap) = &rule.cap {
             if let Some(c) = self.event(*cap, ctx, Some(start)).filter(|c| *c < due) {
                 due = c;
@@ -2705,7 +2622,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
     }
 
     /// Status, lateness and exception for a deadline obligation whose dates are set.
-    fn settle(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, o: &mut Draft<'_>) {
+    fn settle(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, o: &mut Draft<'a>) {
         let due = o.due_at;
         if rule.void_when.contains(&Void::ConferenceCancelled)
             && ctx.conference.is_some_and(Conference::is_cancelled)
@@ -2720,7 +2637,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
         if let Some(reason) = self.exception(rule, ctx) {
             o.status = Status::Excepted;
-            o.exception_reason = Some(self.names.owned(reason));
+            o.exception_reason = Some(self.reasons.get(reason));
             return;
         }
         if let Some(m) = o.met_at {
@@ -2784,7 +2701,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             .is_some_and(|end| end < due_day)
     }
 
-    fn recurring(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(&Draft<'_>)) {
+    fn recurring(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(&Draft<'a>)) {
         let Some(mut anchor) = rule.starts.as_ref().and_then(|s| self.event(*s, ctx, None)) else {
             return;
         };
@@ -2806,7 +2723,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             }),
         };
         let prefix = self.occurrence(rule, ctx);
-        let offset_name = self.offset_name(&offset);
+        let shown = offset.shown();
         for n in 0..=Occurrence::<&Name>::MAX_N {
             if end.is_some_and(|e| anchor >= e) {
                 break;
@@ -2818,7 +2735,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             let mut o = self.base(rule, ctx, occurrence);
             o.starts_at = anchor;
             o.due_at = due;
-            o.offset = Some(&offset_name);
+            o.offset = shown;
             if n > 0 {
                 o.start_event = *met_by;
             }
@@ -2841,7 +2758,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
     }
 
-    fn standard(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(&Draft<'_>)) {
+    fn standard(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(&Draft<'a>)) {
         let Some(spec) = &rule.standard else { return };
         let idx = self.idx;
         let (at, held) = match (ctx.plan, ctx.conference) {
@@ -2908,7 +2825,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             }
         } else if let Some(reason) = self.exception(rule, ctx) {
             o.status = Status::Excepted;
-            o.exception_reason = Some(self.names.owned(reason));
+            o.exception_reason = Some(self.reasons.get(reason));
         } else {
             o.status = Status::Overdue;
         }

@@ -83,7 +83,7 @@ pub fn derivation(o: &Obligation, cal: &Calendar, z: &Zones, met_by: Option<&str
             day(z, b, o.due_at)
         ));
     } else {
-        let offset: Option<Offset> = o.offset.as_deref().and_then(|t| t.parse().ok());
+        let offset: Option<Offset> = o.offset.map(|s| s.offset());
         let start = if offset
             .as_ref()
             .is_some_and(|x| x.unit == Unit::Hours || x.at.is_some())

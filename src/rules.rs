@@ -9,6 +9,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arcstr::ArcStr;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -328,11 +329,56 @@ pub struct Board {
     pub due_soon: Offset,
     pub rules: Vec<Rule>,
     pub file: String,
+    /// Each rule's [`RuleRef`], in the order of `rules`.
+    refs: Vec<Arc<RuleRef>>,
 }
 
 impl Board {
     pub fn rule(&self, id: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.id == id)
+    }
+
+    /// Each rule's [`RuleRef`], in the order of `rules`.
+    pub fn refs(&self) -> &[Arc<RuleRef>] {
+        &self.refs
+    }
+}
+
+/// What every obligation of one rule of one board version has in common:
+/// made once per rule as the rules load, so an obligation carries one pointer
+/// to it rather than a copy of each name, and can borrow it for as long as
+/// the rules last.
+#[derive(Debug, serde::Serialize)]
+pub struct RuleRef {
+    pub rule: ArcStr,
+    pub title: ArcStr,
+    pub kind: RuleKind,
+    pub board: ArcStr,
+    pub board_version: ArcStr,
+    /// A hash of the board's and rule's names, by their text: the metrics
+    /// tally finds every obligation's series by them, and hashes this once.
+    #[serde(skip)]
+    pub names_hash: u64,
+}
+
+impl RuleRef {
+    pub fn new(
+        rule: ArcStr,
+        title: ArcStr,
+        kind: RuleKind,
+        board: ArcStr,
+        board_version: ArcStr,
+    ) -> Self {
+        use std::hash::BuildHasher;
+        let names_hash = rustc_hash::FxBuildHasher.hash_one((&*board, &*rule));
+        RuleRef {
+            rule,
+            title,
+            kind,
+            board,
+            board_version,
+            names_hash,
+        }
     }
 }
 
@@ -1264,6 +1310,22 @@ fn build_board(f: &ParsedFile, rules: &[RawRule]) -> Result<Board, Vec<RuleError
     if !errors.is_empty() {
         return Err(errors);
     }
+    let (id, version) = (
+        ArcStr::from(b.id.get_ref().as_str()),
+        ArcStr::from(b.version.as_str()),
+    );
+    let refs = built
+        .iter()
+        .map(|r| {
+            Arc::new(RuleRef::new(
+                ArcStr::from(r.id.as_str()),
+                ArcStr::from(r.title.as_str()),
+                r.kind,
+                id.clone(),
+                version.clone(),
+            ))
+        })
+        .collect();
     Ok(Board {
         id: b.id.get_ref().clone(),
         name: b.name.clone(),
@@ -1276,6 +1338,7 @@ fn build_board(f: &ParsedFile, rules: &[RawRule]) -> Result<Board, Vec<RuleError
         due_soon,
         rules: built,
         file: f.src.name.clone(),
+        refs,
     })
 }
 

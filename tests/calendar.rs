@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 use chrono_tz::Europe::London;
-use cpwatch::calendar::{Calendar, CalendarError, HolidayData, Offset};
+use cpwatch::calendar::{Calendar, CalendarError, HolidayData, Offset, ShownOffset};
 use proptest::prelude::*;
 
 fn cal() -> Calendar {
@@ -294,6 +294,46 @@ fn offsets_parse_and_reject_typos() {
     }
     let e = "+15 wrking days".parse::<Offset>().expect_err("typo");
     assert!(e.contains("unknown unit"), "{e}");
+}
+
+/// An obligation keeps its resolved offset in eight bytes: it must show and
+/// count as the offset it came from (fails if a unit, sign or time is lost).
+#[test]
+fn offsets_as_obligations_keep_them_show_as_before() {
+    assert_eq!(std::mem::size_of::<Option<ShownOffset>>(), 8);
+    for text in [
+        "+15 working days",
+        "-2 working days at 10:00",
+        "+1 working day",
+        "-24 hours",
+        "+1 hour",
+        "-1 day",
+        "+10 days at 23:59",
+        "+6 weeks",
+        "+3 months",
+        "-1 day at 00:00",
+        "+0 working days",
+    ] {
+        let o = off(text);
+        let shown = o.shown().expect("a fixed offset");
+        assert_eq!(shown.to_string(), text);
+        assert_eq!(shown.offset(), o);
+        assert_eq!(
+            serde_json::to_value(shown).expect("json"),
+            serde_json::json!(text)
+        );
+    }
+    let field = off("+plan.visit_interval_working_days working days");
+    assert_eq!(field.shown(), None);
+    let resolved = field.resolve(Some(20)).expect("resolved");
+    assert_eq!(
+        resolved.shown().map(|s| s.to_string()).as_deref(),
+        Some("+20 working days")
+    );
+    let far = field
+        .resolve(Some(i64::from(i32::MAX) + 1))
+        .expect("resolved");
+    assert_eq!(far.shown(), None);
 }
 
 #[test]
