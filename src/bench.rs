@@ -18,7 +18,7 @@ use sqlx::{Connection, Executor};
 
 use crate::case::Instant;
 use crate::engine::Engine;
-use crate::evaluate::{Draft, Obligation, Sink};
+use crate::evaluate::{Draft, Sink};
 use crate::incremental::{Kept, NeedFull};
 use crate::store::{self, select_sql};
 
@@ -204,8 +204,15 @@ pub async fn measure(opts: &Options, children: usize) -> anyhow::Result<Measure>
         obligations = kept.tally.total;
 
         let started = Clock::now();
-        let eval = one_core.evaluate(&kept.state, opts.at);
+        let mut scratch = crate::evaluate::Scratch::default();
+        let eval = one_core.evaluate(&kept.state, &mut scratch, opts.at);
         evaluate = evaluate.min(started.elapsed().as_secs_f64());
+        if eval.obligations.len() != obligations {
+            bail!(
+                "evaluation keeping every obligation kept {}, the tick counted {obligations}",
+                eval.obligations.len()
+            );
+        }
         drop(eval);
 
         let started = Clock::now();
@@ -282,7 +289,7 @@ pub async fn measure(opts: &Options, children: usize) -> anyhow::Result<Measure>
 /// Counts the obligations it is handed and keeps none.
 struct Counted(usize);
 
-impl Sink for Counted {
+impl Sink<'_> for Counted {
     fn put(&mut self, _: &Draft<'_>) {
         self.0 += 1;
     }
@@ -744,13 +751,13 @@ pub fn markdown(results: &[Measure], machine: &str, at: Instant, command: &str) 
                 md.push_str(&format!(
                     "\nWhere one-core evaluation's time goes: making every obligation and handing it to the caller took {:.2} s; \
                      keeping them took the other {:.2} s. Kept, the {} obligations are {} bytes each ({:.0} MiB), \
-                     so the kernel supplies that much fresh memory, and each takes a reference to every name it holds. \
+                     borrowing their names, so the kernel supplies that much fresh memory. \
                      `check` and `export` keep them; the service counts each one and keeps only the open ones.\n",
                     m.evaluate_unkept,
                     (m.evaluate - m.evaluate_unkept).max(0.0),
                     m.obligations,
-                    std::mem::size_of::<Obligation>(),
-                    (m.obligations * std::mem::size_of::<Obligation>()) as f64 / (1024.0 * 1024.0),
+                    std::mem::size_of::<Draft>(),
+                    (m.obligations * std::mem::size_of::<Draft>()) as f64 / (1024.0 * 1024.0),
                 ));
             }
             if let (Some(server), Some(client), Some(least)) = (

@@ -15,7 +15,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{process_env, secret, BoardContacts, Config, TransportKind};
 use crate::daemon::{Daemon, Settings};
 use crate::engine::Engine;
-use crate::evaluate::{Obligation, Status};
+use crate::evaluate::{Draft, Scratch, Status};
 use crate::notify::{FileTransport, LogTransport, SmtpTransport, Transport};
 use crate::report;
 use crate::rules;
@@ -316,16 +316,17 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let store = open(&a.common.database, false).await?;
     let state = store.load().await?;
     // Only the selected obligations are kept: a national evaluation need not fit in memory whole.
-    let wanted = |o: &Obligation| {
+    let wanted = |o: &Draft<'_>| {
         a.board.as_deref().is_none_or(|b| &*o.of.board == b)
             && (a.rule_ids.is_empty() || a.rule_ids.iter().any(|r| **r == *o.of.rule))
             && a.child
                 .as_deref()
-                .is_none_or(|c| o.child.as_deref() == Some(c))
+                .is_none_or(|c| o.child.map(|n| n.as_str()) == Some(c))
             && (a.statuses.is_empty() || a.statuses.contains(&o.status))
     };
-    let eval = engine.evaluate_where(&state, now_or(a.common.at), wanted);
-    let selected: Vec<&Obligation> = eval.obligations.iter().collect();
+    let mut scratch = Scratch::default();
+    let eval = engine.evaluate_where(&state, &mut scratch, now_or(a.common.at), &wanted);
+    let selected: Vec<&Draft<'_>> = eval.obligations.iter().collect();
     let z = engine.zones();
     let mut out = std::io::stdout().lock();
     match a.format {
@@ -341,7 +342,8 @@ async fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::from_args(&a.common)?;
     let store = open(&a.common.database, false).await?;
     let state = store.load().await?;
-    let eval = engine.evaluate(&state, now_or(a.common.at));
+    let mut scratch = Scratch::default();
+    let eval = engine.evaluate(&state, &mut scratch, now_or(a.common.at));
     let mut out = std::io::stdout().lock();
     crate::explain::explain(
         &mut out,
@@ -372,14 +374,15 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let state = store.load().await?;
-    let eval = engine.evaluate(&state, now);
+    let mut scratch = Scratch::default();
+    let eval = engine.evaluate(&state, &mut scratch, now);
     let z = engine.zones();
-    let action: Vec<&Obligation> = eval
+    let action: Vec<&Draft<'_>> = eval
         .obligations
         .iter()
         .filter(|o| matches!(o.status, Status::Overdue | Status::DueSoon))
         .collect();
-    let all: Vec<&Obligation> = eval.obligations.iter().collect();
+    let all: Vec<&Draft<'_>> = eval.obligations.iter().collect();
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -397,7 +400,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .filter(|o| &*o.of.rule == "icpc-timeliness" && o.status == Status::MetLate)
         .min_by(|a, b| a.report_cmp(b))
-        .and_then(|o| o.child.clone());
+        .and_then(|o| o.child.cloned());
     writeln!(out, "\nNext: `cpwatch check --database {} --format json`, or `cpwatch explain {}` for one child's deadlines worked out by hand.", a.common.database, example.as_deref().unwrap_or("REFERENCE"))?;
     if !a.run {
         return Ok(ExitCode::SUCCESS);
@@ -541,7 +544,8 @@ async fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let store = open(&a.common.database, false).await?;
     let state = store.load().await?;
     let now = now_or(a.common.at);
-    let eval = engine.evaluate_where(&state, now, |o| *o.of.board == *a.board);
+    let mut scratch = Scratch::default();
+    let eval = engine.evaluate_where(&state, &mut scratch, now, &|o| *o.of.board == *a.board);
     let report = crate::export::build(&crate::export::Input {
         eval: &eval,
         state: &state,

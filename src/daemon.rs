@@ -258,7 +258,7 @@ impl Daemon {
             holidays: &settings.engine.holidays,
             config: &settings.config,
         };
-        let (planned, unresolved) = notify::plan(eval, &ctx, now);
+        let (planned, unresolved) = notify::plan(&eval.borrowed(), &ctx, now);
         let mut missing: HashMap<(String, String), i64> = HashMap::new();
         for u in &unresolved {
             let board = u.obligation_key.split(':').next().unwrap_or("").to_string();
@@ -397,9 +397,12 @@ impl Daemon {
             return;
         }
         // The export needs settled obligations too, which a tick does not keep.
+        let mut scratch = crate::evaluate::Scratch::default();
         let eval = &settings
             .engine
-            .evaluate_where(state, now, |o| due.iter().any(|b| **b == *o.of.board));
+            .evaluate_where(state, &mut scratch, now, &|o| {
+                due.iter().any(|b| **b == *o.of.board)
+            });
         for board in due {
             let board = board.as_str();
             let path = dir.join(format!("{board}-{month}.xlsx"));

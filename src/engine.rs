@@ -9,7 +9,8 @@ use anyhow::{anyhow, bail, Context};
 use crate::calendar::{Calendar, HolidayData};
 use crate::case::{CaseState, Instant};
 use crate::evaluate::{
-    evaluate_each, evaluate_split, Evaluation, Finding, Obligation, Options, Sink,
+    evaluate_each, evaluate_kept, evaluate_split, Draft, Evaluation, Finding, Obligation, Options,
+    Scratch, Sink,
 };
 use crate::report::Zones;
 use crate::rules::{self, RuleSet};
@@ -59,8 +60,15 @@ impl Engine {
         })
     }
 
-    pub fn evaluate(&self, state: &CaseState, now: Instant) -> Evaluation {
-        self.evaluate_where(state, now, |_| true)
+    /// Every obligation, each borrowing its names from `state`, the rules and
+    /// `scratch` (see [`evaluate_kept`]), and the findings.
+    pub fn evaluate<'a>(
+        &'a self,
+        state: &'a CaseState,
+        scratch: &'a mut Scratch,
+        now: Instant,
+    ) -> Evaluation<Draft<'a>> {
+        self.evaluate_where(state, scratch, now, &|_| true)
     }
 
     /// Evaluation handing each obligation to `sink`; returns the findings.
@@ -82,7 +90,7 @@ impl Engine {
 
     /// Evaluation on one thread per sink, each worker handing its obligations
     /// to a sink of its own; returns the findings.
-    pub fn evaluate_split<S: Sink>(
+    pub fn evaluate_split<S: for<'a> Sink<'a>>(
         &self,
         state: &CaseState,
         now: Instant,
@@ -101,23 +109,22 @@ impl Engine {
 
     /// Evaluation keeping only the obligations `keep` selects (a command
     /// about one board or child need not hold a national evaluation whole).
-    pub fn evaluate_where(
-        &self,
-        state: &CaseState,
+    pub fn evaluate_where<'a>(
+        &'a self,
+        state: &'a CaseState,
+        scratch: &'a mut Scratch,
         now: Instant,
-        keep: impl Fn(&Obligation) -> bool,
-    ) -> Evaluation {
-        let mut obligations = Vec::new();
-        let findings = self.evaluate_each(state, now, &mut |o| {
-            if keep(&o) {
-                obligations.push(o);
-            }
-        });
-        Evaluation {
-            evaluated_at: now,
-            obligations,
-            findings,
-        }
+        keep: &(dyn Fn(&Draft<'a>) -> bool + Sync),
+    ) -> Evaluation<Draft<'a>> {
+        evaluate_kept(
+            state,
+            &self.rules,
+            &self.holidays,
+            now,
+            &self.options(self.threads),
+            scratch,
+            keep,
+        )
     }
 
     pub fn zones(&self) -> Zones {

@@ -68,9 +68,12 @@ pub use crate::rules::RuleRef;
 
 /// One duty of one rule for one subject (and, for recurring rules, one occurrence).
 ///
-/// As kept, it holds its names (`N`) and its rule (`R`); as evaluation hands
-/// it to a [`Sink`] it borrows them ([`Draft`]), so the many a tick only
-/// counts cost no reference count and touch no name.
+/// Owned, it holds its names (`N`) and its rule (`R`), as the service keeps
+/// the few it acts on from tick to tick. Borrowed ([`Draft`]) it points at
+/// them in the case state and the rules: evaluation hands drafts to a
+/// [`Sink`], and `check`, `export` and `explain` keep drafts
+/// ([`evaluate_kept`]), so the millions of a national evaluation cost no
+/// reference count on any name.
 #[derive(Debug, Clone, Serialize)]
 #[serde(bound(serialize = "N: Serialize + std::fmt::Display, R: Serialize"))]
 pub struct Obligation<N = Name, R = Arc<RuleRef>> {
@@ -143,17 +146,27 @@ impl Obligation {
     pub fn draft(&self) -> Draft<'_> {
         self.map(|n| n, |r| r)
     }
+}
 
+impl<N, R> Obligation<N, R>
+where
+    N: std::borrow::Borrow<Name> + Ord + std::fmt::Display,
+    R: std::borrow::Borrow<Arc<RuleRef>>,
+{
     /// The obligation's identity, stable across evaluations:
     /// `board:rule:child reference:conference:agency:occurrence`, `-` for none.
     pub fn key(&self) -> String {
+        fn text<N: std::borrow::Borrow<Name>>(n: &Option<N>) -> &str {
+            n.as_ref().map_or("-", |n| n.borrow().as_str())
+        }
+        let of: &RuleRef = self.of.borrow();
         format!(
             "{}:{}:{}:{}:{}:{}",
-            self.of.board,
-            self.of.rule,
-            self.child.as_deref().unwrap_or("-"),
-            self.conference.as_deref().unwrap_or("-"),
-            self.agency.as_deref().unwrap_or("-"),
+            of.board,
+            of.rule,
+            text(&self.child),
+            text(&self.conference),
+            text(&self.agency),
             self.occurrence
         )
     }
@@ -161,7 +174,7 @@ impl Obligation {
     /// The order of a report: by due date, then by identity. Evaluation leaves
     /// its obligations unordered (the service needs no order); whatever shows
     /// them sorts what it shows with this.
-    pub fn report_cmp(&self, other: &Obligation) -> std::cmp::Ordering {
+    pub fn report_cmp(&self, other: &Self) -> std::cmp::Ordering {
         // Names are shared, so equal names are usually one allocation: compare pointers first.
         fn name(a: &Name, b: &Name) -> std::cmp::Ordering {
             if Name::ptr_eq(a, b) {
@@ -170,16 +183,17 @@ impl Obligation {
                 a.cmp(b)
             }
         }
-        fn opt(a: &Option<Name>, b: &Option<Name>) -> std::cmp::Ordering {
+        fn opt<N: std::borrow::Borrow<Name>>(a: &Option<N>, b: &Option<N>) -> std::cmp::Ordering {
             match (a, b) {
-                (Some(a), Some(b)) => name(a, b),
+                (Some(a), Some(b)) => name(a.borrow(), b.borrow()),
                 _ => a.is_some().cmp(&b.is_some()),
             }
         }
+        let (of, other_of): (&RuleRef, &RuleRef) = (self.of.borrow(), other.of.borrow());
         self.due_at
             .cmp(&other.due_at)
-            .then_with(|| name(&self.of.board, &other.of.board))
-            .then_with(|| name(&self.of.rule, &other.of.rule))
+            .then_with(|| name(&of.board, &other_of.board))
+            .then_with(|| name(&of.rule, &other_of.rule))
             .then_with(|| opt(&self.child, &other.child))
             .then_with(|| opt(&self.conference, &other.conference))
             .then_with(|| opt(&self.agency, &other.agency))
@@ -337,11 +351,29 @@ impl Finding {
 /// The obligations in no particular order (see `Obligation::report_cmp`) and
 /// the findings sorted.
 #[derive(Debug, Clone, Serialize)]
-pub struct Evaluation {
+pub struct Evaluation<O = Obligation> {
     pub evaluated_at: Instant,
-    pub obligations: Vec<Obligation>,
+    pub obligations: Vec<O>,
     pub findings: Vec<Finding>,
 }
+
+impl Evaluation {
+    /// The evaluation with its obligations borrowed, as [`evaluate_kept`] gives one.
+    pub fn borrowed(&self) -> Evaluation<Draft<'_>> {
+        Evaluation {
+            evaluated_at: self.evaluated_at,
+            obligations: self.obligations.iter().map(Obligation::draft).collect(),
+            findings: self.findings.clone(),
+        }
+    }
+}
+
+/// What an evaluation's obligations borrow besides the case state and the
+/// rules: its corrected copies of the few rows that record happenings after
+/// the instant evaluated at. The caller holds it, for as long as it keeps
+/// the obligations.
+#[derive(Default)]
+pub struct Scratch(Option<Fixed>);
 
 pub struct Options<'a> {
     /// The board of children whose `board` is null.
@@ -382,27 +414,89 @@ pub fn evaluate_each(
     sink: &mut dyn FnMut(Obligation),
 ) -> Vec<Finding> {
     let threads = opts.threads.max(1);
-    evaluate_with(
+    let mut scratch = Scratch::default();
+    let (findings, ()) = evaluate_with(
         state,
         rules,
         holidays,
         now,
         opts,
         threads,
+        &mut scratch,
         |jobs, next, idx| {
-            if threads == 1 || jobs.len() < 2 {
+            let errors = if threads == 1 || jobs.len() < 2 {
                 work(jobs, next, idx, now, &mut |o| sink(o.owned()))
             } else {
                 in_parallel(jobs, next, idx, now, threads, sink)
-            }
+            };
+            (errors, ())
         },
-    )
+    );
+    findings
+}
+
+/// The evaluation keeping the obligations `keep` selects, each borrowing its
+/// names and rule from the case state, the rules and `scratch`: keeping
+/// millions takes no reference count on any name (a national `check` or
+/// `export` keeps 1.9 million). Obligations in no particular order.
+pub fn evaluate_kept<'a>(
+    state: &'a CaseState,
+    rules: &'a RuleSet,
+    holidays: &Arc<HolidayData>,
+    now: Instant,
+    opts: &Options,
+    scratch: &'a mut Scratch,
+    keep: &(dyn Fn(&Draft<'a>) -> bool + Sync),
+) -> Evaluation<Draft<'a>> {
+    let threads = opts.threads.max(1);
+    let (findings, obligations) = evaluate_with(
+        state,
+        rules,
+        holidays,
+        now,
+        opts,
+        threads,
+        scratch,
+        |jobs, next, idx| {
+            let mut keepers = Vec::new();
+            let errors = if threads == 1 || jobs.len() < 2 {
+                let mut one = Keeper(Vec::new(), keep);
+                let errors = work(jobs, next, idx, now, &mut |o| one.put(o));
+                keepers.push(one);
+                errors
+            } else {
+                keepers = (0..threads).map(|_| Keeper(Vec::new(), keep)).collect();
+                split(jobs, next, idx, now, &mut keepers)
+            };
+            let all = keepers.into_iter().map(|k| k.0).reduce(|mut all, v| {
+                all.extend(v);
+                all
+            });
+            (errors, all.unwrap_or_default())
+        },
+    );
+    Evaluation {
+        evaluated_at: now,
+        obligations,
+        findings,
+    }
+}
+
+/// One worker's obligations of [`evaluate_kept`], and what it keeps.
+struct Keeper<'a, 'k>(Vec<Draft<'a>>, &'k (dyn Fn(&Draft<'a>) -> bool + Sync));
+
+impl<'a> Sink<'a> for Keeper<'a, '_> {
+    fn put(&mut self, o: &Draft<'a>) {
+        if (self.1)(o) {
+            self.0.push(o.clone());
+        }
+    }
 }
 
 /// Where a worker of [`evaluate_split`] puts the obligations it makes.
-pub trait Sink: Send {
+pub trait Sink<'a>: Send {
     /// The obligation, borrowed: [`Draft::owned`] makes one to keep.
-    fn put(&mut self, o: &Draft<'_>);
+    fn put(&mut self, o: &Draft<'a>);
 
     /// Called once the worker has made its last obligation, on its thread.
     fn finish(&mut self) {}
@@ -412,7 +506,7 @@ pub trait Sink: Send {
 /// obligations to a sink of its own: what the sinks do with them (count,
 /// keep) is shared out too, with no queue between threads. The sinks, not
 /// `opts.threads`, say how many threads. Returns the findings, sorted.
-pub fn evaluate_split<S: Sink>(
+pub fn evaluate_split<S: for<'a> Sink<'a>>(
     state: &CaseState,
     rules: &RuleSet,
     holidays: &Arc<HolidayData>,
@@ -420,30 +514,38 @@ pub fn evaluate_split<S: Sink>(
     opts: &Options,
     sinks: &mut [S],
 ) -> Vec<Finding> {
-    evaluate_with(
+    let threads = sinks.len();
+    let mut scratch = Scratch::default();
+    let (findings, ()) = evaluate_with(
         state,
         rules,
         holidays,
         now,
         opts,
-        sinks.len(),
-        |jobs, next, idx| split(jobs, next, idx, now, sinks),
-    )
+        threads,
+        &mut scratch,
+        |jobs, next, idx| (split(jobs, next, idx, now, sinks), ()),
+    );
+    findings
 }
 
 /// Checks and indexes the state, cuts the evaluation into jobs for `threads`
 /// workers and has `run` do them; returns the findings, sorted.
-fn evaluate_with(
-    state: &CaseState,
-    rules: &RuleSet,
+#[allow(clippy::too_many_arguments)]
+fn evaluate_with<'a, T>(
+    state: &'a CaseState,
+    rules: &'a RuleSet,
     holidays: &Arc<HolidayData>,
     now: Instant,
     opts: &Options,
     threads: usize,
-    run: impl for<'a> FnOnce(&[Job<'a>], &AtomicUsize, &Index<'a>) -> HashMap<String, CalendarError>,
-) -> Vec<Finding> {
+    scratch: &'a mut Scratch,
+    run: impl FnOnce(&[Job<'_, 'a>], &AtomicUsize, &Index<'a>) -> (HashMap<String, CalendarError>, T),
+) -> (Vec<Finding>, T) {
     let mut findings = state.load_findings.clone();
-    let fixed = sanitize(state, now, &mut findings, threads);
+    let fixed: &'a Fixed = scratch
+        .0
+        .insert(sanitize(state, now, &mut findings, threads));
     let clean = fixed.view(state, threads);
     inconsistencies(&clean, &mut findings);
     let idx = Index::new(&clean, &mut findings, threads);
@@ -531,7 +633,7 @@ fn evaluate_with(
             }
         }
     }
-    let calendar_errors = run(&jobs, &AtomicUsize::new(0), &idx);
+    let (calendar_errors, made) = run(&jobs, &AtomicUsize::new(0), &idx);
     for (what, e) in calendar_errors {
         findings.push(Finding::new(
             "calendar_not_covered",
@@ -541,7 +643,7 @@ fn evaluate_with(
         ));
     }
     sort_findings(&mut findings);
-    findings
+    (findings, made)
 }
 
 /// Rows by board. A deployment has a handful of boards and a national state
@@ -601,12 +703,12 @@ pub fn sort_findings(findings: &mut Vec<Finding>) {
 // --------------------------------------------------------------- sharing out
 
 /// One board version's evaluation of some of its children and conferences.
-struct Job<'a> {
+struct Job<'j, 'a> {
     board: &'a Board,
     cal: Arc<Calendar>,
     window: (Option<NaiveDate>, Option<NaiveDate>),
-    children: &'a [&'a Child],
-    conferences: &'a [&'a Conference],
+    children: &'j [&'a Child],
+    conferences: &'j [&'a Conference],
 }
 
 /// `n` consecutive pieces of `items`, some perhaps empty.
@@ -620,7 +722,7 @@ fn pieces_of<'s, T>(items: &'s [T], n: usize) -> impl Iterator<Item = &'s [T]> +
 
 /// Takes jobs until none are left; returns the calendar errors met.
 fn work<'a>(
-    jobs: &[Job<'a>],
+    jobs: &[Job<'_, 'a>],
     next: &AtomicUsize,
     idx: &Index<'a>,
     now: Instant,
@@ -651,8 +753,8 @@ fn work<'a>(
 
 /// The jobs on one worker per sink, the first on this thread; returns the
 /// calendar errors met.
-fn split<'a, S: Sink>(
-    jobs: &[Job<'a>],
+fn split<'a, S: Sink<'a>>(
+    jobs: &[Job<'_, 'a>],
     next: &AtomicUsize,
     idx: &Index<'a>,
     now: Instant,
@@ -700,7 +802,7 @@ impl Batcher {
     const SIZE: usize = 4096;
 }
 
-impl Sink for Batcher {
+impl Sink<'_> for Batcher {
     fn put(&mut self, o: &Draft<'_>) {
         self.batch.push(o.owned());
         if self.batch.len() == Self::SIZE {
@@ -719,7 +821,7 @@ impl Drop for Batcher {
 
 /// The jobs on `threads` workers, their obligations handed to `sink` on this thread.
 fn in_parallel<'a>(
-    jobs: &[Job<'a>],
+    jobs: &[Job<'_, 'a>],
     next: &AtomicUsize,
     idx: &Index<'a>,
     now: Instant,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::calendar::{Calendar, HolidayData, Offset, Unit};
 use crate::case::{CaseState, Instant};
-use crate::evaluate::{Evaluation, Obligation, Status};
+use crate::evaluate::{Draft, Evaluation, Status};
 use crate::report::Zones;
 use crate::rules::{Event, RuleKind, RuleSet};
 
@@ -73,7 +73,7 @@ fn list(items: &[String]) -> String {
 }
 
 /// How a deadline was reached from its start, in words.
-pub fn derivation(o: &Obligation, cal: &Calendar, z: &Zones, met_by: Option<&str>) -> String {
+pub fn derivation(o: &Draft<'_>, cal: &Calendar, z: &Zones, met_by: Option<&str>) -> String {
     let b = &o.of.board;
     let mut s = format!("{}: ", o.of.rule);
     if o.of.kind == RuleKind::Standard {
@@ -360,7 +360,7 @@ pub enum ExplainError {
 pub fn explain(
     w: &mut dyn Write,
     state: &CaseState,
-    eval: &Evaluation,
+    eval: &Evaluation<Draft<'_>>,
     rules: &RuleSet,
     holidays: &Arc<HolidayData>,
     reference: &str,
@@ -377,14 +377,14 @@ pub fn explain(
         .filter(|cc| cc.child_id == child.id)
         .map(|cc| cc.conference_id.as_str())
         .collect();
-    let mut mine: Vec<&Obligation> = eval
+    let mut mine: Vec<&Draft<'_>> = eval
         .obligations
         .iter()
         .filter(|o| {
-            o.child_id.as_deref() == Some(child.id.as_str())
+            o.child_id.map(|n| n.as_str()) == Some(child.id.as_str())
                 || (o.child.is_none()
                     && o.conference
-                        .as_deref()
+                        .map(|n| n.as_str())
                         .is_some_and(|c| conferences.contains(&c)))
         })
         .collect();

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::calendar::Calendar;
 use crate::case::{CaseState, Instant};
-use crate::evaluate::{Evaluation, Finding, Name, Obligation, Status};
+use crate::evaluate::{Draft, Evaluation, Finding, Name, Status};
 use crate::rules::{AuditBy, RuleKind, RuleSet};
 
 /// The latest national figures (Department for Education, Children in Need
@@ -237,7 +237,7 @@ pub struct Report {
 }
 
 pub struct Input<'a> {
-    pub eval: &'a Evaluation,
+    pub eval: &'a Evaluation<Draft<'a>>,
     pub state: &'a CaseState,
     pub rules: &'a RuleSet,
     pub calendar: &'a Calendar,
@@ -276,7 +276,7 @@ pub fn build(input: &Input) -> Report {
         .iter()
         .map(|t| (t.id.as_str(), t))
         .collect();
-    let mut selected: Vec<&Obligation> = input
+    let mut selected: Vec<&Draft<'_>> = input
         .eval
         .obligations
         .iter()
@@ -287,19 +287,19 @@ pub fn build(input: &Input) -> Report {
     let obligations: Vec<ObligationRow> = selected
         .iter()
         .map(|o| {
-            let agency = o.agency.as_deref().and_then(|a| agencies.get(a));
+            let agency = o.agency.map(|n| n.as_str()).and_then(|a| agencies.get(a));
             ObligationRow {
                 rule: o.of.rule.clone(),
                 title: o.of.title.clone(),
-                child: o.child.clone(),
-                conference: o.conference.clone(),
-                agency: o.agency.clone(),
+                child: o.child.cloned(),
+                conference: o.conference.cloned(),
+                agency: o.agency.cloned(),
                 agency_name: agency.map(|a| a.name.to_string()),
                 professional_group: agency.map(|a| a.professional_group.to_string()),
-                team: o.team.clone(),
+                team: o.team.cloned(),
                 team_name: o
                     .team
-                    .as_deref()
+                    .map(|n| n.as_str())
                     .and_then(|t| teams.get(t))
                     .map(|t| t.name.to_string()),
                 starts: local(o.starts_at),
@@ -400,7 +400,7 @@ pub fn build(input: &Input) -> Report {
         .collect();
     let conferences: std::collections::HashSet<&str> = selected
         .iter()
-        .filter_map(|o| o.conference.as_deref())
+        .filter_map(|o| o.conference.map(|n| n.as_str()))
         .collect();
     let findings = input
         .eval
@@ -449,7 +449,7 @@ pub fn build(input: &Input) -> Report {
 }
 
 /// Working days from the strategy discussion to the held initial conference, counted as the statistics count them.
-fn national(selected: &[&Obligation], cal: &Calendar) -> National {
+fn national(selected: &[&Draft<'_>], cal: &Calendar) -> National {
     let mut days: Vec<i64> = selected
         .iter()
         .filter(|o| {

@@ -566,7 +566,7 @@ impl Part {
     }
 }
 
-impl Sink for Part {
+impl Sink<'_> for Part {
     fn put(&mut self, o: &Draft<'_>) {
         self.batch.add(&self.tally, o);
         watch(o, self.span, &mut self.horizon);

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::calendar::{Calendar, HolidayData};
 use crate::case::{CaseState, Instant};
 use crate::config::{BoardContacts, Config};
-use crate::evaluate::{Evaluation, Obligation, Status};
+use crate::evaluate::{Draft, Evaluation, Status};
 use crate::rules::{Board, Event, Rule, RuleKind, RuleSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -101,7 +101,7 @@ pub fn notification_id(
 
 /// The stage an open obligation is in at `now`, with its occurrence (escalations repeat).
 pub fn stage_of(
-    o: &Obligation,
+    o: &Draft<'_>,
     cal: &Calendar,
     now: Instant,
     escalate_after: i64,
@@ -142,7 +142,11 @@ pub struct Context<'a> {
 
 /// The notifications an evaluation calls for at `now`. Overdue and escalation
 /// stages include the ones already reached; the log makes each go once.
-pub fn plan(eval: &Evaluation, ctx: &Context, now: Instant) -> (Vec<Planned>, Vec<Unresolved>) {
+pub fn plan(
+    eval: &Evaluation<Draft<'_>>,
+    ctx: &Context,
+    now: Instant,
+) -> (Vec<Planned>, Vec<Unresolved>) {
     let lookup = Lookup::new(ctx.state);
     let mut planned = Vec::new();
     let mut unresolved = Vec::new();
@@ -269,37 +273,44 @@ impl<'a> Lookup<'a> {
         }
     }
 
-    fn child_of(&self, o: &Obligation) -> Option<&'a crate::case::Child> {
+    fn child_of(&self, o: &Draft<'_>) -> Option<&'a crate::case::Child> {
         let id = match &o.child_id {
             Some(id) => &**id,
-            None => self.first_child.get(o.conference.as_deref()?).copied()?,
+            None => self
+                .first_child
+                .get(o.conference.map(|n| n.as_str())?)
+                .copied()?,
         };
         self.children.get(id).copied()
     }
 
-    fn worker_of(&self, o: &Obligation) -> Option<&'a crate::case::Worker> {
+    fn worker_of(&self, o: &Draft<'_>) -> Option<&'a crate::case::Worker> {
         let w = self.child_of(o)?.allocated_worker_id.as_deref()?;
         self.workers.get(w).copied()
     }
 
     /// The addresses a recipient role stands for, for one obligation.
-    fn resolve(&self, role: &str, o: &Obligation, contacts: &BoardContacts) -> Vec<String> {
+    fn resolve(&self, role: &str, o: &Draft<'_>, contacts: &BoardContacts) -> Vec<String> {
         let conf = o
             .conference
-            .as_deref()
+            .map(|n| n.as_str())
             .and_then(|id| self.conferences.get(id));
         let one = |x: Option<&str>| x.map(String::from).into_iter().collect::<Vec<_>>();
         match role {
             "agency" => {
                 let invited = o
                     .conference
-                    .as_deref()
+                    .map(|n| n.as_str())
                     .and_then(|c| self.invitations.get(c))
                     .map(Vec::as_slice)
                     .unwrap_or(&[]);
                 let mut v: Vec<String> = invited
                     .iter()
-                    .filter(|i| o.agency.as_deref().is_none_or(|a| i.agency_id == a))
+                    .filter(|i| {
+                        o.agency
+                            .map(|n| n.as_str())
+                            .is_none_or(|a| i.agency_id == a)
+                    })
                     .filter_map(|i| {
                         i.email.as_deref().map(String::from).or_else(|| {
                             self.agencies
@@ -382,7 +393,7 @@ fn plural(n: i64, one: &str) -> String {
 }
 
 /// "by 23:59 on Thu 14 Jan 2027, in 2 working days"
-pub fn deadline_words(o: &Obligation, cal: &Calendar, now: Instant) -> String {
+pub fn deadline_words(o: &Draft<'_>, cal: &Calendar, now: Instant) -> String {
     let local = cal.local(o.due_at);
     let when = format!(
         "{} on {}",
@@ -420,7 +431,7 @@ pub fn deadline_words(o: &Obligation, cal: &Calendar, now: Instant) -> String {
 }
 
 fn item(
-    o: &Obligation,
+    o: &Draft<'_>,
     rule: &Rule,
     board: &Board,
     cal: &Calendar,
@@ -429,10 +440,10 @@ fn item(
 ) -> Item {
     let src = &rule.source;
     Item {
-        reference: o.child.as_deref().map_or_else(
+        reference: o.child.map(|n| n.as_str()).map_or_else(
             || {
                 o.conference
-                    .as_deref()
+                    .map(|n| n.as_str())
                     .map(|c| format!("conference {c}"))
                     .unwrap_or_default()
             },
@@ -441,8 +452,8 @@ fn item(
         title: rule.title.clone(),
         rule: rule.id.clone(),
         board: board.name.clone(),
-        conference: o.conference.as_deref().map(String::from),
-        agency: o.agency.as_deref().map(String::from),
+        conference: o.conference.map(|n| n.as_str()).map(String::from),
+        agency: o.agency.map(|n| n.as_str()).map(String::from),
         stage,
         due_at: o.due_at,
         deadline: deadline_words(o, cal, now),

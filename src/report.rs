@@ -10,7 +10,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde::Serialize;
 
 use crate::case::Instant;
-use crate::evaluate::{Evaluation, Finding, Name, Obligation, Status};
+use crate::evaluate::{Draft, Evaluation, Finding, Name, Status};
 use crate::rules::RuleSet;
 
 /// Time zones of the boards, for writing instants with the local offset.
@@ -78,7 +78,7 @@ pub struct ObligationRecord {
 }
 
 impl ObligationRecord {
-    pub fn new(o: &Obligation, z: &Zones) -> Self {
+    pub fn new(o: &Draft<'_>, z: &Zones) -> Self {
         ObligationRecord {
             key: o.key(),
             rule: o.of.rule.clone(),
@@ -89,10 +89,10 @@ impl ObligationRecord {
                 .unwrap_or_default(),
             board: o.of.board.clone(),
             board_version: o.of.board_version.clone(),
-            child: o.child.clone(),
-            conference: o.conference.clone(),
-            agency: o.agency.clone(),
-            team: o.team.clone(),
+            child: o.child.cloned(),
+            conference: o.conference.cloned(),
+            agency: o.agency.cloned(),
+            team: o.team.cloned(),
             occurrence: o.occurrence.to_string(),
             starts_at: z.rfc3339(&o.of.board, o.starts_at),
             due_at: z.rfc3339(&o.of.board, o.due_at),
@@ -113,8 +113,8 @@ struct JsonOut<'a> {
 
 pub fn write_json(
     w: &mut dyn Write,
-    eval: &Evaluation,
-    obligations: &[&Obligation],
+    eval: &Evaluation<Draft<'_>>,
+    obligations: &[&Draft<'_>],
     z: &Zones,
 ) -> anyhow::Result<()> {
     let out = JsonOut {
@@ -130,7 +130,7 @@ pub fn write_json(
     Ok(())
 }
 
-pub fn write_csv(w: &mut dyn Write, obligations: &[&Obligation], z: &Zones) -> anyhow::Result<()> {
+pub fn write_csv(w: &mut dyn Write, obligations: &[&Draft<'_>], z: &Zones) -> anyhow::Result<()> {
     let mut csv = csv::Writer::from_writer(w);
     for o in report_order(obligations) {
         csv.serialize(ObligationRecord::new(o, z))?;
@@ -140,14 +140,14 @@ pub fn write_csv(w: &mut dyn Write, obligations: &[&Obligation], z: &Zones) -> a
 }
 
 /// By deadline, then by identity: the order of the JSON and CSV output.
-fn report_order<'o>(obligations: &[&'o Obligation]) -> Vec<&'o Obligation> {
+fn report_order<'o, 'a>(obligations: &[&'o Draft<'a>]) -> Vec<&'o Draft<'a>> {
     let mut v = obligations.to_vec();
     v.sort_unstable_by(|a, b| a.report_cmp(b));
     v
 }
 
 /// Overdue first, then by deadline.
-pub fn person_order(obligations: &mut [&Obligation]) {
+pub fn person_order(obligations: &mut [&Draft<'_>]) {
     obligations.sort_by(|a, b| {
         (a.status != Status::Overdue)
             .cmp(&(b.status != Status::Overdue))
@@ -157,11 +157,11 @@ pub fn person_order(obligations: &mut [&Obligation]) {
 
 pub fn write_table(
     w: &mut dyn Write,
-    eval: &Evaluation,
-    obligations: &[&Obligation],
+    eval: &Evaluation<Draft<'_>>,
+    obligations: &[&Draft<'_>],
     z: &Zones,
 ) -> anyhow::Result<()> {
-    let mut sorted: Vec<&Obligation> = obligations.to_vec();
+    let mut sorted: Vec<&Draft<'_>> = obligations.to_vec();
     person_order(&mut sorted);
     let mut table = Table::new();
     table
@@ -188,9 +188,12 @@ pub fn write_table(
                 .unwrap_or_default(),
             o.of.board.to_string(),
             o.of.rule.to_string(),
-            o.child.as_deref().unwrap_or_default().to_string(),
-            o.conference.as_deref().unwrap_or_default().to_string(),
-            o.agency.as_deref().unwrap_or_default().to_string(),
+            o.child.map(|n| n.as_str()).unwrap_or_default().to_string(),
+            o.conference
+                .map(|n| n.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            o.agency.map(|n| n.as_str()).unwrap_or_default().to_string(),
             o.met_at
                 .map(|t| z.human(&o.of.board, t))
                 .or_else(|| {
@@ -208,7 +211,7 @@ pub fn write_table(
 }
 
 /// `N obligations at T: n pending, n due_soon, …`
-pub fn summary_line(eval: &Evaluation, obligations: &[&Obligation], z: &Zones) -> String {
+pub fn summary_line(eval: &Evaluation<Draft<'_>>, obligations: &[&Draft<'_>], z: &Zones) -> String {
     let mut counts: BTreeMap<Status, usize> = BTreeMap::new();
     for o in obligations {
         *counts.entry(o.status).or_default() += 1;
@@ -227,8 +230,8 @@ pub fn summary_line(eval: &Evaluation, obligations: &[&Obligation], z: &Zones) -
 
 pub fn write_summary(
     w: &mut dyn Write,
-    eval: &Evaluation,
-    obligations: &[&Obligation],
+    eval: &Evaluation<Draft<'_>>,
+    obligations: &[&Draft<'_>],
     z: &Zones,
 ) -> anyhow::Result<()> {
     writeln!(w, "{}", summary_line(eval, obligations, z))?;

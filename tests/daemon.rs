@@ -129,7 +129,7 @@ fn stages_and_recipients_follow_the_rule() {
     };
     let stage_at = |at: &str| {
         let e = eval(&s, at);
-        let (planned, _) = notify::plan(&e, &ctx, t(at));
+        let (planned, _) = notify::plan(&e.borrowed(), &ctx, t(at));
         planned
             .into_iter()
             .filter(|p| p.item.rule == "minutes-circulated" && p.obligation_key.contains("CONF-1"))
@@ -192,7 +192,7 @@ fn stages_and_recipients_follow_the_rule() {
         holidays: &holidays,
         config: &c,
     };
-    let (planned, _) = notify::plan(&e, &ctx, t("2027-01-11T09:00:00Z"));
+    let (planned, _) = notify::plan(&e.borrowed(), &ctx, t("2027-01-11T09:00:00Z"));
     let report: Vec<_> = planned
         .iter()
         .filter(|p| p.item.rule == "report-to-unit" && p.item.agency.as_deref() == Some("AG-POL"))
@@ -217,7 +217,7 @@ fn stages_and_recipients_follow_the_rule() {
         config: &c2,
     };
     let (_, unresolved) = notify::plan(
-        &eval(&minutes_missing(), "2027-02-01T10:00:00Z"),
+        &eval(&minutes_missing(), "2027-02-01T10:00:00Z").borrowed(),
         &ctx,
         t("2027-02-01T10:00:00Z"),
     );

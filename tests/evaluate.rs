@@ -9,7 +9,7 @@ mod common;
 use chrono::Duration;
 use common::*;
 use cpwatch::case::*;
-use cpwatch::evaluate::{Evaluation, Finding, Obligation, Status};
+use cpwatch::evaluate::{evaluate_kept, Evaluation, Finding, Obligation, Options, Scratch, Status};
 
 const LATER: &str = "2027-11-30T12:00:00Z";
 
@@ -1484,10 +1484,10 @@ fn statuses_and_lateness_are_consistent_over_the_demo_authority() {
 
 /// Shared out among threads, an evaluation gives exactly what it gives on one:
 /// every obligation, field by field, and the same findings.
-#[test]
-fn threads_share_out_the_work_without_changing_the_result() {
+/// Demo data evaluated at 20 December 2027 that meets calendar errors and
+/// rows recorded after the evaluation, which evaluation reads corrected.
+fn busy_state() -> (CaseState, Instant) {
     let holidays = common::holidays();
-    let rules = built_in_rules();
     let now = t("2027-12-20T09:00:00Z");
     let mut state =
         cpwatch::demo::generate(11, 300, t("2026-11-23T09:00:00Z"), &holidays).expect("demo data");
@@ -1502,6 +1502,59 @@ fn threads_share_out_the_work_without_changing_the_result() {
     state.visits[0].visited_at = t("2028-01-05T10:00:00Z");
     state.core_groups[0].held_at = t("2028-01-05T10:00:00Z");
     state.referrals[0].received_at = t("2028-01-05T10:00:00Z");
+    (state, now)
+}
+
+/// An evaluation whose obligations borrow their names (what `check`,
+/// `export` and `explain` take) keeps the same obligations and findings as
+/// one that owns them, on any number of threads, with the rows recorded
+/// after the evaluation corrected, and keeps only what it is asked to (fails
+/// if a worker's obligations are lost or kept twice, or the filter ignored).
+#[test]
+fn a_borrowed_evaluation_keeps_what_an_owned_one_does() {
+    let (state, now) = busy_state();
+    let rules = built_in_rules();
+    let holidays = common::holidays();
+    let owned = eval_on(&state, &rules, now, 1);
+    let mut expected: Vec<String> = owned.obligations.iter().map(|o| format!("{o:?}")).collect();
+    expected.sort();
+    assert!(owned
+        .findings
+        .iter()
+        .any(|f| f.kind == "recorded_in_future" && f.table == "referrals"));
+    for threads in [1, 2, 3] {
+        let opts = Options {
+            default_board: "working-together-2010",
+            threads,
+        };
+        let mut scratch = Scratch::default();
+        let e = evaluate_kept(&state, &rules, &holidays, now, &opts, &mut scratch, &|_| {
+            true
+        });
+        let mut got: Vec<String> = e.obligations.iter().map(|o| format!("{o:?}")).collect();
+        got.sort();
+        assert_eq!(got.len(), expected.len(), "{threads} threads");
+        assert!(got == expected, "{threads} threads");
+        assert_eq!(e.findings, owned.findings, "{threads} threads");
+
+        let mut scratch = Scratch::default();
+        let bolton = evaluate_kept(&state, &rules, &holidays, now, &opts, &mut scratch, &|o| {
+            &*o.of.board == "bolton"
+        });
+        let want = owned
+            .obligations
+            .iter()
+            .filter(|o| &*o.of.board == "bolton")
+            .count();
+        assert!(want > 0 && want < owned.obligations.len());
+        assert_eq!(bolton.obligations.len(), want, "{threads} threads");
+    }
+}
+
+#[test]
+fn threads_share_out_the_work_without_changing_the_result() {
+    let (state, now) = busy_state();
+    let rules = built_in_rules();
     let on = |threads| {
         let mut e = eval_on(&state, &rules, now, threads);
         e.obligations.sort_by(|a, b| a.report_cmp(b));
@@ -1590,7 +1643,7 @@ fn the_order_rows_are_read_in_does_not_change_the_result() {
 #[derive(Default)]
 struct Collect(Vec<(String, Option<String>, String)>);
 
-impl cpwatch::evaluate::Sink for Collect {
+impl cpwatch::evaluate::Sink<'_> for Collect {
     fn put(&mut self, o: &cpwatch::evaluate::Draft<'_>) {
         let owned = o.owned();
         self.0.push((

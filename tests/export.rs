@@ -22,7 +22,7 @@ fn report(state: &CaseState, eval: &Evaluation, board: &str, from: &str, to: &st
     let calendar = Calendar::new(holidays(), "england-and-wales", chrono_tz::Europe::London)
         .expect("calendar");
     export::build(&export::Input {
-        eval,
+        eval: &eval.borrowed(),
         state,
         rules: &rules,
         calendar: &calendar,

@@ -14,7 +14,8 @@ const NOW: &str = "2026-11-23T09:00:00Z";
 
 fn json_of(state: &CaseState) -> String {
     let rules = built_in_rules();
-    let e = eval_with(state, &rules, NOW);
+    let owned = eval_with(state, &rules, NOW);
+    let e = owned.borrowed();
     let z = Zones::new(&rules, "working-together-2010");
     let all: Vec<_> = e.obligations.iter().collect();
     let mut out = Vec::new();
