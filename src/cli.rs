@@ -15,7 +15,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{process_env, secret, BoardContacts, Config, TransportKind};
 use crate::daemon::{Daemon, Settings};
 use crate::engine::Engine;
-use crate::evaluate::{Draft, Scratch, Status};
+use crate::evaluate::{Draft, Name, Scratch, Status};
 use crate::notify::{FileTransport, LogTransport, SmtpTransport, Transport};
 use crate::report;
 use crate::rules;
@@ -321,7 +321,7 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             && (a.rule_ids.is_empty() || a.rule_ids.iter().any(|r| **r == *o.of.rule))
             && a.child
                 .as_deref()
-                .is_none_or(|c| o.child.map(|n| n.as_str()) == Some(c))
+                .is_none_or(|c| o.child.map(Name::as_str) == Some(c))
             && (a.statuses.is_empty() || a.statuses.contains(&o.status))
     };
     let mut scratch = Scratch::default();

@@ -458,16 +458,10 @@ pub fn evaluate_kept<'a>(
         threads,
         scratch,
         |jobs, next, idx| {
-            let mut keepers = Vec::new();
-            let errors = if threads == 1 || jobs.len() < 2 {
-                let mut one = Keeper(Vec::new(), keep);
-                let errors = work(jobs, next, idx, now, &mut |o| one.put(o));
-                keepers.push(one);
-                errors
-            } else {
-                keepers = (0..threads).map(|_| Keeper(Vec::new(), keep)).collect();
-                split(jobs, next, idx, now, &mut keepers)
-            };
+            // One keeper works on this thread; more each on a thread of their own.
+            let workers = if jobs.len() < 2 { 1 } else { threads };
+            let mut keepers: Vec<Keeper> = (0..workers).map(|_| Keeper(Vec::new(), keep)).collect();
+            let errors = split(jobs, next, idx, now, &mut keepers);
             let all = keepers.into_iter().map(|k| k.0).reduce(|mut all, v| {
                 all.extend(v);
                 all

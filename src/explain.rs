@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::calendar::{Calendar, HolidayData, Offset, Unit};
 use crate::case::{CaseState, Instant};
-use crate::evaluate::{Draft, Evaluation, Status};
+use crate::evaluate::{Draft, Evaluation, Name, Status};
 use crate::report::Zones;
 use crate::rules::{Event, RuleKind, RuleSet};
 
@@ -381,10 +381,10 @@ pub fn explain(
         .obligations
         .iter()
         .filter(|o| {
-            o.child_id.map(|n| n.as_str()) == Some(child.id.as_str())
+            o.child_id.map(Name::as_str) == Some(child.id.as_str())
                 || (o.child.is_none()
                     && o.conference
-                        .map(|n| n.as_str())
+                        .map(Name::as_str)
                         .is_some_and(|c| conferences.contains(&c)))
         })
         .collect();

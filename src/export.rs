@@ -287,7 +287,7 @@ pub fn build(input: &Input) -> Report {
     let obligations: Vec<ObligationRow> = selected
         .iter()
         .map(|o| {
-            let agency = o.agency.map(|n| n.as_str()).and_then(|a| agencies.get(a));
+            let agency = o.agency.map(Name::as_str).and_then(|a| agencies.get(a));
             ObligationRow {
                 rule: o.of.rule.clone(),
                 title: o.of.title.clone(),
@@ -299,7 +299,7 @@ pub fn build(input: &Input) -> Report {
                 team: o.team.cloned(),
                 team_name: o
                     .team
-                    .map(|n| n.as_str())
+                    .map(Name::as_str)
                     .and_then(|t| teams.get(t))
                     .map(|t| t.name.to_string()),
                 starts: local(o.starts_at),
@@ -400,7 +400,7 @@ pub fn build(input: &Input) -> Report {
         .collect();
     let conferences: std::collections::HashSet<&str> = selected
         .iter()
-        .filter_map(|o| o.conference.map(|n| n.as_str()))
+        .filter_map(|o| o.conference.map(Name::as_str))
         .collect();
     let findings = input
         .eval

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::calendar::{Calendar, HolidayData};
 use crate::case::{CaseState, Instant};
 use crate::config::{BoardContacts, Config};
-use crate::evaluate::{Draft, Evaluation, Status};
+use crate::evaluate::{Draft, Evaluation, Name, Status};
 use crate::rules::{Board, Event, Rule, RuleKind, RuleSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -278,7 +278,7 @@ impl<'a> Lookup<'a> {
             Some(id) => &**id,
             None => self
                 .first_child
-                .get(o.conference.map(|n| n.as_str())?)
+                .get(o.conference.map(Name::as_str)?)
                 .copied()?,
         };
         self.children.get(id).copied()
@@ -293,24 +293,20 @@ impl<'a> Lookup<'a> {
     fn resolve(&self, role: &str, o: &Draft<'_>, contacts: &BoardContacts) -> Vec<String> {
         let conf = o
             .conference
-            .map(|n| n.as_str())
+            .map(Name::as_str)
             .and_then(|id| self.conferences.get(id));
         let one = |x: Option<&str>| x.map(String::from).into_iter().collect::<Vec<_>>();
         match role {
             "agency" => {
                 let invited = o
                     .conference
-                    .map(|n| n.as_str())
+                    .map(Name::as_str)
                     .and_then(|c| self.invitations.get(c))
                     .map(Vec::as_slice)
                     .unwrap_or(&[]);
                 let mut v: Vec<String> = invited
                     .iter()
-                    .filter(|i| {
-                        o.agency
-                            .map(|n| n.as_str())
-                            .is_none_or(|a| i.agency_id == a)
-                    })
+                    .filter(|i| o.agency.map(Name::as_str).is_none_or(|a| i.agency_id == a))
                     .filter_map(|i| {
                         i.email.as_deref().map(String::from).or_else(|| {
                             self.agencies
@@ -440,10 +436,10 @@ fn item(
 ) -> Item {
     let src = &rule.source;
     Item {
-        reference: o.child.map(|n| n.as_str()).map_or_else(
+        reference: o.child.map(Name::as_str).map_or_else(
             || {
                 o.conference
-                    .map(|n| n.as_str())
+                    .map(Name::as_str)
                     .map(|c| format!("conference {c}"))
                     .unwrap_or_default()
             },
@@ -452,8 +448,8 @@ fn item(
         title: rule.title.clone(),
         rule: rule.id.clone(),
         board: board.name.clone(),
-        conference: o.conference.map(|n| n.as_str()).map(String::from),
-        agency: o.agency.map(|n| n.as_str()).map(String::from),
+        conference: o.conference.map(Name::as_str).map(String::from),
+        agency: o.agency.map(Name::as_str).map(String::from),
         stage,
         due_at: o.due_at,
         deadline: deadline_words(o, cal, now),

@@ -188,12 +188,12 @@ pub fn write_table(
                 .unwrap_or_default(),
             o.of.board.to_string(),
             o.of.rule.to_string(),
-            o.child.map(|n| n.as_str()).unwrap_or_default().to_string(),
+            o.child.map(Name::as_str).unwrap_or_default().to_string(),
             o.conference
-                .map(|n| n.as_str())
+                .map(Name::as_str)
                 .unwrap_or_default()
                 .to_string(),
-            o.agency.map(|n| n.as_str()).unwrap_or_default().to_string(),
+            o.agency.map(Name::as_str).unwrap_or_default().to_string(),
             o.met_at
                 .map(|t| z.human(&o.of.board, t))
                 .or_else(|| {
