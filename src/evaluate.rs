@@ -1314,7 +1314,8 @@ struct Index<'a> {
     children: HashMap<&'a str, &'a Child>,
     child_slots: Slots<Child>,
     conference_slots: Slots<Conference>,
-    workers: HashMap<&'a str, &'a Worker>,
+    /// Each child's team (of its allocated worker), by slot.
+    child_teams: Vec<Option<&'a Text>>,
     /// Each conference's children (rows naming a known child) with the child, in order of child id.
     conf_children: Grouped<(&'a ConferenceChild, &'a Child)>,
     /// Each child's conferences, in date order.
@@ -1697,10 +1698,10 @@ fn invitations<'a>(
     Grouped::from_runs(invitations, invitation_runs, conf_slots.len)
 }
 
-/// Everything else that ties rows together but invitations: workers,
+/// Everything else that ties rows together but invitations: children's teams,
 /// conferences with their children, reconvened conferences, exceptions.
 struct Links<'a> {
-    workers: HashMap<&'a str, &'a Worker>,
+    child_teams: Vec<Option<&'a Text>>,
     conf_children: Grouped<(&'a ConferenceChild, &'a Child)>,
     child_confs: Grouped<(&'a Conference, &'a ConferenceChild)>,
     reconvened_by: HashMap<Addr, Vec<&'a Conference>>,
@@ -1729,9 +1730,12 @@ impl<'a> Links<'a> {
                 ));
             }
         }
-        for c in s.children {
-            if let Some(w) = &c.allocated_worker_id {
-                if !workers.contains_key(w.as_str()) {
+        // By slot: looked up once here, not for every subject about the child.
+        let child_teams = (s.children.iter())
+            .map(|c| {
+                let w = c.allocated_worker_id.as_ref()?;
+                let worker = workers.get(w.as_str());
+                if worker.is_none() {
                     f.push(Finding::new(
                         "unknown_reference",
                         "children",
@@ -1739,8 +1743,9 @@ impl<'a> Links<'a> {
                         format!("allocated_worker_id {w:?} names no worker"),
                     ));
                 }
-            }
-        }
+                worker.map(|w| &w.team_id)
+            })
+            .collect();
         let mut links = Vec::with_capacity(s.conference_children.len());
         for cc in s.conference_children.iter().copied() {
             let row = || format!("{}/{}", cc.conference_id, cc.child_id);
@@ -1826,7 +1831,7 @@ impl<'a> Links<'a> {
         }
 
         Links {
-            workers,
+            child_teams,
             conf_children,
             child_confs,
             reconvened_by,
@@ -1866,7 +1871,7 @@ impl<'a> Index<'a> {
             children,
             child_slots: s.child_slots.clone(),
             conference_slots: s.conference_slots.clone(),
-            workers: links.workers,
+            child_teams: links.child_teams,
             conf_children: links.conf_children,
             child_confs: links.child_confs,
             invitations,
@@ -1979,8 +1984,7 @@ impl<'a> Index<'a> {
     }
 
     fn team_of(&self, child: Option<&Child>) -> Option<&'a Text> {
-        let w = child?.allocated_worker_id.as_deref()?;
-        self.workers.get(w).map(|w| &w.team_id)
+        self.child_teams.get(self.child(child?)).copied().flatten()
     }
 }
 

@@ -1416,6 +1416,82 @@ fn contradictory_data_is_reported_not_fatal() {
 }
 
 #[test]
+fn obligations_carry_their_childs_team_and_an_unknown_worker_is_a_finding() {
+    let mut s = fixture("pan-dorset");
+    s.teams.push(Team {
+        id: "T2".into(),
+        name: "Team two".into(),
+        manager_email: None,
+    });
+    s.workers.push(Worker {
+        id: "W2".into(),
+        name: "Worker two".into(),
+        email: None,
+        team_id: "T2".into(),
+    });
+    // A second child, in team two, and a third whose worker is not in the workers table.
+    for (id, reference, worker) in [("C2", "TEST-2", "W2"), ("C3", "TEST-3", "W-GONE")] {
+        s.children.push(Child {
+            allocated_worker_id: Some(worker.into()),
+            ..child(id, reference, "pan-dorset", Some("2015-01-01"))
+        });
+        for (n, visited) in ["2027-01-10T10:00:00Z", "2027-02-10T10:00:00Z"]
+            .iter()
+            .enumerate()
+        {
+            s.visits.push(Visit {
+                id: format!("V-{id}-{n}").into(),
+                child_id: id.into(),
+                visited_at: t(visited),
+                seen_alone: None,
+            });
+        }
+        s.cp_plans.push(CpPlan {
+            id: format!("P-{id}").into(),
+            child_id: id.into(),
+            ..s.cp_plans[0].clone()
+        });
+        s.referrals.push(Referral {
+            id: format!("R-{id}").into(),
+            child_id: id.into(),
+            ..s.referrals[0].clone()
+        });
+    }
+    for threads in [1, 2] {
+        let e = eval_on(&s, &built_in_rules(), t(LATER), threads);
+        assert!(
+            has(&e, "unknown_reference", "children", "C3"),
+            "{:#?}",
+            e.findings
+        );
+        assert!(!e
+            .findings
+            .iter()
+            .any(|f| f.table == "children" && f.row != "C3"));
+        for (child, team) in [
+            ("TEST-1", Some("T1")),
+            ("TEST-2", Some("T2")),
+            ("TEST-3", None),
+        ] {
+            let of_child: Vec<&Obligation> = (e.obligations.iter())
+                .filter(|o| o.child.as_deref() == Some(child))
+                .collect();
+            assert!(of_child.len() > 3, "{child}: {}", of_child.len());
+            assert!(
+                of_child.iter().all(|o| o.team.as_deref() == team),
+                "{child}: {:?}",
+                of_child.iter().map(|o| &o.team).collect::<Vec<_>>()
+            );
+        }
+        // A conference's own obligations are its first child's team's.
+        let conf = one(&e, "pan-dorset", "minutes-circulated", |o| {
+            o.conference.as_deref() == Some("CONF-2")
+        });
+        assert_eq!(conf.team.as_deref(), Some("T1"));
+    }
+}
+
+#[test]
 fn statuses_and_lateness_are_consistent_over_the_demo_authority() {
     let holidays = holidays();
     let rules = built_in_rules();
