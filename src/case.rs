@@ -244,7 +244,8 @@ pub struct Exception {
 }
 
 /// Text of the case state. Shared rather than copied: a load gives every
-/// mention of the same id or code one allocation (see `store`), which keeps
+/// mention of the same code or agency one allocation, and each run of rows
+/// naming the same child or conference one (see `store`), which keeps
 /// national-scale case state small; reads like a `String`. An `ArcStr` keeps
 /// its length beside the text, so it is one pointer wide, not two as an
 /// `Arc<str>` is: case rows and obligations hold many of them.
@@ -260,8 +261,9 @@ impl std::hash::Hash for Text {
 
 impl PartialEq for Text {
     fn eq(&self, other: &Text) -> bool {
-        // A load shares one allocation per value, so equal texts are mostly
-        // one pointer: indexing compares millions of neighbouring rows' ids.
+        // A load shares one allocation along a run of rows naming the same
+        // id, so equal texts are mostly one pointer: indexing compares
+        // millions of neighbouring rows' ids.
         ArcStr::ptr_eq(&self.0, &other.0) || self.0 == other.0
     }
 }

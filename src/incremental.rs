@@ -360,9 +360,9 @@ fn link<'a, T: Row>(rows: &'a [T], scope: &mut FxHashSet<NodeRef<'a>>) -> bool {
 
 /// Where a table's rows of the components in scope are.
 fn positions<T: Row>(rows: &[T], scope: &Scope) -> Vec<usize> {
-    // A load shares one allocation per id and reads a child's rows together,
-    // so a row's node is mostly the last row's, the same text at the same
-    // address: its answer is reused without hashing the text again.
+    // A load reads a child's rows together and shares one allocation along
+    // the run, so a row's node is mostly the last row's, the same text at
+    // the same address: its answer is reused without hashing the text again.
     let mut last: Option<(NodeRef, bool)> = None;
     let mut at = Vec::new();
     for (i, r) in rows.iter().enumerate() {

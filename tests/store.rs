@@ -77,6 +77,67 @@ async fn sqlite_and_postgres_give_the_same_evaluation() {
 }
 
 #[tokio::test]
+async fn rows_of_children_and_conferences_interleaved_load_as_written() {
+    // A load shares a child's or conference's id along each run of rows
+    // naming it; written out of order, rows come in runs of one.
+    let mut state = demo_state();
+    fn scatter<R>(rows: &mut [R], id: impl Fn(&R) -> String) {
+        rows.sort_by_key(|r| id(r).chars().rev().collect::<String>());
+    }
+    scatter(&mut state.referrals, |r| r.id.to_string());
+    scatter(&mut state.strategy_discussions, |r| r.id.to_string());
+    scatter(&mut state.assessments, |r| r.id.to_string());
+    scatter(&mut state.cp_plans, |r| r.id.to_string());
+    scatter(&mut state.core_groups, |r| r.id.to_string());
+    scatter(&mut state.visits, |r| r.id.to_string());
+    scatter(&mut state.cin_reviews, |r| r.id.to_string());
+    scatter(&mut state.conference_children, |r| {
+        format!("{}{}", r.child_id, r.conference_id)
+    });
+    scatter(&mut state.invitations, |r| {
+        format!("{}{}", r.agency_id, r.conference_id)
+    });
+    let changes = |ids: Vec<&str>| ids.windows(2).filter(|w| w[0] != w[1]).count();
+    let visits: Vec<&str> = state.visits.iter().map(|v| v.child_id.as_str()).collect();
+    assert!(
+        changes(visits) * 2 > state.visits.len(),
+        "visits not scattered"
+    );
+
+    let direct = json_of(&state);
+    let (_dir, from_sqlite) = sqlite_roundtrip(&state).await;
+    let (db, pg) = pg_holding("scattered", &state).await;
+    let from_pg = pg.load().await.expect("load");
+    for (loaded, from) in [(&from_sqlite, "SQLite"), (&from_pg, "PostgreSQL")] {
+        let pairs = |s: &CaseState| {
+            let mut v: Vec<(String, String)> = (s.visits.iter())
+                .map(|v| (v.id.to_string(), v.child_id.to_string()))
+                .chain(
+                    (s.invitations.iter())
+                        .map(|i| (i.agency_id.to_string(), i.conference_id.to_string())),
+                )
+                .chain(
+                    (s.conference_children.iter())
+                        .map(|c| (c.conference_id.to_string(), c.child_id.to_string())),
+                )
+                .collect();
+            v.sort();
+            v
+        };
+        let (got, want) = (pairs(loaded), pairs(&state));
+        let wrong = got.iter().zip(&want).find(|(g, w)| g != w);
+        assert!(
+            got.len() == want.len() && wrong.is_none(),
+            "{from}: {} rows, {} written; first wrong (loaded, written): {wrong:?}",
+            got.len(),
+            want.len()
+        );
+        assert_eq!(json_of(loaded), direct, "{from}");
+    }
+    db.finish().await;
+}
+
+#[tokio::test]
 async fn the_canonical_case_round_trips_through_both() {
     for board in ["barnsley", "cwm-taf-morgannwg"] {
         let state = fixture(board);

@@ -41,19 +41,47 @@ struct Reader<'r, R: Get> {
     ok: bool,
 }
 
-/// One `Text` per distinct value of the columns that repeat (ids that rows
-/// point at, codes, addresses), so a national load holds each once.
+/// One `Text` per distinct value of the columns that repeat (codes,
+/// addresses, the ids of agencies and workers), so a national load holds
+/// each once; and for the columns that name a child or a conference, one
+/// for each run of rows naming the same one.
 #[derive(Default)]
-struct Shared(rustc_hash::FxHashSet<Text>);
+struct Shared {
+    all: rustc_hash::FxHashSet<Text>,
+    /// Each run column's last value, by the address of the column's name.
+    last: Vec<(usize, Text)>,
+}
 
 impl Shared {
     fn text(&mut self, s: &str) -> Text {
-        if let Some(t) = self.0.get(s) {
+        if let Some(t) = self.all.get(s) {
             return t.clone();
         }
         let t = Text::from(s);
-        self.0.insert(t.clone());
+        self.all.insert(t.clone());
         t
+    }
+
+    /// A value of a column whose rows come in runs of one value (a child's
+    /// rows, a conference's): shared along the run. A new run's value is a
+    /// text of its own, not looked up among every value read: there are a
+    /// hundred thousand, so that lookup is a cache miss or two, where making
+    /// the text is not.
+    fn run(&mut self, col: &str, s: &str) -> Text {
+        let key = col.as_ptr() as usize;
+        match self.last.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, last)) => {
+                if last.as_str() != s {
+                    *last = Text::from(s);
+                }
+                last.clone()
+            }
+            None => {
+                let t = Text::from(s);
+                self.last.push((key, t.clone()));
+                t
+            }
+        }
     }
 }
 
@@ -117,6 +145,12 @@ impl<'r, R: Get> Reader<'r, R> {
     }
     fn text(&mut self, col: &str) -> Text {
         let v = self.opt_text(col);
+        self.need(col, v).unwrap_or_default()
+    }
+    /// A column naming a child or a conference (see [`Shared::run`]).
+    fn run_text(&mut self, col: &str) -> Text {
+        let r = self.row.text(col);
+        let v = self.note(col, r).map(|v| self.shared.run(col, v));
         self.need(col, v).unwrap_or_default()
     }
     fn opt_bool(&mut self, col: &str) -> Option<bool> {
@@ -231,7 +265,7 @@ impl Loader {
                 let concern = r.opt_text("concern");
                 Referral {
                     id: r.unique("id"),
-                    child_id: r.text("child_id"),
+                    child_id: r.run_text("child_id"),
                     received_at: r.instant("received_at"),
                     by_telephone: r.bool_or("by_telephone", false),
                     written_confirmation_at: r.opt_instant("written_confirmation_at"),
@@ -245,7 +279,7 @@ impl Loader {
                 let kind = r.one_of("kind", kind, &["initial", "core"]);
                 Assessment {
                     id: r.unique("id"),
-                    child_id: r.text("child_id"),
+                    child_id: r.run_text("child_id"),
                     kind: r.need("kind", kind).unwrap_or_default(),
                     started_on: r.date("started_on"),
                     completed_on: r.opt_date("completed_on"),
@@ -262,7 +296,7 @@ impl Loader {
                     let concern = r.opt_text("concern");
                     StrategyDiscussion {
                         id: r.unique("id"),
-                        child_id: r.text("child_id"),
+                        child_id: r.run_text("child_id"),
                         held_at: r.instant("held_at"),
                         s47_initiated: r.bool_or("s47_initiated", false),
                         concern: r.one_of("concern", concern, CONCERNS),
@@ -306,8 +340,8 @@ impl Loader {
                 |r| {
                     let outcome = r.opt_text("outcome");
                     ConferenceChild {
-                        conference_id: r.text("conference_id"),
-                        child_id: r.text("child_id"),
+                        conference_id: r.run_text("conference_id"),
+                        child_id: r.run_text("child_id"),
                         outcome: r.one_of("outcome", outcome, OUTCOMES),
                         category: r.opt_text("category"),
                         advocacy_offered: r.opt_bool("advocacy_offered"),
@@ -323,7 +357,7 @@ impl Loader {
                 sh,
                 &mut s.invitations,
                 |r| Invitation {
-                    conference_id: r.text("conference_id"),
+                    conference_id: r.run_text("conference_id"),
                     agency_id: r.text("agency_id"),
                     attended: r.opt_bool("attended"),
                     report_expected: r.bool_or("report_expected", true),
@@ -335,7 +369,7 @@ impl Loader {
             ),
             "cp_plans" => read(row, "cp_plans", ID, f, sh, &mut s.cp_plans, |r| CpPlan {
                 id: r.unique("id"),
-                child_id: r.text("child_id"),
+                child_id: r.run_text("child_id"),
                 started_on: r.date("started_on"),
                 ended_on: r.opt_date("ended_on"),
                 end_reason: r.opt_text("end_reason"),
@@ -345,20 +379,20 @@ impl Loader {
             "core_groups" => read(row, "core_groups", ID, f, sh, &mut s.core_groups, |r| {
                 CoreGroup {
                     id: r.unique("id"),
-                    child_id: r.text("child_id"),
+                    child_id: r.run_text("child_id"),
                     held_at: r.instant("held_at"),
                 }
             }),
             "visits" => read(row, "visits", ID, f, sh, &mut s.visits, |r| Visit {
                 id: r.unique("id"),
-                child_id: r.text("child_id"),
+                child_id: r.run_text("child_id"),
                 visited_at: r.instant("visited_at"),
                 seen_alone: r.opt_bool("seen_alone"),
             }),
             "cin_reviews" => read(row, "cin_reviews", ID, f, sh, &mut s.cin_reviews, |r| {
                 CinReview {
                     id: r.unique("id"),
-                    child_id: r.text("child_id"),
+                    child_id: r.run_text("child_id"),
                     held_on: r.date("held_on"),
                 }
             }),
