@@ -3,8 +3,11 @@
 //! `cargo bench --bench end_to_end`; CPWATCH_BENCH_PG_URL names a database
 //! whose user may create databases (default: the local `postgres`).
 
+#[path = "harness/mod.rs"]
+mod harness;
+
 use chrono::{TimeZone, Utc};
-use cpwatch::bench::{machine, markdown, measure, Options};
+use harness::{machine, markdown, measure, Options};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -23,7 +26,6 @@ async fn main() -> anyhow::Result<()> {
     let opts = Options {
         admin_url: admin_url.clone(),
         database_prefix: "cpwatch_bench".into(),
-        sizes: sizes.clone(),
         binary: env!("CARGO_BIN_EXE_cpwatch").into(),
         at,
         // Best of nine: single runs on a shared machine vary by a sixth or more.
@@ -31,11 +33,12 @@ async fn main() -> anyhow::Result<()> {
         service: true,
     };
     let mut results = Vec::new();
-    for n in &opts.sizes {
+    for n in &sizes {
         eprintln!("end to end: {n} children …");
         let m = measure(&opts, *n).await?;
         eprintln!("  {m:?}");
         results.push(m);
+        harness::drop_database(&opts, *n).await?;
     }
     let md = markdown(
         &results,

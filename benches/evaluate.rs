@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use cpwatch::demo::generate_with;
-use cpwatch::engine::Engine;
-use cpwatch::evaluate::Scratch;
+use cpwatch::domain::engine::Engine;
+use cpwatch::domain::evaluate::Scratch;
+use cpwatch::synthetic::demo::generate_with;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn evaluation(c: &mut Criterion) {

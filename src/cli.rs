@@ -10,15 +10,15 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::case::Instant;
-use crate::clock::{Clock, SystemClock};
-use crate::config::{process_env, secret, BoardContacts, Config, TransportKind};
-use crate::daemon::{Daemon, Settings};
-use crate::engine::Engine;
-use crate::evaluate::{Draft, Name, Scratch, Status};
-use crate::notify::{FileTransport, LogTransport, SmtpTransport, Transport};
-use crate::report;
-use crate::rules;
+use crate::domain::case::Instant;
+use crate::domain::engine::Engine;
+use crate::domain::evaluate::{Draft, Name, Scratch, Status};
+use crate::domain::rules;
+use crate::report::check;
+use crate::service::clock::{Clock, SystemClock};
+use crate::service::config::{process_env, secret, BoardContacts, Config, TransportKind};
+use crate::service::daemon::{Daemon, Settings};
+use crate::service::notify::{FileTransport, LogTransport, SmtpTransport, Transport};
 use crate::store::{self, Store};
 
 #[derive(Parser)]
@@ -330,9 +330,9 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let z = engine.zones();
     let mut out = std::io::stdout().lock();
     match a.format {
-        Format::Table => report::write_table(&mut out, &eval, &selected, &z)?,
-        Format::Json => report::write_json(&mut out, &eval, &selected, &z)?,
-        Format::Csv => report::write_csv(&mut out, &selected, &z)?,
+        Format::Table => check::write_table(&mut out, &eval, &selected, &z)?,
+        Format::Json => check::write_json(&mut out, &eval, &selected, &z)?,
+        Format::Csv => check::write_csv(&mut out, &selected, &z)?,
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -345,7 +345,7 @@ async fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     let mut scratch = Scratch::default();
     let eval = engine.evaluate(&state, &mut scratch, now_or(a.common.at));
     let mut out = std::io::stdout().lock();
-    crate::explain::explain(
+    crate::report::explain::explain(
         &mut out,
         &state,
         &eval,
@@ -355,7 +355,7 @@ async fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         &engine.zones(),
     )
     .map_err(|e| match e {
-        crate::explain::ExplainError::Io(io) => anyhow::Error::from(io),
+        crate::report::explain::ExplainError::Io(io) => anyhow::Error::from(io),
         other => other.into(),
     })?;
     Ok(ExitCode::SUCCESS)
@@ -364,7 +364,7 @@ async fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
 async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::from_args(&a.common)?;
     let now = now_or(a.common.at);
-    let state = crate::demo::generate(a.seed, a.children, now, &engine.holidays)
+    let state = crate::synthetic::demo::generate(a.seed, a.children, now, &engine.holidays)
         .context("generating the demo data")?;
     let store = write_synthetic(
         &a.common.database,
@@ -392,9 +392,9 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
         a.seed
     )?;
     writeln!(out, "What needs action now (overdue and due soon):")?;
-    report::write_table(&mut out, &eval, &action, &z)?;
+    check::write_table(&mut out, &eval, &action, &z)?;
     writeln!(out)?;
-    writeln!(out, "In all: {}", report::summary_line(&eval, &all, &z))?;
+    writeln!(out, "In all: {}", check::summary_line(&eval, &all, &z))?;
     let example = eval
         .obligations
         .iter()
@@ -432,7 +432,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
 /// Writes synthetic case data, refusing to replace case data that cpwatch did not make.
 async fn write_synthetic(
     url: &str,
-    state: &crate::case::CaseState,
+    state: &crate::domain::case::CaseState,
     force: bool,
     made_by: serde_json::Value,
 ) -> anyhow::Result<Box<dyn Store>> {
@@ -452,9 +452,9 @@ async fn write_synthetic(
 
 async fn seed(a: SeedArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
-    let holidays = std::sync::Arc::new(crate::calendar::HolidayData::load(None)?);
+    let holidays = std::sync::Arc::new(crate::domain::calendar::HolidayData::load(None)?);
     let now = now_or(a.at);
-    let state = crate::demo::generate_with(
+    let state = crate::synthetic::demo::generate_with(
         a.seed,
         a.children,
         now,
@@ -492,7 +492,7 @@ fn demo_config(a: &DemoArgs) -> Config {
     c.schedule.digest_at = "00:00".into();
     c.reminders.send_window = "00:00-23:59".into();
     c.reminders.working_days_only = false;
-    for (board, _) in crate::rules::BUILT_IN {
+    for (board, _) in crate::domain::rules::BUILT_IN {
         let id = board.trim_end_matches(".toml");
         c.boards.insert(
             id.to_string(),
@@ -539,14 +539,17 @@ async fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     if a.from > a.to {
         bail!("--from {} is after --to {}", a.from, a.to);
     }
-    let calendar =
-        crate::calendar::Calendar::new(engine.holidays.clone(), &board.calendar, board.time_zone)?;
+    let calendar = crate::domain::calendar::Calendar::new(
+        engine.holidays.clone(),
+        &board.calendar,
+        board.time_zone,
+    )?;
     let store = open(&a.common.database, false).await?;
     let state = store.load().await?;
     let now = now_or(a.common.at);
     let mut scratch = Scratch::default();
     let eval = engine.evaluate_where(&state, &mut scratch, now, &|o| *o.of.board == *a.board);
-    let report = crate::export::build(&crate::export::Input {
+    let report = crate::report::export::build(&crate::report::export::Input {
         eval: &eval,
         state: &state,
         rules: &engine.rules,

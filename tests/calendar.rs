@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 use chrono_tz::Europe::London;
-use cpwatch::calendar::{Calendar, CalendarError, HolidayData, Offset, ShownOffset};
+use cpwatch::domain::calendar::{Calendar, CalendarError, HolidayData, Offset, ShownOffset};
 use proptest::prelude::*;
 
 fn cal() -> Calendar {
@@ -416,9 +416,9 @@ proptest! {
         let text = format!("{}{} working days{}", if n < 0 { "-" } else { "+" }, n.abs(), if at_ten { " at 10:00" } else { "" });
         let day = c.add_working_days(c.local_date(instant), n).expect("covered");
         let want = if at_ten {
-            cpwatch::calendar::local_instant(London, day, chrono::NaiveTime::from_hms_opt(10, 0, 0).expect("time"))
+            cpwatch::domain::calendar::local_instant(London, day, chrono::NaiveTime::from_hms_opt(10, 0, 0).expect("time"))
         } else {
-            cpwatch::calendar::local_instant(London, day, chrono::NaiveTime::from_hms_opt(23, 59, 59).expect("time"))
+            cpwatch::domain::calendar::local_instant(London, day, chrono::NaiveTime::from_hms_opt(23, 59, 59).expect("time"))
         };
         prop_assert_eq!(c.deadline(instant, &off(&text)).expect("covered"), want, "{} {}", instant, text);
     }
@@ -478,13 +478,13 @@ fn the_zone_table_agrees_with_chrono_tz_everywhere() {
         while day < d("2029-01-02") {
             assert_eq!(
                 cal.start_of_day(day),
-                cpwatch::calendar::local_instant(tz, day, NaiveTime::MIN),
+                cpwatch::domain::calendar::local_instant(tz, day, NaiveTime::MIN),
                 "{tz} {day}"
             );
             let end = NaiveTime::from_hms_opt(23, 59, 59).expect("time");
             assert_eq!(
                 cal.end_of_day(day),
-                cpwatch::calendar::local_instant(tz, day, end),
+                cpwatch::domain::calendar::local_instant(tz, day, end),
                 "{tz} {day}"
             );
             // Times in and around the hours the clocks change, and a deadline's 10:00.
@@ -502,7 +502,7 @@ fn the_zone_table_agrees_with_chrono_tz_everywhere() {
                 let time = NaiveTime::from_hms_opt(h, m, 0).expect("time");
                 assert_eq!(
                     cal.at_local(day, time),
-                    cpwatch::calendar::local_instant(tz, day, time),
+                    cpwatch::domain::calendar::local_instant(tz, day, time),
                     "{tz} {day} {time}"
                 );
             }

@@ -5,19 +5,19 @@
 
 mod common;
 
-use cpwatch::bench::http_get;
+use common::http_get;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::Duration;
 use common::*;
-use cpwatch::case::CaseState;
-use cpwatch::clock::ManualClock;
-use cpwatch::config::{BoardContacts, Config, TlsMode};
-use cpwatch::daemon::{Daemon, Settings};
-use cpwatch::engine::Engine;
-use cpwatch::notify::{self, FileTransport, SmtpTransport, Stage, Transport};
+use cpwatch::domain::case::CaseState;
+use cpwatch::domain::engine::Engine;
+use cpwatch::service::clock::ManualClock;
+use cpwatch::service::config::{BoardContacts, Config, TlsMode};
+use cpwatch::service::daemon::{Daemon, Settings};
+use cpwatch::service::notify::{self, FileTransport, SmtpTransport, Stage, Transport};
 use cpwatch::store::LogRow;
 
 fn config() -> Config {
@@ -309,7 +309,7 @@ async fn weekends_wait_and_a_reminder_met_before_it_goes_is_dropped() {
 /// Ticks every hour across a clock change: every notification goes once, in the window, on a working day.
 async fn hourly_across(from: &str, hours: i64) {
     let start = t(from);
-    let state = cpwatch::demo::generate(11, 60, start, &holidays()).expect("demo");
+    let state = cpwatch::synthetic::demo::generate(11, 60, start, &holidays()).expect("demo");
     let clock = Arc::new(ManualClock::new(start));
     let (d, _db, out) = daemon_to_outbox(&state, clock.clone(), |_| {}).await;
     let mut sent = 0;
@@ -362,7 +362,7 @@ async fn across_the_spring_clock_change() {
 // ------------------------------------------------------------------- SMTP
 
 fn smtp_to(port: u16) -> Box<dyn Transport> {
-    let c = cpwatch::config::Smtp {
+    let c = cpwatch::service::config::Smtp {
         host: "127.0.0.1".into(),
         port,
         tls: TlsMode::None,
@@ -374,7 +374,7 @@ fn smtp_to(port: u16) -> Box<dyn Transport> {
 }
 
 fn plaintext_loopback(c: &mut Config, port: u16) {
-    c.mail.transport = cpwatch::config::TransportKind::Smtp;
+    c.mail.transport = cpwatch::service::config::TransportKind::Smtp;
     c.mail.smtp.host = "127.0.0.1".into();
     c.mail.smtp.port = port;
     c.mail.smtp.tls = TlsMode::None;
@@ -543,7 +543,7 @@ async fn smtp_4xx_is_retried_and_5xx_is_recorded_and_not_retried() {
 #[tokio::test]
 async fn metrics_parse_and_carry_no_identifiers() {
     let now = t("2026-11-23T09:00:00Z");
-    let state = cpwatch::demo::generate(5, 200, now, &holidays()).expect("demo");
+    let state = cpwatch::synthetic::demo::generate(5, 200, now, &holidays()).expect("demo");
     let (d, _db, _out) = daemon_to_outbox(&state, Arc::new(ManualClock::new(now)), |_| {}).await;
     d.run_once().await.expect("tick");
     let text = d.metrics.render();
@@ -855,7 +855,7 @@ async fn a_reload_keeps_the_old_rules_when_the_new_ones_are_broken() {
     assert!(!d.reload(Err(anyhow::anyhow!("rules/local.toml:3:1: broken"))));
     assert_eq!(d.settings().engine.rules.boards.len(), 6);
     let rules_dir = tempfile::tempdir().expect("rules");
-    for (name, text) in cpwatch::rules::BUILT_IN {
+    for (name, text) in cpwatch::domain::rules::BUILT_IN {
         std::fs::write(rules_dir.path().join(name), text).expect("copy");
     }
     std::fs::write(rules_dir.path().join("local.toml"), "[board]\nid = \"local\"\nname = \"Local\"\nextends = \"working-together-2010\"\nversion = \"1\"\neffective_from = 2024-01-01\nsource = \"local.txt\"\n").expect("write");
@@ -1012,7 +1012,7 @@ fn obligations_metric(d: &Daemon, rule: &str, status: &str) -> f64 {
 
 #[tokio::test]
 async fn ticks_between_full_reads_read_only_what_changed() {
-    use cpwatch::daemon::Scope;
+    use cpwatch::service::daemon::Scope;
     let clock = Arc::new(ManualClock::new(t("2027-02-01T10:00:00Z")));
     // The default overlap: every row, inserted just now, is read again at
     // each tick, and only the ones that differ count as changed.
@@ -1057,7 +1057,7 @@ async fn ticks_between_full_reads_read_only_what_changed() {
 
 #[tokio::test]
 async fn incremental_ticks_can_be_turned_off() {
-    use cpwatch::daemon::Scope;
+    use cpwatch::service::daemon::Scope;
     let clock = Arc::new(ManualClock::new(t("2027-02-01T10:00:00Z")));
     let (d, _db, _out) = daemon_to_outbox(&minutes_missing(), clock.clone(), |c| {
         c.schedule.incremental = false;

@@ -8,8 +8,10 @@ mod common;
 
 use chrono::Duration;
 use common::*;
-use cpwatch::case::*;
-use cpwatch::evaluate::{evaluate_kept, Evaluation, Finding, Obligation, Options, Scratch, Status};
+use cpwatch::domain::case::*;
+use cpwatch::domain::evaluate::{
+    evaluate_kept, Evaluation, Finding, Obligation, Options, Scratch, Status,
+};
 
 const LATER: &str = "2027-11-30T12:00:00Z";
 
@@ -656,7 +658,7 @@ fn rows_sharing_an_id_are_findings_and_the_first_is_evaluated_once() {
         &copied,
         "another row has the same id; only the first row read is evaluated",
     ));
-    cpwatch::evaluate::sort_findings(&mut expected);
+    cpwatch::domain::evaluate::sort_findings(&mut expected);
     assert_eq!(e.findings, expected);
     assert_eq!(obligations_json(&e), obligations_json(&once));
 }
@@ -1290,11 +1292,11 @@ fn the_minutes_amendment_window_is_a_notice_not_a_measure() {
 
 #[test]
 fn an_obligation_is_judged_by_the_version_in_force_when_it_started() {
-    let mut files: Vec<(String, String)> = cpwatch::rules::BUILT_IN
+    let mut files: Vec<(String, String)> = cpwatch::domain::rules::BUILT_IN
         .iter()
         .map(|(n, t)| (n.to_string(), t.to_string()))
         .collect();
-    let v43 = cpwatch::rules::BUILT_IN
+    let v43 = cpwatch::domain::rules::BUILT_IN
         .iter()
         .find(|(n, _)| *n == "bolton.toml")
         .map(|(_, t)| t.to_string())
@@ -1306,7 +1308,7 @@ fn an_obligation_is_judged_by_the_version_in_force_when_it_started() {
             "offset = \"+20 working days\"\nmet_by = \"conference.minutes_circulated_at\"",
         );
     files.push(("bolton-v43.toml".into(), v43));
-    let rules = cpwatch::rules::load_texts(files).expect("both versions load");
+    let rules = cpwatch::domain::rules::load_texts(files).expect("both versions load");
     assert_eq!(rules.boards["bolton"].len(), 2);
     // A conference held on Wednesday 7 June 2023 is judged by v43 (20 working days: Wednesday 5 July).
     let mut s = fixture("bolton");
@@ -1496,14 +1498,14 @@ fn statuses_and_lateness_are_consistent_over_the_demo_authority() {
     let holidays = holidays();
     let rules = built_in_rules();
     let now = t("2026-11-23T09:00:00Z");
-    let state = cpwatch::demo::generate(7, 400, now, &holidays).expect("demo data");
+    let state = cpwatch::synthetic::demo::generate(7, 400, now, &holidays).expect("demo data");
     let e = eval_on(&state, &rules, now, 1);
     assert!(e.obligations.len() > 5_000);
     for o in &e.obligations {
         match o.status {
             Status::Met => assert!(
                 o.met_at.is_some_and(|m| m <= o.due_at)
-                    || o.of.kind == cpwatch::rules::RuleKind::Standard,
+                    || o.of.kind == cpwatch::domain::rules::RuleKind::Standard,
                 "{o:#?}"
             ),
             Status::MetLate => assert!(
@@ -1513,7 +1515,7 @@ fn statuses_and_lateness_are_consistent_over_the_demo_authority() {
             ),
             Status::Overdue => assert!(
                 o.met_at.is_none()
-                    && (o.due_at < now || o.of.kind == cpwatch::rules::RuleKind::Standard),
+                    && (o.due_at < now || o.of.kind == cpwatch::domain::rules::RuleKind::Standard),
                 "{o:#?}"
             ),
             Status::Pending | Status::DueSoon => {
@@ -1551,7 +1553,7 @@ fn statuses_and_lateness_are_consistent_over_the_demo_authority() {
         assert!(e.obligations.iter().any(|o| o.status == st), "{st:?}");
     }
     // The same seed gives the same data.
-    let again = cpwatch::demo::generate(7, 400, now, &holidays).expect("demo data");
+    let again = cpwatch::synthetic::demo::generate(7, 400, now, &holidays).expect("demo data");
     assert_eq!(
         serde_json::to_string(&state).expect("json"),
         serde_json::to_string(&again).expect("json")
@@ -1566,7 +1568,8 @@ fn busy_state() -> (CaseState, Instant) {
     let holidays = common::holidays();
     let now = t("2027-12-20T09:00:00Z");
     let mut state =
-        cpwatch::demo::generate(11, 300, t("2026-11-23T09:00:00Z"), &holidays).expect("demo data");
+        cpwatch::synthetic::demo::generate(11, 300, t("2026-11-23T09:00:00Z"), &holidays)
+            .expect("demo data");
     // Conferences just held: their minutes are due in 2028, which the calendar does not cover,
     // so the workers meet calendar errors too.
     for c in state.conferences.iter_mut().take(20) {
@@ -1683,7 +1686,7 @@ fn the_order_rows_are_read_in_does_not_change_the_result() {
     let holidays = common::holidays();
     let rules = built_in_rules();
     let now = t("2026-11-23T09:00:00Z");
-    let state = cpwatch::demo::generate(5, 300, now, &holidays).expect("demo data");
+    let state = cpwatch::synthetic::demo::generate(5, 300, now, &holidays).expect("demo data");
     let mut shuffled = state.clone();
     interleaved(&mut shuffled.children);
     interleaved(&mut shuffled.referrals);
@@ -1719,8 +1722,8 @@ fn the_order_rows_are_read_in_does_not_change_the_result() {
 #[derive(Default)]
 struct Collect(Vec<(String, Option<String>, String)>);
 
-impl cpwatch::evaluate::Sink<'_> for Collect {
-    fn put(&mut self, o: &cpwatch::evaluate::Draft<'_>) {
+impl cpwatch::domain::evaluate::Sink<'_> for Collect {
+    fn put(&mut self, o: &cpwatch::domain::evaluate::Draft<'_>) {
         let owned = o.owned();
         self.0.push((
             serde_json::to_string(&o).expect("json"),
@@ -1735,15 +1738,16 @@ fn sinks_are_handed_the_obligations_an_evaluation_keeps() {
     let holidays = holidays();
     let rules = built_in_rules();
     let now = t("2026-11-23T09:00:00Z");
-    let state = cpwatch::demo::generate(3, 300, now, &holidays).expect("demo data");
+    let state = cpwatch::synthetic::demo::generate(3, 300, now, &holidays).expect("demo data");
     let kept = eval_on(&state, &rules, now, 1);
-    let opts = cpwatch::evaluate::Options {
+    let opts = cpwatch::domain::evaluate::Options {
         default_board: "working-together-2010",
         threads: 2,
     };
     let mut sinks = [Collect::default(), Collect::default()];
-    let findings =
-        cpwatch::evaluate::evaluate_split(&state, &rules, &holidays, now, &opts, &mut sinks);
+    let findings = cpwatch::domain::evaluate::evaluate_split(
+        &state, &rules, &holidays, now, &opts, &mut sinks,
+    );
     assert_eq!(findings, kept.findings);
     let mut handed: Vec<(String, Option<String>, String)> =
         sinks.into_iter().flat_map(|s| s.0).collect();
@@ -1783,7 +1787,7 @@ fn sinks_are_handed_the_obligations_an_evaluation_keeps() {
 /// their kind's name, the row's id, then the place.
 #[test]
 fn occurrences_are_compact_and_show_and_sort_as_before() {
-    use cpwatch::evaluate::{CountedFrom, Name, Occurrence};
+    use cpwatch::domain::evaluate::{CountedFrom, Name, Occurrence};
     assert_eq!(std::mem::size_of::<Obligation>(), 128);
     assert_eq!(std::mem::size_of::<Occurrence>(), 16);
     let places = [

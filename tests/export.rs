@@ -10,10 +10,10 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use cpwatch::calendar::Calendar;
-use cpwatch::case::CaseState;
-use cpwatch::evaluate::{Evaluation, Status};
-use cpwatch::export::{self, Report};
+use cpwatch::domain::calendar::Calendar;
+use cpwatch::domain::case::CaseState;
+use cpwatch::domain::evaluate::{Evaluation, Status};
+use cpwatch::report::export::{self, Report};
 
 const AT: &str = "2026-11-23T09:00:00Z";
 
@@ -35,7 +35,7 @@ fn report(state: &CaseState, eval: &Evaluation, board: &str, from: &str, to: &st
 }
 
 fn demo() -> (CaseState, Evaluation) {
-    let state = cpwatch::demo::generate(21, 400, t(AT), &holidays()).expect("demo");
+    let state = cpwatch::synthetic::demo::generate(21, 400, t(AT), &holidays()).expect("demo");
     let e = eval(&state, AT);
     (state, e)
 }
@@ -49,12 +49,12 @@ fn every_sheet_is_computed_from_the_same_obligations() {
         // The obligations are exactly the board's, due in the period, that `check` reports.
         let cal = Calendar::new(holidays(), "england-and-wales", chrono_tz::Europe::London)
             .expect("calendar");
-        let expected: Vec<&cpwatch::evaluate::Obligation> = e
+        let expected: Vec<&cpwatch::domain::evaluate::Obligation> = e
             .obligations
             .iter()
             .filter(|o| {
                 &*o.of.board == board
-                    && o.of.kind != cpwatch::rules::RuleKind::Notice
+                    && o.of.kind != cpwatch::domain::rules::RuleKind::Notice
                     && (d("2025-11-01")..=d("2026-10-31")).contains(&cal.local_date(o.due_at))
             })
             .collect();

@@ -12,10 +12,10 @@ use rand_chacha::ChaCha8Rng;
 use sqlx::postgres::PgPool;
 
 use common::*;
-use cpwatch::case::Instant;
-use cpwatch::engine::Engine;
-use cpwatch::incremental::Kept;
-use cpwatch::metrics::{Metrics, Tally};
+use cpwatch::domain::case::Instant;
+use cpwatch::domain::engine::Engine;
+use cpwatch::service::incremental::Kept;
+use cpwatch::service::metrics::{Metrics, Tally};
 use cpwatch::store;
 
 fn engine() -> Engine {
@@ -135,8 +135,8 @@ async fn incremental_ticks_give_what_full_evaluations_give() {
     store.migrate(false).await.expect("migrate");
     let start = t("2026-11-23T09:00:00Z");
     let engine = engine();
-    let state =
-        cpwatch::demo::generate_with(11, 300, start, 3 * 365, &holidays()).expect("generate");
+    let state = cpwatch::synthetic::demo::generate_with(11, 300, start, 3 * 365, &holidays())
+        .expect("generate");
     store.replace_case_data(&state).await.expect("seed");
     let pool = PgPool::connect(&db.url()).await.expect("pool");
     let rules: Vec<String> = engine
@@ -205,8 +205,8 @@ async fn incremental_ticks_give_what_full_evaluations_give() {
 #[test]
 fn a_full_tick_on_several_threads_keeps_what_one_thread_keeps() {
     let start = t("2026-11-23T09:00:00Z");
-    let state =
-        cpwatch::demo::generate_with(12, 300, start, 3 * 365, &holidays()).expect("generate");
+    let state = cpwatch::synthetic::demo::generate_with(12, 300, start, 3 * 365, &holidays())
+        .expect("generate");
     let kept = |threads: usize| {
         let mut engine = engine();
         engine.threads = threads;

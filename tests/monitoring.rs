@@ -4,7 +4,7 @@
 
 mod common;
 
-use cpwatch::bench::http_get;
+use common::http_get;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -174,7 +174,7 @@ fn query(port: u16, expr: &str) -> Value {
         port,
         &format!(
             "/api/v1/query?query={}",
-            cpwatch::config::percent_encode(expr)
+            cpwatch::service::config::percent_encode(expr)
         ),
     )
 }
@@ -184,7 +184,7 @@ fn labels(port: u16, label: &str, matcher: &str) -> Vec<String> {
         port,
         &format!(
             "/api/v1/label/{label}/values?match[]={}",
-            cpwatch::config::percent_encode(matcher)
+            cpwatch::service::config::percent_encode(matcher)
         ),
     );
     v["data"]
@@ -268,7 +268,7 @@ fn every_expression_returns_series_from_a_real_prometheus_scraping_cpwatch() {
             prom_port,
             &format!(
                 "/api/v1/query?query={}",
-                cpwatch::config::percent_encode(
+                cpwatch::service::config::percent_encode(
                     "count_over_time(cpwatch_ticks_total{result=\"ok\"}[1m])"
                 )
             ),

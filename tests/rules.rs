@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use cpwatch::calendar::{Amount, Offset};
-use cpwatch::rules::{self, RuleKind, RuleSet};
+use cpwatch::domain::calendar::{Amount, Offset};
+use cpwatch::domain::rules::{self, RuleKind, RuleSet};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

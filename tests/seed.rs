@@ -10,7 +10,8 @@ use common::*;
 #[test]
 fn synthetic_casework_has_the_shape_of_real_casework() {
     let now = t("2026-11-23T09:00:00Z");
-    let s = cpwatch::demo::generate_with(3, 600, now, 3 * 365, &holidays()).expect("generate");
+    let s = cpwatch::synthetic::demo::generate_with(3, 600, now, 3 * 365, &holidays())
+        .expect("generate");
     let boards: BTreeSet<Option<&str>> = s.children.iter().map(|c| c.board.as_deref()).collect();
     assert!(
         boards.len() >= 6,
@@ -67,7 +68,8 @@ fn synthetic_casework_has_the_shape_of_real_casework() {
         .filter(|o| {
             matches!(
                 o.status,
-                cpwatch::evaluate::Status::MetLate | cpwatch::evaluate::Status::Overdue
+                cpwatch::domain::evaluate::Status::MetLate
+                    | cpwatch::domain::evaluate::Status::Overdue
             )
         })
         .count();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use cpwatch::bench::http_get;
+use common::http_get;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -101,7 +101,7 @@ fn write_config(dir: &Path, port: u16, rules: &Path) -> std::path::PathBuf {
 fn rules_copy(dir: &Path) -> std::path::PathBuf {
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).expect("rules dir");
-    for (name, text) in cpwatch::rules::BUILT_IN {
+    for (name, text) in cpwatch::domain::rules::BUILT_IN {
         std::fs::write(rules.join(name), text).expect("copy");
     }
     rules
@@ -296,7 +296,7 @@ async fn sigkill_while_sending_loses_nothing_and_duplicates_only_what_a_kill_can
     server.set_mode("delay 0.03");
     let port = free_port();
     let mut boards = String::new();
-    for (name, _) in cpwatch::rules::BUILT_IN {
+    for (name, _) in cpwatch::domain::rules::BUILT_IN {
         let id = name.trim_end_matches(".toml");
         boards.push_str(&format!("[boards.{id}]\nconference_service = \"cs@{id}.test\"\nsafeguarding_manager = \"sm@{id}.test\"\n"));
     }

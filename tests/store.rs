@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use cpwatch::case::CaseState;
-use cpwatch::report::{self, Zones};
+use cpwatch::domain::case::CaseState;
+use cpwatch::report::check::{self as report, Zones};
 use cpwatch::store;
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -24,7 +24,7 @@ fn json_of(state: &CaseState) -> String {
 }
 
 fn demo_state() -> CaseState {
-    cpwatch::demo::generate(3, 150, t(NOW), &holidays()).expect("demo")
+    cpwatch::synthetic::demo::generate(3, 150, t(NOW), &holidays()).expect("demo")
 }
 
 /// A fresh PostgreSQL database migrated and holding `state`, with a store on it.

@@ -3,14 +3,15 @@
 //! only the contract's tables (which may be views); cpwatch writes only its
 //! `cpwatch_` tables, except `migrate` and `demo` on a database it owns.
 
-pub(crate) mod postgres;
+// Public for the benchmark, whose COPY floor reads the tables as a load does.
+pub mod postgres;
 pub(crate) mod rows;
 mod sqlite;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
 
-use crate::case::{CaseState, Instant, Text};
+use crate::domain::case::{CaseState, Instant, Text};
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -218,7 +219,7 @@ macro_rules! notification_log {
     ($store:ty, $sql:expr) => {
         #[async_trait::async_trait]
         impl $crate::store::NotificationLog for $store {
-        async fn log_planned(&self, rows: &[$crate::store::NewNotification], at: $crate::case::Instant) -> Result<usize, StoreError> {
+        async fn log_planned(&self, rows: &[$crate::store::NewNotification], at: $crate::domain::case::Instant) -> Result<usize, StoreError> {
             let at = $crate::store::log_time(at);
             let mut tx = self.pool.begin().await.map_err(|e| self.err("recording notifications", e))?;
             let sql = $sql("INSERT INTO cpwatch_notifications (id, obligation_key, stage, recipient, occurrence, board, rule, status, attempts, planned_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?) ON CONFLICT (id) DO NOTHING");
@@ -254,7 +255,7 @@ macro_rules! notification_log {
             rows.iter().map(|r| $crate::store::rows::log_row(r).map_err(|reason| StoreError::Query { url: self.url.clone(), what: "reading cpwatch_notifications".into(), reason })).collect()
         }
 
-        async fn log_update(&self, ids: &[String], update: &$crate::store::LogUpdate, at: $crate::case::Instant) -> Result<(), StoreError> {
+        async fn log_update(&self, ids: &[String], update: &$crate::store::LogUpdate, at: $crate::domain::case::Instant) -> Result<(), StoreError> {
             use $crate::store::LogUpdate;
             let at = $crate::store::log_time(at);
             let mut tx = self.pool.begin().await.map_err(|e| self.err("updating cpwatch_notifications", e))?;

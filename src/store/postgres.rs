@@ -14,7 +14,7 @@ use super::rows::{Get, Loader};
 use super::{
     chunk_rows, redact, rows_of, select_sql, Loaded, Migration, Store, StoreError, Val, TABLES,
 };
-use crate::case::{CaseState, Instant};
+use crate::domain::case::{CaseState, Instant};
 
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -219,7 +219,7 @@ impl Drop for Reading {
 
 /// Makes a transaction just begun read-only, of its own snapshot or of one
 /// another transaction exported (`pg_export_snapshot`).
-pub(crate) async fn begin_read(
+pub async fn begin_read(
     tx: &mut sqlx::PgConnection,
     snapshot: Option<&str>,
 ) -> Result<(), sqlx::Error> {
@@ -235,7 +235,7 @@ pub(crate) async fn begin_read(
 }
 
 /// The case tables in the order connections take them, and how each is read.
-pub(crate) struct ReadPlan {
+pub struct ReadPlan {
     /// Places in [`TABLES`], largest on disk first (a table's reading takes
     /// time in proportion to its size), so that two connections taking them
     /// in turn finish together. Views and partitioned tables have no size of
@@ -252,7 +252,7 @@ pub(crate) struct ReadPlan {
 
 impl ReadPlan {
     /// Asks the database for the tables' sizes and kinds.
-    pub(crate) async fn new(conn: &mut sqlx::PgConnection) -> Result<ReadPlan, sqlx::Error> {
+    pub async fn new(conn: &mut sqlx::PgConnection) -> Result<ReadPlan, sqlx::Error> {
         let found: Vec<(i64, bool)> = sqlx::query_as(
             "SELECT coalesce(pg_relation_size(c.oid), 0), coalesce(c.relkind = 'r' AND NOT c.relhassubclass, false) \
              FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i) \
@@ -270,7 +270,7 @@ impl ReadPlan {
     }
 
     /// The next table no other connection has taken (`next`).
-    pub(crate) fn take(&self, next: &AtomicUsize) -> Option<Taken> {
+    pub fn take(&self, next: &AtomicUsize) -> Option<Taken> {
         let i = *self.order.get(next.fetch_add(1, Ordering::Relaxed))?;
         let &(table, cols) = TABLES.get(i)?;
         Some(Taken {
@@ -282,7 +282,7 @@ impl ReadPlan {
 }
 
 /// A case table a connection has taken to read.
-pub(crate) struct Taken {
+pub struct Taken {
     pub table: &'static str,
     pub cols: &'static [&'static str],
     plain: bool,
@@ -293,7 +293,7 @@ impl Taken {
     /// WHERE clause) if any. Binary: the server sends each value as it
     /// stores it, and the client reads it in place, at a fraction of a
     /// query's cost per row (a national load reads millions).
-    pub(crate) fn copy_sql(&self, condition: Option<&str>) -> String {
+    pub fn copy_sql(&self, condition: Option<&str>) -> String {
         let (table, cols) = (self.table, self.cols);
         match condition {
             None if self.plain => {

@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::case::*;
-use crate::evaluate::Finding;
+use crate::domain::case::*;
+use crate::domain::evaluate::Finding;
 
 /// Reading one column of a row, whatever the database.
 pub trait Get {

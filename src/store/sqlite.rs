@@ -12,7 +12,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::rows::{parse_date, parse_instant, Get, Loader};
 use super::{chunk_rows, rows_of, select_sql, Loaded, Migration, Store, StoreError, Val, TABLES};
-use crate::case::{CaseState, Instant};
+use crate::domain::case::{CaseState, Instant};
 
 pub const MIGRATIONS: &[Migration] = &[
     Migration {

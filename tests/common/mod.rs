@@ -11,11 +11,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use cpwatch::calendar::HolidayData;
-use cpwatch::case::*;
-use cpwatch::evaluate::{evaluate, Evaluation, Options};
-use cpwatch::rules::{self, RuleSet};
+use cpwatch::domain::calendar::HolidayData;
+use cpwatch::domain::case::*;
+use cpwatch::domain::evaluate::{evaluate, Evaluation, Options};
+use cpwatch::domain::rules::{self, RuleSet};
 use sqlx::{Connection, Executor, PgConnection};
+
+#[path = "../../benches/harness/http.rs"]
+mod http;
+#[allow(unused_imports)]
+pub use http::http_get;
 
 pub fn t(s: &str) -> Instant {
     DateTime::parse_from_rfc3339(s)

@@ -15,11 +15,11 @@ use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::calendar::{Calendar, HolidayData};
-use crate::case::{CaseState, Instant};
-use crate::config::{BoardContacts, Config};
-use crate::evaluate::{Draft, Evaluation, Name, Status};
-use crate::rules::{Board, Event, Rule, RuleKind, RuleSet};
+use crate::domain::calendar::{Calendar, HolidayData};
+use crate::domain::case::{CaseState, Instant};
+use crate::domain::evaluate::{Draft, Evaluation, Name, Status};
+use crate::domain::rules::{Board, Event, Rule, RuleKind, RuleSet};
+use crate::service::config::{BoardContacts, Config};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -234,19 +234,19 @@ pub fn plan(
 
 /// The case rows recipients are found in, indexed once per plan.
 struct Lookup<'a> {
-    children: HashMap<&'a str, &'a crate::case::Child>,
-    workers: HashMap<&'a str, &'a crate::case::Worker>,
-    teams: HashMap<&'a str, &'a crate::case::Team>,
-    agencies: HashMap<&'a str, &'a crate::case::Agency>,
-    conferences: HashMap<&'a str, &'a crate::case::Conference>,
-    invitations: HashMap<&'a str, Vec<&'a crate::case::Invitation>>,
+    children: HashMap<&'a str, &'a crate::domain::case::Child>,
+    workers: HashMap<&'a str, &'a crate::domain::case::Worker>,
+    teams: HashMap<&'a str, &'a crate::domain::case::Team>,
+    agencies: HashMap<&'a str, &'a crate::domain::case::Agency>,
+    conferences: HashMap<&'a str, &'a crate::domain::case::Conference>,
+    invitations: HashMap<&'a str, Vec<&'a crate::domain::case::Invitation>>,
     /// The first child (by id) of each conference, for duties about a conference as a whole.
     first_child: HashMap<&'a str, &'a str>,
 }
 
 impl<'a> Lookup<'a> {
     fn new(s: &'a CaseState) -> Self {
-        let mut invitations: HashMap<&str, Vec<&crate::case::Invitation>> = HashMap::new();
+        let mut invitations: HashMap<&str, Vec<&crate::domain::case::Invitation>> = HashMap::new();
         for i in &s.invitations {
             invitations
                 .entry(i.conference_id.as_str())
@@ -273,7 +273,7 @@ impl<'a> Lookup<'a> {
         }
     }
 
-    fn child_of(&self, o: &Draft<'_>) -> Option<&'a crate::case::Child> {
+    fn child_of(&self, o: &Draft<'_>) -> Option<&'a crate::domain::case::Child> {
         let id = match &o.child_id {
             Some(id) => &**id,
             None => self
@@ -284,7 +284,7 @@ impl<'a> Lookup<'a> {
         self.children.get(id).copied()
     }
 
-    fn worker_of(&self, o: &Draft<'_>) -> Option<&'a crate::case::Worker> {
+    fn worker_of(&self, o: &Draft<'_>) -> Option<&'a crate::domain::case::Worker> {
         let w = self.child_of(o)?.allocated_worker_id.as_deref()?;
         self.workers.get(w).copied()
     }
@@ -497,9 +497,9 @@ pub struct Templates {
     env: minijinja::Environment<'static>,
 }
 
-const SUBJECT: &str = include_str!("../templates/subject.txt");
-const BODY_TXT: &str = include_str!("../templates/body.txt");
-const BODY_HTML: &str = include_str!("../templates/body.html");
+const SUBJECT: &str = include_str!("../../templates/subject.txt");
+const BODY_TXT: &str = include_str!("../../templates/body.txt");
+const BODY_HTML: &str = include_str!("../../templates/body.html");
 
 impl Templates {
     /// The built-in templates, each replaced by a file of the same name in `dir`.
@@ -844,21 +844,21 @@ pub struct SmtpTransport {
 
 impl SmtpTransport {
     pub fn new(
-        config: &crate::config::Smtp,
+        config: &crate::service::config::Smtp,
         password: Option<String>,
     ) -> Result<SmtpTransport, String> {
         use lettre::transport::smtp::authentication::Credentials;
         use lettre::{AsyncSmtpTransport, Tokio1Executor};
         let builder = match config.tls {
-            crate::config::TlsMode::Starttls => {
+            crate::service::config::TlsMode::Starttls => {
                 AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.host)
                     .map_err(|e| e.to_string())?
             }
-            crate::config::TlsMode::Tls => {
+            crate::service::config::TlsMode::Tls => {
                 AsyncSmtpTransport::<Tokio1Executor>::relay(&config.host)
                     .map_err(|e| e.to_string())?
             }
-            crate::config::TlsMode::None => {
+            crate::service::config::TlsMode::None => {
                 AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
             }
         };

@@ -19,11 +19,11 @@ use std::hash::Hash;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::calendar::local_instant;
-use crate::case::*;
-use crate::engine::Engine;
-use crate::evaluate::{sort_findings, Draft, Evaluation, Finding, Name, Obligation, Sink};
-use crate::metrics::{Batch, Tally, WINDOWS};
+use crate::domain::calendar::local_instant;
+use crate::domain::case::*;
+use crate::domain::engine::Engine;
+use crate::domain::evaluate::{sort_findings, Draft, Evaluation, Finding, Name, Obligation, Sink};
+use crate::service::metrics::{Batch, Tally, WINDOWS};
 use crate::store::Loaded;
 
 /// What the service keeps between ticks.
@@ -591,7 +591,7 @@ impl Kept {
         // The scan of every row for happenings recorded ahead, on a thread of
         // its own: it fills the time a core would otherwise wait while
         // evaluation indexes the state.
-        let (ahead, findings) = crate::evaluate::both(
+        let (ahead, findings) = crate::domain::evaluate::both(
             engine.threads,
             || {
                 let mut ahead = Vec::new();

@@ -4,11 +4,11 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use crate::calendar::{Calendar, HolidayData, Offset, Unit};
-use crate::case::{CaseState, Instant};
-use crate::evaluate::{Draft, Evaluation, Name, Status};
-use crate::report::Zones;
-use crate::rules::{Event, RuleKind, RuleSet};
+use crate::domain::calendar::{Calendar, HolidayData, Offset, Unit};
+use crate::domain::case::{CaseState, Instant};
+use crate::domain::evaluate::{Draft, Evaluation, Name, Status};
+use crate::domain::rules::{Event, RuleKind, RuleSet};
+use crate::report::check::Zones;
 
 fn start_label(event: &str) -> &str {
     match event {

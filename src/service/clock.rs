@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use chrono::Utc;
 
-use crate::case::Instant;
+use crate::domain::case::Instant;
 
 pub trait Clock: Send + Sync {
     fn now(&self) -> Instant;

@@ -334,7 +334,7 @@ impl Config {
             .map(|t| t.keys().cloned().collect())
             .unwrap_or_default();
         for board in boards.iter().map(String::as_str).chain(
-            crate::rules::BUILT_IN
+            crate::domain::rules::BUILT_IN
                 .iter()
                 .map(|(n, _)| n.trim_end_matches(".toml")),
         ) {

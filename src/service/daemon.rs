@@ -19,13 +19,13 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::{mpsc, watch};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
-use crate::calendar::Calendar;
-use crate::clock::Clock;
-use crate::config::Config;
-use crate::engine::Engine;
-use crate::incremental::{Kept, NeedFull};
-use crate::metrics::Metrics;
-use crate::notify::{self, Delivery, Templates, Transport};
+use crate::domain::calendar::Calendar;
+use crate::domain::engine::Engine;
+use crate::service::clock::Clock;
+use crate::service::config::Config;
+use crate::service::incremental::{Kept, NeedFull};
+use crate::service::metrics::Metrics;
+use crate::service::notify::{self, Delivery, Templates, Transport};
 use crate::store::Store;
 
 /// What the readiness check looks at.
@@ -226,7 +226,7 @@ impl Daemon {
 
     async fn tick(
         &self,
-        now: crate::case::Instant,
+        now: crate::domain::case::Instant,
         started: std::time::Instant,
     ) -> anyhow::Result<TickReport> {
         let settings = self.settings();
@@ -312,7 +312,7 @@ impl Daemon {
             overdue: eval
                 .obligations
                 .iter()
-                .filter(|o| o.status == crate::evaluate::Status::Overdue)
+                .filter(|o| o.status == crate::domain::evaluate::Status::Overdue)
                 .count(),
             findings: eval.findings.len(),
             delivery,
@@ -328,7 +328,7 @@ impl Daemon {
         &self,
         settings: &Arc<Settings>,
         kept: &mut Option<(Kept, Arc<Settings>)>,
-        now: crate::case::Instant,
+        now: crate::domain::case::Instant,
     ) -> Result<Scope, crate::store::StoreError> {
         let schedule = &settings.config.schedule;
         let full_every = chrono::Duration::seconds(schedule.full_every_seconds as i64);
@@ -370,9 +370,9 @@ impl Daemon {
     fn monthly_exports(
         &self,
         settings: &Settings,
-        state: &crate::case::CaseState,
+        state: &crate::domain::case::CaseState,
         boards: &[String],
-        now: crate::case::Instant,
+        now: crate::domain::case::Instant,
     ) {
         let Some(dir) = &settings.config.export.directory else {
             return;
@@ -397,7 +397,7 @@ impl Daemon {
             return;
         }
         // The export needs settled obligations too, which a tick does not keep.
-        let mut scratch = crate::evaluate::Scratch::default();
+        let mut scratch = crate::domain::evaluate::Scratch::default();
         let eval = &settings
             .engine
             .evaluate_where(state, &mut scratch, now, &|o| {
@@ -416,7 +416,7 @@ impl Daemon {
             )
             .map_err(|e| e.to_string())
             .and_then(|board_cal| {
-                let report = crate::export::build(&crate::export::Input {
+                let report = crate::report::export::build(&crate::report::export::Input {
                     eval,
                     state,
                     rules: &settings.engine.rules,

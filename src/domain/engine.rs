@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 
-use crate::calendar::{Calendar, HolidayData};
-use crate::case::{CaseState, Instant};
-use crate::evaluate::{
+use crate::domain::calendar::{Calendar, HolidayData};
+use crate::domain::case::{CaseState, Instant};
+use crate::domain::evaluate::{
     evaluate_each, evaluate_kept, evaluate_split, Draft, Evaluation, Finding, Obligation, Options,
     Scratch, Sink,
 };
-use crate::report::Zones;
-use crate::rules::{self, RuleSet};
+use crate::domain::rules::{self, RuleSet};
+use crate::report::check::Zones;
 
 /// Everything an evaluation needs besides the case state.
 pub struct Engine {
@@ -134,7 +134,7 @@ impl Engine {
 
 impl Engine {
     /// The latest version of a board the user named, or an error listing the boards there are.
-    pub fn board(&self, id: &str) -> anyhow::Result<&Arc<crate::rules::Board>> {
+    pub fn board(&self, id: &str) -> anyhow::Result<&Arc<crate::domain::rules::Board>> {
         self.rules.latest(id).ok_or_else(|| {
             anyhow!(
                 "--board {id:?} has no rule file (known: {})",

@@ -10,8 +10,8 @@ use chrono::{Duration, NaiveDate, NaiveTime};
 use rand::{seq::SliceRandom, Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::calendar::{add_months, Calendar, CalendarError, HolidayData};
-use crate::case::*;
+use crate::domain::calendar::{add_months, Calendar, CalendarError, HolidayData};
+use crate::domain::case::*;
 
 const BOARDS: &[(&str, &str)] = &[
     ("barnsley", "BAR"),

@@ -10,9 +10,9 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::case::Instant;
-use crate::evaluate::{Draft, Finding, Name, Obligation, Status};
-use crate::rules::{AuditBy, RuleKind, RuleSet};
+use crate::domain::case::Instant;
+use crate::domain::evaluate::{Draft, Finding, Name, Obligation, Status};
+use crate::domain::rules::{AuditBy, RuleKind, RuleSet};
 
 pub struct Metrics {
     registry: Registry,
@@ -412,7 +412,7 @@ fn window_starts(now: Instant) -> [Instant; WINDOWS.len()] {
 }
 
 impl Tally {
-    pub fn new(agencies: &[crate::case::Agency], now: Instant) -> Self {
+    pub fn new(agencies: &[crate::domain::case::Agency], now: Instant) -> Self {
         Tally {
             groups: agencies
                 .iter()
@@ -557,8 +557,8 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::{Occurrence, RuleRef};
-    use crate::rules::Event;
+    use crate::domain::evaluate::{Occurrence, RuleRef};
+    use crate::domain::rules::Event;
     use chrono::{Duration, TimeZone, Utc};
 
     fn due(at: Instant, rule: &std::sync::Arc<RuleRef>, status: Status) -> Obligation {

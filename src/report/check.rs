@@ -9,9 +9,9 @@ use chrono_tz::Tz;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde::Serialize;
 
-use crate::case::Instant;
-use crate::evaluate::{Draft, Evaluation, Finding, Name, Status};
-use crate::rules::RuleSet;
+use crate::domain::case::Instant;
+use crate::domain::evaluate::{Draft, Evaluation, Finding, Name, Status};
+use crate::domain::rules::RuleSet;
 
 /// Time zones of the boards, for writing instants with the local offset.
 pub struct Zones {

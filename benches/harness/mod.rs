@@ -1,10 +1,14 @@
-//! The end-to-end benchmark behind `cargo bench` and `cpwatch bench`: for each
+//! The end-to-end benchmark behind `cargo bench --bench end_to_end`: for each
 //! size it seeds a PostgreSQL database, times load + evaluation beside the
 //! raw-fetch floor measured in the same run, runs the real service for its
 //! peak memory and `/metrics` scrape time, times a one-year export, and writes
 //! the results as `BENCHMARKS.md`. The test suite runs a small size of it.
 
-use std::io::{Read, Write};
+#[path = "http.rs"]
+mod http;
+pub use http::http_get;
+
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicUsize;
@@ -16,11 +20,11 @@ use nix::time::ClockId;
 use nix::unistd::Pid;
 use sqlx::{Connection, Executor};
 
-use crate::case::Instant;
-use crate::engine::Engine;
-use crate::evaluate::{Draft, Sink};
-use crate::incremental::{Kept, NeedFull};
-use crate::store::{self, select_sql};
+use cpwatch::domain::case::Instant;
+use cpwatch::domain::engine::Engine;
+use cpwatch::domain::evaluate::{Draft, Sink};
+use cpwatch::service::incremental::{Kept, NeedFull};
+use cpwatch::store::{self, select_sql};
 
 /// What to measure, and where.
 pub struct Options {
@@ -28,7 +32,6 @@ pub struct Options {
     /// database `<database_prefix>_<children>` beside it.
     pub admin_url: String,
     pub database_prefix: String,
-    pub sizes: Vec<usize>,
     /// The `cpwatch` binary whose service and export are measured.
     pub binary: PathBuf,
     /// The instant the synthetic data and the evaluation are as at.
@@ -204,7 +207,7 @@ pub async fn measure(opts: &Options, children: usize) -> anyhow::Result<Measure>
         obligations = kept.tally.total;
 
         let started = Clock::now();
-        let mut scratch = crate::evaluate::Scratch::default();
+        let mut scratch = cpwatch::domain::evaluate::Scratch::default();
         let eval = one_core.evaluate(&kept.state, &mut scratch, opts.at);
         evaluate = evaluate.min(started.elapsed().as_secs_f64());
         if eval.obligations.len() != obligations {
@@ -508,21 +511,6 @@ fn peak_mib(pid: u32) -> anyhow::Result<f64> {
         .and_then(|v| v.parse().ok())
         .context("no VmHWM in /proc/<pid>/status")?;
     Ok(kb / 1024.0)
-}
-
-/// A plain HTTP GET on loopback: the status and the body, `None` if it failed.
-pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, buf.split_once("\r\n\r\n")?.1.to_string()))
 }
 
 /// `cpwatch export` of the year to `at` for one board, as a user runs it.

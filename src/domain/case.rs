@@ -29,7 +29,7 @@ pub struct CaseState {
     /// Problems found while reading rows (unparseable values), reported with
     /// the evaluation's own findings.
     #[serde(skip)]
-    pub load_findings: Vec<crate::evaluate::Finding>,
+    pub load_findings: Vec<crate::domain::evaluate::Finding>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 
-use crate::calendar::{Calendar, CalendarError, HolidayData, Offset, ShownOffset};
-use crate::case::*;
-use crate::rules::{AuditBy, Board, Event, Rule, RuleKind, RuleSet, Subject, Void};
+use crate::domain::calendar::{Calendar, CalendarError, HolidayData, Offset, ShownOffset};
+use crate::domain::case::*;
+use crate::domain::rules::{AuditBy, Board, Event, Rule, RuleKind, RuleSet, Subject, Void};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
@@ -64,7 +64,7 @@ impl Status {
 /// allocation each.
 pub type Name = arcstr::ArcStr;
 
-pub use crate::rules::RuleRef;
+pub use crate::domain::rules::RuleRef;
 
 /// One duty of one rule for one subject (and, for recurring rules, one occurrence).
 ///
@@ -2509,8 +2509,9 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             Event::ChildExpectedDueDate => ctx.child?.expected_due_date.map(|d| self.date_event(d)),
             Event::ChildEighteenthBirthday => {
                 let plan = ctx.plan?;
-                let birthday = crate::calendar::add_months(ctx.child?.date_of_birth?, 18 * 12);
-                let window_start = crate::calendar::add_months(birthday, -3);
+                let birthday =
+                    crate::domain::calendar::add_months(ctx.child?.date_of_birth?, 18 * 12);
+                let window_start = crate::domain::calendar::add_months(birthday, -3);
                 let covers =
                     plan.started_on <= birthday && plan.ended_on.is_none_or(|e| e >= window_start);
                 covers.then(|| self.date_event(birthday))
@@ -2936,7 +2937,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         out(&o);
     }
 
-    fn quorate(&self, spec: &crate::rules::StandardSpec, conf: &Conference) -> bool {
+    fn quorate(&self, spec: &crate::domain::rules::StandardSpec, conf: &Conference) -> bool {
         let idx = self.idx;
         // Counted in one pass, with nothing collected: this runs for every conference.
         let attended = || {

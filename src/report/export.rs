@@ -15,10 +15,10 @@ use rust_xlsxwriter::{
 };
 use serde::Serialize;
 
-use crate::calendar::Calendar;
-use crate::case::{CaseState, Instant};
-use crate::evaluate::{Draft, Evaluation, Finding, Name, Status};
-use crate::rules::{AuditBy, RuleKind, RuleSet};
+use crate::domain::calendar::Calendar;
+use crate::domain::case::{CaseState, Instant};
+use crate::domain::evaluate::{Draft, Evaluation, Finding, Name, Status};
+use crate::domain::rules::{AuditBy, RuleKind, RuleSet};
 
 /// The latest national figures (Department for Education, Children in Need
 /// statistics 2024–25) beside which a board sees its initial conferences.
@@ -264,13 +264,13 @@ fn outcome(s: Status) -> &'static str {
 pub fn build(input: &Input) -> Report {
     let cal = input.calendar;
     let local = |t: Instant| cal.local(t).naive_local();
-    let agencies: BTreeMap<&str, &crate::case::Agency> = input
+    let agencies: BTreeMap<&str, &crate::domain::case::Agency> = input
         .state
         .agencies
         .iter()
         .map(|a| (a.id.as_str(), a))
         .collect();
-    let teams: BTreeMap<&str, &crate::case::Team> = input
+    let teams: BTreeMap<&str, &crate::domain::case::Team> = input
         .state
         .teams
         .iter()

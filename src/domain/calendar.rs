@@ -16,7 +16,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 /// The bank holidays shipped with cpwatch (gov.uk format, 2010–2027).
-pub const EMBEDDED_BANK_HOLIDAYS: &str = include_str!("../data/bank-holidays.json");
+pub const EMBEDDED_BANK_HOLIDAYS: &str = include_str!("../../data/bank-holidays.json");
 const EMBEDDED_NAME: &str = "<built-in bank-holidays.json>";
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,432 @@
+//! The vocabulary rule files are written in, and rules as evaluation reads
+//! them once resolved: boards, their versions, and the errors loading reports.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use arcstr::ArcStr;
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use crate::domain::calendar::Offset;
+
+// ---------------------------------------------------------------- vocabulary
+
+/// What one obligation of a rule is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Subject {
+    Referral,
+    StrategyDiscussion,
+    Conference,
+    ChildConference,
+    Invitation,
+    Plan,
+}
+
+impl Subject {
+    pub const ALL: &'static [(&'static str, Subject)] = &[
+        ("referral", Subject::Referral),
+        ("strategy_discussion", Subject::StrategyDiscussion),
+        ("conference", Subject::Conference),
+        ("child_conference", Subject::ChildConference),
+        ("invitation", Subject::Invitation),
+        ("plan", Subject::Plan),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, s)| *s == self)
+            .map_or("?", |(n, _)| n)
+    }
+}
+
+/// Declares the case events: the one vocabulary the rule files name and the
+/// evaluation resolves, each with the subjects it has a meaning for.
+macro_rules! events {
+    ($($variant:ident = $name:literal : [$($subject:ident),*]),* $(,)?) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Event {
+            $($variant),*
+        }
+
+        impl Event {
+            pub const ALL: &'static [Event] = &[$(Event::$variant),*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Event::$variant => $name),*
+                }
+            }
+
+            pub fn subjects(self) -> &'static [Subject] {
+                match self {
+                    $(Event::$variant => &[$(Subject::$subject),*]),*
+                }
+            }
+
+            pub fn parse(name: &str) -> Option<Event> {
+                Self::ALL.iter().copied().find(|e| e.name() == name)
+            }
+        }
+
+        /// By its name in rule files.
+        impl serde::Serialize for Event {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+    };
+}
+
+events! {
+    ReferralReceivedAt = "referral.received_at": [Referral],
+    ReferralWrittenReceivedAt = "referral.written_received_at": [Referral],
+    ReferralWrittenConfirmationAt = "referral.written_confirmation_at": [Referral],
+    ReferralAcknowledgedAt = "referral.acknowledged_at": [Referral],
+    ReferralNextStepsRecordedAt = "referral.next_steps_recorded_at": [Referral],
+    NextStrategyDiscussionHeldAt = "next_strategy_discussion.held_at": [Referral],
+    InitialAssessmentCompletedOn = "initial_assessment.completed_on": [Referral, StrategyDiscussion],
+    CoreAssessmentCompletedOn = "core_assessment.completed_on": [Referral, StrategyDiscussion],
+    StrategyDiscussionHeldAt = "strategy_discussion.held_at": [StrategyDiscussion],
+    StrategyDiscussionChildSeenAt = "strategy_discussion.child_seen_at": [StrategyDiscussion],
+    StrategyDiscussionConferenceDecidedAt = "strategy_discussion.conference_decided_at": [StrategyDiscussion],
+    NextInitialConferenceRequestedAt = "next_initial_conference.requested_at": [StrategyDiscussion],
+    NextInitialConferenceHeldAt = "next_initial_conference.held_at": [StrategyDiscussion],
+    LastS47StrategyDiscussionHeldAt = "last_s47_strategy_discussion.held_at": [ChildConference],
+    ConferenceRequestedAt = "conference.requested_at": [Conference, ChildConference, Invitation],
+    ConferenceTransferNotifiedAt = "conference.transfer_notified_at": [Conference, ChildConference, Invitation],
+    ConferenceDate = "conference.date": [Conference, ChildConference, Invitation],
+    ConferenceHeldAt = "conference.held_at": [Conference, ChildConference, Invitation],
+    ConferenceChairLiaisonAt = "conference.chair_liaison_at": [Conference, ChildConference],
+    ConferenceDecisionCirculatedAt = "conference.decision_circulated_at": [Conference],
+    ConferencePlanCirculatedAt = "conference.plan_circulated_at": [Conference],
+    ConferencePlanHardCopySentAt = "conference.plan_hard_copy_sent_at": [Conference],
+    ConferenceSummaryCirculatedAt = "conference.summary_circulated_at": [Conference],
+    ConferenceMinutesCirculatedAt = "conference.minutes_circulated_at": [Conference],
+    ReconveningConferenceHeldAt = "reconvening_conference.held_at": [Conference],
+    FirstCoreGroupHeldAt = "first_core_group.held_at": [Conference, ChildConference, Plan],
+    NextReviewConferenceHeldAt = "next_review_conference.held_at": [ChildConference, Plan],
+    InvitationReportReceivedAt = "invitation.report_received_at": [Invitation],
+    InvitationReportSharedWithFamilyAt = "invitation.report_shared_with_family_at": [Invitation],
+    InvitationReportAuthorisedAt = "invitation.report_authorised_at": [Invitation],
+    ConferenceChildWorkbookReceivedAt = "conference_child.workbook_received_at": [ChildConference],
+    ChildExpectedDueDate = "child.expected_due_date": [ChildConference],
+    ChildEighteenthBirthday = "child.eighteenth_birthday": [Plan],
+    PlanStartedOn = "plan.started_on": [Plan],
+    PlanEndedOn = "plan.ended_on": [Plan],
+    CoreGroupOrConferenceHeldAt = "core_group_or_conference.held_at": [Plan],
+    VisitVisitedAt = "visit.visited_at": [Plan],
+    CinReviewHeldOn = "cin_review.held_on": [ChildConference],
+}
+
+pub const RECIPIENTS: &[&str] = &[
+    "agency",
+    "allocated_worker",
+    "team_manager",
+    "conference_chair",
+    "conference_service",
+    "safeguarding_manager",
+];
+
+pub const STANDARDS: &[&str] = &[
+    "quoracy",
+    "advocacy_offered",
+    "exception_recorded",
+    "core_assessment_completed",
+];
+
+pub const VOID_WHEN: &[&str] = &["conference_cancelled", "plan_ended_before_deadline"];
+
+/// When an obligation lapses rather than falls due (a rule's `void_when`):
+/// read once with the rule, not compared as text for every obligation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Void {
+    ConferenceCancelled,
+    PlanEndedBeforeDeadline,
+}
+
+impl Void {
+    pub(super) fn parse(s: &str) -> Option<Void> {
+        match s {
+            "conference_cancelled" => Some(Void::ConferenceCancelled),
+            "plan_ended_before_deadline" => Some(Void::PlanEndedBeforeDeadline),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    /// One deadline per subject.
+    Deadline,
+    /// A chain of deadlines, each counted from the event that met the last.
+    Recurring,
+    /// A standard checked at a conference.
+    Standard,
+    /// A reminder window that is not a compliance measure.
+    Notice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditBy {
+    Agency,
+    Team,
+}
+
+/// Which subjects a rule applies to, beyond its subject kind.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    pub conference_kind: Option<Vec<String>>,
+    pub conference_status: Option<Vec<String>>,
+    pub agency_group: Option<Vec<String>>,
+    pub agency_group_not: Option<Vec<String>>,
+    pub outcome: Option<Vec<String>>,
+    pub concern: Option<Vec<String>>,
+    pub by_telephone: Option<bool>,
+    pub s47_initiated: Option<bool>,
+    pub conference_decided: Option<bool>,
+    pub chair_overruled: Option<bool>,
+    /// Age in whole years at the conference's date, inclusive bounds.
+    pub age_from: Option<u32>,
+    pub age_to: Option<u32>,
+    /// The child's first review conference after the conference that made the plan.
+    pub first_review: Option<bool>,
+    /// Another conference reconvenes this one.
+    pub reconvened: Option<bool>,
+    /// This conference reconvenes another (`reconvenes_id` set).
+    pub reconvenes: Option<bool>,
+    /// At least one child was given a plan (`outcome = plan`).
+    pub plan_made: Option<bool>,
+    pub plan_ended: Option<bool>,
+    /// Also an obligation for a child whose last s47 strategy discussion decided
+    /// on a conference that has not been arranged yet (`conference` null).
+    pub include_awaiting: Option<bool>,
+}
+
+/// The check a `standard` rule makes.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StandardSpec {
+    pub check: String,
+    /// Children's social care must be among those attending.
+    pub require_social_care: Option<bool>,
+    /// Distinct agencies attending besides children's social care.
+    pub min_other_agencies: Option<u32>,
+    /// Distinct agencies attending in all.
+    pub min_agencies: Option<u32>,
+    pub unborn_requires: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// Seed file; defaults to the board's `source`.
+    pub file: Option<String>,
+    pub section: String,
+    pub quote: String,
+}
+
+// ------------------------------------------------------------ resolved rules
+
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub conference_kind: Vec<String>,
+    pub offset: Offset,
+    pub source: Option<Source>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub title: String,
+    pub kind: RuleKind,
+    pub source: Source,
+    pub subject: Subject,
+    pub filter: Filter,
+    pub starts: Option<Event>,
+    pub offset: Option<Offset>,
+    pub variants: Vec<Variant>,
+    pub met_by: Option<Event>,
+    pub met_window: Option<Offset>,
+    pub cap: Option<Event>,
+    pub standard: Option<StandardSpec>,
+    pub void_when: Vec<Void>,
+    pub remind: Vec<String>,
+    pub escalate: Vec<String>,
+    pub remind_before: Option<Offset>,
+    pub audit_by: Option<AuditBy>,
+    /// Which board file last set this rule.
+    pub defined_in: String,
+}
+
+impl Rule {
+    /// The offset for a conference of this kind (a variant's, else the rule's).
+    pub fn offset_for(&self, conference_kind: Option<&str>) -> Option<&Offset> {
+        conference_kind
+            .and_then(|k| {
+                self.variants
+                    .iter()
+                    .find(|v| v.conference_kind.iter().any(|c| c == k))
+            })
+            .map(|v| &v.offset)
+            .or(self.offset.as_ref())
+    }
+
+    pub fn source_for(&self, conference_kind: Option<&str>) -> &Source {
+        conference_kind
+            .and_then(|k| {
+                self.variants
+                    .iter()
+                    .find(|v| v.conference_kind.iter().any(|c| c == k))
+            })
+            .and_then(|v| v.source.as_ref())
+            .unwrap_or(&self.source)
+    }
+}
+
+/// One version of one board's procedure, with the rules it inherits.
+#[derive(Debug, Clone)]
+pub struct Board {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub effective_from: NaiveDate,
+    pub extends: Option<String>,
+    pub calendar: String,
+    pub time_zone: Tz,
+    pub source: String,
+    pub due_soon: Offset,
+    pub rules: Vec<Rule>,
+    pub file: String,
+    /// Each rule's [`RuleRef`], in the order of `rules`.
+    pub(super) refs: Vec<Arc<RuleRef>>,
+}
+
+impl Board {
+    pub fn rule(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+
+    /// Each rule's [`RuleRef`], in the order of `rules`.
+    pub fn refs(&self) -> &[Arc<RuleRef>] {
+        &self.refs
+    }
+}
+
+/// What every obligation of one rule of one board version has in common:
+/// made once per rule as the rules load, so an obligation carries one pointer
+/// to it rather than a copy of each name, and can borrow it for as long as
+/// the rules last.
+#[derive(Debug, serde::Serialize)]
+pub struct RuleRef {
+    pub rule: ArcStr,
+    pub title: ArcStr,
+    pub kind: RuleKind,
+    pub board: ArcStr,
+    pub board_version: ArcStr,
+    /// A hash of the board's and rule's names, by their text: the metrics
+    /// tally finds every obligation's series by them, and hashes this once.
+    #[serde(skip)]
+    pub names_hash: u64,
+}
+
+impl RuleRef {
+    pub fn new(
+        rule: ArcStr,
+        title: ArcStr,
+        kind: RuleKind,
+        board: ArcStr,
+        board_version: ArcStr,
+    ) -> Self {
+        use std::hash::BuildHasher;
+        let names_hash = rustc_hash::FxBuildHasher.hash_one((&*board, &*rule));
+        RuleRef {
+            rule,
+            title,
+            kind,
+            board,
+            board_version,
+            names_hash,
+        }
+    }
+}
+
+/// Every board, each with its versions in order of `effective_from`.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    pub boards: BTreeMap<String, Vec<Arc<Board>>>,
+    /// A digest of the rule files' text, so reports can say which rules they used.
+    pub digest: String,
+}
+
+impl RuleSet {
+    pub fn latest(&self, board: &str) -> Option<&Arc<Board>> {
+        self.boards.get(board).and_then(|v| v.last())
+    }
+
+    /// The half-open range of dates a version is in force for.
+    pub fn window(&self, board: &Board) -> (Option<NaiveDate>, Option<NaiveDate>) {
+        let versions = match self.boards.get(&board.id) {
+            Some(v) => v,
+            None => return (None, None),
+        };
+        let pos = versions
+            .iter()
+            .position(|b| b.version == board.version && b.file == board.file);
+        match pos {
+            Some(i) => (
+                if i == 0 {
+                    None
+                } else {
+                    Some(board.effective_from)
+                },
+                versions.get(i + 1).map(|n| n.effective_from),
+            ),
+            None => (None, None),
+        }
+    }
+}
+
+// ------------------------------------------------------------------- errors
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
+}
+
+/// All the problems found in a set of rule files.
+#[derive(Debug, Clone)]
+pub struct RuleErrors(pub Vec<RuleError>);
+
+impl fmt::Display for RuleErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RuleErrors {}

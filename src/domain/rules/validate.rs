@@ -1,0 +1,338 @@
+//! Validation of one rule entry against the vocabulary: every event fits
+//! its subject, every offset parses, every filter value is known. Each
+//! problem is a [`RuleError`] at its place in the file.
+
+use std::ops::Range;
+
+use toml::Spanned;
+
+use super::load::*;
+use super::model::*;
+use crate::domain::calendar::Offset;
+use crate::domain::case::{
+    CONCERNS, CONFERENCE_KINDS, CONFERENCE_STATUSES, OUTCOMES, PROFESSIONAL_GROUPS,
+};
+
+pub(super) fn check_list(
+    src: &SourceText,
+    field: &str,
+    list: &Spanned<Vec<String>>,
+    allowed: &[&str],
+    errors: &mut Vec<RuleError>,
+) {
+    for v in list.get_ref() {
+        if !allowed.contains(&v.as_str()) {
+            errors.push(src.error(
+                Some(list.span()),
+                format!(
+                    "{field}: unknown value {v:?} (expected one of: {})",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+pub(super) fn check_opt_list(
+    src: &SourceText,
+    span: Range<usize>,
+    field: &str,
+    list: &Option<Vec<String>>,
+    allowed: &[&str],
+    errors: &mut Vec<RuleError>,
+) {
+    if let Some(list) = list {
+        check_list(
+            src,
+            field,
+            &Spanned::new(span, list.clone()),
+            allowed,
+            errors,
+        );
+    }
+}
+
+pub(super) fn check_offset(
+    src: &SourceText,
+    field: &str,
+    s: &Spanned<String>,
+    errors: &mut Vec<RuleError>,
+) -> Option<Offset> {
+    match s.get_ref().parse::<Offset>() {
+        Ok(o) => Some(o),
+        Err(e) => {
+            errors.push(src.error(Some(s.span()), format!("{field}: {e}")));
+            None
+        }
+    }
+}
+
+pub(super) fn check_event(
+    src: &SourceText,
+    field: &str,
+    s: &Spanned<String>,
+    subject: Option<Subject>,
+    errors: &mut Vec<RuleError>,
+) {
+    let name = s.get_ref();
+    match Event::parse(name) {
+        None => {
+            let known: Vec<&str> = Event::ALL.iter().map(|e| e.name()).collect();
+            errors.push(src.error(
+                Some(s.span()),
+                format!(
+                    "{field}: unknown event {name:?} (known events: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+        Some(event) => {
+            if let Some(subject) = subject {
+                if !event.subjects().contains(&subject) {
+                    let fits: Vec<&str> = event.subjects().iter().map(|s| s.name()).collect();
+                    errors.push(src.error(
+                        Some(s.span()),
+                        format!("{field}: event {name:?} has no meaning for applies_to = {:?} (it fits: {})", subject.name(), fits.join(", ")),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Checks the fields an entry sets, in the context of the rule they produce.
+pub(super) fn validate_entry(
+    src: &SourceText,
+    entry: &RawRule,
+    merged: &RawRule,
+    is_new: bool,
+    errors: &mut Vec<RuleError>,
+) {
+    let id_span = Some(entry.id.span());
+    let id = entry.id.get_ref();
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        errors.push(src.error(
+            id_span.clone(),
+            format!("rule id {id:?} must be lower-case letters, digits and hyphens"),
+        ));
+    }
+    let subject = merged.applies_to.as_ref().and_then(|a| {
+        Subject::ALL
+            .iter()
+            .find(|(n, _)| n == a.get_ref())
+            .map(|(_, s)| *s)
+    });
+    if let Some(a) = &entry.applies_to {
+        if subject.is_none() {
+            let known: Vec<&str> = Subject::ALL.iter().map(|(n, _)| *n).collect();
+            errors.push(src.error(
+                Some(a.span()),
+                format!(
+                    "applies_to: unknown subject {:?} (expected one of: {})",
+                    a.get_ref(),
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    let kind = merged
+        .kind
+        .as_ref()
+        .map_or(RuleKind::Deadline, |k| *k.get_ref());
+    if let Some(s) = &entry.source {
+        let s = s.get_ref();
+        if s.quote.trim().is_empty() || s.section.trim().is_empty() {
+            errors.push(src.error(
+                entry.source.as_ref().map(|s| s.span()),
+                "source needs a section and a quote",
+            ));
+        }
+    }
+    for (field, ev) in [
+        ("starts", &entry.starts),
+        ("met_by", &entry.met_by),
+        ("cap", &entry.cap),
+    ] {
+        if let Some(ev) = ev {
+            check_event(src, field, ev, subject, errors);
+        }
+    }
+    // A changed subject must still fit the events it inherits.
+    if let (Some(a), Some(subject)) = (&entry.applies_to, subject) {
+        for (field, inherited, own) in [
+            ("starts", &merged.starts, &entry.starts),
+            ("met_by", &merged.met_by, &entry.met_by),
+            ("cap", &merged.cap, &entry.cap),
+        ] {
+            if let (None, Some(ev)) = (own, inherited) {
+                let fits =
+                    Event::parse(ev.get_ref()).is_some_and(|e| e.subjects().contains(&subject));
+                if !fits {
+                    errors.push(src.error(
+                        Some(a.span()),
+                        format!(
+                            "applies_to = {:?} does not fit the inherited {field} event {:?}",
+                            subject.name(),
+                            ev.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(o) = &entry.offset {
+        check_offset(src, "offset", o, errors);
+    }
+    if let Some(o) = &entry.met_window {
+        check_offset(src, "met_window", o, errors);
+    }
+    if let Some(l) = &entry.remind_before {
+        if let Err(e) = parse_lead(l.get_ref()) {
+            errors.push(src.error(Some(l.span()), format!("remind_before: {e}")));
+        }
+    }
+    if let Some(vs) = &entry.variant {
+        for v in vs {
+            let v = v.get_ref();
+            check_list(
+                src,
+                "variant.conference_kind",
+                &v.conference_kind,
+                CONFERENCE_KINDS,
+                errors,
+            );
+            check_offset(src, "variant.offset", &v.offset, errors);
+        }
+    }
+    if let Some(f) = &entry.filter {
+        let span = f.span();
+        let w = f.get_ref();
+        check_opt_list(
+            src,
+            span.clone(),
+            "where.conference_kind",
+            &w.conference_kind,
+            CONFERENCE_KINDS,
+            errors,
+        );
+        check_opt_list(
+            src,
+            span.clone(),
+            "where.conference_status",
+            &w.conference_status,
+            CONFERENCE_STATUSES,
+            errors,
+        );
+        check_opt_list(
+            src,
+            span.clone(),
+            "where.agency_group",
+            &w.agency_group,
+            PROFESSIONAL_GROUPS,
+            errors,
+        );
+        check_opt_list(
+            src,
+            span.clone(),
+            "where.agency_group_not",
+            &w.agency_group_not,
+            PROFESSIONAL_GROUPS,
+            errors,
+        );
+        check_opt_list(
+            src,
+            span.clone(),
+            "where.outcome",
+            &w.outcome,
+            OUTCOMES,
+            errors,
+        );
+        check_opt_list(
+            src,
+            span.clone(),
+            "where.concern",
+            &w.concern,
+            CONCERNS,
+            errors,
+        );
+    }
+    if let Some(s) = &entry.standard {
+        if !STANDARDS.contains(&s.get_ref().check.as_str()) {
+            errors.push(src.error(
+                Some(s.span()),
+                format!(
+                    "standard.check: unknown check {:?} (expected one of: {})",
+                    s.get_ref().check,
+                    STANDARDS.join(", ")
+                ),
+            ));
+        }
+        if let Some(g) = &s.get_ref().unborn_requires {
+            if !PROFESSIONAL_GROUPS.contains(&g.as_str()) {
+                errors.push(src.error(
+                    Some(s.span()),
+                    format!("standard.unborn_requires: unknown professional group {g:?}"),
+                ));
+            }
+        }
+    }
+    if let Some(v) = &entry.void_when {
+        check_list(src, "void_when", v, VOID_WHEN, errors);
+    }
+    for (field, list) in [("remind", &entry.remind), ("escalate", &entry.escalate)] {
+        if let Some(list) = list {
+            check_list(src, field, list, RECIPIENTS, errors);
+        }
+    }
+
+    // What the resulting rule must have, reported at the entry that made it.
+    let mut missing = Vec::new();
+    if merged.title.is_none() {
+        missing.push("title");
+    }
+    if merged.source.is_none() {
+        missing.push("source");
+    }
+    if merged.applies_to.is_none() {
+        missing.push("applies_to");
+    }
+    match kind {
+        RuleKind::Standard => {
+            if merged.standard.is_none() {
+                missing.push("standard");
+            }
+        }
+        RuleKind::Deadline | RuleKind::Recurring => {
+            for (name, v) in [
+                ("starts", merged.starts.is_some()),
+                ("offset", merged.offset.is_some()),
+                ("met_by", merged.met_by.is_some()),
+            ] {
+                if !v {
+                    missing.push(name);
+                }
+            }
+        }
+        RuleKind::Notice => {
+            for (name, v) in [
+                ("starts", merged.starts.is_some()),
+                ("offset", merged.offset.is_some()),
+            ] {
+                if !v {
+                    missing.push(name);
+                }
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let what = if is_new { "rule" } else { "overridden rule" };
+        errors.push(src.error(
+            id_span,
+            format!("{what} {id:?} is missing {}", missing.join(", ")),
+        ));
+    }
+}
