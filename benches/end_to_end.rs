@@ -2,9 +2,18 @@
 //! 50,000 children; writes BENCHMARKS.md at the top of the repository.
 //! `cargo bench --bench end_to_end`; CPWATCH_BENCH_PG_URL names a database
 //! whose user may create databases (default: the local `postgres`).
+#![allow(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
 
 #[path = "harness/mod.rs"]
 mod harness;
+#[path = "harness/http.rs"]
+mod http;
+
+use http::http_get;
 
 use chrono::{TimeZone, Utc};
 use harness::{machine, markdown, measure, Options};

@@ -1,5 +1,10 @@
 //! Pure evaluation on one thread (no database) of synthetic case state at 500, 5,000 and
 //! 50,000 children: `cargo bench --bench evaluate`.
+#![allow(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
 
 use std::time::Duration;
 

@@ -77,6 +77,10 @@ pub enum RulesCommand {
     Check {
         /// Directory of *.toml rule files (default: the rules built into cpwatch).
         dir: Option<PathBuf>,
+        /// Also check that every quote appears in its source document, read
+        /// from this directory (the files the rule files' `source` names).
+        #[arg(long, value_name = "DIR")]
+        sources: Option<PathBuf>,
     },
 }
 
@@ -259,7 +263,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Explain(a) => explain(a).await,
         Command::Demo(a) => demo(a).await,
         Command::Migrate(a) => migrate(a).await,
-        Command::Rules(RulesCommand::Check { dir }) => Ok(rules_check(dir)),
+        Command::Rules(RulesCommand::Check { dir, sources }) => Ok(rules_check(dir, sources)),
         Command::Run(a) => run_service(a).await,
         Command::Export(a) => export(a).await,
         Command::Seed(a) => seed(a).await,
@@ -706,7 +710,7 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn rules_check(dir: Option<PathBuf>) -> ExitCode {
+fn rules_check(dir: Option<PathBuf>, sources: Option<PathBuf>) -> ExitCode {
     let result = match &dir {
         Some(d) => rules::load_dir(d),
         None => rules::built_in(),
@@ -731,7 +735,23 @@ fn rules_check(dir: Option<PathBuf>) -> ExitCode {
                     );
                 }
             }
-            ExitCode::SUCCESS
+            let Some(dir) = sources else {
+                return ExitCode::SUCCESS;
+            };
+            let problems = rules::check_sources(&set, &dir);
+            for p in &problems {
+                println!("{p}");
+            }
+            if problems.is_empty() {
+                println!(
+                    "every quote found in its source document in {}",
+                    dir.display()
+                );
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{} quote problem(s) found", problems.len());
+                ExitCode::from(1)
+            }
         }
         Err(errors) => {
             for e in &errors.0 {

@@ -2,12 +2,18 @@
 //! sane. Its timing targets are judged by `cargo bench --bench end_to_end`
 //! (BENCHMARKS.md), never here: this debug build on a shared machine times
 //! nothing reliably.
+#![allow(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
 
 mod common;
 #[path = "../benches/harness/mod.rs"]
 mod harness;
 
 use chrono::{TimeZone, Utc};
+use common::http_get;
 use harness::{drop_database, machine, markdown, measure, Options};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,10 @@
 //! Working-day arithmetic, checked by hand against the England and Wales
 //! bank holidays, and property tests over 2011–2026.
+#![allow(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
 
 use std::sync::Arc;
 

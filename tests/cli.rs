@@ -1,5 +1,10 @@
 //! The `cpwatch` binary as a user runs it: demo, check, explain, migrate and
 //! rules check, on the embedded database and on PostgreSQL.
+#![allow(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
 
 mod common;
 

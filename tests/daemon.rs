@@ -2,6 +2,11 @@
 //! the notification log (once only, nothing lost, dropped when met), real SMTP
 //! over TCP to a server on loopback, metrics, and the HTTP endpoints — all on
 //! a controllable clock.
+#![allow(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
 
 mod common;
 

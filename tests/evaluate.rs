@@ -3,6 +3,11 @@
 //! soon just before), excepted and void — with every deadline worked out by
 //! hand below. Standards, recurring rules, versions and data-quality findings
 //! follow.
+#![allow(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
 
 mod common;
 

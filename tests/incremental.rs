@@ -2,6 +2,11 @@
 //! written to PostgreSQL as an ETL would write them (with `updated_at`), and
 //! time moving on past due dates, checked after every step against a fresh
 //! full read and evaluation.
+#![allow(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
 
 mod common;
 

@@ -1,6 +1,11 @@
 //! The Prometheus configuration, alert rules and Grafana dashboards: promtool's
 //! checks and unit tests, and every PromQL expression run against a real
 //! Prometheus scraping a running cpwatch on demo data.
+#![allow(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
 
 mod common;
 

@@ -1,4 +1,9 @@
 //! `cpwatch seed`: synthetic casework with the shape of real casework, deterministic, for load tests.
+#![allow(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
 
 mod common;
 

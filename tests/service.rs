@@ -1,5 +1,10 @@
 //! `cpwatch run` as a process: readiness, a second instance on one SQLite
 //! database, SIGHUP reloads, and SIGTERM.
+#![allow(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
 
 mod common;
 

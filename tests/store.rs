@@ -1,6 +1,11 @@
 //! The store against a real SQLite file and the PostgreSQL on loopback
 //! (`CPWATCH_TEST_PG_URL`, default postgres://postgres@127.0.0.1:5432/postgres):
 //! both must give the same evaluation, also through views a SELECT-only role reads.
+#![allow(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
 
 mod common;
 

@@ -4,10 +4,6 @@
 //! peak memory and `/metrics` scrape time, times a one-year export, and writes
 //! the results as `BENCHMARKS.md`. The test suite runs a small size of it.
 
-#[path = "http.rs"]
-mod http;
-pub use http::http_get;
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,6 +21,10 @@ use cpwatch::domain::engine::Engine;
 use cpwatch::domain::evaluate::{Draft, Sink};
 use cpwatch::service::incremental::{Kept, NeedFull};
 use cpwatch::store::{self, select_sql};
+
+// The includer provides the HTTP helper (benches/harness/http.rs), which the
+// tests include once, beside the harness.
+use crate::http_get;
 
 /// What to measure, and where.
 pub struct Options {

@@ -111,7 +111,7 @@ impl WorkingDays {
                 && !closures.contains_key(d);
             if w {
                 count += 1;
-                nth.push(i as u32);
+                nth.push(u32::try_from(i).unwrap_or(u32::MAX));
             }
             working.push(w);
             through.push(count);
@@ -168,7 +168,7 @@ impl WorkingDays {
     /// Working days in `(from, to]`, when both are inside the table.
     fn between(&self, from: NaiveDate, to: NaiveDate) -> Option<i64> {
         let (a, b) = (self.index(from)?, self.index(to)?);
-        Some(i64::from(self.through[b]) - i64::from(self.through[a]))
+        Some(i64::from(*self.through.get(b)?) - i64::from(*self.through.get(a)?))
     }
 }
 
@@ -590,7 +590,13 @@ impl Offset {
         Some(ShownOffset {
             amount: i32::try_from(n).ok()?,
             unit: self.unit,
-            at: self.at.map(|t| (t.hour() as u8, t.minute() as u8)),
+            // An hour and a minute always fit in a byte.
+            at: self.at.map(|t| {
+                (
+                    u8::try_from(t.hour()).unwrap_or(u8::MAX),
+                    u8::try_from(t.minute()).unwrap_or(u8::MAX),
+                )
+            }),
         })
     }
 
@@ -680,7 +686,10 @@ impl Calendar {
     }
 
     pub fn is_working_day(&self, date: NaiveDate) -> Result<bool, CalendarError> {
-        if let Some(w) = self.table().and_then(|t| Some(t.working[t.index(date)?])) {
+        if let Some(w) = self
+            .table()
+            .and_then(|t| t.working.get(t.index(date)?).copied())
+        {
             return Ok(w);
         }
         self.covered(date)?;
@@ -871,7 +880,7 @@ impl Calendar {
 
 /// Same day-of-month `n` months on, clamped to the month's last day.
 pub fn add_months(date: NaiveDate, n: i64) -> NaiveDate {
-    let months = Months::new(n.unsigned_abs().min(u32::MAX as u64) as u32);
+    let months = Months::new(u32::try_from(n.unsigned_abs()).unwrap_or(u32::MAX));
     let shifted = if n >= 0 {
         date.checked_add_months(months)
     } else {

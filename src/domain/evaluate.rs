@@ -707,11 +707,8 @@ struct Job<'j, 'a> {
 
 /// `n` consecutive pieces of `items`, some perhaps empty.
 fn pieces_of<'s, T>(items: &'s [T], n: usize) -> impl Iterator<Item = &'s [T]> + 's {
-    let size = items.len().div_ceil(n.max(1));
-    (0..n.max(1)).map(move |i| {
-        let from = (i * size).min(items.len());
-        &items[from..(from + size).min(items.len())]
-    })
+    let mut chunks = items.chunks(items.len().div_ceil(n.max(1)).max(1));
+    (0..n.max(1)).map(move |_| chunks.next().unwrap_or(&[]))
 }
 
 /// Takes jobs until none are left; returns the calendar errors met.
@@ -1612,11 +1609,11 @@ impl<'a> PerChild<'a> {
                 .filter(|p| p.ended_on.is_none())
                 .map(|p| p.id.as_str())
                 .collect();
-            if open.len() > 1 {
+            if let Some(second) = open.get(1) {
                 f.push(Finding::new(
                     "two_open_plans",
                     "cp_plans",
-                    open[1],
+                    second,
                     format!(
                         "child {:?} has {} open plans: {}",
                         v.first().map_or("", |p| {
@@ -1928,7 +1925,7 @@ impl<'a> Index<'a> {
                         "conference_before_strategy_discussion",
                         "conferences",
                         &conf.id,
-                        format!("initial conference held {} before child {:?}'s first section 47 strategy discussion ({})", stamp(held), reference(), stamp(s47[0].held_at)),
+                        format!("initial conference held {} before child {:?}'s first section 47 strategy discussion ({})", stamp(held), reference(), s47.first().map(|d| stamp(d.held_at)).unwrap_or_default()),
                     ));
                 }
                 if conf.kind == "review" {
@@ -2549,6 +2546,9 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         self.window.0.is_none_or(|from| day >= from) && self.window.1.is_none_or(|to| day < to)
     }
 
+    // `current` is always the index of a rule of the board, and `per_rule`
+    // and `refs` hold one entry a rule (`run` sets all three).
+    #[allow(clippy::indexing_slicing)]
     fn deadline(&mut self, start: Instant, offset: &Offset, what: &str) -> Option<Instant> {
         if let Some((s, o, due)) = &self.per_rule[self.current].last_due {
             if *s == start && o == offset {
@@ -2620,6 +2620,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         .map(|e| e.reason.to_string())
     }
 
+    #[allow(clippy::indexing_slicing)] // `current`: see `deadline`
     fn base(&self, rule: &'a Rule, ctx: &Ctx<'a>, occurrence: Occurrence<&'a Name>) -> Draft<'a> {
         // Obligations about a conference as a whole or an agency's report name no child.
         let names_child = !matches!(rule.subject, Subject::Conference | Subject::Invitation);
@@ -2776,6 +2777,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         }
     }
 
+    #[allow(clippy::indexing_slicing)] // `current`: see `deadline`
     fn pending(&mut self, rule: &'a Rule, due: Instant) -> Status {
         if let Some((d, status)) = self.per_rule[self.current].last_pending {
             if d == due {

@@ -285,6 +285,7 @@ macro_rules! component_tables {
 
 /// Where each row read goes: over the kept row at an index, or added; or
 /// nowhere, when it is the kept row unchanged (read again for the overlap).
+#[derive(Default)]
 struct Placement {
     over: Vec<(usize, usize)>,
     same: FxHashSet<usize>,
@@ -302,7 +303,7 @@ fn place<T: Row>(rows: &[T], read: &[T]) -> Placement {
         read.iter().enumerate().map(|(i, r)| (r.key(), i)).collect();
     for (j, r) in rows.iter().enumerate() {
         if let Some(i) = by_key.remove(&r.key()) {
-            if read[i] == *r {
+            if read.get(i) == Some(r) {
                 placement.same.insert(i);
             } else {
                 placement.over.push((j, i));
@@ -319,8 +320,8 @@ fn apply<T: Row>(rows: &mut Vec<T>, read: Vec<T>, placement: &Placement) {
         .map(|(i, r)| (!placement.same.contains(&i)).then_some(r))
         .collect();
     for &(j, i) in &placement.over {
-        if let Some(r) = read[i].take() {
-            rows[j] = r;
+        if let (Some(r), Some(row)) = (read.get_mut(i).and_then(Option::take), rows.get_mut(j)) {
+            *row = r;
         }
     }
     rows.extend(read.into_iter().flatten());
@@ -666,7 +667,8 @@ impl Kept {
             };
         }
         component_tables!(locate);
-        let placed = |t: &str| &placements[t];
+        let unplaced = Placement::default();
+        let placed = |t: &str| placements.get(t).unwrap_or(&unplaced);
         if changed(&c.exceptions, placed("exceptions"))
             .any(|e| e.child_id.is_none() && e.conference_id.is_none())
         {
@@ -693,7 +695,7 @@ impl Kept {
         macro_rules! seed {
             ($t:ident) => {
                 let p = placed(stringify!($t));
-                nodes_of(p.over.iter().map(|&(j, _)| &s.$t[j]), &mut seeds);
+                nodes_of(p.over.iter().filter_map(|&(j, _)| s.$t.get(j)), &mut seeds);
                 nodes_of(changed(&c.$t, p), &mut seeds);
             };
         }

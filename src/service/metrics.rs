@@ -469,7 +469,8 @@ impl Tally {
     /// Counts an obligation `by` times (-1 takes one out).
     fn count(&mut self, o: &Draft<'_>, by: i64) {
         let class = self.class(o.due_at);
-        self.total = self.total.saturating_add_signed(by as isize);
+        let by_size = isize::try_from(by).unwrap_or(if by < 0 { isize::MIN } else { isize::MAX });
+        self.total = self.total.saturating_add_signed(by_size);
         let empty = &self.empty;
         let agency = match (o.agency, o.audit_by) {
             (Some(a), Some(AuditBy::Agency)) => a,

@@ -238,7 +238,7 @@ macro_rules! notification_log {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| self.err("recording notifications", e))?;
-                new += done.rows_affected() as usize;
+                new += usize::try_from(done.rows_affected()).unwrap_or(usize::MAX);
             }
             tx.commit().await.map_err(|e| self.err("recording notifications", e))?;
             Ok(new)

@@ -361,6 +361,8 @@ struct Days(std::cell::RefCell<Vec<Option<(i32, NaiveDate)>>>);
 
 /// Room for about five years of days, each in the place of its number.
 const DAYS: usize = 2048;
+/// [`DAYS`] as the day numbers it divides.
+const DAYS_I32: i32 = 2048;
 
 impl Days {
     fn new() -> Self {
@@ -370,7 +372,7 @@ impl Days {
     /// The date `days` after 0001-12-31, as `NaiveDate::from_num_days_from_ce_opt`.
     fn date(&self, days: i32) -> Option<NaiveDate> {
         let mut known = self.0.borrow_mut();
-        let place = known.get_mut(days.rem_euclid(DAYS as i32) as usize)?;
+        let place = known.get_mut(usize::try_from(days.rem_euclid(DAYS_I32)).ok()?)?;
         match place {
             Some((d, date)) if *d == days => Some(*date),
             _ => {
@@ -929,7 +931,7 @@ mod tests {
             366,
             719_163,
             730_120,
-            730_120 + DAYS as i32,
+            730_120 + DAYS_I32,
             -5,
             i32::MAX,
             i32::MIN,

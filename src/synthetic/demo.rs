@@ -105,6 +105,17 @@ impl Gen {
         self.rng.borrow_mut().gen_range(lo..=hi)
     }
 
+    /// [`Gen::int`] for small non-negative numbers (the same draw).
+    fn small(&self, lo: u32, hi: u32) -> u32 {
+        u32::try_from(self.int(i64::from(lo), i64::from(hi))).unwrap_or(lo)
+    }
+
+    /// One of `items` (not empty), by the same draw as [`Gen::int`].
+    fn one_of<T: Copy>(&self, items: &[T]) -> Option<T> {
+        let last = i64::try_from(items.len()).ok()? - 1;
+        items.get(usize::try_from(self.int(0, last)).ok()?).copied()
+    }
+
     fn wd(&self, d: NaiveDate, n: i64) -> Result<NaiveDate, CalendarError> {
         self.cal.add_working_days(d, n)
     }
@@ -118,8 +129,8 @@ impl Gen {
 
     /// A time in office hours on a date.
     fn office(&self, d: NaiveDate) -> Instant {
-        let h = self.int(9, 16) as u32;
-        let m = self.int(0, 11) as u32 * 5;
+        let h = self.small(9, 16);
+        let m = self.small(0, 11) * 5;
         self.at(d, h, m)
     }
 
@@ -175,8 +186,8 @@ impl Gen {
         let (board, code) = if i % 20 == 19 {
             (None, "GEN")
         } else {
-            let b = BOARDS[i % BOARDS.len()];
-            (Some(b.0), b.1)
+            let (board, prefix) = BOARDS.get(i % BOARDS.len()).copied().unwrap_or(("", "GEN"));
+            (Some(board), prefix)
         };
         let id = format!("CH{i:05}");
         let reference = format!("{code}-{:05}", 10_000 + i);
@@ -565,7 +576,9 @@ impl Gen {
             conference_id: id.clone().into(),
             child_id: child.into(),
             outcome: outcome.map(Text::from),
-            category: (outcome == Some("plan")).then(|| CATEGORIES[self.int(0, 3) as usize].into()),
+            category: (outcome == Some("plan"))
+                .then(|| self.one_of(CATEGORIES).map(Text::from))
+                .flatten(),
             advocacy_offered: age.filter(|a| *a >= 11).map(|_| self.chance(0.8)),
             workbook_received_at: workbook,
         });
@@ -623,7 +636,7 @@ impl Gen {
         ];
         extra.retain(|a| !agencies.contains(a));
         extra.shuffle(&mut *self.rng.borrow_mut());
-        let target = self.int(6, 10) as usize;
+        let target = self.small(6, 10) as usize;
         while agencies.len() < target {
             let Some(a) = extra.pop() else { break };
             agencies.push(a);
@@ -661,7 +674,7 @@ impl Gen {
                 let t = self.at(
                     d,
                     if self.chance(0.7) { 9 } else { 11 },
-                    self.int(0, 5) as u32 * 10,
+                    self.small(0, 5) * 10,
                 );
                 self.happened(t)
             } else {
@@ -712,14 +725,14 @@ impl Gen {
     ) -> Result<(), CalendarError> {
         let start_day = self.day(start);
         let today = self.day(self.now);
-        let interval = [5, 10, 10, 10, 15, 20][self.int(0, 5) as usize];
+        let interval = self.one_of(&[5, 10, 10, 10, 15, 20]).unwrap_or(10);
         let plan_id = format!("PLAN-{i:05}");
         self.s.cp_plans.push(new_plan(
             &plan_id,
             child,
             start_day,
             interval,
-            CATEGORIES[self.int(0, 3) as usize],
+            self.one_of(CATEGORIES).unwrap_or("neglect"),
         ));
 
         // Core groups: Hampshire's follow the conference directly.
@@ -754,6 +767,8 @@ impl Gen {
         let mut v = start_day;
         let mut k = 0;
         loop {
+            // Whole working days, a few dozen at most.
+            #[allow(clippy::cast_possible_truncation)]
             let n = (interval as f64 * self.rng.borrow_mut().gen_range(0.6..1.25)).round() as i64;
             v = self.wd(v, n.max(1))?;
             let t = self.office(v);

@@ -269,7 +269,7 @@ pub fn load_texts(files: Vec<(String, String)>) -> Result<RuleSet, RuleErrors> {
     let mut boards: BTreeMap<String, Vec<Arc<Board>>> = BTreeMap::new();
     let order = resolution_order(&parsed);
     for i in order {
-        let f = &parsed[i];
+        let Some(f) = parsed.get(i) else { continue };
         let parent_rules = f.raw.board.extends.as_ref().and_then(|p| {
             parent_version(&parsed, p.get_ref(), f.effective_from)
                 .and_then(|pi| resolved.get(&pi).cloned())
@@ -437,9 +437,10 @@ pub(super) fn parent_version(parsed: &[ParsedFile], parent: &str, on: NaiveDate)
 
 pub(super) fn resolution_order(parsed: &[ParsedFile]) -> Vec<usize> {
     pub(super) fn depth(parsed: &[ParsedFile], i: usize, guard: usize) -> usize {
-        match &parsed[i].raw.board.extends {
+        let Some(f) = parsed.get(i) else { return 0 };
+        match &f.raw.board.extends {
             Some(p) if guard < parsed.len() => {
-                parent_version(parsed, p.get_ref(), parsed[i].effective_from)
+                parent_version(parsed, p.get_ref(), f.effective_from)
                     .map_or(0, |pi| 1 + depth(parsed, pi, guard + 1))
             }
             _ => 0,
@@ -516,13 +517,16 @@ pub(super) fn resolve_file(
             ));
             continue;
         };
-        let mut merged = rules[pos].clone();
+        let Some(rule) = rules.get_mut(pos) else {
+            continue;
+        };
+        let mut merged = rule.clone();
         merged.overlay(&with_source_file(entry, board_source));
         merged.id = entry.id.clone();
         let before = errors.len();
         validate_entry(&f.src, entry, &merged, false, &mut errors);
         if errors.len() == before {
-            rules[pos] = merged;
+            *rule = merged;
         }
     }
     (rules, errors)
@@ -667,4 +671,52 @@ pub(super) fn build_rule(r: &RawRule, file: &str) -> Option<Rule> {
         audit_by: r.audit_by.as_ref().map(|a| *a.get_ref()),
         defined_in: file.to_string(),
     })
+}
+
+/// Checks every quote of every rule in force against the source documents in
+/// `dir` (each rule's `source.file`, as the rule files name them): the
+/// quote must appear in its document, compared with runs of white space
+/// folded, emphasis marks dropped and curly apostrophes made straight, as
+/// documents converted to text differ in those. One message a problem.
+pub fn check_sources(set: &RuleSet, dir: &Path) -> Vec<String> {
+    let mut documents: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for b in set.boards.values().flatten() {
+        for r in &b.rules {
+            let sources = std::iter::once(&r.source)
+                .chain(r.variants.iter().filter_map(|v| v.source.as_ref()));
+            for s in sources {
+                let file = s.file.as_deref().unwrap_or(&b.source);
+                let text = documents.entry(file.to_string()).or_insert_with(|| {
+                    std::fs::read_to_string(dir.join(file))
+                        .ok()
+                        .map(|t| quote_text(&t))
+                });
+                match text {
+                    None => problems.push(format!(
+                        "{}: {} {}: the source document {} is not in {}",
+                        r.defined_in,
+                        b.id,
+                        r.id,
+                        file,
+                        dir.display()
+                    )),
+                    Some(t) if !t.contains(&quote_text(&s.quote)) => problems.push(format!(
+                        "{}: {} {} ({}): the quote {:?} is not in {}",
+                        r.defined_in, b.id, r.id, s.section, s.quote, file
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    problems
+}
+
+/// Text as [`check_sources`] compares it.
+fn quote_text(s: &str) -> String {
+    let s = s.replace('*', "").replace(['\u{2019}', '\u{2018}'], "'");
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -1,7 +1,7 @@
 //! Board rule files (`rules/*.toml`): the small vocabulary the files combine
 //! (subjects, events, filters, standards, recipients) and the resolved rules
-//! in [`model`], reading files with `extends` and versions in [`load`], and
-//! validation with `file:line:column` messages in [`validate`]. The numbers
+//! in `model`, reading files with `extends` and versions in `load`, and
+//! validation with `file:line:column` messages in `validate`. The numbers
 //! and sources live only in the files.
 
 mod load;
