@@ -582,7 +582,7 @@ pub async fn machine(admin_url: &str) -> String {
     )
 }
 
-/// Issue 5's targets at the largest size.
+/// The targets at the largest size.
 const TARGET_RATIO: f64 = 1.3;
 const TARGET_EVALUATE_S: f64 = 0.5;
 const TARGET_INCREMENTAL: f64 = 0.1;

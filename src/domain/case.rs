@@ -1,4 +1,4 @@
-//! Case state: the tables of the case-state contract (`case-schema.md`) as
+//! Case state: the tables of the case-state contract (`docs/case-schema.md`) as
 //! plain data, loaded by `store` and read by `evaluate`. Names follow the
 //! contract column for column.
 

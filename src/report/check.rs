@@ -1,5 +1,5 @@
 //! Presenting an evaluation: the person's table, and the JSON and CSV that
-//! scripts read (a public interface, documented in the README).
+//! scripts read (a public interface, documented in docs/json-output.md).
 
 use std::collections::BTreeMap;
 use std::io::Write;

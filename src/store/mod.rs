@@ -63,14 +63,14 @@ pub(crate) fn query_error(url: &str, what: &str, e: sqlx::Error) -> StoreError {
     let postgres = url.starts_with("postgres");
     let hint = if code == "42P01" || message.starts_with("no such table") {
         format!(
-            "cpwatch reads the case tables of the contract in case-schema.md (README, Databases): \
+            "cpwatch reads the case tables of the contract in docs/case-schema.md: \
              create them with `cpwatch migrate --database {url}`, or, where another system provides \
              them, have it create this one{}",
             if postgres { " in a schema on this role's search_path" } else { "" }
         )
     } else if code == "42703" || message.starts_with("no such column") {
         format!(
-            "each case table needs the columns of the contract in case-schema.md (README, Databases; \
+            "each case table needs the columns of the contract in docs/case-schema.md (\
              migrations/{}/0001_case_tables.sql defines them): add the column named above, to the \
              view where the table is one",
             if postgres { "postgres" } else { "sqlite" }

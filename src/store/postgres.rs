@@ -687,7 +687,7 @@ impl Store for PgStore {
                     self.one_connection.store(true, Ordering::Relaxed);
                     tracing::warn!(
                         "{e}; reading the case tables on one connection from now on, which is slower \
-                         (allow cpwatch five connections: README, Databases)"
+                         (allow cpwatch five connections: docs/case-schema.md)"
                     );
                     None
                 }
