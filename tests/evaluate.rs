@@ -1750,8 +1750,15 @@ fn sinks_are_handed_the_obligations_an_evaluation_keeps() {
         threads: 2,
     };
     let mut sinks = [Collect::default(), Collect::default()];
+    let mut scratch = cpwatch::domain::evaluate::Scratch::default();
     let findings = cpwatch::domain::evaluate::evaluate_split(
-        &state, &rules, &holidays, now, &opts, &mut sinks,
+        &state,
+        &rules,
+        &holidays,
+        now,
+        &opts,
+        &mut scratch,
+        &mut sinks,
     );
     assert_eq!(findings, kept.findings);
     let mut handed: Vec<(String, Option<String>, String)> =

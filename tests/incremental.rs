@@ -233,7 +233,10 @@ fn a_full_tick_on_several_threads_keeps_what_one_thread_keeps() {
     };
     let one = kept(1);
     let mut counted = Tally::new(&state.agencies, start);
-    engine().evaluate_each(&state, start, &mut |o| counted.add(&o));
+    let (engine, mut scratch) = (engine(), cpwatch::domain::evaluate::Scratch::default());
+    for o in &engine.evaluate(&state, &mut scratch, start).obligations {
+        counted.add(o);
+    }
     assert!(
         one.0 == counted,
         "the tally differs from every obligation counted"

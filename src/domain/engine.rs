@@ -9,8 +9,7 @@ use anyhow::{anyhow, bail, Context};
 use crate::domain::calendar::{Calendar, HolidayData};
 use crate::domain::case::{CaseState, Instant};
 use crate::domain::evaluate::{
-    evaluate_each, evaluate_kept, evaluate_split, Draft, Evaluation, Finding, Obligation, Options,
-    Scratch, Sink,
+    evaluate_kept, evaluate_split, Draft, Evaluation, Finding, Options, Scratch, Sink,
 };
 use crate::domain::rules::{self, RuleSet};
 use crate::report::check::Zones;
@@ -71,23 +70,6 @@ impl Engine {
         self.evaluate_where(state, scratch, now, &|_| true)
     }
 
-    /// Evaluation handing each obligation to `sink`; returns the findings.
-    pub fn evaluate_each(
-        &self,
-        state: &CaseState,
-        now: Instant,
-        sink: &mut dyn FnMut(Obligation),
-    ) -> Vec<Finding> {
-        evaluate_each(
-            state,
-            &self.rules,
-            &self.holidays,
-            now,
-            &self.options(self.threads),
-            sink,
-        )
-    }
-
     /// Evaluation on one thread per sink, each worker handing its obligations
     /// to a sink of its own; returns the findings.
     pub fn evaluate_split<S: for<'a> Sink<'a>>(
@@ -97,7 +79,16 @@ impl Engine {
         sinks: &mut [S],
     ) -> Vec<Finding> {
         let opts = self.options(sinks.len());
-        evaluate_split(state, &self.rules, &self.holidays, now, &opts, sinks)
+        let mut scratch = Scratch::default();
+        evaluate_split(
+            state,
+            &self.rules,
+            &self.holidays,
+            now,
+            &opts,
+            &mut scratch,
+            sinks,
+        )
     }
 
     fn options(&self, threads: usize) -> Options<'_> {

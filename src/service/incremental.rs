@@ -22,7 +22,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::domain::calendar::local_instant;
 use crate::domain::case::*;
 use crate::domain::engine::Engine;
-use crate::domain::evaluate::{sort_findings, Draft, Evaluation, Finding, Name, Obligation, Sink};
+use crate::domain::evaluate::{
+    sort_findings, Draft, Evaluation, Finding, Name, Obligation, Scratch, Sink,
+};
 use crate::service::metrics::{Batch, Tally, WINDOWS};
 use crate::store::Loaded;
 
@@ -730,8 +732,12 @@ impl Kept {
         // Take out what the components counted before...
         let mut in_scope = InScope::find(&self.state, &scope);
         let before = in_scope.restrict(&self.state);
-        let tally = &mut self.tally;
-        let old = engine.evaluate_each(&before, before_at, &mut |o| tally.remove(&o));
+        let mut scratch = Scratch::default();
+        let old = engine.evaluate(&before, &mut scratch, before_at);
+        for o in &old.obligations {
+            self.tally.remove(o);
+        }
+        let old = old.findings;
         drop(before);
         if old.iter().any(calendar_wide) {
             return Err(NeedFull("the calendars do not cover every date".into()));
@@ -760,13 +766,16 @@ impl Kept {
         let open = &mut self.eval.obligations;
         let horizon = &mut self.horizon;
         let span = Span::new(now, until);
-        let new = engine.evaluate_each(&after, now, &mut |o| {
-            tally.add(&o);
-            watch(&o.draft(), span, horizon);
+        let mut scratch = Scratch::default();
+        let new = engine.evaluate(&after, &mut scratch, now);
+        for o in &new.obligations {
+            tally.add(o);
+            watch(o, span, horizon);
             if o.status.is_open() {
-                open.push(o);
+                open.push(o.owned());
             }
-        });
+        }
+        let new = new.findings;
         recorded_ahead(&after, now, until, &mut self.horizon);
         if new.iter().any(calendar_wide) {
             return Err(NeedFull("the calendars do not cover every date".into()));

@@ -436,8 +436,8 @@ impl Tally {
         self.window_starts = window_starts(now);
     }
 
-    pub fn add(&mut self, o: &Obligation) {
-        self.count(&o.draft(), 1);
+    pub fn add(&mut self, o: &Draft<'_>) {
+        self.count(o, 1);
     }
 
     /// Adds what another tally at the same instant counted (a worker's share
@@ -462,8 +462,8 @@ impl Tally {
     }
 
     /// Takes out an obligation added before (at the same instant).
-    pub fn remove(&mut self, o: &Obligation) {
-        self.count(&o.draft(), -1);
+    pub fn remove(&mut self, o: &Draft<'_>) {
+        self.count(o, -1);
     }
 
     /// Counts an obligation `by` times (-1 takes one out).
@@ -621,7 +621,7 @@ mod tests {
         let mut one_by_one = Tally::new(&[], now);
         let mut batch = Batch::default();
         for o in &obligations {
-            one_by_one.add(o);
+            one_by_one.add(&o.draft());
             batch.add(&one_by_one, &o.draft());
         }
         let window = |label| {

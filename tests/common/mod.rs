@@ -13,7 +13,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use cpwatch::domain::calendar::HolidayData;
 use cpwatch::domain::case::*;
-use cpwatch::domain::evaluate::{evaluate, Evaluation, Options};
+use cpwatch::domain::evaluate::{evaluate_kept, Evaluation, Options, Scratch};
 use cpwatch::domain::rules::{self, RuleSet};
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -51,16 +51,15 @@ pub fn eval_on(
     now: chrono::DateTime<chrono::Utc>,
     threads: usize,
 ) -> Evaluation {
-    evaluate(
-        state,
-        rules,
-        &holidays(),
-        now,
-        &Options {
-            default_board: "working-together-2010",
-            threads,
-        },
-    )
+    let opts = Options {
+        default_board: "working-together-2010",
+        threads,
+    };
+    let mut scratch = Scratch::default();
+    evaluate_kept(state, rules, &holidays(), now, &opts, &mut scratch, &|_| {
+        true
+    })
+    .owned()
 }
 
 pub fn eval(state: &CaseState, at: &str) -> Evaluation {
