@@ -435,129 +435,160 @@ impl<'a> Links<'a> {
         conferences: &HashMap<&'a str, &'a Conference>,
         f: &mut Vec<Finding>,
     ) -> Self {
-        let (child_slots, conf_slots) = (&s.child_slots, &s.conference_slots);
-        let workers: HashMap<&str, &Worker> =
-            s.workers.iter().map(|w| (w.id.as_str(), w)).collect();
-        let teams: HashMap<&str, &Team> = s.teams.iter().map(|t| (t.id.as_str(), t)).collect();
-
-        for w in s.workers {
-            if !teams.contains_key(w.team_id.as_str()) {
-                f.push(Finding::new(
-                    "unknown_reference",
-                    "workers",
-                    &w.id,
-                    format!("team_id {:?} names no team", w.team_id),
-                ));
-            }
-        }
-        // By slot: looked up once here, not for every subject about the child.
-        let child_teams = (s.children.iter())
-            .map(|c| {
-                let w = c.allocated_worker_id.as_ref()?;
-                let worker = workers.get(w.as_str());
-                if worker.is_none() {
-                    f.push(Finding::new(
-                        "unknown_reference",
-                        "children",
-                        &c.id,
-                        format!("allocated_worker_id {w:?} names no worker"),
-                    ));
-                }
-                worker.map(|w| &w.team_id)
-            })
-            .collect();
-        let mut links = Vec::with_capacity(s.conference_children.len());
-        for cc in s.conference_children.iter().copied() {
-            let row = || format!("{}/{}", cc.conference_id, cc.child_id);
-            let conf = conferences.get(cc.conference_id.as_str());
-            if conf.is_none() {
-                f.push(Finding::new(
-                    "unknown_reference",
-                    "conference_children",
-                    &row(),
-                    format!("conference_id {:?} names no conference", cc.conference_id),
-                ));
-            }
-            let Some(child) = children.get(cc.child_id.as_str()).copied() else {
-                f.push(Finding::new(
-                    "unknown_reference",
-                    "conference_children",
-                    &row(),
-                    format!("child_id {:?} names no child", cc.child_id),
-                ));
-                continue;
-            };
-            if let Some(conf) = conf {
-                links.push((*conf, cc, child));
-            }
-        }
-        let mut conf_children = Grouped::from_pairs(
-            links
-                .iter()
-                .map(|&(conf, cc, child)| (conf_slots.of(conf), (cc, child))),
-            conf_slots.len,
-        );
-        conf_children.for_each_mut(|v| v.sort_by(|a, b| a.0.child_id.cmp(&b.0.child_id)));
-        // By child: a child's links are spread over the conferences read, so gathered by sorting (stably).
-        links.sort_by_key(|&(_, _, child)| child_slots.of(child));
-        let mut child_confs = Grouped::from_pairs(
-            links
-                .iter()
-                .map(|&(conf, cc, child)| (child_slots.of(child), (conf, cc))),
-            child_slots.len,
-        );
-        drop(links);
-        child_confs.for_each_mut(|v| {
-            v.sort_by(|a, b| (a.0.date(), &a.0.id).cmp(&(b.0.date(), &b.0.id)));
-        });
-        let mut reconvened_by: HashMap<Addr, Vec<&Conference>> = HashMap::default();
-        for c in s
-            .conferences
-            .iter()
-            .copied()
-            .filter(|c| kept(conferences, &c.id, c))
-        {
-            if let Some(r) = &c.reconvenes_id {
-                if let Some(reconvened) = conferences.get(r.as_str()) {
-                    reconvened_by.entry(addr(*reconvened)).or_default().push(c);
-                } else {
-                    f.push(Finding::new(
-                        "missing_reconvened_conference",
-                        "conferences",
-                        &c.id,
-                        format!("reconvenes_id {r:?} names no conference"),
-                    ));
-                }
-            }
-        }
-
-        // Ties are broken by id (here and in PerChild), so results never depend on the order rows were read in.
-        for v in reconvened_by.values_mut() {
-            v.sort_by(|a, b| (a.date(), &a.id).cmp(&(b.date(), &b.id)));
-        }
-        let mut exceptions = HashMap::<&str, Exceptions>::default();
-        for e in s.exceptions {
-            exceptions.entry(e.rule.as_str()).or_default().file(e);
-        }
-        for e in s.exceptions {
-            if e.child_id.is_none() && e.conference_id.is_none() && e.agency_id.is_none() {
-                f.push(Finding::new(
-                    "exception_unmatched",
-                    "exceptions",
-                    &e.id,
-                    "names no child, conference or agency, so it applies to nothing",
-                ));
-            }
-        }
-
+        let child_teams = child_teams(s, f);
+        let (conf_children, child_confs) = conference_links(s, children, conferences, f);
         Links {
             child_teams,
             conf_children,
             child_confs,
-            reconvened_by,
-            exceptions,
+            reconvened_by: reconvened_by(s, conferences, f),
+            exceptions: exceptions(s, f),
         }
     }
+}
+
+/// Each child's team by its slot, through its allocated worker: looked up
+/// once here, not for every subject about the child.
+fn child_teams<'a>(s: &Clean<'a>, f: &mut Vec<Finding>) -> Vec<Option<&'a Text>> {
+    let workers: HashMap<&str, &Worker> = s.workers.iter().map(|w| (w.id.as_str(), w)).collect();
+    let teams: HashMap<&str, &Team> = s.teams.iter().map(|t| (t.id.as_str(), t)).collect();
+    for w in s.workers {
+        if !teams.contains_key(w.team_id.as_str()) {
+            f.push(Finding::new(
+                "unknown_reference",
+                "workers",
+                &w.id,
+                format!("team_id {:?} names no team", w.team_id),
+            ));
+        }
+    }
+    (s.children.iter())
+        .map(|c| {
+            let w = c.allocated_worker_id.as_ref()?;
+            let worker = workers.get(w.as_str());
+            if worker.is_none() {
+                f.push(Finding::new(
+                    "unknown_reference",
+                    "children",
+                    &c.id,
+                    format!("allocated_worker_id {w:?} names no worker"),
+                ));
+            }
+            worker.map(|w| &w.team_id)
+        })
+        .collect()
+}
+
+/// The children of each conference (by child id) and the conferences of
+/// each child (by date), from the `conference_children` rows that name both.
+#[allow(clippy::type_complexity)]
+fn conference_links<'a>(
+    s: &Clean<'a>,
+    children: &HashMap<&'a str, &'a Child>,
+    conferences: &HashMap<&'a str, &'a Conference>,
+    f: &mut Vec<Finding>,
+) -> (
+    Grouped<(&'a ConferenceChild, &'a Child)>,
+    Grouped<(&'a Conference, &'a ConferenceChild)>,
+) {
+    let (child_slots, conf_slots) = (&s.child_slots, &s.conference_slots);
+    let mut links = Vec::with_capacity(s.conference_children.len());
+    for cc in s.conference_children.iter().copied() {
+        let row = || format!("{}/{}", cc.conference_id, cc.child_id);
+        let conf = conferences.get(cc.conference_id.as_str());
+        if conf.is_none() {
+            f.push(Finding::new(
+                "unknown_reference",
+                "conference_children",
+                &row(),
+                format!("conference_id {:?} names no conference", cc.conference_id),
+            ));
+        }
+        let Some(child) = children.get(cc.child_id.as_str()).copied() else {
+            f.push(Finding::new(
+                "unknown_reference",
+                "conference_children",
+                &row(),
+                format!("child_id {:?} names no child", cc.child_id),
+            ));
+            continue;
+        };
+        if let Some(conf) = conf {
+            links.push((*conf, cc, child));
+        }
+    }
+    let mut conf_children = Grouped::from_pairs(
+        links
+            .iter()
+            .map(|&(conf, cc, child)| (conf_slots.of(conf), (cc, child))),
+        conf_slots.len,
+    );
+    conf_children.for_each_mut(|v| v.sort_by(|a, b| a.0.child_id.cmp(&b.0.child_id)));
+    // By child: a child's links are spread over the conferences read, so gathered by sorting (stably).
+    links.sort_by_key(|&(_, _, child)| child_slots.of(child));
+    let mut child_confs = Grouped::from_pairs(
+        links
+            .iter()
+            .map(|&(conf, cc, child)| (child_slots.of(child), (conf, cc))),
+        child_slots.len,
+    );
+    drop(links);
+    child_confs.for_each_mut(|v| {
+        v.sort_by(|a, b| (a.0.date(), &a.0.id).cmp(&(b.0.date(), &b.0.id)));
+    });
+    (conf_children, child_confs)
+}
+
+/// The conferences that reconvene each conference, by date.
+fn reconvened_by<'a>(
+    s: &Clean<'a>,
+    conferences: &HashMap<&'a str, &'a Conference>,
+    f: &mut Vec<Finding>,
+) -> HashMap<Addr, Vec<&'a Conference>> {
+    let mut reconvened_by: HashMap<Addr, Vec<&Conference>> = HashMap::default();
+    for c in s
+        .conferences
+        .iter()
+        .copied()
+        .filter(|c| kept(conferences, &c.id, c))
+    {
+        if let Some(r) = &c.reconvenes_id {
+            if let Some(reconvened) = conferences.get(r.as_str()) {
+                reconvened_by.entry(addr(*reconvened)).or_default().push(c);
+            } else {
+                f.push(Finding::new(
+                    "missing_reconvened_conference",
+                    "conferences",
+                    &c.id,
+                    format!("reconvenes_id {r:?} names no conference"),
+                ));
+            }
+        }
+    }
+    // Ties are broken by id (here and in PerChild), so results never depend on the order rows were read in.
+    for v in reconvened_by.values_mut() {
+        v.sort_by(|a, b| (a.date(), &a.id).cmp(&(b.date(), &b.id)));
+    }
+    reconvened_by
+}
+
+/// Agreed exceptions by rule, filed under what they name.
+fn exceptions<'a>(s: &Clean<'a>, f: &mut Vec<Finding>) -> HashMap<&'a str, Exceptions<'a>> {
+    let mut exceptions = HashMap::<&str, Exceptions>::default();
+    for e in s.exceptions {
+        exceptions.entry(e.rule.as_str()).or_default().file(e);
+    }
+    for e in s.exceptions {
+        if e.child_id.is_none() && e.conference_id.is_none() && e.agency_id.is_none() {
+            f.push(Finding::new(
+                "exception_unmatched",
+                "exceptions",
+                &e.id,
+                "names no child, conference or agency, so it applies to nothing",
+            ));
+        }
+    }
+    exceptions
 }
 
 impl<'a> Index<'a> {

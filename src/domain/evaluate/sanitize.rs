@@ -223,8 +223,25 @@ pub(super) fn sanitize_rest(
 ) -> (Fixed, Vec<Finding>) {
     let mut findings = Vec::new();
     let f = &mut findings;
-    let referrals = Fixes::of(
-        &state.referrals,
+    let fixed = Fixed {
+        referrals: fix_referrals(&state.referrals, now, f),
+        strategy_discussions: fix_strategy_discussions(&state.strategy_discussions, now, f),
+        assessments: fix_assessments(&state.assessments, today, f),
+        conferences: fix_conferences(&state.conferences, now, f),
+        conference_children: fix_conference_children(&state.conference_children, now, f),
+        invitations: fix_invitations(&state.invitations, now, f),
+        cp_plans: fix_cp_plans(&state.cp_plans, today, f),
+        core_groups: Fixes(Vec::new()),
+        visits: Fixes(Vec::new()),
+        cin_reviews: fix_cin_reviews(&state.cin_reviews, today, f),
+    };
+    (fixed, findings)
+}
+
+/// The `referrals` rows to correct, and their findings.
+fn fix_referrals(rows: &[Referral], now: Instant, f: &mut Vec<Finding>) -> Fixes<Referral> {
+    Fixes::of(
+        rows,
         |r| {
             r.received_at > now
                 || any_after(
@@ -249,9 +266,17 @@ pub(super) fn sanitize_rest(
             }
             true
         },
-    );
-    let strategy_discussions = Fixes::of(
-        &state.strategy_discussions,
+    )
+}
+
+/// The `strategy_discussions` rows to correct, and their findings.
+fn fix_strategy_discussions(
+    rows: &[StrategyDiscussion],
+    now: Instant,
+    f: &mut Vec<Finding>,
+) -> Fixes<StrategyDiscussion> {
+    Fixes::of(
+        rows,
         |d| d.held_at > now || any_after(now, &[d.child_seen_at, d.conference_decided_at]),
         |d| {
             if future(f, "strategy_discussions", &d.id, "held_at", d.held_at, now) {
@@ -265,9 +290,17 @@ pub(super) fn sanitize_rest(
             }
             true
         },
-    );
-    let assessments = Fixes::of(
-        &state.assessments,
+    )
+}
+
+/// The `assessments` rows to correct, and their findings.
+fn fix_assessments(
+    rows: &[Assessment],
+    today: NaiveDate,
+    f: &mut Vec<Finding>,
+) -> Fixes<Assessment> {
+    Fixes::of(
+        rows,
         |a| a.completed_on.is_some_and(|d| d > today),
         |a| {
             if let Some(done) = a.completed_on {
@@ -276,9 +309,13 @@ pub(super) fn sanitize_rest(
             }
             true
         },
-    );
-    let conferences = Fixes::of(
-        &state.conferences,
+    )
+}
+
+/// The `conferences` rows to correct, and their findings.
+fn fix_conferences(rows: &[Conference], now: Instant, f: &mut Vec<Finding>) -> Fixes<Conference> {
+    Fixes::of(
+        rows,
         |c| {
             any_after(
                 now,
@@ -312,9 +349,17 @@ pub(super) fn sanitize_rest(
             }
             true
         },
-    );
-    let conference_children = Fixes::of(
-        &state.conference_children,
+    )
+}
+
+/// The `conference_children` rows to correct, and their findings.
+fn fix_conference_children(
+    rows: &[ConferenceChild],
+    now: Instant,
+    f: &mut Vec<Finding>,
+) -> Fixes<ConferenceChild> {
+    Fixes::of(
+        rows,
         |cc| any_after(now, &[cc.workbook_received_at]),
         |cc| {
             let row = format!("{}/{}", cc.conference_id, cc.child_id);
@@ -329,9 +374,13 @@ pub(super) fn sanitize_rest(
             );
             true
         },
-    );
-    let invitations = Fixes::of(
-        &state.invitations,
+    )
+}
+
+/// The `invitations` rows to correct, and their findings.
+fn fix_invitations(rows: &[Invitation], now: Instant, f: &mut Vec<Finding>) -> Fixes<Invitation> {
+    Fixes::of(
+        rows,
         |i| {
             any_after(
                 now,
@@ -356,9 +405,13 @@ pub(super) fn sanitize_rest(
             }
             true
         },
-    );
-    let cp_plans = Fixes::of(
-        &state.cp_plans,
+    )
+}
+
+/// The `cp_plans` rows to correct, and their findings.
+fn fix_cp_plans(rows: &[CpPlan], today: NaiveDate, f: &mut Vec<Finding>) -> Fixes<CpPlan> {
+    Fixes::of(
+        rows,
         |p| p.started_on > today || p.ended_on.is_some_and(|d| d > today),
         |p| {
             if p.started_on > today {
@@ -384,9 +437,13 @@ pub(super) fn sanitize_rest(
             }
             true
         },
-    );
-    let cin_reviews = Fixes::of(
-        &state.cin_reviews,
+    )
+}
+
+/// The `cin_reviews` rows to correct, and their findings.
+fn fix_cin_reviews(rows: &[CinReview], today: NaiveDate, f: &mut Vec<Finding>) -> Fixes<CinReview> {
+    Fixes::of(
+        rows,
         |r| r.held_on > today,
         |r| {
             f.push(Finding::new(
@@ -397,20 +454,7 @@ pub(super) fn sanitize_rest(
             ));
             false
         },
-    );
-    let fixed = Fixed {
-        referrals,
-        strategy_discussions,
-        assessments,
-        conferences,
-        conference_children,
-        invitations,
-        cp_plans,
-        core_groups: Fixes(Vec::new()),
-        visits: Fixes(Vec::new()),
-        cin_reviews,
-    };
-    (fixed, findings)
+    )
 }
 
 /// Dates and statuses that contradict each other, in the state as evaluated.

@@ -108,18 +108,7 @@ pub(super) fn validate_entry(
     is_new: bool,
     errors: &mut Vec<RuleError>,
 ) {
-    let id_span = Some(entry.id.span());
-    let id = entry.id.get_ref();
-    if id.is_empty()
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        errors.push(src.error(
-            id_span.clone(),
-            format!("rule id {id:?} must be lower-case letters, digits and hyphens"),
-        ));
-    }
+    check_id(src, entry, errors);
     let subject = merged.applies_to.as_ref().and_then(|a| {
         Subject::ALL
             .iter()
@@ -139,10 +128,6 @@ pub(super) fn validate_entry(
             ));
         }
     }
-    let kind = merged
-        .kind
-        .as_ref()
-        .map_or(RuleKind::Deadline, |k| *k.get_ref());
     if let Some(s) = &entry.source {
         let s = s.get_ref();
         if s.quote.trim().is_empty() || s.section.trim().is_empty() {
@@ -152,6 +137,48 @@ pub(super) fn validate_entry(
             ));
         }
     }
+    check_events(src, entry, merged, subject, errors);
+    check_offsets(src, entry, errors);
+    if let Some(f) = &entry.filter {
+        check_filter(src, f, errors);
+    }
+    if let Some(s) = &entry.standard {
+        check_standard(src, s, errors);
+    }
+    if let Some(v) = &entry.void_when {
+        check_list(src, "void_when", v, VOID_WHEN, errors);
+    }
+    for (field, list) in [("remind", &entry.remind), ("escalate", &entry.escalate)] {
+        if let Some(list) = list {
+            check_list(src, field, list, RECIPIENTS, errors);
+        }
+    }
+    check_complete(src, entry, merged, is_new, errors);
+}
+
+fn check_id(src: &SourceText, entry: &RawRule, errors: &mut Vec<RuleError>) {
+    let id = entry.id.get_ref();
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        errors.push(src.error(
+            Some(entry.id.span()),
+            format!("rule id {id:?} must be lower-case letters, digits and hyphens"),
+        ));
+    }
+}
+
+/// The events an entry sets fit its subject, and a changed subject still
+/// fits the events it inherits.
+fn check_events(
+    src: &SourceText,
+    entry: &RawRule,
+    merged: &RawRule,
+    subject: Option<Subject>,
+    errors: &mut Vec<RuleError>,
+) {
     for (field, ev) in [
         ("starts", &entry.starts),
         ("met_by", &entry.met_by),
@@ -161,29 +188,32 @@ pub(super) fn validate_entry(
             check_event(src, field, ev, subject, errors);
         }
     }
-    // A changed subject must still fit the events it inherits.
-    if let (Some(a), Some(subject)) = (&entry.applies_to, subject) {
-        for (field, inherited, own) in [
-            ("starts", &merged.starts, &entry.starts),
-            ("met_by", &merged.met_by, &entry.met_by),
-            ("cap", &merged.cap, &entry.cap),
-        ] {
-            if let (None, Some(ev)) = (own, inherited) {
-                let fits =
-                    Event::parse(ev.get_ref()).is_some_and(|e| e.subjects().contains(&subject));
-                if !fits {
-                    errors.push(src.error(
-                        Some(a.span()),
-                        format!(
-                            "applies_to = {:?} does not fit the inherited {field} event {:?}",
-                            subject.name(),
-                            ev.get_ref()
-                        ),
-                    ));
-                }
+    let (Some(a), Some(subject)) = (&entry.applies_to, subject) else {
+        return;
+    };
+    for (field, inherited, own) in [
+        ("starts", &merged.starts, &entry.starts),
+        ("met_by", &merged.met_by, &entry.met_by),
+        ("cap", &merged.cap, &entry.cap),
+    ] {
+        if let (None, Some(ev)) = (own, inherited) {
+            let fits = Event::parse(ev.get_ref()).is_some_and(|e| e.subjects().contains(&subject));
+            if !fits {
+                errors.push(src.error(
+                    Some(a.span()),
+                    format!(
+                        "applies_to = {:?} does not fit the inherited {field} event {:?}",
+                        subject.name(),
+                        ev.get_ref()
+                    ),
+                ));
             }
         }
     }
+}
+
+/// Offsets, windows, reminder leads and variants parse.
+fn check_offsets(src: &SourceText, entry: &RawRule, errors: &mut Vec<RuleError>) {
     if let Some(o) = &entry.offset {
         check_offset(src, "offset", o, errors);
     }
@@ -195,144 +225,112 @@ pub(super) fn validate_entry(
             errors.push(src.error(Some(l.span()), format!("remind_before: {e}")));
         }
     }
-    if let Some(vs) = &entry.variant {
-        for v in vs {
-            let v = v.get_ref();
-            check_list(
-                src,
-                "variant.conference_kind",
-                &v.conference_kind,
-                CONFERENCE_KINDS,
-                errors,
-            );
-            check_offset(src, "variant.offset", &v.offset, errors);
-        }
-    }
-    if let Some(f) = &entry.filter {
-        let span = f.span();
-        let w = f.get_ref();
-        check_opt_list(
+    for v in entry.variant.iter().flatten() {
+        let v = v.get_ref();
+        check_list(
             src,
-            span.clone(),
-            "where.conference_kind",
-            &w.conference_kind,
+            "variant.conference_kind",
+            &v.conference_kind,
             CONFERENCE_KINDS,
             errors,
         );
-        check_opt_list(
-            src,
-            span.clone(),
+        check_offset(src, "variant.offset", &v.offset, errors);
+    }
+}
+
+/// Every value of a `where` list is one the contract knows.
+fn check_filter(src: &SourceText, f: &Spanned<Filter>, errors: &mut Vec<RuleError>) {
+    let w = f.get_ref();
+    let lists: [(&str, &Option<Vec<String>>, &[&str]); 6] = [
+        (
+            "where.conference_kind",
+            &w.conference_kind,
+            CONFERENCE_KINDS,
+        ),
+        (
             "where.conference_status",
             &w.conference_status,
             CONFERENCE_STATUSES,
-            errors,
-        );
-        check_opt_list(
-            src,
-            span.clone(),
-            "where.agency_group",
-            &w.agency_group,
-            PROFESSIONAL_GROUPS,
-            errors,
-        );
-        check_opt_list(
-            src,
-            span.clone(),
+        ),
+        ("where.agency_group", &w.agency_group, PROFESSIONAL_GROUPS),
+        (
             "where.agency_group_not",
             &w.agency_group_not,
             PROFESSIONAL_GROUPS,
-            errors,
-        );
-        check_opt_list(
-            src,
-            span.clone(),
-            "where.outcome",
-            &w.outcome,
-            OUTCOMES,
-            errors,
-        );
-        check_opt_list(
-            src,
-            span.clone(),
-            "where.concern",
-            &w.concern,
-            CONCERNS,
-            errors,
-        );
+        ),
+        ("where.outcome", &w.outcome, OUTCOMES),
+        ("where.concern", &w.concern, CONCERNS),
+    ];
+    for (field, values, known) in lists {
+        check_opt_list(src, f.span(), field, values, known, errors);
     }
-    if let Some(s) = &entry.standard {
-        if !STANDARDS.contains(&s.get_ref().check.as_str()) {
+}
+
+fn check_standard(src: &SourceText, s: &Spanned<StandardSpec>, errors: &mut Vec<RuleError>) {
+    if !STANDARDS.contains(&s.get_ref().check.as_str()) {
+        errors.push(src.error(
+            Some(s.span()),
+            format!(
+                "standard.check: unknown check {:?} (expected one of: {})",
+                s.get_ref().check,
+                STANDARDS.join(", ")
+            ),
+        ));
+    }
+    if let Some(g) = &s.get_ref().unborn_requires {
+        if !PROFESSIONAL_GROUPS.contains(&g.as_str()) {
             errors.push(src.error(
                 Some(s.span()),
-                format!(
-                    "standard.check: unknown check {:?} (expected one of: {})",
-                    s.get_ref().check,
-                    STANDARDS.join(", ")
-                ),
+                format!("standard.unborn_requires: unknown professional group {g:?}"),
             ));
         }
-        if let Some(g) = &s.get_ref().unborn_requires {
-            if !PROFESSIONAL_GROUPS.contains(&g.as_str()) {
-                errors.push(src.error(
-                    Some(s.span()),
-                    format!("standard.unborn_requires: unknown professional group {g:?}"),
-                ));
-            }
-        }
     }
-    if let Some(v) = &entry.void_when {
-        check_list(src, "void_when", v, VOID_WHEN, errors);
-    }
-    for (field, list) in [("remind", &entry.remind), ("escalate", &entry.escalate)] {
-        if let Some(list) = list {
-            check_list(src, field, list, RECIPIENTS, errors);
-        }
-    }
+}
 
-    // What the resulting rule must have, reported at the entry that made it.
-    let mut missing = Vec::new();
-    if merged.title.is_none() {
-        missing.push("title");
-    }
-    if merged.source.is_none() {
-        missing.push("source");
-    }
-    if merged.applies_to.is_none() {
-        missing.push("applies_to");
-    }
-    match kind {
-        RuleKind::Standard => {
-            if merged.standard.is_none() {
-                missing.push("standard");
-            }
-        }
-        RuleKind::Deadline | RuleKind::Recurring => {
-            for (name, v) in [
-                ("starts", merged.starts.is_some()),
-                ("offset", merged.offset.is_some()),
-                ("met_by", merged.met_by.is_some()),
-            ] {
-                if !v {
-                    missing.push(name);
-                }
-            }
-        }
-        RuleKind::Notice => {
-            for (name, v) in [
-                ("starts", merged.starts.is_some()),
-                ("offset", merged.offset.is_some()),
-            ] {
-                if !v {
-                    missing.push(name);
-                }
-            }
-        }
-    }
+/// What the resulting rule must have, reported at the entry that made it.
+fn check_complete(
+    src: &SourceText,
+    entry: &RawRule,
+    merged: &RawRule,
+    is_new: bool,
+    errors: &mut Vec<RuleError>,
+) {
+    let kind = merged
+        .kind
+        .as_ref()
+        .map_or(RuleKind::Deadline, |k| *k.get_ref());
+    let needed: &[(&str, bool)] = match kind {
+        RuleKind::Standard => &[("standard", merged.standard.is_some())],
+        RuleKind::Deadline | RuleKind::Recurring => &[
+            ("starts", merged.starts.is_some()),
+            ("offset", merged.offset.is_some()),
+            ("met_by", merged.met_by.is_some()),
+        ],
+        RuleKind::Notice => &[
+            ("starts", merged.starts.is_some()),
+            ("offset", merged.offset.is_some()),
+        ],
+    };
+    let always = [
+        ("title", merged.title.is_some()),
+        ("source", merged.source.is_some()),
+        ("applies_to", merged.applies_to.is_some()),
+    ];
+    let missing: Vec<&str> = always
+        .iter()
+        .chain(needed)
+        .filter(|(_, has)| !has)
+        .map(|(name, _)| *name)
+        .collect();
     if !missing.is_empty() {
         let what = if is_new { "rule" } else { "overridden rule" };
         errors.push(src.error(
-            id_span,
-            format!("{what} {id:?} is missing {}", missing.join(", ")),
+            Some(entry.id.span()),
+            format!(
+                "{what} {:?} is missing {}",
+                entry.id.get_ref(),
+                missing.join(", ")
+            ),
         ));
     }
 }
