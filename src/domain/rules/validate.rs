@@ -238,10 +238,17 @@ fn check_offsets(src: &SourceText, entry: &RawRule, errors: &mut Vec<RuleError>)
     }
 }
 
+/// A list's field, its values and the values it may hold.
+type ListCheck<'w> = (
+    &'static str,
+    &'w Option<Vec<String>>,
+    &'static [&'static str],
+);
+
 /// Every value of a `where` list is one the contract knows.
 fn check_filter(src: &SourceText, f: &Spanned<Filter>, errors: &mut Vec<RuleError>) {
     let w = f.get_ref();
-    let lists: [(&str, &Option<Vec<String>>, &[&str]); 6] = [
+    let lists: [ListCheck; 6] = [
         (
             "where.conference_kind",
             &w.conference_kind,
