@@ -159,7 +159,16 @@ pub fn derivation(o: &Draft<'_>, cal: &Calendar, z: &Zones, met_by: Option<&str>
 /// Every recorded event about the child, in date order.
 fn timeline(state: &CaseState, child_id: &str, cal: &Calendar) -> Vec<(Instant, String)> {
     let mut t: Vec<(Instant, String)> = Vec::new();
-    let start = |d: chrono::NaiveDate| Some(cal.start_of_day(d));
+    referral_events(state, child_id, &mut t);
+    assessment_events(state, child_id, cal, &mut t);
+    strategy_discussion_events(state, child_id, &mut t);
+    conference_events(state, child_id, &mut t);
+    plan_events(state, child_id, cal, &mut t);
+    t.sort();
+    t
+}
+
+fn referral_events(state: &CaseState, child_id: &str, t: &mut Vec<(Instant, String)>) {
     for r in state.referrals.iter().filter(|r| r.child_id == child_id) {
         let how = if r.by_telephone {
             "by telephone"
@@ -187,6 +196,15 @@ fn timeline(state: &CaseState, child_id: &str, cal: &Calendar) -> Vec<(Instant, 
             }
         }
     }
+}
+
+fn assessment_events(
+    state: &CaseState,
+    child_id: &str,
+    cal: &Calendar,
+    t: &mut Vec<(Instant, String)>,
+) {
+    let start = |d: chrono::NaiveDate| Some(cal.start_of_day(d));
     for a in state.assessments.iter().filter(|a| a.child_id == child_id) {
         if let Some(at) = start(a.started_on) {
             t.push((at, format!("{} assessment {} started", a.kind, a.id)));
@@ -195,6 +213,9 @@ fn timeline(state: &CaseState, child_id: &str, cal: &Calendar) -> Vec<(Instant, 
             t.push((at, format!("{} assessment {} completed", a.kind, a.id)));
         }
     }
+}
+
+fn strategy_discussion_events(state: &CaseState, child_id: &str, t: &mut Vec<(Instant, String)>) {
     for d in state
         .strategy_discussions
         .iter()
@@ -219,6 +240,10 @@ fn timeline(state: &CaseState, child_id: &str, cal: &Calendar) -> Vec<(Instant, 
             ));
         }
     }
+}
+
+/// The child's conferences, their records, and the invited agencies' reports.
+fn conference_events(state: &CaseState, child_id: &str, t: &mut Vec<(Instant, String)>) {
     for cc in state
         .conference_children
         .iter()
@@ -298,6 +323,11 @@ fn timeline(state: &CaseState, child_id: &str, cal: &Calendar) -> Vec<(Instant, 
             }
         }
     }
+}
+
+/// Plans, core groups, visits, child in need reviews and agreed exceptions.
+fn plan_events(state: &CaseState, child_id: &str, cal: &Calendar, t: &mut Vec<(Instant, String)>) {
+    let start = |d: chrono::NaiveDate| Some(cal.start_of_day(d));
     for p in state.cp_plans.iter().filter(|p| p.child_id == child_id) {
         if let Some(at) = start(p.started_on) {
             t.push((at, format!("child protection plan {} started", p.id)));
@@ -344,8 +374,6 @@ fn timeline(state: &CaseState, child_id: &str, cal: &Calendar) -> Vec<(Instant, 
                 )
             }),
     );
-    t.sort();
-    t
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -371,24 +399,7 @@ pub fn explain(
         .iter()
         .find(|c| c.reference == reference)
         .ok_or_else(|| ExplainError::NoSuchChild(reference.to_string()))?;
-    let conferences: Vec<&str> = state
-        .conference_children
-        .iter()
-        .filter(|cc| cc.child_id == child.id)
-        .map(|cc| cc.conference_id.as_str())
-        .collect();
-    let mut mine: Vec<&Draft<'_>> = eval
-        .obligations
-        .iter()
-        .filter(|o| {
-            o.child_id.map(Name::as_str) == Some(child.id.as_str())
-                || (o.child.is_none()
-                    && o.conference
-                        .map(Name::as_str)
-                        .is_some_and(|c| conferences.contains(&c)))
-        })
-        .collect();
-    mine.sort_unstable_by(|a, b| a.report_cmp(b));
+    let mine = obligations_of(state, eval, &child.id);
     let board = mine.first().map_or_else(
         || child.board.clone().unwrap_or_default(),
         |o| o.of.board.to_string().into(),
@@ -413,49 +424,90 @@ pub fn explain(
     }
     writeln!(w, "\nObligations ({}):", mine.len())?;
     for o in mine {
-        let Some(version) = rules
-            .boards
-            .get(&*o.of.board)
-            .and_then(|v| v.iter().find(|b| *b.version == *o.of.board_version))
-        else {
-            continue;
-        };
-        let Ok(cal) = Calendar::new(holidays.clone(), &version.calendar, version.time_zone) else {
-            continue;
-        };
-        let rule = version.rule(&o.of.rule);
+        write_obligation(w, o, state, rules, holidays, z)?;
+    }
+    Ok(())
+}
+
+/// The child's obligations, and those of its conferences as a whole and of
+/// their agencies' reports, in report order.
+fn obligations_of<'e, 'a>(
+    state: &CaseState,
+    eval: &'e Evaluation<Draft<'a>>,
+    child_id: &str,
+) -> Vec<&'e Draft<'a>> {
+    let conferences: Vec<&str> = state
+        .conference_children
+        .iter()
+        .filter(|cc| cc.child_id == child_id)
+        .map(|cc| cc.conference_id.as_str())
+        .collect();
+    let mut mine: Vec<&Draft<'_>> = eval
+        .obligations
+        .iter()
+        .filter(|o| {
+            o.child_id.map(Name::as_str) == Some(child_id)
+                || (o.child.is_none()
+                    && o.conference
+                        .map(Name::as_str)
+                        .is_some_and(|c| conferences.contains(&c)))
+        })
+        .collect();
+    mine.sort_unstable_by(|a, b| a.report_cmp(b));
+    mine
+}
+
+/// One obligation: its derivation in words, what it is about, and its source.
+fn write_obligation(
+    w: &mut dyn Write,
+    o: &Draft<'_>,
+    state: &CaseState,
+    rules: &RuleSet,
+    holidays: &Arc<HolidayData>,
+    z: &Zones,
+) -> Result<(), ExplainError> {
+    let Some(version) = rules
+        .boards
+        .get(&*o.of.board)
+        .and_then(|v| v.iter().find(|b| *b.version == *o.of.board_version))
+    else {
+        return Ok(());
+    };
+    let Ok(cal) = Calendar::new(holidays.clone(), &version.calendar, version.time_zone) else {
+        return Ok(());
+    };
+    let rule = version.rule(&o.of.rule);
+    writeln!(
+        w,
+        "\n- {}",
+        derivation(o, &cal, z, rule.and_then(|r| r.met_by).map(Event::name))
+    )?;
+    let mut about = Vec::new();
+    if let Some(c) = &o.conference {
+        about.push(format!("conference {c}"));
+    }
+    if let Some(a) = &o.agency {
+        about.push(format!("agency {a}"));
+    }
+    if !about.is_empty() {
+        writeln!(w, "  about: {}", about.join(", "))?;
+    }
+    if let Some(rule) = rule {
+        let kind = o
+            .conference
+            .as_ref()
+            .and_then(|id| state.conferences.iter().find(|c| *c.id == **id))
+            .map(|c| c.kind.as_str());
+        let src = rule.source_for(kind);
         writeln!(
             w,
-            "\n- {}",
-            derivation(o, &cal, z, rule.and_then(|r| r.met_by).map(Event::name))
+            "  source: {}, {} (as in force in {}, version {}): \"{}\"",
+            src.file.as_deref().unwrap_or(&version.source),
+            src.section,
+            version.name,
+            version.version,
+            src.quote
         )?;
-        let mut about = Vec::new();
-        if let Some(c) = &o.conference {
-            about.push(format!("conference {c}"));
-        }
-        if let Some(a) = &o.agency {
-            about.push(format!("agency {a}"));
-        }
-        if !about.is_empty() {
-            writeln!(w, "  about: {}", about.join(", "))?;
-        }
-        if let Some(rule) = rule {
-            let kind = o
-                .conference
-                .as_ref()
-                .and_then(|id| state.conferences.iter().find(|c| *c.id == **id))
-                .map(|c| c.kind.as_str());
-            let src = rule.source_for(kind);
-            writeln!(
-                w,
-                "  source: {}, {} (as in force in {}, version {}): \"{}\"",
-                src.file.as_deref().unwrap_or(&version.source),
-                src.section,
-                version.name,
-                version.version,
-                src.quote
-            )?;
-        }
     }
     Ok(())
 }
