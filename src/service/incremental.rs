@@ -285,6 +285,54 @@ macro_rules! component_tables {
     };
 }
 
+/// The components to re-evaluate: those of the changed rows (as they were
+/// and as they are) and those whose horizon has passed, with every child and
+/// conference linked to them.
+fn scope<'p>(
+    s: &CaseState,
+    c: &CaseState,
+    placed: &dyn Fn(&str) -> &'p Placement,
+    horizon: &[(Instant, Node)],
+    now: Instant,
+) -> Scope {
+    let mut seeds: Vec<NodeRef> = Vec::new();
+    macro_rules! seed {
+        ($t:ident) => {
+            let p = placed(stringify!($t));
+            nodes_of(p.over.iter().filter_map(|&(j, _)| s.$t.get(j)), &mut seeds);
+            nodes_of(changed(&c.$t, p), &mut seeds);
+        };
+    }
+    component_tables!(seed);
+    seeds.extend(
+        horizon
+            .iter()
+            .filter(|(t, _)| *t <= now)
+            .map(|(_, n)| n.borrowed()),
+    );
+    let mut reach: FxHashSet<NodeRef> = seeds.into_iter().collect();
+    loop {
+        let mut grew = false;
+        grew |= link(&s.conference_children, &mut reach);
+        grew |= link(&c.conference_children, &mut reach);
+        grew |= link(&s.conferences, &mut reach);
+        grew |= link(&c.conferences, &mut reach);
+        grew |= link(&s.exceptions, &mut reach);
+        grew |= link(&c.exceptions, &mut reach);
+        if !grew {
+            break;
+        }
+    }
+    let mut scope = Scope::default();
+    for n in reach {
+        match n.owned() {
+            Node::Child(id) => scope.children.insert(id),
+            Node::Conference(id) => scope.conferences.insert(id),
+        };
+    }
+    scope
+}
+
 /// Where each row read goes: over the kept row at an index, or added; or
 /// nowhere, when it is the kept row unchanged (read again for the overlap).
 #[derive(Default)]
@@ -691,63 +739,10 @@ impl Kept {
         }
         component_tables!(count);
 
-        // The components to re-evaluate: those of the changed rows (as they
-        // were and as they are) and those whose horizon has passed.
-        let mut seeds: Vec<NodeRef> = Vec::new();
-        macro_rules! seed {
-            ($t:ident) => {
-                let p = placed(stringify!($t));
-                nodes_of(p.over.iter().filter_map(|&(j, _)| s.$t.get(j)), &mut seeds);
-                nodes_of(changed(&c.$t, p), &mut seeds);
-            };
-        }
-        component_tables!(seed);
-        seeds.extend(
-            self.horizon
-                .iter()
-                .filter(|(t, _)| *t <= now)
-                .map(|(_, n)| n.borrowed()),
-        );
-        let mut reach: FxHashSet<NodeRef> = seeds.into_iter().collect();
-        loop {
-            let mut grew = false;
-            grew |= link(&s.conference_children, &mut reach);
-            grew |= link(&c.conference_children, &mut reach);
-            grew |= link(&s.conferences, &mut reach);
-            grew |= link(&c.conferences, &mut reach);
-            grew |= link(&s.exceptions, &mut reach);
-            grew |= link(&c.exceptions, &mut reach);
-            if !grew {
-                break;
-            }
-        }
-        let mut scope = Scope::default();
-        for n in reach {
-            match n.owned() {
-                Node::Child(id) => scope.children.insert(id),
-                Node::Conference(id) => scope.conferences.insert(id),
-            };
-        }
-
+        let scope = scope(s, &c, &placed, &self.horizon, now);
         // Take out what the components counted before...
         let mut in_scope = InScope::find(&self.state, &scope);
-        let before = in_scope.restrict(&self.state);
-        let mut scratch = Scratch::default();
-        let old = engine.evaluate(&before, &mut scratch, before_at);
-        for o in &old.obligations {
-            self.tally.remove(o);
-        }
-        let old = old.findings;
-        drop(before);
-        if old.iter().any(calendar_wide) {
-            return Err(NeedFull("the calendars do not cover every date".into()));
-        }
-        for f in &old {
-            self.findings.remove(f);
-        }
-        self.eval.obligations.retain(|o| !scope.holds(o));
-        self.horizon.retain(|(_, n)| !scope.contains(n.borrowed()));
-
+        self.take_out(engine, &in_scope, &scope, before_at)?;
         // ...apply the changes, and add what they count now.
         let mut c = c;
         macro_rules! put {
@@ -759,6 +754,47 @@ impl Kept {
         }
         component_tables!(put);
         in_scope.extend(&self.state, &scope);
+        self.put_in(engine, &in_scope, now)?;
+        self.watermark = self.watermark.max(changes.watermark);
+        Ok(Update {
+            rows,
+            children: scope.children.len(),
+        })
+    }
+
+    /// Takes out of the tally, the findings and the open obligations what the
+    /// components in scope counted at `before_at`.
+    fn take_out(
+        &mut self,
+        engine: &Engine,
+        in_scope: &InScope,
+        scope: &Scope,
+        before_at: Instant,
+    ) -> Result<(), NeedFull> {
+        let before = in_scope.restrict(&self.state);
+        let mut scratch = Scratch::default();
+        let old = engine.evaluate(&before, &mut scratch, before_at);
+        for o in &old.obligations {
+            self.tally.remove(o);
+        }
+        if old.findings.iter().any(calendar_wide) {
+            return Err(NeedFull("the calendars do not cover every date".into()));
+        }
+        for f in &old.findings {
+            self.findings.remove(f);
+        }
+        self.eval.obligations.retain(|o| !scope.holds(o));
+        self.horizon.retain(|(_, n)| !scope.contains(n.borrowed()));
+        Ok(())
+    }
+
+    /// Evaluates the components in scope as they are now and adds what they count.
+    fn put_in(
+        &mut self,
+        engine: &Engine,
+        in_scope: &InScope,
+        now: Instant,
+    ) -> Result<(), NeedFull> {
         let after = in_scope.restrict(&self.state);
         let until = self.until;
         let tally = &mut self.tally;
@@ -785,11 +821,7 @@ impl Kept {
         sort_findings(&mut findings);
         self.eval.findings = findings;
         self.eval.evaluated_at = now;
-        self.watermark = self.watermark.max(changes.watermark);
-        Ok(Update {
-            rows,
-            children: scope.children.len(),
-        })
+        Ok(())
     }
 
     /// Whether a changed row is one that could not be read whole when last

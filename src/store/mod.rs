@@ -479,6 +479,8 @@ pub fn select_sql(table: &str, columns: &[&str]) -> String {
 }
 
 /// The rows of each case table of a state, in [`TABLES`] order.
+// Long because the contract is: one block a table, its columns in contract
+// order, so the mapping reads whole beside `TABLES` (and `Loader::row`).
 pub fn rows_of(s: &CaseState) -> Vec<Vec<Vec<Val>>> {
     use Val::*;
     vec![

@@ -228,6 +228,8 @@ pub struct Loader {
 
 impl Loader {
     /// Adds one row of a case table (one of `TABLES`).
+    // Long because the contract is: one arm a table, its columns in contract
+    // order, so the mapping reads whole beside `TABLES` (and `rows_of`).
     pub fn row<R: Get>(&mut self, table: &str, row: &R) {
         let (s, f, sh) = (&mut self.state, &mut self.findings, &mut self.shared);
         match table {

@@ -256,6 +256,9 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         (!arranged).then_some(*last)
     }
 
+    /// Whether the rule's `where` filters and subject admit this subject.
+    // Long because the vocabulary is: one test a filter of `Filter`, so the
+    // meaning of every filter a rule file may use reads in one place.
     pub(super) fn matches(&self, rule: &'a Rule, ctx: &Ctx<'a>) -> bool {
         let f = &rule.filter;
         let in_list = |list: &Option<Vec<String>>, v: Option<&str>| {
@@ -405,6 +408,8 @@ impl<'e, 'a> BoardEval<'e, 'a> {
     }
 
     /// The instant of a named event for a subject; "first X" events look from `after`.
+    // Long because the vocabulary is: one arm an `Event`, so the meaning of
+    // every event a rule file may name reads in one place.
     pub(super) fn event(
         &self,
         ev: Event,
