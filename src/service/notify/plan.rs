@@ -144,7 +144,7 @@ pub fn plan(
     let lookup = Lookup::new(ctx.state);
     let mut planned = Vec::new();
     let mut unresolved = Vec::new();
-    let mut calendars: HashMap<(&str, &str), Calendar> = HashMap::new();
+    let mut calendars = Calendars::default();
     for o in &eval.obligations {
         // Met, excepted and void obligations call for nothing.
         if !o.status.is_open() {
@@ -161,17 +161,9 @@ pub fn plan(
         let Some(rule) = board.rule(&o.of.rule) else {
             continue;
         };
-        let key = (board.id.as_str(), board.version.as_str());
-        let cal = match calendars.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                match Calendar::new(ctx.holidays.clone(), &board.calendar, board.time_zone) {
-                    Ok(cal) => v.insert(cal),
-                    Err(_) => continue,
-                }
-            }
+        let Some(cal) = calendars.of(board, ctx.holidays) else {
+            continue;
         };
-        let cal = &*cal;
         let r = &ctx.config.reminders;
         let Some((stage, occurrence)) = stage_of(
             o,
@@ -224,6 +216,21 @@ pub fn plan(
     });
     planned.dedup_by(|a, b| a.id == b.id);
     (planned, unresolved)
+}
+
+/// Each board version's calendar, made once per plan.
+#[derive(Default)]
+struct Calendars<'b>(HashMap<(&'b str, &'b str), Option<Calendar>>);
+
+impl<'b> Calendars<'b> {
+    fn of(&mut self, board: &'b Board, holidays: &Arc<HolidayData>) -> Option<&Calendar> {
+        self.0
+            .entry((board.id.as_str(), board.version.as_str()))
+            .or_insert_with(|| {
+                Calendar::new(holidays.clone(), &board.calendar, board.time_zone).ok()
+            })
+            .as_ref()
+    }
 }
 
 /// The case rows recipients are found in, indexed once per plan.
