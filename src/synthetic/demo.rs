@@ -227,7 +227,35 @@ impl Gen {
         if !unborn && self.chance(0.04) {
             return self.transfer_in(&id, i, r0, dob);
         }
+        let concern = self.referral(&id, i, r0, r0_day, today)?;
+        if self.chance(0.1) {
+            return Ok(());
+        }
+        let Some((last_sd, decided_at)) =
+            self.strategy_discussions(&id, i, r0, r0_day, concern, today)?
+        else {
+            return Ok(());
+        };
+        let first = self.first_conference(&id, edd.filter(|_| unborn), last_sd, decided_at, dob)?;
+        let Some((held, outcome)) = first else {
+            return Ok(());
+        };
+        match outcome.as_str() {
+            "plan" => self.plan_life(&id, i, held, board, dob),
+            "no_plan_cin" => self.cin_reviews(&id, i, held),
+            _ => Ok(()),
+        }
+    }
 
+    /// The child's referral and initial assessment; returns the concern.
+    fn referral(
+        &mut self,
+        id: &str,
+        i: usize,
+        r0: Instant,
+        r0_day: NaiveDate,
+        today: NaiveDate,
+    ) -> Result<&'static str, CalendarError> {
         // Referral.
         let by_telephone = self.chance(0.5);
         let concern = *[
@@ -268,7 +296,7 @@ impl Gen {
         let steps = self.office(steps_day).max(r0 + Duration::minutes(45));
         self.s.referrals.push(Referral {
             id: format!("REF-{i:05}").into(),
-            child_id: id.clone().into(),
+            child_id: id.into(),
             received_at: r0,
             by_telephone,
             written_confirmation_at: written.and_then(|t| self.happened(t)),
@@ -284,15 +312,26 @@ impl Gen {
         let ia_done = self.wd(r0_day, ia_days)?;
         self.s.assessments.push(Assessment {
             id: format!("IA-{i:05}").into(),
-            child_id: id.clone().into(),
+            child_id: id.into(),
             kind: "initial".into(),
             started_on: r0_day,
             completed_on: (ia_done <= today).then_some(ia_done),
         });
-        if self.chance(0.1) {
-            return Ok(());
-        }
+        Ok(concern)
+    }
 
+    /// One to three strategy discussions and, after section 47 enquiries,
+    /// the core assessment; the last discussion and when it decided on a
+    /// conference, if it did.
+    fn strategy_discussions(
+        &mut self,
+        id: &str,
+        i: usize,
+        r0: Instant,
+        r0_day: NaiveDate,
+        concern: &str,
+        today: NaiveDate,
+    ) -> Result<Option<(Instant, Instant)>, CalendarError> {
         // Strategy discussions.
         let urgent = matches!(concern, "physical_abuse" | "serious_neglect");
         let sd_days = if urgent {
@@ -310,7 +349,7 @@ impl Gen {
             sd1 = r0 + Duration::hours(2);
         }
         if sd1 > self.now {
-            return Ok(());
+            return Ok(None);
         }
         let s47 = self.chance(0.9);
         let mut sds = vec![sd1];
@@ -344,7 +383,7 @@ impl Gen {
             });
             self.s.strategy_discussions.push(StrategyDiscussion {
                 id: format!("SD-{i:05}-{}", n + 1).into(),
-                child_id: id.clone().into(),
+                child_id: id.into(),
                 held_at: *held,
                 s47_initiated: s47,
                 concern: Some(concern.to_string().into()),
@@ -363,23 +402,35 @@ impl Gen {
             let ca_done = self.wd(sd1_day, ca_days)?;
             self.s.assessments.push(Assessment {
                 id: format!("CA-{i:05}").into(),
-                child_id: id.clone().into(),
+                child_id: id.into(),
                 kind: "core".into(),
                 started_on: sd1_day,
                 completed_on: (ca_done <= today).then_some(ca_done),
             });
         }
         if !decided {
-            return Ok(());
+            return Ok(None);
         }
         let decided_at = last_sd + Duration::hours(2);
         if decided_at > self.now {
-            return Ok(());
+            return Ok(None);
         }
+        Ok(Some((last_sd, decided_at)))
+    }
 
+    /// The initial conference (pre-birth for an unborn child, timed from the
+    /// expected date of delivery `edd`), and what it decided, once held.
+    fn first_conference(
+        &mut self,
+        id: &str,
+        edd: Option<NaiveDate>,
+        last_sd: Instant,
+        decided_at: Instant,
+        dob: Option<NaiveDate>,
+    ) -> Result<Option<(Instant, String)>, CalendarError> {
         // Initial (or pre-birth) conference.
         let last_day = self.day(last_sd);
-        let (kind, when_day, requested) = match edd.filter(|_| unborn) {
+        let (kind, when_day, requested) = match edd {
             Some(edd) => {
                 let planned = edd - Duration::weeks(self.int(7, 10));
                 let day = self.wd(planned.max(self.wd(last_day, 5)?), 0)?;
@@ -395,7 +446,7 @@ impl Gen {
                     self.int(16, 24)
                 };
                 if n > 15 && self.chance(0.3) {
-                    self.exception("icpc-timeliness", Some(&id), None, "Conference rearranged at the family's request so that both parents could attend; agreed by the chair");
+                    self.exception("icpc-timeliness", Some(id), None, "Conference rearranged at the family's request so that both parents could attend; agreed by the chair");
                 }
                 let req = decided_at
                     + Duration::hours(if self.chance(0.85) {
@@ -406,15 +457,7 @@ impl Gen {
                 ("initial", self.wd(last_day, n)?, req)
             }
         };
-        let first = self.conference(&id, kind, when_day, Some(requested), None, None, dob)?;
-        let Some((held, outcome)) = first else {
-            return Ok(());
-        };
-        match outcome.as_str() {
-            "plan" => self.plan_life(&id, i, held, board, dob),
-            "no_plan_cin" => self.cin_reviews(&id, i, held),
-            _ => Ok(()),
-        }
+        self.conference(id, kind, when_day, Some(requested), None, None, dob)
     }
 
     fn transfer_in(
