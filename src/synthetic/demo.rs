@@ -45,6 +45,15 @@ const CATEGORIES: &[&str] = &[
     "sexual_abuse",
 ];
 
+/// When a conference's decision, plan, hard copy, summary and minutes went out.
+struct Records {
+    decision: Option<Instant>,
+    plan: Option<Instant>,
+    hard_copy: Option<Instant>,
+    summary: Option<Instant>,
+    minutes: Option<Instant>,
+}
+
 struct Gen {
     rng: RefCell<ChaCha8Rng>,
     cal: Calendar,
@@ -538,6 +547,70 @@ impl Gen {
             ("deferred", _) => Some("deferred"),
             _ => None,
         };
+        let r = self.records(held, status, outcome)?;
+        let liaison = (!future || self.chance(0.5))
+            .then(|| start - Duration::days(self.int(if self.chance(0.8) { 7 } else { 2 }, 12)))
+            .and_then(|t| self.happened(t));
+        self.s.conferences.push(Conference {
+            id: id.clone().into(),
+            kind: kind.into(),
+            status: status.into(),
+            requested_at: requested.and_then(|t| self.happened(t)),
+            transfer_notified_at: transfer_notified,
+            scheduled_at: Some(start),
+            held_at: held,
+            reconvenes_id: reconvenes.map(Text::from),
+            chair_email: Some(format!("chair{}@cpwatch.example", self.int(1, 4)).into()),
+            chair_liaison_at: liaison,
+            chair_overruled: status == "held" && self.chance(0.01),
+            decision_circulated_at: r.decision,
+            plan_circulated_at: r.plan,
+            plan_hard_copy_sent_at: r.hard_copy,
+            summary_circulated_at: r.summary,
+            minutes_circulated_at: r.minutes,
+            next_review_on: None,
+        });
+        let workbook = age
+            .filter(|a| *a >= 4)
+            .and_then(|_| {
+                self.chance(0.85)
+                    .then(|| start - Duration::days(self.int(3, 7)))
+            })
+            .and_then(|t| self.happened(t));
+        self.s.conference_children.push(ConferenceChild {
+            conference_id: id.clone().into(),
+            child_id: child.into(),
+            outcome: outcome.map(Text::from),
+            category: (outcome == Some("plan"))
+                .then(|| self.one_of(CATEGORIES).map(Text::from))
+                .flatten(),
+            advocacy_offered: age.filter(|a| *a >= 11).map(|_| self.chance(0.8)),
+            workbook_received_at: workbook,
+        });
+        self.invitations(&id, start, held.is_some(), dob.is_none(), age.unwrap_or(0))?;
+        match (status, held) {
+            ("adjourned" | "deferred", Some(h)) => self.reconvene(
+                child,
+                kind,
+                &id,
+                status,
+                h,
+                requested,
+                transfer_notified,
+                dob,
+            ),
+            ("held", Some(h)) => Ok(outcome.map(|o| (h, o.to_string()))),
+            _ => Ok(None),
+        }
+    }
+
+    /// What a conference sends out after it, each on time or late by chance.
+    fn records(
+        &self,
+        held: Option<Instant>,
+        status: &str,
+        outcome: Option<&str>,
+    ) -> Result<Records, CalendarError> {
         let after = |g: &Gen,
                      lo: i64,
                      hi: i64,
@@ -586,73 +659,49 @@ impl Gen {
         } else {
             None
         };
-        let liaison = (!future || self.chance(0.5))
-            .then(|| start - Duration::days(self.int(if self.chance(0.8) { 7 } else { 2 }, 12)))
-            .and_then(|t| self.happened(t));
-        self.s.conferences.push(Conference {
-            id: id.clone().into(),
-            kind: kind.into(),
-            status: status.into(),
-            requested_at: requested.and_then(|t| self.happened(t)),
-            transfer_notified_at: transfer_notified,
-            scheduled_at: Some(start),
-            held_at: held,
-            reconvenes_id: reconvenes.map(Text::from),
-            chair_email: Some(format!("chair{}@cpwatch.example", self.int(1, 4)).into()),
-            chair_liaison_at: liaison,
-            chair_overruled: status == "held" && self.chance(0.01),
-            decision_circulated_at: decision,
-            plan_circulated_at: plan_circ,
-            plan_hard_copy_sent_at: hard_copy,
-            summary_circulated_at: summary,
-            minutes_circulated_at: minutes,
-            next_review_on: None,
-        });
-        let workbook = age
-            .filter(|a| *a >= 4)
-            .and_then(|_| {
-                self.chance(0.85)
-                    .then(|| start - Duration::days(self.int(3, 7)))
-            })
-            .and_then(|t| self.happened(t));
-        self.s.conference_children.push(ConferenceChild {
-            conference_id: id.clone().into(),
-            child_id: child.into(),
-            outcome: outcome.map(Text::from),
-            category: (outcome == Some("plan"))
-                .then(|| self.one_of(CATEGORIES).map(Text::from))
-                .flatten(),
-            advocacy_offered: age.filter(|a| *a >= 11).map(|_| self.chance(0.8)),
-            workbook_received_at: workbook,
-        });
-        self.invitations(&id, start, held.is_some(), dob.is_none(), age.unwrap_or(0))?;
-        match (status, held) {
-            ("adjourned" | "deferred", Some(h)) => {
-                let n = if self.chance(0.8) {
-                    self.int(5, 14)
-                } else {
-                    self.int(16, 25)
-                };
-                let again = self.wd(self.day(h), n)?;
-                let next = self.conference(
-                    child,
-                    kind,
-                    again,
-                    requested,
-                    transfer_notified,
-                    Some(id.clone()),
-                    dob,
-                )?;
-                if let Some(reason) = (status == "adjourned" && self.chance(0.3))
-                    .then_some("Reconvened date set by the chair to secure the police report")
-                {
-                    self.exception("reconvene-adjourned", None, Some(&id), reason);
-                }
-                Ok(next)
-            }
-            ("held", Some(h)) => Ok(outcome.map(|o| (h, o.to_string()))),
-            _ => Ok(None),
+        Ok(Records {
+            decision,
+            plan: plan_circ,
+            hard_copy,
+            summary,
+            minutes,
+        })
+    }
+
+    /// The conference that reconvenes an adjourned or deferred one.
+    #[allow(clippy::too_many_arguments)]
+    fn reconvene(
+        &mut self,
+        child: &str,
+        kind: &str,
+        id: &str,
+        status: &str,
+        held: Instant,
+        requested: Option<Instant>,
+        transfer_notified: Option<Instant>,
+        dob: Option<NaiveDate>,
+    ) -> Result<Option<(Instant, String)>, CalendarError> {
+        let n = if self.chance(0.8) {
+            self.int(5, 14)
+        } else {
+            self.int(16, 25)
+        };
+        let again = self.wd(self.day(held), n)?;
+        let next = self.conference(
+            child,
+            kind,
+            again,
+            requested,
+            transfer_notified,
+            Some(id.to_string()),
+            dob,
+        )?;
+        if let Some(reason) = (status == "adjourned" && self.chance(0.3))
+            .then_some("Reconvened date set by the chair to secure the police report")
+        {
+            self.exception("reconvene-adjourned", None, Some(id), reason);
         }
+        Ok(next)
     }
 
     fn invitations(
