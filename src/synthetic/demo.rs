@@ -827,6 +827,21 @@ impl Gen {
             self.one_of(CATEGORIES).unwrap_or("neglect"),
         ));
 
+        self.core_groups(child, i, start, board)?;
+        self.visits(child, i, start_day, interval)?;
+        self.reviews(child, &plan_id, start_day, today, dob)?;
+        Ok(())
+    }
+
+    /// Core groups from the plan's start, about every six weeks.
+    fn core_groups(
+        &mut self,
+        child: &str,
+        i: usize,
+        start: Instant,
+        board: Option<&str>,
+    ) -> Result<(), CalendarError> {
+        let start_day = self.day(start);
         // Core groups: Hampshire's follow the conference directly.
         let first_cg = if board == Some("hampshire-4lscb") && self.chance(0.8) {
             Some(start + Duration::hours(2))
@@ -855,6 +870,16 @@ impl Gen {
             };
             cg = Some(t + Duration::days(gap));
         }
+        Ok(())
+    }
+
+    fn visits(
+        &mut self,
+        child: &str,
+        i: usize,
+        start_day: NaiveDate,
+        interval: i64,
+    ) -> Result<(), CalendarError> {
         // Visits at about the plan's interval.
         let mut v = start_day;
         let mut k = 0;
@@ -875,6 +900,18 @@ impl Gen {
                 seen_alone: Some(self.chance(0.7)),
             });
         }
+        Ok(())
+    }
+
+    /// Review conferences until one ends the plan (or the future is reached).
+    fn reviews(
+        &mut self,
+        child: &str,
+        plan_id: &str,
+        start_day: NaiveDate,
+        today: NaiveDate,
+        dob: Option<NaiveDate>,
+    ) -> Result<(), CalendarError> {
         // Reviews: 3 months, then 6-monthly.
         let mut previous = start_day;
         let mut months = 3;
@@ -943,75 +980,11 @@ impl Gen {
     }
 
     /// A few records that contradict themselves, as real extracts do.
+    /// Records that contradict each other or the contract, one of each kind
+    /// the checks report.
     fn contradictions(&mut self) -> Result<(), CalendarError> {
-        let today = self.day(self.now);
-        // A conference recorded as held before the strategy discussion it answers.
-        let now = self.now;
-        let moved = self
-            .s
-            .conferences
-            .iter()
-            .filter(|c| c.kind == "initial" && c.status == "held" && c.reconvenes_id.is_none())
-            .find_map(|c| {
-                let h = c.held_at.filter(|h| *h + Duration::days(3) < now)?;
-                let child = self
-                    .s
-                    .conference_children
-                    .iter()
-                    .find(|cc| cc.conference_id == c.id)?
-                    .child_id
-                    .clone();
-                Some((child, h))
-            });
-        if let Some((child, h)) = moved {
-            for d in self
-                .s
-                .strategy_discussions
-                .iter_mut()
-                .filter(|d| d.child_id == child)
-            {
-                d.held_at = h + Duration::days(2);
-                d.conference_decided_at = d
-                    .conference_decided_at
-                    .map(|_| h + Duration::days(2) + Duration::hours(1));
-                d.child_seen_at = None;
-            }
-        }
-        // A review conference about a child with no plan.
-        let lone = self
-            .s
-            .children
-            .iter()
-            .find(|c| {
-                !self.s.cp_plans.iter().any(|p| p.child_id == c.id)
-                    && !self
-                        .s
-                        .conference_children
-                        .iter()
-                        .any(|cc| cc.child_id == c.id)
-            })
-            .map(|c| c.id.clone());
-        if let Some(child) = lone {
-            let day = self.wd(today - Duration::days(40), 0)?;
-            let id = self.next_conf();
-            let t = self.at(day, 10, 0);
-            self.s.conferences.push(Conference {
-                id: id.clone().into(),
-                kind: "review".into(),
-                status: "held".into(),
-                held_at: Some(t),
-                scheduled_at: Some(t),
-                ..Conference::default()
-            });
-            self.s.conference_children.push(ConferenceChild {
-                conference_id: id.into(),
-                child_id: child,
-                outcome: Some("plan_continues".into()),
-                category: None,
-                advocacy_offered: None,
-                workbook_received_at: None,
-            });
-        }
+        self.conference_before_strategy_discussion();
+        self.review_without_plan()?;
         // An invitation naming an agency that does not exist.
         if let Some(c) = self
             .s
@@ -1063,6 +1036,81 @@ impl Gen {
             .find(|c| c.kind == "initial" && c.reconvenes_id.is_none() && c.status == "held")
         {
             c.reconvenes_id = Some("CONF-MISSING".into());
+        }
+        Ok(())
+    }
+
+    /// A conference recorded as held before the strategy discussion it answers.
+    fn conference_before_strategy_discussion(&mut self) {
+        let now = self.now;
+        let moved = self
+            .s
+            .conferences
+            .iter()
+            .filter(|c| c.kind == "initial" && c.status == "held" && c.reconvenes_id.is_none())
+            .find_map(|c| {
+                let h = c.held_at.filter(|h| *h + Duration::days(3) < now)?;
+                let child = self
+                    .s
+                    .conference_children
+                    .iter()
+                    .find(|cc| cc.conference_id == c.id)?
+                    .child_id
+                    .clone();
+                Some((child, h))
+            });
+        if let Some((child, h)) = moved {
+            for d in self
+                .s
+                .strategy_discussions
+                .iter_mut()
+                .filter(|d| d.child_id == child)
+            {
+                d.held_at = h + Duration::days(2);
+                d.conference_decided_at = d
+                    .conference_decided_at
+                    .map(|_| h + Duration::days(2) + Duration::hours(1));
+                d.child_seen_at = None;
+            }
+        }
+    }
+
+    /// A review conference about a child with no plan.
+    fn review_without_plan(&mut self) -> Result<(), CalendarError> {
+        let today = self.day(self.now);
+        let lone = self
+            .s
+            .children
+            .iter()
+            .find(|c| {
+                !self.s.cp_plans.iter().any(|p| p.child_id == c.id)
+                    && !self
+                        .s
+                        .conference_children
+                        .iter()
+                        .any(|cc| cc.child_id == c.id)
+            })
+            .map(|c| c.id.clone());
+        if let Some(child) = lone {
+            let day = self.wd(today - Duration::days(40), 0)?;
+            let id = self.next_conf();
+            let t = self.at(day, 10, 0);
+            self.s.conferences.push(Conference {
+                id: id.clone().into(),
+                kind: "review".into(),
+                status: "held".into(),
+                held_at: Some(t),
+                scheduled_at: Some(t),
+                ..Conference::default()
+            });
+            self.s.conference_children.push(ConferenceChild {
+                conference_id: id.into(),
+                child_id: child,
+                outcome: Some("plan_continues".into()),
+                category: None,
+                advocacy_offered: None,
+                workbook_received_at: None,
+            });
         }
         Ok(())
     }
