@@ -225,41 +225,7 @@ pub fn load_texts(files: Vec<(String, String)>) -> Result<RuleSet, RuleErrors> {
             Err(e) => errors.extend(e),
         }
     }
-    // (id, version) must be unique.
-    let mut seen: HashMap<(String, String), String> = HashMap::new();
-    for f in &parsed {
-        let key = (
-            f.raw.board.id.get_ref().clone(),
-            f.raw.board.version.clone(),
-        );
-        if let Some(other) = seen.insert(key.clone(), f.src.name.clone()) {
-            errors.push(f.src.error(
-                Some(f.raw.board.id.span()),
-                format!(
-                    "board {:?} version {:?} is also defined in {other}",
-                    key.0, key.1
-                ),
-            ));
-        }
-    }
-    let ids: HashSet<String> = parsed
-        .iter()
-        .map(|f| f.raw.board.id.get_ref().clone())
-        .collect();
-    for f in &parsed {
-        if let Some(parent) = &f.raw.board.extends {
-            if !ids.contains(parent.get_ref()) {
-                errors.push(f.src.error(
-                    Some(parent.span()),
-                    format!(
-                        "extends unknown board {:?} (known: {})",
-                        parent.get_ref(),
-                        sorted_join(&ids)
-                    ),
-                ));
-            }
-        }
-    }
+    errors.extend(check_boards(&parsed));
     errors.extend(find_cycles(&parsed));
     if !errors.is_empty() {
         return Err(RuleErrors(errors));
@@ -297,6 +263,46 @@ pub fn load_texts(files: Vec<(String, String)>) -> Result<RuleSet, RuleErrors> {
         boards,
         digest: fnv_hex(&digest_input),
     })
+}
+
+/// Each board version is defined once, and every board a file extends exists.
+fn check_boards(parsed: &[ParsedFile]) -> Vec<RuleError> {
+    let mut errors = Vec::new();
+    let mut seen: HashMap<(String, String), String> = HashMap::new();
+    for f in parsed {
+        let key = (
+            f.raw.board.id.get_ref().clone(),
+            f.raw.board.version.clone(),
+        );
+        if let Some(other) = seen.insert(key.clone(), f.src.name.clone()) {
+            errors.push(f.src.error(
+                Some(f.raw.board.id.span()),
+                format!(
+                    "board {:?} version {:?} is also defined in {other}",
+                    key.0, key.1
+                ),
+            ));
+        }
+    }
+    let ids: HashSet<String> = parsed
+        .iter()
+        .map(|f| f.raw.board.id.get_ref().clone())
+        .collect();
+    for f in parsed {
+        if let Some(parent) = &f.raw.board.extends {
+            if !ids.contains(parent.get_ref()) {
+                errors.push(f.src.error(
+                    Some(parent.span()),
+                    format!(
+                        "extends unknown board {:?} (known: {})",
+                        parent.get_ref(),
+                        sorted_join(&ids)
+                    ),
+                ));
+            }
+        }
+    }
+    errors
 }
 
 pub(super) fn sorted_join(ids: &HashSet<String>) -> String {
