@@ -67,6 +67,25 @@ impl PgStore {
         })
     }
 
+    /// A second reading of the same snapshot, unless the database refused
+    /// one before: then the load reads on one connection from now on.
+    async fn second_reading(&self, snapshot: &str) -> Option<Reading> {
+        if self.one_connection.load(Ordering::Relaxed) {
+            return None;
+        }
+        match self.read(Some(snapshot)).await {
+            Ok(tx) => Some(tx),
+            Err(e) => {
+                self.one_connection.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    "{e}; reading the case tables on one connection from now on, which is slower \
+                     (allow cpwatch five connections: docs/case-schema.md)"
+                );
+                None
+            }
+        }
+    }
+
     /// A read-only transaction of its own snapshot, or of one another exported.
     async fn read(&self, snapshot: Option<&str>) -> Result<Reading, StoreError> {
         let conn = self
@@ -678,21 +697,7 @@ impl Store for PgStore {
         let plan = ReadPlan::new(&mut first)
             .await
             .map_err(|e| self.err("reading the tables' sizes and kinds", e))?;
-        let second = if self.one_connection.load(Ordering::Relaxed) {
-            None
-        } else {
-            match self.read(Some(&snapshot)).await {
-                Ok(tx) => Some(tx),
-                Err(e) => {
-                    self.one_connection.store(true, Ordering::Relaxed);
-                    tracing::warn!(
-                        "{e}; reading the case tables on one connection from now on, which is slower \
-                         (allow cpwatch five connections: docs/case-schema.md)"
-                    );
-                    None
-                }
-            }
-        };
+        let second = self.second_reading(&snapshot).await;
         // The second connection's rows are decoded on a task of its own, so
         // on another core than the first's: one thread decoding both would
         // hold the load to its speed while the backends wait.
