@@ -403,19 +403,7 @@ impl Gen {
             });
         }
         if s47 {
-            let ca_days = if self.chance(0.8) {
-                self.int(18, 35)
-            } else {
-                self.int(36, 50)
-            };
-            let ca_done = self.wd(sd1_day, ca_days)?;
-            self.s.assessments.push(Assessment {
-                id: format!("CA-{i:05}").into(),
-                child_id: id.into(),
-                kind: "core".into(),
-                started_on: sd1_day,
-                completed_on: (ca_done <= today).then_some(ca_done),
-            });
+            self.core_assessment(id, i, sd1_day, today)?;
         }
         if !decided {
             return Ok(None);
@@ -425,6 +413,30 @@ impl Gen {
             return Ok(None);
         }
         Ok(Some((last_sd, decided_at)))
+    }
+
+    /// The core assessment that section 47 enquiries start.
+    fn core_assessment(
+        &mut self,
+        id: &str,
+        i: usize,
+        sd1_day: NaiveDate,
+        today: NaiveDate,
+    ) -> Result<(), CalendarError> {
+        let ca_days = if self.chance(0.8) {
+            self.int(18, 35)
+        } else {
+            self.int(36, 50)
+        };
+        let ca_done = self.wd(sd1_day, ca_days)?;
+        self.s.assessments.push(Assessment {
+            id: format!("CA-{i:05}").into(),
+            child_id: id.into(),
+            kind: "core".into(),
+            started_on: sd1_day,
+            completed_on: (ca_done <= today).then_some(ca_done),
+        });
+        Ok(())
     }
 
     /// The initial conference (pre-birth for an unborn child, timed from the
@@ -521,32 +533,9 @@ impl Gen {
         let id = self.next_conf();
         let start = self.at(day, if self.chance(0.5) { 10 } else { 14 }, 0);
         let future = start > self.now;
-        let status = if future {
-            "scheduled"
-        } else {
-            match self.int(0, 99) {
-                0..=1 => "cancelled",
-                2..=4 if reconvenes.is_none() && kind != "review" => "adjourned",
-                5..=6 if reconvenes.is_none() && kind != "review" => "deferred",
-                _ => "held",
-            }
-        };
+        let (status, outcome) = self.status_and_outcome(kind, future, reconvenes.is_some());
         let held = (!future && status != "cancelled").then_some(start);
         let age = dob.map(|d| (day - d).num_days() / 365);
-        let outcome = match (status, kind) {
-            ("held", "review") => Some(if self.chance(0.78) {
-                "plan_continues"
-            } else {
-                "plan_ended"
-            }),
-            ("held", _) => Some(match self.int(0, 99) {
-                0..=71 => "plan",
-                72..=89 => "no_plan_cin",
-                _ => "no_plan",
-            }),
-            ("deferred", _) => Some("deferred"),
-            _ => None,
-        };
         let r = self.records(held, status, outcome)?;
         let liaison = (!future || self.chance(0.5))
             .then(|| start - Duration::days(self.int(if self.chance(0.8) { 7 } else { 2 }, 12)))
@@ -602,6 +591,41 @@ impl Gen {
             ("held", Some(h)) => Ok(outcome.map(|o| (h, o.to_string()))),
             _ => Ok(None),
         }
+    }
+
+    /// How a conference went (a reconvening one is not adjourned or deferred
+    /// again), and what it decided for the child.
+    fn status_and_outcome(
+        &self,
+        kind: &str,
+        future: bool,
+        reconvenes: bool,
+    ) -> (&'static str, Option<&'static str>) {
+        let status = if future {
+            "scheduled"
+        } else {
+            match self.int(0, 99) {
+                0..=1 => "cancelled",
+                2..=4 if !reconvenes && kind != "review" => "adjourned",
+                5..=6 if !reconvenes && kind != "review" => "deferred",
+                _ => "held",
+            }
+        };
+        let outcome = match (status, kind) {
+            ("held", "review") => Some(if self.chance(0.78) {
+                "plan_continues"
+            } else {
+                "plan_ended"
+            }),
+            ("held", _) => Some(match self.int(0, 99) {
+                0..=71 => "plan",
+                72..=89 => "no_plan_cin",
+                _ => "no_plan",
+            }),
+            ("deferred", _) => Some("deferred"),
+            _ => None,
+        };
+        (status, outcome)
     }
 
     /// What a conference sends out after it, each on time or late by chance.
@@ -712,27 +736,7 @@ impl Gen {
         unborn: bool,
         age: i64,
     ) -> Result<(), CalendarError> {
-        let mut agencies = vec!["AG-CSC", "AG-POL", "AG-GP"];
-        if unborn || age < 5 {
-            agencies.push(if unborn { "AG-MW" } else { "AG-HV" });
-        }
-        if (2..5).contains(&age) {
-            agencies.push("AG-EY");
-        }
-        if age >= 5 {
-            agencies.extend(["AG-EDU", "AG-SN"]);
-        }
-        // Six to ten agencies are invited in all.
-        let mut extra = vec![
-            "AG-ASC", "AG-AMH", "AG-PRO", "AG-HOU", "AG-YJ", "AG-VOL", "AG-HV", "AG-EDU",
-        ];
-        extra.retain(|a| !agencies.contains(a));
-        extra.shuffle(&mut *self.rng.borrow_mut());
-        let target = self.small(6, 10) as usize;
-        while agencies.len() < target {
-            let Some(a) = extra.pop() else { break };
-            agencies.push(a);
-        }
+        let agencies = self.invited(unborn, age);
         let non_quorate = held && self.chance(0.04);
         let start_day = self.day(start);
         for (n, a) in agencies.iter().enumerate() {
@@ -755,20 +759,7 @@ impl Gen {
                 report_at(self)
             };
             let authorised = if *a == "AG-CSC" {
-                let d = self.wd(
-                    start_day,
-                    if self.chance(0.82) {
-                        -self.int(2, 4)
-                    } else {
-                        -self.int(0, 1)
-                    },
-                )?;
-                let t = self.at(
-                    d,
-                    if self.chance(0.7) { 9 } else { 11 },
-                    self.small(0, 5) * 10,
-                );
-                self.happened(t)
+                self.authorised(start_day)?
             } else {
                 None
             };
@@ -790,6 +781,52 @@ impl Gen {
             self.exception("quoracy", None, Some(conf), "Chair agreed to proceed: the child has contact with two agencies only; rationale recorded");
         }
         Ok(())
+    }
+
+    /// The agencies invited to a conference about a child of this age: six
+    /// to ten in all.
+    fn invited(&self, unborn: bool, age: i64) -> Vec<&'static str> {
+        let mut agencies = vec!["AG-CSC", "AG-POL", "AG-GP"];
+        if unborn || age < 5 {
+            agencies.push(if unborn { "AG-MW" } else { "AG-HV" });
+        }
+        if (2..5).contains(&age) {
+            agencies.push("AG-EY");
+        }
+        if age >= 5 {
+            agencies.extend(["AG-EDU", "AG-SN"]);
+        }
+        // Six to ten agencies are invited in all.
+        let mut extra = vec![
+            "AG-ASC", "AG-AMH", "AG-PRO", "AG-HOU", "AG-YJ", "AG-VOL", "AG-HV", "AG-EDU",
+        ];
+        extra.retain(|a| !agencies.contains(a));
+        extra.shuffle(&mut *self.rng.borrow_mut());
+        let target = self.small(6, 10) as usize;
+        while agencies.len() < target {
+            let Some(a) = extra.pop() else { break };
+            agencies.push(a);
+        }
+        agencies
+    }
+
+    /// When the social care report was authorised, by 10am two working days
+    /// before the conference or (sometimes) later.
+    fn authorised(&self, start_day: NaiveDate) -> Result<Option<Instant>, CalendarError> {
+        let d = self.wd(
+            start_day,
+            if self.chance(0.82) {
+                -self.int(2, 4)
+            } else {
+                -self.int(0, 1)
+            },
+        )?;
+        let t = self.at(
+            d,
+            if self.chance(0.7) { 9 } else { 11 },
+            self.small(0, 5) * 10,
+        );
+        Ok(self.happened(t))
     }
 
     fn exception(&mut self, rule: &str, child: Option<&str>, conf: Option<&str>, reason: &str) {
