@@ -370,7 +370,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let now = now_or(a.common.at);
     let state = crate::synthetic::demo::generate(a.seed, a.children, now, &engine.holidays)
         .context("generating the demo data")?;
-    let store = write_synthetic(
+    let store = crate::synthetic::write(
         &a.common.database,
         &state,
         a.force,
@@ -433,27 +433,6 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes synthetic case data, refusing to replace case data that cpwatch did not make.
-async fn write_synthetic(
-    url: &str,
-    state: &crate::domain::case::CaseState,
-    force: bool,
-    made_by: serde_json::Value,
-) -> anyhow::Result<Box<dyn Store>> {
-    let store = open(url, true).await?;
-    store.migrate(false).await?;
-    let existing = store.count_children().await?;
-    if existing > 0 && store.get_state("demo").await?.is_none() && !force {
-        bail!(
-            "{} already holds {existing} children that cpwatch did not create; it will not replace them. Use another --database, or --force to replace them",
-            store.describe()
-        );
-    }
-    store.replace_case_data(state).await?;
-    store.set_state("demo", &made_by.to_string()).await?;
-    Ok(store)
-}
-
 async fn seed(a: SeedArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let holidays = std::sync::Arc::new(crate::domain::calendar::HolidayData::load(None)?);
@@ -468,7 +447,7 @@ async fn seed(a: SeedArgs) -> anyhow::Result<ExitCode> {
     .context("generating synthetic data")?;
     let generated = started.elapsed();
     let rows: usize = crate::store::rows_of(&state).iter().map(Vec::len).sum();
-    let store = write_synthetic(&a.database, &state, a.force, serde_json::json!({ "seed": a.seed, "children": a.children, "years": a.years, "at": now.to_rfc3339() })).await?;
+    let store = crate::synthetic::write(&a.database, &state, a.force, serde_json::json!({ "seed": a.seed, "children": a.children, "years": a.years, "at": now.to_rfc3339() })).await?;
     println!(
         "{}: {} children, {rows} rows over {} years (seed {}); generated in {:.1} s, written in {:.1} s",
         store.describe(),

@@ -1,4 +1,30 @@
 //! Synthetic case data: the demo authority (`cpwatch demo`) and casework of
-//! any size (`cpwatch seed`), each reproducible from its seed and instant.
+//! any size (`cpwatch seed`), each reproducible from its seed and instant,
+//! and writing them into a store.
 
 pub mod demo;
+
+use anyhow::bail;
+
+use crate::store::Store;
+
+/// Writes synthetic case data, refusing to replace case data that cpwatch did not make.
+pub async fn write(
+    url: &str,
+    state: &crate::domain::case::CaseState,
+    force: bool,
+    made_by: serde_json::Value,
+) -> anyhow::Result<Box<dyn Store>> {
+    let store = crate::store::connect(url, true).await?;
+    store.migrate(false).await?;
+    let existing = store.count_children().await?;
+    if existing > 0 && store.get_state("demo").await?.is_none() && !force {
+        bail!(
+            "{} already holds {existing} children that cpwatch did not create; it will not replace them. Use another --database, or --force to replace them",
+            store.describe()
+        );
+    }
+    store.replace_case_data(state).await?;
+    store.set_state("demo", &made_by.to_string()).await?;
+    Ok(store)
+}
