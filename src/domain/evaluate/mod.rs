@@ -5,12 +5,15 @@
 //! checks that correct or report contradictory rows first (`sanitize`), the
 //! index of the clean state (`index`), the sharing out of boards and their
 //! subjects among threads (`parallel`), and the board evaluator that makes
-//! each rule's obligations (`board`): when a rule applies, the events it
-//! counts from and is met by, deadlines, and the one-off, recurring and
-//! standard kinds.
+//! each rule's obligations (`board`: when a rule applies), with the events
+//! rules count from and are met by (`events`), deadlines and settling
+//! (`deadlines`), and the one-off, recurring and standard kinds (`kinds`).
 
 mod board;
+mod deadlines;
+mod events;
 mod index;
+mod kinds;
 mod obligation;
 mod parallel;
 mod sanitize;
