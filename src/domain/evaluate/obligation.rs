@@ -68,8 +68,8 @@ pub use crate::domain::rules::RuleRef;
 /// Owned, it holds its names (`N`) and its rule (`R`), as the service keeps
 /// the few it acts on from tick to tick. Borrowed ([`Draft`]) it points at
 /// them in the case state and the rules: evaluation hands drafts to a
-/// [`Sink`], and `check`, `export` and `explain` keep drafts
-/// ([`evaluate_kept`]), so the millions of a national evaluation cost no
+/// [`Sink`](super::Sink), and `check`, `export` and `explain` keep drafts
+/// ([`evaluate_kept`](super::evaluate_kept)), so the millions of a national evaluation cost no
 /// reference count on any name.
 #[derive(Debug, Clone, Serialize)]
 #[serde(bound(serialize = "N: Serialize + std::fmt::Display, R: Serialize"))]
@@ -355,7 +355,7 @@ pub struct Evaluation<O = Obligation> {
 }
 
 impl Evaluation {
-    /// The evaluation with its obligations borrowed, as [`evaluate_kept`] gives one.
+    /// The evaluation with its obligations borrowed, as [`evaluate_kept`](super::evaluate_kept) gives one.
     pub fn borrowed(&self) -> Evaluation<Draft<'_>> {
         Evaluation {
             evaluated_at: self.evaluated_at,
