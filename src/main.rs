@@ -1,3 +1,5 @@
+//! The `cpwatch` command: sets up logging and the runtime, then parses the
+//! command line and runs it (`cli`).
 #![deny(clippy::unwrap_used)]
 
 use std::io::IsTerminal;
