@@ -689,6 +689,27 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A board version's rules: what it inherits, overrides, adds and removes.
+fn print_lineage(set: &rules::RuleSet, b: &rules::Board) {
+    println!(
+        "  {} {} (from {}): {} rules, {}",
+        b.id,
+        b.version,
+        b.effective_from,
+        b.rules.len(),
+        b.file
+    );
+    let l = set.lineage(b);
+    if let Some(parent) = &l.parent {
+        println!("    inherits from {parent}: {}", l.inherited.join(", "));
+        println!("    overrides: {}", l.overridden.join(", "));
+    }
+    println!("    adds: {}", l.added.join(", "));
+    for r in &l.removed {
+        println!("    removes {}: {}", r.id, r.reason);
+    }
+}
+
 fn rules_check(dir: Option<PathBuf>, sources: Option<PathBuf>) -> ExitCode {
     let result = match &dir {
         Some(d) => rules::load_dir(d),
@@ -703,16 +724,8 @@ fn rules_check(dir: Option<PathBuf>, sources: Option<PathBuf>) -> ExitCode {
                 set.boards.len(),
                 set.digest
             );
-            for (id, versions) in &set.boards {
-                for b in versions {
-                    println!(
-                        "  {id} {} (from {}): {} rules, {}",
-                        b.version,
-                        b.effective_from,
-                        b.rules.len(),
-                        b.file
-                    );
-                }
+            for b in set.boards.values().flatten() {
+                print_lineage(&set, b);
             }
             let Some(dir) = sources else {
                 return ExitCode::SUCCESS;

@@ -189,10 +189,12 @@ fn scenarios() -> Vec<Scenario> {
         Box::leak(v.into_boxed_slice())
     };
     vec![
-        // Baseline rules, in every board that does not change them.
+        // Baseline rules, in every board that inherits them and does not change
+        // them: Wales takes only the conference process, and England's 2010
+        // assessments are not in Bolton's 2024 procedure.
         // Referral Monday 14 December 2026 10:00 by telephone: 48 hours is Wednesday 10:00.
         sc(
-            ALL,
+            not(&["cwm-taf-morgannwg"]),
             "referral-confirmed-in-writing",
             "2026-12-16T10:00:00Z",
             |s, v| s.referrals[0].written_confirmation_at = v,
@@ -205,7 +207,7 @@ fn scenarios() -> Vec<Scenario> {
                 s.referrals[0].written_confirmation_at = Some(t("2026-12-15T09:00:00Z"));
             },
             ..sc(
-                ALL,
+                not(&["cwm-taf-morgannwg"]),
                 "referral-acknowledged",
                 "2026-12-16T23:59:59Z",
                 |_, _| {},
@@ -213,7 +215,7 @@ fn scenarios() -> Vec<Scenario> {
             )
         },
         sc(
-            ALL,
+            not(&["cwm-taf-morgannwg"]),
             "referral-decision",
             "2026-12-15T23:59:59Z",
             |s, v| s.referrals[0].next_steps_recorded_at = v,
@@ -223,16 +225,16 @@ fn scenarios() -> Vec<Scenario> {
         Scenario {
             date_only: true,
             ..sc(
-                ALL,
+                not(&["bolton", "cwm-taf-morgannwg"]),
                 "initial-assessment",
                 "2026-12-30T23:59:59Z",
                 |s, v| s.assessments[0].completed_on = v.map(|t| t.date_naive()),
                 Target::Child,
             )
         },
-        // Physical abuse reported Monday 14 December: a strategy discussion the same working day.
+        // Pan-Dorset's notes. Physical abuse reported Monday 14 December: a strategy discussion the same working day.
         sc(
-            ALL,
+            &["pan-dorset"],
             "strategy-discussion-same-day",
             "2026-12-14T23:59:59Z",
             |s, v| match v {
@@ -245,7 +247,7 @@ fn scenarios() -> Vec<Scenario> {
         Scenario {
             occurrence: Some("SD2"),
             ..sc(
-                ALL,
+                &["pan-dorset"],
                 "child-seen-24h",
                 "2026-12-22T11:00:00Z",
                 |s, v| s.strategy_discussions[1].child_seen_at = v,
@@ -256,7 +258,7 @@ fn scenarios() -> Vec<Scenario> {
         Scenario {
             date_only: true,
             ..sc(
-                ALL,
+                not(&["bolton", "cwm-taf-morgannwg"]),
                 "core-assessment",
                 "2027-02-11T23:59:59Z",
                 |s, v| s.assessments[1].completed_on = v.map(|t| t.date_naive()),
@@ -1855,4 +1857,98 @@ fn occurrences_are_compact_and_show_and_sort_as_before() {
             "0"
         ]
     );
+}
+
+/// No board has obligations of a rule its procedure does not set: the
+/// Pan-Dorset notes elsewhere, England's 2010 assessments in Bolton's 2024
+/// procedure, Working Together's referral rules in Wales.
+#[test]
+fn boards_have_no_obligations_of_rules_they_do_not_inherit() {
+    let now = t("2026-12-04T09:00:00Z");
+    let state = cpwatch::synthetic::demo::generate(1, 300, now, &holidays()).expect("demo data");
+    let e = eval_on(&state, &built_in_rules(), now, 1);
+    let count = |board: &str, rule: &str| {
+        e.obligations
+            .iter()
+            .filter(|o| *o.of.board == *board && *o.of.rule == *rule)
+            .count()
+    };
+    for rule in ["strategy-discussion-same-day", "child-seen-24h"] {
+        assert!(count("pan-dorset", rule) > 0, "{rule}");
+        for board in BOARDS.iter().filter(|b| **b != "pan-dorset") {
+            assert_eq!(count(board, rule), 0, "{board} {rule}");
+        }
+    }
+    for rule in ["initial-assessment", "core-assessment"] {
+        assert!(count("barnsley", rule) > 0, "{rule}");
+        assert_eq!(count("bolton", rule), 0, "{rule}");
+        assert_eq!(count("cwm-taf-morgannwg", rule), 0, "{rule}");
+    }
+    for rule in ["referral-acknowledged", "referral-decision"] {
+        assert!(count("hampshire-4lscb", rule) > 0, "{rule}");
+        assert_eq!(count("cwm-taf-morgannwg", rule), 0, "{rule}");
+    }
+}
+
+/// Barnsley and Cwm Taf Morgannwg count the initial conference from "the last
+/// Strategy Discussion" of any kind; Working Together (and the boards that
+/// keep it) from the last one that initiated section 47 enquiries.
+#[test]
+fn the_initial_conference_counts_from_the_strategy_discussion_the_board_names() {
+    for (board, starts, due) in [
+        ("barnsley", "2027-01-04T11:00:00Z", "2027-01-25T23:59:59Z"),
+        (
+            "cwm-taf-morgannwg",
+            "2027-01-04T11:00:00Z",
+            "2027-01-25T23:59:59Z",
+        ),
+        (
+            "hampshire-4lscb",
+            "2026-12-21T11:00:00Z",
+            "2027-01-14T23:59:59Z",
+        ),
+        ("pan-dorset", "2026-12-21T11:00:00Z", "2027-01-14T23:59:59Z"),
+    ] {
+        let mut s = fixture(board);
+        // A later strategy meeting that did not initiate section 47 enquiries.
+        s.strategy_discussions.push(StrategyDiscussion {
+            id: "SD3".into(),
+            child_id: "C1".into(),
+            held_at: t("2027-01-04T11:00:00Z"),
+            s47_initiated: false,
+            concern: None,
+            child_seen_at: None,
+            conference_decided_at: None,
+        });
+        let e = eval(&s, "2027-02-01T09:00:00Z");
+        let o = one(&e, board, "icpc-timeliness", |_| true);
+        assert_eq!(o.starts_at, t(starts), "{board}");
+        assert_eq!(o.due_at, t(due), "{board}");
+    }
+}
+
+/// Barnsley times a pre-birth conference from the expected date of delivery
+/// (planned 8 weeks before it), not from the strategy discussion: held on its
+/// planned day it is on time, and no initial-conference deadline applies.
+#[test]
+fn barnsley_pre_birth_conferences_are_timed_from_the_due_date_alone() {
+    let mut s = fixture("barnsley");
+    s.children[0].date_of_birth = None;
+    s.children[0].expected_due_date = Some(d("2027-03-10"));
+    conf_mut(&mut s, "CONF-1").kind = "pre_birth".into();
+    let e = eval(&s, "2027-02-01T09:00:00Z");
+    let icpc: Vec<&Obligation> = e
+        .obligations
+        .iter()
+        .filter(|o| &*o.of.rule == "icpc-timeliness")
+        .collect();
+    assert!(icpc.is_empty(), "{icpc:#?}");
+    let o = one(&e, "barnsley", "pre-birth-conference", |_| true);
+    assert_eq!(o.status, Status::Met, "{o:#?}");
+    // The baseline still counts a pre-birth conference as an initial one.
+    let mut s = fixture("hampshire-4lscb");
+    s.children[0].expected_due_date = Some(d("2027-03-10"));
+    conf_mut(&mut s, "CONF-1").kind = "pre_birth".into();
+    let e = eval(&s, "2027-02-01T09:00:00Z");
+    one(&e, "hampshire-4lscb", "icpc-timeliness", |_| true);
 }

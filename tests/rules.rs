@@ -144,6 +144,27 @@ fn check_row(set: &RuleSet, board: &str, row: &Row) -> Result<(), String> {
     Ok(())
 }
 
+/// What a board inherits from the baseline, as the catalogue's "What a
+/// profile inherits" says: everything, but for England's 2010 assessments in
+/// a procedure that postdates 2013, and only the conference process in Wales.
+fn inherits(board: &str, rule: &str) -> bool {
+    const WALES: &[&str] = &[
+        "icpc-timeliness",
+        "decision-circulated",
+        "first-core-group",
+        "first-review",
+        "subsequent-review",
+        "cin-plan-review",
+        "age-18-review",
+        "quoracy",
+    ];
+    match board {
+        "bolton" => !["initial-assessment", "core-assessment"].contains(&rule),
+        "cwm-taf-morgannwg" => WALES.contains(&rule),
+        _ => true,
+    }
+}
+
 #[test]
 fn every_catalogue_rule_is_in_every_board_it_is_listed_for_with_its_offset() {
     let set = repo_rules();
@@ -158,19 +179,46 @@ fn every_catalogue_rule_is_in_every_board_it_is_listed_for_with_its_offset() {
     let mut problems = Vec::new();
     for row in &rows {
         if row.board == "working-together-2010" {
-            // The baseline's rules hold in every board unless the board's own table restates them.
+            // The baseline's rules hold in every board that inherits them,
+            // unless the board's own table restates them.
             for b in std::iter::once("working-together-2010").chain(boards) {
-                if !rows
-                    .iter()
-                    .any(|r| r.board == b && r.id == row.id && b != "working-together-2010")
-                {
+                let restated = b != "working-together-2010"
+                    && rows.iter().any(|r| r.board == b && r.id == row.id);
+                if restated {
+                    continue;
+                }
+                if inherits(b, &row.id) {
                     if let Err(e) = check_row(&set, b, row) {
                         problems.push(e);
                     }
+                } else if set.latest(b).and_then(|x| x.rule(&row.id)).is_some() {
+                    problems.push(format!("{b}: rule {} is not inherited here", row.id));
                 }
             }
         } else if let Err(e) = check_row(&set, &row.board, row) {
             problems.push(e);
+        }
+    }
+    // A board's local rule is that board's alone (the baseline's, restated
+    // by a board to change them, are checked above).
+    let baseline = |id: &str| {
+        rows.iter()
+            .any(|r| r.board == "working-together-2010" && r.id == id)
+    };
+    for row in rows
+        .iter()
+        .filter(|r| r.board != "working-together-2010" && !baseline(&r.id))
+    {
+        let elsewhere = std::iter::once("working-together-2010")
+            .chain(boards)
+            .filter(|b| *b != row.board && !rows.iter().any(|r| r.board == *b && r.id == row.id));
+        for b in elsewhere {
+            if set.latest(b).and_then(|x| x.rule(&row.id)).is_some() {
+                problems.push(format!(
+                    "{b}: rule {} belongs to {} only",
+                    row.id, row.board
+                ));
+            }
         }
     }
     // Catalogue rows the rule files do not implement yet, each listed in
@@ -180,7 +228,6 @@ fn every_catalogue_rule_is_in_every_board_it_is_listed_for_with_its_offset() {
         "working-together-2010: rule strategy-discussion-record missing",
         "hampshire-4lscb: rule strategy-discussion-record missing",
         "barnsley: rule strategy-discussion-record missing",
-        "cwm-taf-morgannwg: rule strategy-discussion-record missing",
         "pan-dorset: rule strategy-discussion-record missing",
         "bolton: rule strategy-discussion-record missing",
         "hampshire-4lscb: rule report-shared-with-family missing",
@@ -287,7 +334,7 @@ fn inherited_rules_quote_the_baseline_document() {
     let bolton = set.latest("bolton").expect("bolton");
     assert_eq!(
         bolton
-            .rule("core-assessment")
+            .rule("referral-decision")
             .expect("inherited")
             .source
             .file
@@ -515,4 +562,102 @@ fn a_deployment_board_file_loads_from_a_directory_beside_the_shipped_ones() {
         Some("+3 months")
     );
     assert!(rules::load_dir(Path::new("/nonexistent-cpwatch-rules")).is_err());
+}
+
+#[test]
+fn a_board_removes_an_inherited_rule_with_its_reason() {
+    let text = format!(
+        "{HEADER}\n[[remove]]\nid = \"initial-assessment\"\nreason = \"replaced in 2013\"\n\n[[override]]\nid = \"icpc-timeliness\"\noffset = \"+10 working days\"\nsource = {{ section = \"3\", quote = \"within 10 working days\" }}\n\n[[rule]]\nid = \"local-flag\"\ntitle = \"A local flag\"\nsource = {{ section = \"4\", quote = \"a flag\" }}\nkind = \"standard\"\napplies_to = \"child_conference\"\nstandard = {{ check = \"exception_recorded\" }}\n"
+    );
+    let all = vec![
+        ("working-together-2010.toml".to_string(), BASE.to_string()),
+        ("local.toml".to_string(), text),
+    ];
+    let set = rules::load_texts(all).expect("loads");
+    let local = set.latest("local").expect("local board");
+    assert!(local.rule("initial-assessment").is_none());
+    assert_eq!(local.removed.len(), 1);
+    assert_eq!(local.removed[0].id, "initial-assessment");
+    assert_eq!(local.removed[0].reason, "replaced in 2013");
+    let l = set.lineage(local);
+    assert_eq!(l.parent.as_deref(), Some("working-together-2010"));
+    assert_eq!(l.overridden, ["icpc-timeliness"]);
+    assert_eq!(l.added, ["local-flag"]);
+    assert!(l.inherited.contains(&"core-assessment"));
+    assert!(!l.inherited.contains(&"initial-assessment"));
+    assert!(!l.inherited.contains(&"icpc-timeliness"));
+    assert_eq!(l.removed.len(), 1);
+
+    // Only an inherited rule can be removed, and only with a reason.
+    let text = format!("{HEADER}\n[[remove]]\nid = \"no-such-rule\"\nreason = \"x\"\n");
+    let errors = load(&[("local.toml", &text)]);
+    assert!(
+        errors[0].starts_with(&format!(
+            "{}: remove of rule \"no-such-rule\", which is not inherited",
+            at("local.toml", &text, "\"no-such-rule\"")
+        )),
+        "{errors:?}"
+    );
+    let text = format!("{HEADER}\n[[remove]]\nid = \"quoracy\"\nreason = \" \"\n");
+    let errors = load(&[("local.toml", &text)]);
+    assert!(errors[0].contains("needs a reason"), "{errors:?}");
+}
+
+#[test]
+fn boards_inherit_the_baseline_by_era_and_jurisdiction() {
+    let set = repo_rules();
+    let has = |b: &str, r: &str| set.latest(b).and_then(|x| x.rule(r)).is_some();
+    // Pan-Dorset's local notes are Pan-Dorset's alone.
+    for r in ["strategy-discussion-same-day", "child-seen-24h"] {
+        assert!(has("pan-dorset", r), "{r}");
+        for b in [
+            "working-together-2010",
+            "barnsley",
+            "bolton",
+            "hampshire-4lscb",
+            "cwm-taf-morgannwg",
+        ] {
+            assert!(!has(b, r), "{b} {r}");
+        }
+    }
+    // England's 2010 assessments: not in a 2024 procedure, nor in Wales.
+    for r in ["initial-assessment", "core-assessment"] {
+        assert!(
+            has("barnsley", r) && !has("bolton", r) && !has("cwm-taf-morgannwg", r),
+            "{r}"
+        );
+    }
+    let bolton = set.latest("bolton").expect("bolton");
+    assert!(
+        bolton.removed.iter().all(|r| r.reason.contains("2013")),
+        "{:?}",
+        bolton.removed
+    );
+    // Wales keeps only the conference process.
+    for r in [
+        "referral-acknowledged",
+        "referral-decision",
+        "transfer-in-conference",
+    ] {
+        assert!(!has("cwm-taf-morgannwg", r), "{r}");
+    }
+    assert!(has("cwm-taf-morgannwg", "first-review") && has("cwm-taf-morgannwg", "age-18-review"));
+}
+
+#[test]
+fn citations_name_the_paragraph_their_sentence_is_in() {
+    let set = repo_rules();
+    let section = |b: &str, r: &str| {
+        set.latest(b)
+            .and_then(|x| x.rule(r))
+            .map(|r| r.source.section.clone())
+    };
+    assert_eq!(
+        section("working-together-2010", "referral-acknowledged").as_deref(),
+        Some("2.35")
+    );
+    assert_eq!(
+        section("pan-dorset", "child-seen-24h").as_deref(),
+        Some("Pan-Dorset note after 2.60")
+    );
 }

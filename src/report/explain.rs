@@ -426,6 +426,18 @@ pub fn explain(
     for o in mine {
         write_obligation(w, o, state, rules, holidays, z)?;
     }
+    let removed = rules
+        .latest(&board)
+        .map_or(&[][..], |b| b.removed.as_slice());
+    if !removed.is_empty() {
+        writeln!(
+            w,
+            "\nNot applied in this board (removed from what it inherits):"
+        )?;
+        for r in removed {
+            writeln!(w, "  {}: {}", r.id, r.reason)?;
+        }
+    }
     Ok(())
 }
 

@@ -229,7 +229,9 @@ impl<'e, 'a> BoardEval<'e, 'a> {
     }
 
     /// The child's last s47 strategy discussion, when it decided on a conference
-    /// and no conference of the rule's kinds has been arranged after it.
+    /// and no initial or pre-birth conference has been arranged after it. A
+    /// rule that leaves pre-birth conferences out (a board that times them
+    /// from the expected date of delivery) awaits none for an unborn child.
     pub(super) fn awaiting_conference(
         &self,
         rule: &'a Rule,
@@ -244,6 +246,10 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             .find(|d| d.s47_initiated)?;
         last.conference_decided_at?;
         let kinds = rule.filter.conference_kind.as_deref().unwrap_or(&[]);
+        let unborn = child.expected_due_date.is_some() && child.date_of_birth.is_none();
+        if unborn && !kinds.is_empty() && !kinds.iter().any(|k| k == "pre_birth") {
+            return None;
+        }
         let arranged = self
             .idx
             .child_confs
@@ -251,7 +257,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             .into_iter()
             .flatten()
             .any(|(c, _)| {
-                (kinds.is_empty() || kinds.iter().any(|k| c.kind == *k))
+                matches!(c.kind.as_str(), "initial" | "pre_birth")
                     && c.date()
                         .or(c.requested_at)
                         .is_none_or(|d| d >= last.held_at)

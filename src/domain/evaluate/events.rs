@@ -78,7 +78,10 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                     conf.took_place()
                 }
             }
-            Event::LastS47StrategyDiscussionHeldAt => {
+            // The last before the conference (or now, when none is arranged
+            // yet): of those that initiated section 47 enquiries, or of any kind.
+            Event::LastS47StrategyDiscussionHeldAt | Event::LastStrategyDiscussionHeldAt => {
+                let s47_only = ev == Event::LastS47StrategyDiscussionHeldAt;
                 let before = ctx
                     .conference
                     .and_then(Conference::date)
@@ -87,7 +90,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                     .get(child?)?
                     .iter()
                     .rev()
-                    .find(|d| d.s47_initiated && d.held_at <= before)
+                    .find(|d| (d.s47_initiated || !s47_only) && d.held_at <= before)
                     .map(|d| d.held_at)
             }
             Event::ConferenceRequestedAt => ctx.conference?.requested_at,

@@ -52,6 +52,16 @@ pub(super) struct RawFile {
     pub(super) rule: Vec<Spanned<RawRule>>,
     #[serde(default, rename = "override")]
     pub(super) overrides: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    pub(super) remove: Vec<Spanned<RawRemove>>,
+}
+
+/// `[[remove]]`: an inherited rule this board does not have, and why.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRemove {
+    pub(super) id: Spanned<String>,
+    pub(super) reason: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +118,9 @@ pub(super) struct RawRule {
     pub(super) escalate: Option<Spanned<Vec<String>>>,
     pub(super) remind_before: Option<Spanned<String>>,
     pub(super) audit_by: Option<Spanned<AuditBy>>,
+    /// The rule file that last set the rule (added or overrode it).
+    #[serde(skip)]
+    pub(super) defined_in: Option<String>,
 }
 
 macro_rules! overlay {
@@ -231,7 +244,7 @@ pub fn load_texts(files: Vec<(String, String)>) -> Result<RuleSet, RuleErrors> {
         return Err(RuleErrors(errors));
     }
 
-    let mut resolved: HashMap<usize, Vec<RawRule>> = HashMap::new();
+    let mut resolved: HashMap<usize, (Vec<RawRule>, Vec<Removed>)> = HashMap::new();
     let mut boards: BTreeMap<String, Vec<Arc<Board>>> = BTreeMap::new();
     let order = resolution_order(&parsed);
     for i in order {
@@ -240,16 +253,17 @@ pub fn load_texts(files: Vec<(String, String)>) -> Result<RuleSet, RuleErrors> {
             parent_version(&parsed, p.get_ref(), f.effective_from)
                 .and_then(|pi| resolved.get(&pi).cloned())
         });
-        let (rules, errs) = resolve_file(f, parent_rules.unwrap_or_default());
+        let (rules, removed) = parent_rules.unwrap_or_default();
+        let (rules, removed, errs) = resolve_file(f, rules, removed);
         errors.extend(errs);
-        match build_board(f, &rules) {
+        match build_board(f, &rules, &removed) {
             Ok(board) => boards
                 .entry(board.id.clone())
                 .or_default()
                 .push(Arc::new(board)),
             Err(e) => errors.extend(e),
         }
-        resolved.insert(i, rules);
+        resolved.insert(i, (rules, removed));
     }
     if !errors.is_empty() {
         errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
@@ -483,7 +497,8 @@ pub(super) fn with_source_file(entry: &RawRule, board_source: &str) -> RawRule {
 pub(super) fn resolve_file(
     f: &ParsedFile,
     mut rules: Vec<RawRule>,
-) -> (Vec<RawRule>, Vec<RuleError>) {
+    mut removed: Vec<Removed>,
+) -> (Vec<RawRule>, Vec<Removed>, Vec<RuleError>) {
     let mut errors = Vec::new();
     let board_source = f.raw.board.source.get_ref();
     let parent_name = f
@@ -492,6 +507,30 @@ pub(super) fn resolve_file(
         .extends
         .as_ref()
         .map_or("", |p| p.get_ref().as_str());
+    for entry in &f.raw.remove {
+        let entry = entry.get_ref();
+        let id = entry.id.get_ref();
+        let Some(pos) = rules.iter().position(|r| r.id.get_ref() == id) else {
+            errors.push(f.src.error(
+                Some(entry.id.span()),
+                format!("remove of rule {id:?}, which is not inherited from {parent_name:?}"),
+            ));
+            continue;
+        };
+        if entry.reason.trim().is_empty() {
+            errors.push(f.src.error(
+                Some(entry.id.span()),
+                format!("remove of rule {id:?} needs a reason, shown wherever the rule is missed"),
+            ));
+            continue;
+        }
+        rules.remove(pos);
+        removed.push(Removed {
+            id: id.clone(),
+            reason: entry.reason.trim().to_string(),
+            file: f.src.name.clone(),
+        });
+    }
     for entry in &f.raw.rule {
         let entry = entry.get_ref();
         let id = entry.id.get_ref();
@@ -502,10 +541,14 @@ pub(super) fn resolve_file(
             ));
             continue;
         }
+        // A board may define afresh a rule its parent has, after removing it.
+        removed.retain(|r| r.id != *id);
         let before = errors.len();
         validate_entry(&f.src, entry, entry, true, &mut errors);
         if errors.len() == before {
-            rules.push(with_source_file(entry, board_source));
+            let mut rule = with_source_file(entry, board_source);
+            rule.defined_in = Some(f.src.name.clone());
+            rules.push(rule);
         }
     }
     for entry in &f.raw.overrides {
@@ -529,16 +572,21 @@ pub(super) fn resolve_file(
         let mut merged = rule.clone();
         merged.overlay(&with_source_file(entry, board_source));
         merged.id = entry.id.clone();
+        merged.defined_in = Some(f.src.name.clone());
         let before = errors.len();
         validate_entry(&f.src, entry, &merged, false, &mut errors);
         if errors.len() == before {
             *rule = merged;
         }
     }
-    (rules, errors)
+    (rules, removed, errors)
 }
 
-pub(super) fn build_board(f: &ParsedFile, rules: &[RawRule]) -> Result<Board, Vec<RuleError>> {
+pub(super) fn build_board(
+    f: &ParsedFile,
+    rules: &[RawRule],
+    removed: &[Removed],
+) -> Result<Board, Vec<RuleError>> {
     let b = &f.raw.board;
     let due_soon = b
         .due_soon
@@ -592,6 +640,7 @@ pub(super) fn build_board(f: &ParsedFile, rules: &[RawRule]) -> Result<Board, Ve
         source: b.source.get_ref().clone(),
         due_soon,
         rules: built,
+        removed: removed.to_vec(),
         file: f.src.name.clone(),
         refs,
     })
@@ -675,7 +724,7 @@ pub(super) fn build_rule(r: &RawRule, file: &str) -> Option<Rule> {
             None => None,
         },
         audit_by: r.audit_by.as_ref().map(|a| *a.get_ref()),
-        defined_in: file.to_string(),
+        defined_in: r.defined_in.clone().unwrap_or_else(|| file.to_string()),
     })
 }
 

@@ -96,6 +96,7 @@ events! {
     NextInitialConferenceRequestedAt = "next_initial_conference.requested_at": [StrategyDiscussion],
     NextInitialConferenceHeldAt = "next_initial_conference.held_at": [StrategyDiscussion],
     LastS47StrategyDiscussionHeldAt = "last_s47_strategy_discussion.held_at": [ChildConference],
+    LastStrategyDiscussionHeldAt = "last_strategy_discussion.held_at": [ChildConference],
     ConferenceRequestedAt = "conference.requested_at": [Conference, ChildConference, Invitation],
     ConferenceTransferNotifiedAt = "conference.transfer_notified_at": [Conference, ChildConference, Invitation],
     ConferenceDate = "conference.date": [Conference, ChildConference, Invitation],
@@ -290,6 +291,28 @@ impl Rule {
     }
 }
 
+/// A board version's rules by where they come from ([`RuleSet::lineage`]).
+#[derive(Debug, Default)]
+pub struct Lineage<'b> {
+    /// The board it extends, if any.
+    pub parent: Option<String>,
+    pub inherited: Vec<&'b str>,
+    pub overridden: Vec<&'b str>,
+    pub added: Vec<&'b str>,
+    /// Removed by this board's own file (a parent's removals are inherited).
+    pub removed: Vec<&'b Removed>,
+}
+
+/// An inherited rule a board removed (`[[remove]]`), and why: shown by
+/// `rules check` and `explain`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Removed {
+    pub id: String,
+    pub reason: String,
+    /// The rule file that removed it.
+    pub file: String,
+}
+
 /// One version of one board's procedure, with the rules it inherits.
 #[derive(Debug, Clone)]
 pub struct Board {
@@ -303,6 +326,8 @@ pub struct Board {
     pub source: String,
     pub due_soon: Offset,
     pub rules: Vec<Rule>,
+    /// Inherited rules this board (or a board it extends) removed, with why.
+    pub removed: Vec<Removed>,
     pub file: String,
     /// Each rule's [`RuleRef`], in the order of `rules`.
     pub(super) refs: Vec<Arc<RuleRef>>,
@@ -390,6 +415,45 @@ impl RuleSet {
             ),
             None => (None, None),
         }
+    }
+
+    /// The version of `board` in force on `day` (the earliest covers the time before it).
+    pub fn in_force(&self, board: &str, day: NaiveDate) -> Option<&Arc<Board>> {
+        let versions = self.boards.get(board)?;
+        versions
+            .iter()
+            .rev()
+            .find(|b| b.effective_from <= day)
+            .or_else(|| versions.first())
+    }
+
+    /// What a board version takes from the board it extends and what it does
+    /// itself: the rules it inherits as they are, overrides, adds and removes.
+    pub fn lineage<'b>(&self, board: &'b Board) -> Lineage<'b> {
+        let parent = board
+            .extends
+            .as_deref()
+            .and_then(|p| self.in_force(p, board.effective_from));
+        let has = |id: &str| parent.is_some_and(|p| p.rule(id).is_some());
+        let mut l = Lineage {
+            parent: parent.map(|p| p.id.clone()),
+            ..Lineage::default()
+        };
+        for r in &board.rules {
+            let own = r.defined_in == board.file;
+            let list = match (own, has(&r.id)) {
+                (false, _) => &mut l.inherited,
+                (true, true) => &mut l.overridden,
+                (true, false) => &mut l.added,
+            };
+            list.push(r.id.as_str());
+        }
+        l.removed = board
+            .removed
+            .iter()
+            .filter(|r| r.file == board.file)
+            .collect();
+        l
     }
 }
 
