@@ -857,6 +857,13 @@ fn adjourned_and_deferred_conferences_reconvene_in_time() {
             "adjourned",
             "2027-02-03T23:59:59Z",
         ),
+        // Pan-Dorset's note treats deferring the decision as the same step.
+        (
+            "pan-dorset",
+            "reconvene-adjourned",
+            "deferred",
+            "2027-02-03T23:59:59Z",
+        ),
         (
             "bolton",
             "reconvene-not-quorate",
@@ -1951,4 +1958,24 @@ fn barnsley_pre_birth_conferences_are_timed_from_the_due_date_alone() {
     conf_mut(&mut s, "CONF-1").kind = "pre_birth".into();
     let e = eval(&s, "2027-02-01T09:00:00Z");
     one(&e, "hampshire-4lscb", "icpc-timeliness", |_| true);
+}
+
+/// Hampshire circulates the plan after every conference that makes or
+/// continues one: a review that continues the plan revises it.
+#[test]
+fn hampshire_circulates_the_plan_after_reviews_that_continue_it() {
+    let mut s = fixture("hampshire-4lscb");
+    conf_mut(&mut s, "CONF-2").plan_circulated_at = Some(t("2027-04-08T12:00:00Z"));
+    let e = eval(&s, "2027-11-01T09:00:00Z");
+    for rule in ["plan-circulated", "plan-hard-copy"] {
+        for conf in ["CONF-1", "CONF-2", "CONF-3"] {
+            one(&e, "hampshire-4lscb", rule, |o| {
+                o.conference.as_deref() == Some(conf)
+            });
+        }
+    }
+    let o = one(&e, "hampshire-4lscb", "plan-circulated", |o| {
+        o.conference.as_deref() == Some("CONF-2")
+    });
+    assert_eq!(o.status, Status::Met, "{o:#?}");
 }
