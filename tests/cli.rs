@@ -175,7 +175,9 @@ fn demo_then_check_and_explain_on_the_embedded_database() {
     assert!(
         text.contains("Timeline")
             && text.contains("icpc-timeliness: strategy discussion")
-            && text.contains("source: "),
+            && text.contains("source: ")
+            && (text.contains(", paragraph ") || text.contains(", section \u{201c}"))
+            && !text.contains(".txt"),
         "{text}"
     );
 

@@ -429,6 +429,11 @@ async fn smtp_delivers_one_message_per_recipient_with_the_items() {
         .find("Minutes distributed within 15 working days")
         .expect("minutes item");
     assert!(decision < minutes, "items in deadline order: {text}");
+    // Each item cites its procedure by name and section, not by file.
+    assert!(
+        text.contains("Source: Minimum Standards for Child Protection Conferences (Barnsley Safeguarding Children Board, undated), section \u{201c}9. Reviewing Period\u{201d}: \u{201c}"),
+        "{text}"
+    );
     assert!(
         text.contains("was due by 23:59 on Wed 3 Feb 2027, 7 working days overdue"),
         "{text}"

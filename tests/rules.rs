@@ -661,3 +661,30 @@ fn citations_name_the_paragraph_their_sentence_is_in() {
         Some("Pan-Dorset note after 2.60")
     );
 }
+
+#[test]
+fn sources_cite_the_document_and_its_paragraph_or_section() {
+    let set = repo_rules();
+    let cite = |b: &str, r: &str| {
+        set.latest(b)
+            .and_then(|x| x.rule(r))
+            .map(|r| r.source.citation())
+            .expect("rule")
+    };
+    // An inherited rule cites the document it comes from, not the board's.
+    assert_eq!(
+        cite("barnsley", "referral-decision"),
+        "Working Together to Safeguard Children (HM Government, 2010), paragraph 2.36, as reproduced in the Pan-Dorset Inter-Agency Safeguarding Procedures, chapter 2 (November 2010)"
+    );
+    assert_eq!(
+        cite("barnsley", "minutes-circulated"),
+        "Minimum Standards for Child Protection Conferences (Barnsley Safeguarding Children Board, undated), section \u{201c}9. Reviewing Period\u{201d}"
+    );
+    // Every rule of every board names a document, never only a file.
+    for b in set.boards.values().flatten() {
+        for r in &b.rules {
+            assert!(r.source.document.is_some(), "{} {}", b.id, r.id);
+            assert!(!r.source.citation().contains(".txt"), "{} {}", b.id, r.id);
+        }
+    }
+}

@@ -513,9 +513,8 @@ fn write_obligation(
         let src = rule.source_for(kind);
         writeln!(
             w,
-            "  source: {}, {} (as in force in {}, version {}): \"{}\"",
-            src.file.as_deref().unwrap_or(&version.source),
-            src.section,
+            "  source: {}; in force in {}, version {}: \"{}\"",
+            src.citation(),
             version.name,
             version.version,
             src.quote

@@ -77,6 +77,10 @@ pub(super) struct RawBoard {
     #[serde(default = "default_tz")]
     pub(super) time_zone: Spanned<String>,
     pub(super) source: Spanned<String>,
+    /// The procedure as people cite it: title, publisher, date or version.
+    pub(super) document: Option<String>,
+    /// Where the procedure's text is reproduced, when `source` is a reproduction.
+    pub(super) reproduced_in: Option<String>,
     pub(super) due_soon: Option<Spanned<String>>,
 }
 
@@ -472,12 +476,23 @@ pub(super) fn resolution_order(parsed: &[ParsedFile]) -> Vec<usize> {
 }
 
 /// An entry whose source names no seed file quotes its own board's document.
-pub(super) fn with_source_file(entry: &RawRule, board_source: &str) -> RawRule {
+/// The entry with its sources completed from the board that sets it: the
+/// procedure's file (when the source names none) and the document.
+pub(super) fn with_source_file(entry: &RawRule, board: &RawBoard) -> RawRule {
+    let document = board.document.as_ref().map(|title| Document {
+        title: title.clone(),
+        reproduced_in: board.reproduced_in.clone(),
+    });
+    let complete = |s: &mut Source| {
+        s.file
+            .get_or_insert_with(|| board.source.get_ref().to_string());
+        s.document = document.clone();
+    };
     let mut e = entry.clone();
     if let Some(src) = e.source.as_mut() {
         let span = src.span();
         let mut value = src.get_ref().clone();
-        value.file.get_or_insert_with(|| board_source.to_string());
+        complete(&mut value);
         *src = Spanned::new(span, value);
     }
     for v in e.variant.iter_mut().flatten() {
@@ -486,7 +501,7 @@ pub(super) fn with_source_file(entry: &RawRule, board_source: &str) -> RawRule {
         if let Some(s) = value.source.as_mut() {
             let sspan = s.span();
             let mut sv = s.get_ref().clone();
-            sv.file.get_or_insert_with(|| board_source.to_string());
+            complete(&mut sv);
             *s = Spanned::new(sspan, sv);
         }
         *v = Spanned::new(span, value);
@@ -500,7 +515,6 @@ pub(super) fn resolve_file(
     mut removed: Vec<Removed>,
 ) -> (Vec<RawRule>, Vec<Removed>, Vec<RuleError>) {
     let mut errors = Vec::new();
-    let board_source = f.raw.board.source.get_ref();
     let parent_name = f
         .raw
         .board
@@ -546,7 +560,7 @@ pub(super) fn resolve_file(
         let before = errors.len();
         validate_entry(&f.src, entry, entry, true, &mut errors);
         if errors.len() == before {
-            let mut rule = with_source_file(entry, board_source);
+            let mut rule = with_source_file(entry, &f.raw.board);
             rule.defined_in = Some(f.src.name.clone());
             rules.push(rule);
         }
@@ -570,7 +584,7 @@ pub(super) fn resolve_file(
             continue;
         };
         let mut merged = rule.clone();
-        merged.overlay(&with_source_file(entry, board_source));
+        merged.overlay(&with_source_file(entry, &f.raw.board));
         merged.id = entry.id.clone();
         merged.defined_in = Some(f.src.name.clone());
         let before = errors.len();

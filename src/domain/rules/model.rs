@@ -227,10 +227,51 @@ pub struct StandardSpec {
 #[derive(Debug, Clone, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
-    /// Seed file; defaults to the board's `source`.
+    /// The procedure's text the quote is from; defaults to the board's `source`.
     pub file: Option<String>,
     pub section: String,
     pub quote: String,
+    /// The document, as the rule file that set the quote names it (`[board]
+    /// document`, and `reproduced_in` where the text is a reproduction).
+    #[serde(skip)]
+    pub document: Option<Document>,
+}
+
+/// A procedure as people cite it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Document {
+    /// Title, publisher and date or version, e.g. "Working Together to
+    /// Safeguard Children (2010)".
+    pub title: String,
+    /// Where the text quoted is reproduced, if it is not the original.
+    pub reproduced_in: Option<String>,
+}
+
+impl Source {
+    /// The source as a person reads it: "Working Together to Safeguard
+    /// Children (2010), paragraph 2.87, as reproduced in the Pan-Dorset
+    /// Inter-Agency Safeguarding Procedures (November 2010)". A numbered
+    /// paragraph is a paragraph; any other section is named in quotes. With
+    /// no document declared, the file the quote is from stands for it.
+    pub fn citation(&self) -> String {
+        let paragraph = !self.section.is_empty()
+            && self.section.chars().all(|c| c.is_ascii_digit() || c == '.');
+        let place = if paragraph {
+            format!("paragraph {}", self.section)
+        } else {
+            format!("section \u{201c}{}\u{201d}", self.section)
+        };
+        match &self.document {
+            Some(d) => match &d.reproduced_in {
+                Some(r) => format!("{}, {place}, as reproduced in {r}", d.title),
+                None => format!("{}, {place}", d.title),
+            },
+            None => format!(
+                "{}, {place}",
+                self.file.as_deref().unwrap_or("the procedure")
+            ),
+        }
+    }
 }
 
 // ------------------------------------------------------------ resolved rules

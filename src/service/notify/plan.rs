@@ -455,12 +455,6 @@ fn item(
         due_at: o.due_at,
         deadline: deadline_words(o, cal, now),
         meets: meets(rule),
-        source: format!(
-            "{} ({}), {}: \u{201c}{}\u{201d}",
-            board.name,
-            src.file.as_deref().unwrap_or(&board.source),
-            src.section,
-            src.quote
-        ),
+        source: format!("{}: \u{201c}{}\u{201d}", src.citation(), src.quote),
     }
 }
