@@ -1979,3 +1979,40 @@ fn hampshire_circulates_the_plan_after_reviews_that_continue_it() {
     });
     assert_eq!(o.status, Status::Met, "{o:#?}");
 }
+
+/// Hampshire: each agency shares its report with the family before the
+/// conference, with no time set: a standard checked at the conference.
+#[test]
+fn hampshire_reports_are_shared_with_the_family_before_the_conference() {
+    let at = |s: &cpwatch::domain::case::CaseState, agency: &str| {
+        let e = eval(s, "2027-02-01T09:00:00Z");
+        let o = one(&e, "hampshire-4lscb", "report-shared-with-family", |o| {
+            o.conference.as_deref() == Some("CONF-1") && o.agency.as_deref() == Some(agency)
+        });
+        (o.status, o.met_at, o.due_at)
+    };
+    let mut s = fixture("hampshire-4lscb");
+    // Shared on Friday 8 January, before the conference (Wednesday 13 January 10:00).
+    assert_eq!(
+        at(&s, "AG-POL"),
+        (
+            Status::Met,
+            Some(t("2027-01-08T12:00:00Z")),
+            t("2027-01-13T10:00:00Z")
+        )
+    );
+    inv_mut(&mut s, "CONF-1", "AG-POL").report_shared_with_family_at =
+        Some(t("2027-01-13T15:00:00Z"));
+    assert_eq!(at(&s, "AG-POL").0, Status::Overdue, "shared only after it");
+    inv_mut(&mut s, "CONF-1", "AG-POL").report_shared_with_family_at = None;
+    assert_eq!(at(&s, "AG-POL").0, Status::Overdue, "never shared");
+    // Before the conference it is still to come.
+    let e = eval(&s, "2027-01-11T09:00:00Z");
+    let o = one(&e, "hampshire-4lscb", "report-shared-with-family", |o| {
+        o.conference.as_deref() == Some("CONF-1") && o.agency.as_deref() == Some("AG-POL")
+    });
+    assert!(
+        matches!(o.status, Status::Pending | Status::DueSoon),
+        "{o:#?}"
+    );
+}

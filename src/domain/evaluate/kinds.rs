@@ -163,6 +163,15 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         let met = match spec.check.as_str() {
             "quoracy" => ctx.conference.is_some_and(|conf| self.quorate(spec, conf)),
             "advocacy_offered" => ctx.cc.is_some_and(|cc| cc.advocacy_offered == Some(true)),
+            // The agency's report shared with the family before the conference.
+            "report_shared" => {
+                let shared = ctx
+                    .invitation
+                    .and_then(|i| i.report_shared_with_family_at)
+                    .filter(|t| *t <= at);
+                o.met_at = shared;
+                shared.is_some()
+            }
             "exception_recorded" => false,
             "core_assessment_completed" => {
                 let Some(end) = ctx.plan.and_then(|p| p.ended_on) else {

@@ -137,6 +137,7 @@ pub const STANDARDS: &[&str] = &[
     "advocacy_offered",
     "exception_recorded",
     "core_assessment_completed",
+    "report_shared",
 ];
 
 pub const VOID_WHEN: &[&str] = &["conference_cancelled", "plan_ended_before_deadline"];
