@@ -2016,3 +2016,27 @@ fn hampshire_reports_are_shared_with_the_family_before_the_conference() {
         "{o:#?}"
     );
 }
+
+/// Working Together 2.141 sets the quorum for review conferences; Hampshire's
+/// guidance adds nothing, so its initial conferences are not judged by it,
+/// while boards whose procedures set it "at every conference" judge both.
+#[test]
+fn the_quorum_applies_to_the_conferences_each_procedure_names() {
+    let quoracy = |board: &str, conf: &str| {
+        let e = eval(&fixture(board), "2027-11-01T09:00:00Z");
+        e.obligations
+            .iter()
+            .filter(|o| &*o.of.rule == "quoracy" && o.conference.as_deref() == Some(conf))
+            .count()
+    };
+    assert_eq!(
+        quoracy("hampshire-4lscb", "CONF-1"),
+        0,
+        "an initial conference"
+    );
+    assert_eq!(quoracy("hampshire-4lscb", "CONF-2"), 1, "a review");
+    for board in ["pan-dorset", "barnsley", "bolton", "cwm-taf-morgannwg"] {
+        assert_eq!(quoracy(board, "CONF-1"), 1, "{board}");
+        assert_eq!(quoracy(board, "CONF-2"), 1, "{board}");
+    }
+}
