@@ -2040,3 +2040,50 @@ fn the_quorum_applies_to_the_conferences_each_procedure_names() {
         assert_eq!(quoracy(board, "CONF-2"), 1, "{board}");
     }
 }
+
+/// Barnsley's pre-birth duties run from the decision that a conference is
+/// needed, before any conference is arranged, so a request never made goes
+/// overdue.
+#[test]
+fn barnsley_pre_birth_duties_exist_before_any_conference_is_arranged() {
+    let mut s = fixture("barnsley");
+    s.children[0].date_of_birth = None;
+    s.children[0].expected_due_date = Some(d("2027-05-10"));
+    s.conference_children.clear();
+    s.invitations.clear();
+    s.conferences.clear();
+    s.cp_plans.clear();
+    let e = eval(&s, "2027-02-20T09:00:00Z");
+    // 12 weeks before Monday 10 May 2027 is Monday 15 February.
+    let request = one(&e, "barnsley", "pre-birth-request", |_| true);
+    assert_eq!(
+        (request.status, request.due_at, request.conference.is_none()),
+        (Status::Overdue, t("2027-02-15T23:59:59Z"), true),
+        "{request:#?}"
+    );
+    let held = one(&e, "barnsley", "pre-birth-conference", |_| true);
+    assert!(
+        matches!(held.status, Status::Pending | Status::DueSoon),
+        "{held:#?}"
+    );
+    // An unborn child awaits no initial conference in Barnsley.
+    assert!(e
+        .obligations
+        .iter()
+        .all(|o| &*o.of.rule != "icpc-timeliness"));
+
+    // Once requested and held, the duties are the conference's, and met.
+    let mut c = conference("CONF-PB", "pre_birth", "2027-03-15T10:00:00Z");
+    c.requested_at = Some(t("2027-02-10T09:00:00Z"));
+    s.conferences.push(c);
+    s.conference_children.push(cc("CONF-PB", "C1", "plan"));
+    let e = eval(&s, "2027-04-01T09:00:00Z");
+    for rule in ["pre-birth-request", "pre-birth-conference"] {
+        let o = one(&e, "barnsley", rule, |_| true);
+        assert_eq!(
+            (o.status, o.conference.as_deref()),
+            (Status::Met, Some("CONF-PB")),
+            "{o:#?}"
+        );
+    }
+}

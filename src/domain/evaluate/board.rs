@@ -229,9 +229,9 @@ impl<'e, 'a> BoardEval<'e, 'a> {
     }
 
     /// The child's last s47 strategy discussion, when it decided on a conference
-    /// and no initial or pre-birth conference has been arranged after it. A
-    /// rule that leaves pre-birth conferences out (a board that times them
-    /// from the expected date of delivery) awaits none for an unborn child.
+    /// and no initial or pre-birth conference has been arranged after it. An
+    /// unborn child awaits a pre-birth conference and any other child an
+    /// initial one: a rule for one kind only awaits none for the other.
     pub(super) fn awaiting_conference(
         &self,
         rule: &'a Rule,
@@ -247,7 +247,8 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         last.conference_decided_at?;
         let kinds = rule.filter.conference_kind.as_deref().unwrap_or(&[]);
         let unborn = child.expected_due_date.is_some() && child.date_of_birth.is_none();
-        if unborn && !kinds.is_empty() && !kinds.iter().any(|k| k == "pre_birth") {
+        let wants = |kind: &str| kinds.is_empty() || kinds.iter().any(|k| k == kind);
+        if !wants(if unborn { "pre_birth" } else { "initial" }) {
             return None;
         }
         let arranged = self
