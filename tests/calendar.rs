@@ -515,3 +515,42 @@ fn the_zone_table_agrees_with_chrono_tz_everywhere() {
         }
     }
 }
+
+proptest! {
+    /// Any offset a rule file may hold, from any instant a case may record:
+    /// it parses or is refused, and a deadline is worked out or is an error,
+    /// never a panic (a panic stops the service).
+    #[test]
+    fn any_offset_from_any_instant_is_a_deadline_or_an_error(
+        negative in any::<bool>(),
+        amount in prop_oneof![0i64..200, 0i64..100_000, 0i64..=i64::MAX],
+        unit in prop::sample::select(vec!["working days", "hours", "days", "weeks", "months"]),
+        at in prop::option::of(0u32..24),
+        secs in -62_000_000_000i64..250_000_000_000i64,
+    ) {
+        let text = format!(
+            "{}{amount} {unit}{}",
+            if negative { "-" } else { "+" },
+            at.map(|h| format!(" at {h:02}:00")).unwrap_or_default()
+        );
+        let Ok(offset) = text.parse::<Offset>() else { return Ok(()) };
+        let start = DateTime::from_timestamp(secs, 0).expect("in range");
+        let _ = cal().deadline(start, &offset);
+    }
+}
+
+#[test]
+fn offsets_longer_than_a_century_are_refused() {
+    for text in [
+        "+2562047788015 hours",
+        "+40000 working days",
+        "-1300 months",
+        "+40000 days",
+    ] {
+        let e = text.parse::<Offset>().expect_err(text);
+        assert!(e.contains("more than a century"), "{text}: {e}");
+    }
+    for text in ["+876000 hours", "+26100 working days", "-1200 months"] {
+        text.parse::<Offset>().expect(text);
+    }
+}

@@ -37,6 +37,8 @@ pub enum CalendarError {
         division: String,
         available: String,
     },
+    #[error("{date} {offset} is beyond the dates cpwatch can count")]
+    OutOfRange { date: String, offset: String },
     #[error("the calendar {division:?} in {file} covers {first}–{last}; {year} is not covered: point `calendar_file` at a newer gov.uk bank-holidays.json")]
     YearNotCovered {
         division: String,
@@ -418,6 +420,20 @@ pub enum Unit {
     Months,
 }
 
+impl Unit {
+    /// A century in this unit: longer than any procedure's timescale, and
+    /// short enough that no date arithmetic can overflow.
+    fn longest(self) -> i64 {
+        match self {
+            Unit::WorkingDays => 100 * 261,
+            Unit::Hours => 100 * 366 * 24,
+            Unit::Days => 100 * 366,
+            Unit::Weeks => 100 * 53,
+            Unit::Months => 100 * 12,
+        }
+    }
+}
+
 /// The amount of an offset: a number, or a case field (a plan's visiting interval).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Amount {
@@ -482,6 +498,12 @@ impl FromStr for Offset {
             }
         };
         let amount = match number.parse::<i64>() {
+            Ok(n) if n > unit.longest() => {
+                return Err(format!(
+                    "offset {s:?}: {n} is more than a century of {}; no procedure sets a timescale that long",
+                    unit_words.join(" ")
+                ))
+            }
             Ok(n) if n >= 0 => Amount::Fixed(if negative { -n } else { n }),
             Ok(_) => return Err(format!("offset {s:?}: put the sign before the number")),
             Err(_) if OFFSET_FIELDS.contains(&number) => Amount::Field {
@@ -763,10 +785,10 @@ impl Calendar {
         let n = offset.fixed();
         let result = match offset.unit {
             Unit::WorkingDays => self.add_working_days(date, n)?,
-            Unit::Days => date + Duration::days(n),
-            Unit::Weeks => date + Duration::days(7 * n),
+            Unit::Days => shift_days(date, n, offset)?,
+            Unit::Weeks => shift_days(date, n.saturating_mul(7), offset)?,
             Unit::Months => add_months(date, n),
-            Unit::Hours => date + Duration::days(n.div_euclid(24)),
+            Unit::Hours => shift_days(date, n.div_euclid(24), offset)?,
         };
         Ok(result)
     }
@@ -778,7 +800,12 @@ impl Calendar {
         offset: &Offset,
     ) -> Result<DateTime<Utc>, CalendarError> {
         if offset.unit == Unit::Hours {
-            return Ok(start + Duration::hours(offset.fixed()));
+            return Duration::try_hours(offset.fixed())
+                .and_then(|d| start.checked_add_signed(d))
+                .ok_or_else(|| CalendarError::OutOfRange {
+                    date: start.to_rfc3339(),
+                    offset: offset.to_string(),
+                });
         }
         if offset.unit == Unit::WorkingDays {
             if let Some(due) = self.working_deadline(start, offset) {
@@ -876,6 +903,17 @@ impl Calendar {
         }
         Ok(count.max(1))
     }
+}
+
+/// `date` moved `days` on, where dates go (a case date near the end of what a
+/// date can hold, with a long offset, goes beyond it).
+fn shift_days(date: NaiveDate, days: i64, offset: &Offset) -> Result<NaiveDate, CalendarError> {
+    Duration::try_days(days)
+        .and_then(|d| date.checked_add_signed(d))
+        .ok_or_else(|| CalendarError::OutOfRange {
+            date: date.to_string(),
+            offset: offset.to_string(),
+        })
 }
 
 /// Same day-of-month `n` months on, clamped to the month's last day.
