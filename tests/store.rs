@@ -676,3 +676,57 @@ async fn a_table_that_cannot_be_read_fails_the_load_whichever_connection_reads_i
     drop(pg);
     db.finish().await;
 }
+
+/// `updated_at` in SQLite's own form (an ETL writing CURRENT_TIMESTAMP) reads
+/// as the instant it is; one SQLite cannot read is a finding about its row,
+/// and neither stops a full or an incremental read.
+#[tokio::test]
+async fn sqlite_reads_its_own_timestamps_and_reports_unreadable_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("ts.db").display());
+    let s = store::connect(&url, true).await.expect("sqlite");
+    s.migrate(false).await.expect("migrate");
+    s.replace_case_data(&fixture("bolton"))
+        .await
+        .expect("write");
+    drop(s);
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("raw");
+    for sql in [
+        "UPDATE children SET updated_at = '2099-12-04 20:30:00'",
+        "UPDATE core_groups SET updated_at = 'yesterday'",
+    ] {
+        conn.execute(sql).await.expect("update");
+    }
+    conn.close().await.expect("close");
+    let s = store::connect(&url, false).await.expect("sqlite");
+    let full = s.load_since(None).await.expect("a full read");
+    assert_eq!(
+        full.watermark,
+        Some(t("2099-12-04T20:30:00Z")),
+        "SQLite's own form, read as UTC"
+    );
+    let unreadable: Vec<&str> = full
+        .state
+        .load_findings
+        .iter()
+        .filter(|f| f.kind == "unreadable_value" && f.table == "core_groups")
+        .map(|f| f.row.as_str())
+        .collect();
+    assert!(!unreadable.is_empty(), "{:?}", full.state.load_findings);
+    assert_eq!(
+        unreadable.len(),
+        full.state.core_groups.len(),
+        "every core group, once"
+    );
+    assert!(!full.state.core_groups.is_empty(), "the rows still load");
+    // An incremental read after the watermark sees nothing new and fails not.
+    let later = s
+        .load_since(full.watermark)
+        .await
+        .expect("an incremental read");
+    assert!(
+        later.state.children.is_empty(),
+        "{:?}",
+        later.state.children
+    );
+}

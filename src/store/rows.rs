@@ -414,6 +414,11 @@ impl Loader {
         }
     }
 
+    /// A finding about a row, made apart from reading its values.
+    pub fn finding(&mut self, finding: Finding) {
+        self.findings.push(finding);
+    }
+
     /// Takes in the rows another loader read (of other tables, or more of the same).
     pub fn join(&mut self, other: Loader) {
         macro_rules! append {

@@ -13,6 +13,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use super::rows::{parse_date, parse_instant, Get, Loader};
 use super::{chunk_rows, rows_of, select_sql, Loaded, Migration, Store, StoreError, Val, TABLES};
 use crate::domain::case::{CaseState, Instant};
+use crate::domain::evaluate::Finding;
 
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -161,22 +162,35 @@ impl Store for SqliteStore {
             .begin()
             .await
             .map_err(|e| self.err("starting a read", e))?;
-        // Instants are text with any offset: compared as instants, not as text.
+        // Instants are text with any offset, or in SQLite's own forms (an
+        // ETL writing CURRENT_TIMESTAMP gives '2026-12-04 20:30:00', UTC):
+        // compared as instants, not as text. One SQLite cannot read is a
+        // finding about its row (at each full read), not a failed load.
         let mut watermark: Option<Instant> = None;
         for (table, _) in TABLES {
             let newest: Option<String> = sqlx::query_scalar(&format!(
-                "SELECT updated_at FROM {table} ORDER BY julianday(updated_at) DESC LIMIT 1"
+                "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', max(julianday(updated_at))) FROM {table}"
             ))
             .fetch_optional(&mut *tx)
             .await
             .map_err(|e| self.err(&format!("reading {table}.updated_at"), e))?;
-            if let Some(t) = newest.as_deref().map(parse_instant) {
+            if let Some(t) = newest
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(parse_instant)
+            {
                 let t = t.map_err(|e| StoreError::Query {
                     url: self.describe(),
                     what: format!("reading {table}.updated_at"),
                     reason: e,
                 })?;
                 watermark = watermark.max(Some(t));
+            }
+        }
+        if since.is_none() {
+            for (table, cols) in TABLES {
+                self.unreadable_updated_at(&mut tx, table, cols, &mut loader)
+                    .await?;
             }
         }
         let since = since.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true));
@@ -291,6 +305,45 @@ impl Store for SqliteStore {
             ))),
             Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Connect { url: self.url.clone(), reason: format!("locking {}: {e}", path.display()), hint: "check the file system supports locks".into() }),
         }
+    }
+}
+
+impl SqliteStore {
+    /// A finding for each row whose `updated_at` SQLite cannot read as a time:
+    /// the row is read whole at every full read, but an incremental read,
+    /// which compares `updated_at`, cannot see when it changes.
+    async fn unreadable_updated_at(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        table: &str,
+        cols: &[&str],
+        loader: &mut Loader,
+    ) -> Result<(), StoreError> {
+        let id = match table {
+            "conference_children" => "conference_id || '/' || child_id",
+            "invitations" => "conference_id || '/' || agency_id",
+            _ if cols.contains(&"id") => "id",
+            _ => return Ok(()),
+        };
+        let bad: Vec<(String, String)> = sqlx::query_as(&format!(
+            "SELECT {id}, updated_at FROM {table} WHERE julianday(updated_at) IS NULL"
+        ))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.err(&format!("reading {table}.updated_at"), e))?;
+        for (row, value) in bad {
+            loader.finding(Finding::new(
+                "unreadable_value",
+                table,
+                &row,
+                format!(
+                    "updated_at {value:?} is not a time SQLite can read (RFC 3339, or its own \
+                     'YYYY-MM-DD HH:MM:SS'): the row is read at every full read, but incremental \
+                     ticks cannot see its changes"
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
