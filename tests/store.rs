@@ -730,3 +730,27 @@ async fn sqlite_reads_its_own_timestamps_and_reports_unreadable_ones() {
         later.state.children
     );
 }
+
+/// With SQLite only one instance sends: a second one reaching the same file
+/// by another path (a symbolic link) is refused as well.
+#[tokio::test]
+async fn one_sqlite_sender_whatever_path_names_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let real = dir.path().join("a.db");
+    let link = dir.path().join("b.db");
+    let first = store::connect(&format!("sqlite://{}", real.display()), true)
+        .await
+        .expect("sqlite");
+    first.migrate(false).await.expect("migrate");
+    std::os::unix::fs::symlink(&real, &link).expect("link");
+    let second = store::connect(&format!("sqlite://{}", link.display()), false)
+        .await
+        .expect("sqlite through the link");
+    assert!(first.leadership().await.expect("the first sends"));
+    match second.leadership().await {
+        Err(store::StoreError::AlreadyRunning(why)) => {
+            assert!(why.contains("another cpwatch is already running"), "{why}")
+        }
+        other => panic!("the second instance must not send: {other:?}"),
+    }
+}

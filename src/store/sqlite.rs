@@ -282,7 +282,10 @@ impl Store for SqliteStore {
         if held.is_some() {
             return Ok(true);
         }
-        let path = self.file.with_extension("db.lock");
+        // Beside the file itself, wherever it is reached from: two instances
+        // naming one database through a link (or `./`) must meet at one lock.
+        let file = std::fs::canonicalize(&self.file).unwrap_or_else(|_| self.file.clone());
+        let path = file.with_extension("db.lock");
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
