@@ -1078,3 +1078,50 @@ async fn incremental_ticks_can_be_turned_off() {
         clock.advance(Duration::minutes(5));
     }
 }
+
+/// Plain-text SMTP only to an address on loopback: a name that merely starts
+/// like one is refused.
+#[test]
+fn plaintext_mail_goes_only_to_a_loopback_address() {
+    let with_host = |host: &str| {
+        let mut c = config();
+        c.mail.transport = cpwatch::service::config::TransportKind::Smtp;
+        c.mail.smtp.host = host.into();
+        c.mail.smtp.tls = TlsMode::None;
+        c.mail.smtp.allow_plaintext = true;
+        c.validate()
+    };
+    for host in ["127.0.0.1", "127.0.0.53", "::1", "[::1]", "localhost"] {
+        assert!(with_host(host).is_ok(), "{host}");
+    }
+    for host in [
+        "127.attacker.example",
+        "localhost.example",
+        "10.0.0.1",
+        "relay.example",
+    ] {
+        let e = with_host(host).expect_err(host).to_string();
+        assert!(e.contains("mail.smtp.tls"), "{host}: {e}");
+    }
+}
+
+/// A password in the database URL's parameters is refused, like one after
+/// the user, and never shown.
+#[test]
+fn a_password_in_the_database_url_is_refused_wherever_it_is() {
+    for url in [
+        "postgres://cp:hunter2@db.example/cases",
+        "postgres://cp@db.example/cases?password=hunter2",
+        "postgres://cp@db.example/cases?sslmode=require&PASSWORD=hunter2",
+    ] {
+        let mut c = config();
+        c.database_url = url.into();
+        let e = c.validate().expect_err(url).to_string();
+        assert!(e.contains("database_url") && !e.contains("hunter2"), "{e}");
+        assert!(!cpwatch::store::redact(url).contains("hunter2"), "{url}");
+    }
+    assert_eq!(
+        cpwatch::store::redact("postgres://cp@db.example/cases?sslmode=require&password=x"),
+        "postgres://cp@db.example/cases?sslmode=require&password=***"
+    );
+}

@@ -389,10 +389,17 @@ impl Config {
             ));
         }
         if self.mail.transport == TransportKind::Smtp && self.mail.smtp.tls == TlsMode::None {
-            let loopback = matches!(
-                self.mail.smtp.host.as_str(),
-                "localhost" | "127.0.0.1" | "::1"
-            ) || self.mail.smtp.host.starts_with("127.");
+            // An address on loopback, not a name that merely starts like one.
+            let host = self
+                .mail
+                .smtp
+                .host
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
             if !(loopback && self.mail.smtp.allow_plaintext) {
                 return Err(key(
                     "mail.smtp.tls",

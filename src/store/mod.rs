@@ -314,25 +314,43 @@ pub async fn connect(url: &str, create: bool) -> Result<Box<dyn Store>, StoreErr
     }
 }
 
-/// A URL with its password replaced by `***`.
+/// The URL as it may be shown: a password, whether after the user
+/// (`user:secret@host`) or as a parameter (`?password=secret`), replaced by
+/// `***`.
 pub fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
-    let rest = &url[scheme_end + 3..];
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let rest = &base[scheme_end + 3..];
     let host_start = rest.find('/').unwrap_or(rest.len());
-    match rest[..host_start].rfind('@') {
+    let mut shown = match rest[..host_start].rfind('@') {
         Some(at) => match rest[..at].find(':') {
             Some(colon) => format!(
                 "{}{}:***{}",
-                &url[..scheme_end + 3],
+                &base[..scheme_end + 3],
                 &rest[..colon],
                 &rest[at..]
             ),
-            None => url.to_string(),
+            None => base.to_string(),
         },
-        None => url.to_string(),
+        None => base.to_string(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_string(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&params.join("&"));
     }
+    shown
 }
 
 /// A value bound into an insert, so both dialects share one table layout.
