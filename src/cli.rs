@@ -654,8 +654,17 @@ async fn run_service(a: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn config_check(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let path = config_path(&a);
+    if !path.is_file() {
+        bail!(
+            "no configuration file at {}: pass --config FILE (see deploy/cpwatch.example.toml)",
+            path.display()
+        );
+    }
     let Settings { config, engine, .. } = load_settings(&a)?;
-    let store = service_store(&config).await?;
+    // A check reads the database as it is: it creates nothing.
+    let url = config.database_url_with_secret(&process_env)?;
+    let store = open(&url, false).await?;
     let state = store.load().await?;
     let boards_without_contacts: Vec<&String> = engine
         .rules

@@ -385,3 +385,73 @@ async fn sigkill_while_sending_loses_nothing_and_duplicates_only_what_a_kill_can
         distinct.len()
     );
 }
+
+/// `config check` refuses what the service could not act on, names the key,
+/// and creates nothing: no file at all, a schedule that never fires,
+/// escalation and retry settings that make no sense, a missing directory.
+#[test]
+fn config_check_refuses_what_the_service_cannot_act_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let check = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_cpwatch"))
+            .current_dir(dir.path())
+            .args(["config", "check"])
+            .args(args)
+            .env_remove("CPWATCH_DATABASE_URL")
+            .output()
+            .expect("cpwatch");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = check(&[]);
+    assert!(
+        code == Some(2) && err.contains("no configuration file"),
+        "{code:?} {err}"
+    );
+    assert!(!dir.path().join("cpwatch.db").exists(), "nothing created");
+
+    let rules = rules_copy(dir.path());
+    let good = write_config(dir.path(), free_port(), &rules);
+    let base = std::fs::read_to_string(&good).expect("config");
+    // The database must exist for a check: make it as a user would.
+    let db = format!("sqlite://{}", dir.path().join("cases.db").display());
+    let made = Command::new(env!("CARGO_BIN_EXE_cpwatch"))
+        .args(["migrate", "--database", &db])
+        .output()
+        .expect("migrate");
+    assert!(made.status.success());
+    let (code, err) = check(&["--config", good.to_str().expect("path")]);
+    assert_eq!(code, Some(0), "{err}");
+    for (extra, key) in [
+        (
+            "[schedule]\nevaluate = \"0 0 0 30 2 *\"\n",
+            "schedule.evaluate",
+        ),
+        (
+            "[reminders]\nescalate_after_working_days = -3\n",
+            "reminders.escalate_after_working_days",
+        ),
+        (
+            "[reminders]\nbackoff_seconds = 7200\nmax_backoff_seconds = 3600\n",
+            "reminders.backoff_seconds",
+        ),
+        (
+            "[reminders]\ntemplates_dir = \"/nonexistent/templates\"\n",
+            "reminders.templates_dir",
+        ),
+        (
+            "[export]\ndirectory = \"/nonexistent/exports\"\n",
+            "export.directory",
+        ),
+    ] {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, format!("{base}{extra}")).expect("write");
+        let (code, err) = check(&["--config", path.to_str().expect("path")]);
+        assert!(
+            code == Some(2) && err.contains(key),
+            "{extra}: {code:?} {err}"
+        );
+    }
+}

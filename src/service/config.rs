@@ -388,6 +388,8 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        self.check_reminders()?;
+        self.check_directories()?;
         if self.mail.transport == TransportKind::Smtp && self.mail.smtp.tls == TlsMode::None {
             // An address on loopback, not a name that merely starts like one.
             let host = self
@@ -405,6 +407,50 @@ impl Config {
                     "mail.smtp.tls",
                     "\"none\" sends mail unencrypted: allowed only to a relay on loopback with mail.smtp.allow_plaintext = true; use \"starttls\" or \"tls\"".into(),
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Escalation and retry settings that can be acted on.
+    fn check_reminders(&self) -> Result<(), ConfigError> {
+        let r = &self.reminders;
+        let key = |k: &str, m: &str| ConfigError::Key {
+            key: k.into(),
+            message: m.into(),
+        };
+        if r.escalate_after_working_days < 0 {
+            return Err(key(
+                "reminders.escalate_after_working_days",
+                "must be 0 or more (working days overdue before escalating)",
+            ));
+        }
+        if r.backoff_seconds < 1 {
+            return Err(key("reminders.backoff_seconds", "must be at least 1"));
+        }
+        if r.backoff_seconds > r.max_backoff_seconds {
+            return Err(key(
+                "reminders.backoff_seconds",
+                "is more than reminders.max_backoff_seconds: the first wait cannot be longer than the longest",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Directories the configuration names must be there.
+    fn check_directories(&self) -> Result<(), ConfigError> {
+        for (k, dir) in [
+            ("reminders.templates_dir", &self.reminders.templates_dir),
+            ("export.directory", &self.export.directory),
+        ] {
+            if let Some(d) = dir.as_ref().filter(|d| !d.is_dir()) {
+                return Err(ConfigError::Key {
+                    key: k.into(),
+                    message: format!(
+                        "{} is not a directory: create it (writable by the service for exports), or remove the key",
+                        d.display()
+                    ),
+                });
             }
         }
         Ok(())
@@ -533,7 +579,18 @@ pub fn cron_check(expr: &str) -> Result<(), String> {
         .map(|_| ())
         .map_err(|e| {
             format!("{expr:?} is not a cron expression with seconds (e.g. \"0 */5 * * * *\"): {e}")
-        })
+        })?;
+    // A schedule that never fires (the 30th of February, say) would leave
+    // the service evaluating once, at start, and never again.
+    let cron = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .build()
+        .parse(expr)
+        .map_err(|e| format!("{expr:?}: {e}"))?;
+    let from = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    cron.find_next_occurrence(&from, false)
+        .map(|_| ())
+        .map_err(|_| format!("{expr:?} never fires: no date matches it"))
 }
 
 /// The process environment, for `Config::load`.
