@@ -298,3 +298,52 @@ async fn sqlite_reads_rows_changed_since_an_instant() {
         "T2 is 09:30Z, though its text sorts after 10:00Z"
     );
 }
+
+/// A row stamped far in the future must not hide the changes made after
+/// it: the watermark never passes the instant of the read.
+#[tokio::test]
+async fn a_future_updated_at_does_not_freeze_incremental_ticks() {
+    use sqlx::{Connection, Executor};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("future.db").display());
+    let store = cpwatch::store::connect(&url, true).await.expect("sqlite");
+    store.migrate(false).await.expect("migrate");
+    store
+        .replace_case_data(&fixture("barnsley"))
+        .await
+        .expect("write");
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("raw");
+    conn.execute("UPDATE children SET updated_at = '9999-12-31T00:00:00Z'")
+        .await
+        .expect("update");
+    let engine = engine();
+    let now = t("2027-01-20T09:00:00Z");
+    let mut kept = Kept::full(&engine, store.load_since(None).await.expect("load"), now);
+    assert_eq!(kept.watermark, Some(now), "capped at the read");
+    // Minutes circulated after the first read, recorded with the time of the change.
+    conn.execute(
+        "UPDATE conferences SET minutes_circulated_at = '2027-01-20T09:02:00Z', \
+         updated_at = '2027-01-20T09:02:00Z' WHERE id = 'CONF-1'",
+    )
+    .await
+    .expect("update");
+    conn.close().await.expect("close");
+    let later = now + Duration::minutes(5);
+    let read = store
+        .load_since(kept.watermark.map(|w| w - Duration::minutes(5)))
+        .await
+        .expect("an incremental read");
+    kept.update(&engine, read, later)
+        .expect("an incremental tick");
+    let minutes = kept
+        .state
+        .conferences
+        .iter()
+        .find(|c| &*c.id == "CONF-1")
+        .and_then(|c| c.minutes_circulated_at);
+    assert_eq!(
+        minutes,
+        Some(t("2027-01-20T09:02:00Z")),
+        "the change is seen"
+    );
+}

@@ -672,7 +672,9 @@ impl Kept {
             },
             horizon,
             until,
-            watermark: loaded.watermark,
+            // Never past the read's own instant: a row stamped in the future
+            // (9999-12-31, say) would hide every change made after it.
+            watermark: loaded.watermark.map(|w| w.min(now)),
             loaded_at: now,
         }
     }
@@ -755,7 +757,7 @@ impl Kept {
         component_tables!(put);
         in_scope.extend(&self.state, &scope);
         self.put_in(engine, &in_scope, now)?;
-        self.watermark = self.watermark.max(changes.watermark);
+        self.watermark = self.watermark.max(changes.watermark.map(|w| w.min(now)));
         Ok(Update {
             rows,
             children: scope.children.len(),
