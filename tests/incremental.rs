@@ -318,7 +318,17 @@ async fn a_future_updated_at_does_not_freeze_incremental_ticks() {
         .expect("update");
     let engine = engine();
     let now = t("2027-01-20T09:00:00Z");
-    let mut kept = Kept::full(&engine, store.load_since(None).await.expect("load"), now);
+    let loaded = store.load_since(None).await.expect("load");
+    assert!(
+        loaded
+            .state
+            .load_findings
+            .iter()
+            .any(|f| f.kind == "updated_at_in_future" && f.table == "children" && f.row == "C1"),
+        "the row is reported: {:?}",
+        loaded.state.load_findings
+    );
+    let mut kept = Kept::full(&engine, loaded, now);
     assert_eq!(kept.watermark, Some(now), "capped at the read");
     // Minutes circulated after the first read, recorded with the time of the change.
     conn.execute(

@@ -709,7 +709,7 @@ async fn sqlite_reads_its_own_timestamps_and_reports_unreadable_ones() {
         .state
         .load_findings
         .iter()
-        .filter(|f| f.kind == "unreadable_value" && f.table == "core_groups")
+        .filter(|f| f.kind == "unreadable_updated_at" && f.table == "core_groups")
         .map(|f| f.row.as_str())
         .collect();
     assert!(!unreadable.is_empty(), "{:?}", full.state.load_findings);
@@ -753,4 +753,29 @@ async fn one_sqlite_sender_whatever_path_names_the_file() {
         }
         other => panic!("the second instance must not send: {other:?}"),
     }
+}
+
+/// PostgreSQL reports a row stamped in the future as SQLite does.
+#[tokio::test]
+async fn a_future_updated_at_is_reported_in_postgres() {
+    let (db, s) = pg_holding("future", &fixture("barnsley")).await;
+    let mut conn = PgConnection::connect(&db.url()).await.expect("connect");
+    conn.execute("UPDATE conferences SET updated_at = '9999-12-31T00:00:00Z' WHERE id = 'CONF-1'")
+        .await
+        .expect("update");
+    conn.close().await.expect("close");
+    let loaded = s.load_since(None).await.expect("load");
+    assert!(
+        loaded
+            .state
+            .load_findings
+            .iter()
+            .any(|f| f.kind == "updated_at_in_future"
+                && f.table == "conferences"
+                && f.row == "CONF-1"),
+        "{:?}",
+        loaded.state.load_findings
+    );
+    drop(s);
+    db.finish().await;
 }

@@ -370,6 +370,31 @@ fn ot(s: &Option<Text>) -> Val {
     Val::Text(s.as_deref().map(String::from))
 }
 
+/// The SQL naming a row of a case table in findings: its id, or for the two
+/// link tables the ids they link (`conference_id/child_id`,
+/// `conference_id/agency_id`), as evaluation's findings name them.
+pub fn row_id_sql(table: &str) -> &'static str {
+    match table {
+        "conference_children" => "conference_id || '/' || child_id",
+        "invitations" => "conference_id || '/' || agency_id",
+        _ => "id",
+    }
+}
+
+/// A finding about a row whose `updated_at` is later than the database's
+/// own clock allows: incremental ticks read it again every tick until then.
+pub fn future_updated_at(table: &str, row: &str, value: &str) -> crate::domain::evaluate::Finding {
+    crate::domain::evaluate::Finding::new(
+        "updated_at_in_future",
+        table,
+        row,
+        format!(
+            "updated_at {value} is in the future: the row is read again at every tick until then; \
+             correct it to the time the row last changed"
+        ),
+    )
+}
+
 /// Every case table: its columns as loaded and written, in contract order.
 pub const TABLES: &[(&str, &[&str])] = &[
     ("agencies", &["id", "name", "professional_group", "email"]),

@@ -67,6 +67,28 @@ impl PgStore {
         })
     }
 
+    /// A finding for each row whose `updated_at` is more than a day past the
+    /// database's clock (found through the `updated_at` index).
+    async fn future_updated_at(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        loader: &mut Loader,
+    ) -> Result<(), StoreError> {
+        for (table, _) in TABLES {
+            let id = super::row_id_sql(table);
+            let ahead: Vec<(String, String)> = sqlx::query_as(&format!(
+                "SELECT {id}, updated_at::text FROM {table} WHERE updated_at > now() + interval '1 day'"
+            ))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| self.err(&format!("reading {table}.updated_at"), e))?;
+            for (row, value) in ahead {
+                loader.finding(super::future_updated_at(table, &row, &value));
+            }
+        }
+        Ok(())
+    }
+
     /// A second reading of the same snapshot, unless the database refused
     /// one before: then the load reads on one connection from now on.
     async fn second_reading(&self, snapshot: &str) -> Option<Reading> {
@@ -727,6 +749,9 @@ impl Store for PgStore {
             None => None,
         };
         let mut loader = mine?;
+        if since.is_none() {
+            self.future_updated_at(&mut first, &mut loader).await?;
+        }
         let second = match other {
             None => None,
             Some((tx, read)) => {

@@ -322,12 +322,10 @@ impl SqliteStore {
         cols: &[&str],
         loader: &mut Loader,
     ) -> Result<(), StoreError> {
-        let id = match table {
-            "conference_children" => "conference_id || '/' || child_id",
-            "invitations" => "conference_id || '/' || agency_id",
-            _ if cols.contains(&"id") => "id",
-            _ => return Ok(()),
-        };
+        if !cols.contains(&"id") && super::row_id_sql(table) == "id" {
+            return Ok(());
+        }
+        let id = super::row_id_sql(table);
         let bad: Vec<(String, String)> = sqlx::query_as(&format!(
             "SELECT {id}, updated_at FROM {table} WHERE julianday(updated_at) IS NULL"
         ))
@@ -336,7 +334,7 @@ impl SqliteStore {
         .map_err(|e| self.err(&format!("reading {table}.updated_at"), e))?;
         for (row, value) in bad {
             loader.finding(Finding::new(
-                "unreadable_value",
+                "unreadable_updated_at",
                 table,
                 &row,
                 format!(
@@ -345,6 +343,15 @@ impl SqliteStore {
                      ticks cannot see its changes"
                 ),
             ));
+        }
+        let ahead: Vec<(String, String)> = sqlx::query_as(&format!(
+            "SELECT {id}, updated_at FROM {table} WHERE julianday(updated_at) > julianday('now', '+1 day')"
+        ))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.err(&format!("reading {table}.updated_at"), e))?;
+        for (row, value) in ahead {
+            loader.finding(super::future_updated_at(table, &row, &value));
         }
         Ok(())
     }
