@@ -511,3 +511,44 @@ async fn the_command_on_the_demo_database_and_on_postgresql() {
     assert_eq!(o.status.code(), Some(2));
     db.finish().await;
 }
+
+/// Replacing a file (`--force`) leaves one for its owner only, and never
+/// writes through a symbolic link to whatever it points at.
+#[test]
+fn a_forced_export_replaces_the_name_for_its_owner_only() {
+    let (state, e) = demo();
+    let r = report(&state, &e, "bolton", "2025-11-01", "2026-10-31");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    // An older export someone made readable to all.
+    let old = dir.path().join("old.csv");
+    std::fs::write(&old, "old").expect("write");
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    r.write_csv_file("summary", &old, true).expect("forced");
+    assert_eq!(mode(&old), 0o600);
+    assert!(std::fs::read_to_string(&old)
+        .expect("read")
+        .starts_with("rule,title"));
+    // A link to a file elsewhere: refused unasked, replaced (not followed) with --force.
+    let target = dir.path().join("elsewhere.txt");
+    std::fs::write(&target, "keep me").expect("write");
+    let link = dir.path().join("link.xlsx");
+    std::os::unix::fs::symlink(&target, &link).expect("link");
+    assert!(r.write_xlsx(&link, false).is_err());
+    r.write_xlsx(&link, true).expect("forced");
+    assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep me");
+    assert!(!std::fs::symlink_metadata(&link)
+        .expect("meta")
+        .file_type()
+        .is_symlink());
+    assert_eq!(mode(&link), 0o600);
+    // Nothing is left behind beside them.
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

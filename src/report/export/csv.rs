@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 use serde::Serialize;
 
 use super::{
-    create, ExportError, Report, COUNT_COLUMNS, NATIONAL_INITIAL_CONFERENCES,
+    write_file, ExportError, Report, COUNT_COLUMNS, NATIONAL_INITIAL_CONFERENCES,
     NATIONAL_MEDIAN_WORKING_DAYS, NATIONAL_WITHIN_15,
 };
 use crate::domain::evaluate::{Name, Status};
@@ -230,7 +230,9 @@ impl Report {
             .create(&tmp)
             .map_err(io(&tmp))?;
         let written = TABLES.iter().try_for_each(|t| {
-            self.write_csv_table(t, create(&tmp.join(format!("{t}.csv")), false)?)
+            write_file(&tmp.join(format!("{t}.csv")), false, |f| {
+                self.write_csv_table(t, f)
+            })
         });
         if let Err(e) = written {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -246,6 +248,6 @@ impl Report {
         if !TABLES.contains(&table) {
             return Err(ExportError::UnknownTable(table.into()));
         }
-        self.write_csv_table(table, create(path, force)?)
+        write_file(path, force, |f| self.write_csv_table(table, f))
     }
 }

@@ -515,21 +515,52 @@ fn national(selected: &[&Draft<'_>], cal: &Calendar) -> National {
     }
 }
 
-/// Opens a file for its owner only, refusing to replace one unless `force`.
-fn create(path: &Path, force: bool) -> Result<std::fs::File, ExportError> {
+/// Writes a file for its owner only, by `write`, complete before it is in
+/// place: to a temporary file beside it, then moved there. Without `force`
+/// an existing file (or link) is never replaced; with it, the move replaces
+/// the name itself, so an existing file's wider permissions are not kept and
+/// a symbolic link is replaced, not written through.
+fn write_file(
+    path: &Path,
+    force: bool,
+    write: impl FnOnce(&mut std::fs::File) -> Result<(), ExportError>,
+) -> Result<(), ExportError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).mode(0o600);
-    if force {
-        o.create(true).truncate(true);
-    } else {
-        o.create_new(true);
+    let io = |p: &Path| {
+        let path = p.display().to_string();
+        move |error| ExportError::Io { path, error }
+    };
+    let exists = || std::fs::symlink_metadata(path).is_ok();
+    if !force && exists() {
+        return Err(ExportError::Exists(path.display().to_string()));
     }
-    o.open(path).map_err(|error| match error.kind() {
-        std::io::ErrorKind::AlreadyExists => ExportError::Exists(path.display().to_string()),
-        _ => ExportError::Io {
-            path: path.display().to_string(),
-            error,
-        },
-    })
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "export".into());
+    let tmp = path.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    let written = write(&mut file).and_then(|()| file.sync_all().map_err(io(&tmp)));
+    drop(file);
+    let placed = written.and_then(|()| {
+        if force {
+            std::fs::rename(&tmp, path).map_err(io(path))
+        } else {
+            // A link fails if the name was taken meanwhile: nothing is replaced.
+            std::fs::hard_link(&tmp, path).map_err(|error| match error.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    ExportError::Exists(path.display().to_string())
+                }
+                _ => io(path)(error),
+            })
+        }
+    });
+    let _ = std::fs::remove_file(&tmp);
+    placed
 }

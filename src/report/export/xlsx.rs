@@ -9,7 +9,7 @@ use rust_xlsxwriter::{
 };
 
 use super::{
-    create, Counts, ExportError, Report, NATIONAL_INITIAL_CONFERENCES,
+    write_file, Counts, ExportError, Report, NATIONAL_INITIAL_CONFERENCES,
     NATIONAL_MEDIAN_WORKING_DAYS, NATIONAL_WITHIN_15, NATIONAL_YEAR,
 };
 
@@ -37,10 +37,11 @@ impl Report {
         // Made whole before the file is touched: a failure leaves no empty
         // file (which would block the next try) and replaces nothing.
         let bytes = self.xlsx()?;
-        let mut file = create(path, force)?;
-        file.write_all(&bytes).map_err(|error| ExportError::Io {
-            path: path.display().to_string(),
-            error,
+        write_file(path, force, |f| {
+            f.write_all(&bytes).map_err(|error| ExportError::Io {
+                path: path.display().to_string(),
+                error,
+            })
         })
     }
 
