@@ -552,3 +552,28 @@ fn a_forced_export_replaces_the_name_for_its_owner_only() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Case data that a spreadsheet would run as a formula is written to CSV as
+/// text; the same value is plain text in the workbook.
+#[test]
+fn csv_cells_from_case_data_are_never_formulas() {
+    let (mut state, _) = demo();
+    let agency = state
+        .agencies
+        .iter_mut()
+        .find(|a| a.id.as_str() == "AG-POL")
+        .expect("police");
+    agency.name = "=HYPERLINK(\"http://example.invalid\",\"click\")".into();
+    let e = eval_with(&state, &built_in_rules(), "2026-11-23T09:00:00Z");
+    let r = report(&state, &e, "bolton", "2025-11-01", "2026-10-31");
+    for table in ["obligations", "by_agency"] {
+        let mut out = Vec::new();
+        r.write_csv_table(table, &mut out).expect("csv");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.contains("'=HYPERLINK("), "{table}");
+        assert!(
+            !text.contains(",=HYPERLINK(") && !text.contains(",\"=HYPERLINK("),
+            "{table}"
+        );
+    }
+}

@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 use serde::Serialize;
 
 use super::{
-    write_file, ExportError, Report, COUNT_COLUMNS, NATIONAL_INITIAL_CONFERENCES,
+    cell, write_file, ExportError, Report, COUNT_COLUMNS, NATIONAL_INITIAL_CONFERENCES,
     NATIONAL_MEDIAN_WORKING_DAYS, NATIONAL_WITHIN_15,
 };
 use crate::domain::evaluate::{Name, Status};
@@ -31,9 +31,10 @@ fn write_groups(
 ) -> Result<(), ExportError> {
     let mut csv = csv::Writer::from_writer(w);
     csv.write_record(own.iter().chain(COUNT_COLUMNS))?;
-    for (mut head, counts) in rows {
-        head.extend(counts);
-        csv.write_record(&head)?;
+    for (head, counts) in rows {
+        let mut record: Vec<String> = head.iter().map(|h| cell::safe(h).into_owned()).collect();
+        record.extend(counts);
+        csv.write_record(&record)?;
     }
     csv.flush().map_err(|error| ExportError::Io {
         path: "csv".into(),
@@ -80,11 +81,27 @@ const OBLIGATION_COLUMNS: &[&str] = &[
 #[derive(Serialize)]
 pub(super) struct ExceptionRow<'a> {
     pub(super) rule: &'a str,
+    #[serde(serialize_with = "cell::opt")]
     pub(super) child: &'a Option<Name>,
+    #[serde(serialize_with = "cell::opt")]
     pub(super) conference: &'a Option<Name>,
+    #[serde(serialize_with = "cell::opt")]
     pub(super) agency: &'a Option<Name>,
     pub(super) deadline: NaiveDateTime,
+    #[serde(serialize_with = "cell::opt")]
     pub(super) exception_reason: &'a Option<Name>,
+}
+
+/// A data-quality finding as its CSV row: its row and message come from
+/// case data.
+#[derive(Serialize)]
+struct FindingRow<'a> {
+    kind: &'a str,
+    table: &'a str,
+    #[serde(serialize_with = "cell::text")]
+    row: &'a str,
+    #[serde(serialize_with = "cell::text")]
+    message: &'a str,
 }
 
 #[derive(Serialize)]
@@ -199,7 +216,19 @@ impl Report {
                 ],
                 &self.exceptions(),
             ),
-            "data_quality" => write_rows(w, &["kind", "table", "row", "message"], &self.findings),
+            "data_quality" => {
+                let rows: Vec<FindingRow> = self
+                    .findings
+                    .iter()
+                    .map(|f| FindingRow {
+                        kind: &f.kind,
+                        table: &f.table,
+                        row: &f.row,
+                        message: &f.message,
+                    })
+                    .collect();
+                write_rows(w, &["kind", "table", "row", "message"], &rows)
+            }
             "national_comparison" => {
                 write_rows(w, &["measure", "board", "england"], &self.national_rows())
             }

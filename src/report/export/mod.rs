@@ -77,17 +77,26 @@ pub struct Header {
     pub rules_digest: String,
 }
 
-/// One obligation, as the Obligations sheet shows it.
+/// One obligation, as the Obligations sheet shows it. Text from case data
+/// is written to CSV as a cell no spreadsheet takes for a formula.
 #[derive(Debug, Clone, Serialize)]
 pub struct ObligationRow {
     pub rule: Name,
+    #[serde(serialize_with = "cell::text")]
     pub title: Name,
+    #[serde(serialize_with = "cell::opt")]
     pub child: Option<Name>,
+    #[serde(serialize_with = "cell::opt")]
     pub conference: Option<Name>,
+    #[serde(serialize_with = "cell::opt")]
     pub agency: Option<Name>,
+    #[serde(serialize_with = "cell::opt")]
     pub agency_name: Option<String>,
+    #[serde(serialize_with = "cell::opt")]
     pub professional_group: Option<String>,
+    #[serde(serialize_with = "cell::opt")]
     pub team: Option<Name>,
+    #[serde(serialize_with = "cell::opt")]
     pub team_name: Option<String>,
     pub starts: NaiveDateTime,
     pub deadline: NaiveDateTime,
@@ -95,9 +104,37 @@ pub struct ObligationRow {
     pub status: Status,
     pub outcome: &'static str,
     pub working_days_late: Option<i64>,
+    #[serde(serialize_with = "cell::opt")]
     pub exception_reason: Option<Name>,
     #[serde(skip)]
     audit_by: Option<AuditBy>,
+}
+
+/// Text cells of a CSV export. A spreadsheet opening a CSV file runs a cell
+/// beginning with `=`, `+`, `-` or `@` (or a tab or carriage return) as a
+/// formula; case data must never do that, so such a cell is written with a
+/// leading `'`, which spreadsheets show as text.
+pub(crate) mod cell {
+    use serde::Serializer;
+
+    /// The text as it is safe to write.
+    pub fn safe(v: &str) -> std::borrow::Cow<'_, str> {
+        match v.chars().next() {
+            Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{v}").into(),
+            _ => v.into(),
+        }
+    }
+
+    pub fn text<S: Serializer, T: AsRef<str>>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&safe(v.as_ref()))
+    }
+
+    pub fn opt<S: Serializer, T: AsRef<str>>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_str(&safe(v.as_ref())),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 /// Counts of outcomes, and lateness, for one group of obligations.
