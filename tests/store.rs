@@ -41,6 +41,16 @@ async fn pg_holding(tag: &str, state: &CaseState) -> (TempDb, Box<dyn store::Sto
     (db, pg)
 }
 
+/// A new SQLite database holding `state`, and its URL.
+async fn sqlite_holding(state: &CaseState) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("cases.db").display());
+    let s = store::connect(&url, true).await.expect("sqlite");
+    s.migrate(false).await.expect("migrate");
+    s.replace_case_data(state).await.expect("write");
+    (dir, url)
+}
+
 async fn sqlite_roundtrip(state: &CaseState) -> (tempfile::TempDir, CaseState) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("cases.db").display());
@@ -273,14 +283,7 @@ async fn partitioned_and_inherited_case_tables_load_whole() {
 
 #[tokio::test]
 async fn unreadable_values_become_findings_and_the_rest_loads() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("bad.db").display());
-    let s = store::connect(&url, true).await.expect("sqlite");
-    s.migrate(false).await.expect("migrate");
-    s.replace_case_data(&fixture("bolton"))
-        .await
-        .expect("write");
-    drop(s);
+    let (_dir, url) = sqlite_holding(&fixture("bolton")).await;
     let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("raw");
     conn.execute("UPDATE conferences SET minutes_circulated_at = '25/01/2027' WHERE id = 'CONF-1'")
         .await
@@ -682,14 +685,7 @@ async fn a_table_that_cannot_be_read_fails_the_load_whichever_connection_reads_i
 /// and neither stops a full or an incremental read.
 #[tokio::test]
 async fn sqlite_reads_its_own_timestamps_and_reports_unreadable_ones() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("ts.db").display());
-    let s = store::connect(&url, true).await.expect("sqlite");
-    s.migrate(false).await.expect("migrate");
-    s.replace_case_data(&fixture("bolton"))
-        .await
-        .expect("write");
-    drop(s);
+    let (_dir, url) = sqlite_holding(&fixture("bolton")).await;
     let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("raw");
     for sql in [
         "UPDATE children SET updated_at = '2099-12-04 20:30:00'",

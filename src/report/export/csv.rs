@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 use serde::Serialize;
 
 use super::{
-    cell, write_file, ExportError, Report, COUNT_COLUMNS, NATIONAL_INITIAL_CONFERENCES,
+    cell, io, write_file, ExportError, Report, COUNT_COLUMNS, NATIONAL_INITIAL_CONFERENCES,
     NATIONAL_MEDIAN_WORKING_DAYS, NATIONAL_WITHIN_15,
 };
 use crate::domain::evaluate::{Name, Status};
@@ -240,10 +240,6 @@ impl Report {
     /// place only once complete.
     pub fn write_csv_dir(&self, dir: &Path, force: bool) -> Result<(), ExportError> {
         use std::os::unix::fs::DirBuilderExt;
-        let io = |path: &Path| {
-            let path = path.display().to_string();
-            move |error| ExportError::Io { path, error }
-        };
         if dir.exists() && !force {
             return Err(ExportError::Exists(dir.display().to_string()));
         }

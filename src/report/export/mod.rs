@@ -552,6 +552,12 @@ fn national(selected: &[&Draft<'_>], cal: &Calendar) -> National {
     }
 }
 
+/// The error of an I/O operation on `path`.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError {
+    let path = path.display().to_string();
+    move |error| ExportError::Io { path, error }
+}
+
 /// Writes a file for its owner only, by `write`, complete before it is in
 /// place: to a temporary file beside it, then moved there. Without `force`
 /// an existing file (or link) is never replaced; with it, the move replaces
@@ -563,10 +569,6 @@ fn write_file(
     write: impl FnOnce(&mut std::fs::File) -> Result<(), ExportError>,
 ) -> Result<(), ExportError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let io = |p: &Path| {
-        let path = p.display().to_string();
-        move |error| ExportError::Io { path, error }
-    };
     let exists = || std::fs::symlink_metadata(path).is_ok();
     if !force && exists() {
         return Err(ExportError::Exists(path.display().to_string()));
