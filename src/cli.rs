@@ -127,6 +127,8 @@ pub struct Common {
 pub enum Format {
     Table,
     Json,
+    /// One obligation a line (JSON Lines).
+    Jsonl,
     Csv,
 }
 
@@ -146,6 +148,10 @@ pub struct CheckArgs {
     /// Only these statuses (repeatable): pending, due_soon, overdue, met, met_late, void, excepted.
     #[arg(long = "status", value_parser = parse_status)]
     pub statuses: Vec<Status>,
+    /// In the table, every obligation selected, not only what needs action
+    /// (overdue and due soon) with a summary of the rest.
+    #[arg(long)]
+    pub all: bool,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
@@ -332,10 +338,42 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let eval = engine.evaluate_where(&state, &mut scratch, now_or(a.common.at), &wanted);
     let selected: Vec<&Draft<'_>> = eval.obligations.iter().collect();
     let z = engine.zones();
-    let mut out = std::io::stdout().lock();
+    // Standard output is written a line at a time: buffered, a national
+    // output goes in large writes rather than millions of small ones.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     match a.format {
-        Format::Table => check::write_table(&mut out, &eval, &selected, &z)?,
+        Format::Table if !a.all && a.statuses.is_empty() => {
+            // For a person: what needs action, and a line about the rest.
+            let action: Vec<&Draft<'_>> = selected
+                .iter()
+                .copied()
+                .filter(|o| matches!(o.status, Status::Overdue | Status::DueSoon))
+                .collect();
+            writeln!(out, "What needs action now (overdue and due soon):")?;
+            check::write_table(&mut out, &eval, &action, &z)?;
+            writeln!(
+                out,
+                "\nIn all: {}",
+                check::summary_line(&eval, &selected, &z)
+            )?;
+            writeln!(out, "Every obligation: --all, or --format csv, json or jsonl for a spreadsheet or a script.")?;
+        }
+        Format::Table => {
+            check::write_table(&mut out, &eval, &selected, &z)?;
+            if selected.len() > 50 {
+                writeln!(out, "\n{} obligations: --format csv, json or jsonl puts them in a spreadsheet or a script.", selected.len())?;
+            }
+        }
         Format::Json => check::write_json(&mut out, &eval, &selected, &z)?,
+        Format::Jsonl => {
+            check::write_jsonl(&mut out, &selected, &z)?;
+            if !eval.findings.is_empty() {
+                eprintln!(
+                    "cpwatch: {} data-quality finding(s), listed by --format json",
+                    eval.findings.len()
+                );
+            }
+        }
         Format::Csv => check::write_csv(&mut out, &selected, &z)?,
     }
     out.flush()?;

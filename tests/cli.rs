@@ -98,6 +98,29 @@ fn demo_then_check_and_explain_on_the_embedded_database() {
     assert_eq!(v["evaluated_at"], "2026-11-23T09:00:00+00:00");
     let obligations = v["obligations"].as_array().expect("obligations");
     assert!(obligations.len() > 3000);
+    // The table is for a person: what needs action, then a line about the rest.
+    let table = stdout(&cpwatch(dir.path(), &["check", "--at", AT]));
+    assert!(
+        table.starts_with("What needs action now") && table.contains("In all: "),
+        "{table}"
+    );
+    assert!(
+        !table.contains(" met_late "),
+        "settled obligations are summed up, not listed"
+    );
+    let all = stdout(&cpwatch(dir.path(), &["check", "--all", "--at", AT]));
+    assert!(
+        all.contains(" met_late ") && all.contains("--format csv"),
+        "the whole table"
+    );
+    // JSON Lines: the same records, one a line, in the same order.
+    let jsonl = cpwatch(dir.path(), &["check", "--format", "jsonl", "--at", AT]);
+    assert!(jsonl.status.success(), "{}", stderr(&jsonl));
+    let lines: Vec<serde_json::Value> = stdout(&jsonl)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON object a line"))
+        .collect();
+    assert_eq!(&lines, obligations);
     for o in obligations.iter().take(500) {
         for field in [
             "rule",

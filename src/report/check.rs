@@ -105,10 +105,25 @@ impl ObligationRecord {
 }
 
 #[derive(Serialize)]
-struct JsonOut<'a> {
+struct JsonOut<'a, 'o, 'd> {
     evaluated_at: String,
-    obligations: Vec<ObligationRecord>,
+    obligations: Records<'a, 'o, 'd>,
     findings: &'a [Finding],
+}
+
+/// The obligations in report order, each made into its record only as it
+/// is written: a national output never holds every record at once.
+struct Records<'a, 'o, 'd>(&'a [&'o Draft<'d>], &'a Zones);
+
+impl Serialize for Records<'_, '_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for o in self.0 {
+            seq.serialize_element(&ObligationRecord::new(o, self.1))?;
+        }
+        seq.end()
+    }
 }
 
 pub fn write_json(
@@ -117,16 +132,24 @@ pub fn write_json(
     obligations: &[&Draft<'_>],
     z: &Zones,
 ) -> anyhow::Result<()> {
+    let ordered = report_order(obligations);
     let out = JsonOut {
         evaluated_at: z.default_rfc3339(eval.evaluated_at),
-        obligations: report_order(obligations)
-            .into_iter()
-            .map(|o| ObligationRecord::new(o, z))
-            .collect(),
+        obligations: Records(&ordered, z),
         findings: &eval.findings,
     };
     serde_json::to_writer_pretty(&mut *w, &out)?;
     writeln!(w)?;
+    Ok(())
+}
+
+/// One obligation a line, in report order, for `jq` and log pipelines: the
+/// records of the JSON output's `obligations`, compact.
+pub fn write_jsonl(w: &mut dyn Write, obligations: &[&Draft<'_>], z: &Zones) -> anyhow::Result<()> {
+    for o in report_order(obligations) {
+        serde_json::to_writer(&mut *w, &ObligationRecord::new(o, z))?;
+        writeln!(w)?;
+    }
     Ok(())
 }
 
