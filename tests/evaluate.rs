@@ -2087,3 +2087,29 @@ fn barnsley_pre_birth_duties_exist_before_any_conference_is_arranged() {
         );
     }
 }
+
+/// A plan's visiting interval that is no interval (zero, negative, absurd)
+/// is a finding, and times no visits, rather than false deadlines.
+#[test]
+fn an_implausible_visiting_interval_is_a_finding_not_a_deadline() {
+    let visits = |interval: Option<i64>| {
+        let mut s = fixture("barnsley");
+        s.cp_plans[0].visit_interval_working_days = interval;
+        let e = eval(&s, "2027-03-01T09:00:00Z");
+        let n = e
+            .obligations
+            .iter()
+            .filter(|o| &*o.of.rule == "cp-visit-frequency")
+            .count();
+        let flagged = e
+            .findings
+            .iter()
+            .any(|f| f.kind == "implausible_value" && f.table == "cp_plans" && f.row == "P1");
+        (n, flagged)
+    };
+    let (n, flagged) = visits(Some(10));
+    assert!(n > 0 && !flagged, "{n} {flagged}");
+    for bad in [0, -5, 262, 1_000_000_000_000, i64::MIN, i64::MAX] {
+        assert_eq!(visits(Some(bad)), (0, true), "{bad}");
+    }
+}

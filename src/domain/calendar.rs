@@ -589,16 +589,26 @@ impl serde::Serialize for ShownOffset {
     }
 }
 
+/// The values an offset's case field may take: a plan's visiting interval
+/// is at least one working day and at most a year of them.
+pub const FIELD_RANGE: std::ops::RangeInclusive<i64> = 1..=261;
+
 impl Offset {
-    /// The offset with a field amount replaced by its value.
+    /// The offset with a field amount replaced by its value: none for a
+    /// value that is no interval (zero, negative, or more than a year of
+    /// working days, `FIELD_RANGE`), which evaluation reports as a finding.
     pub fn resolve(&self, field_value: Option<i64>) -> Option<Offset> {
         match &self.amount {
             Amount::Fixed(_) => Some(self.clone()),
-            Amount::Field { negative, .. } => field_value.map(|v| Offset {
-                amount: Amount::Fixed(if *negative { -v } else { v }),
-                unit: self.unit,
-                at: self.at,
-            }),
+            Amount::Field { negative, .. } => {
+                field_value
+                    .filter(|v| FIELD_RANGE.contains(v))
+                    .map(|v| Offset {
+                        amount: Amount::Fixed(if *negative { -v } else { v }),
+                        unit: self.unit,
+                        at: self.at,
+                    })
+            }
         }
     }
 

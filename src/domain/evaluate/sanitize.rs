@@ -459,6 +459,19 @@ fn fix_cin_reviews(rows: &[CinReview], today: NaiveDate, f: &mut Vec<Finding>) -
 
 /// Dates and statuses that contradict each other, in the state as evaluated.
 pub(super) fn inconsistencies(s: &Clean, f: &mut Vec<Finding>) {
+    for p in &s.cp_plans {
+        if let Some(v) = p
+            .visit_interval_working_days
+            .filter(|v| !crate::domain::calendar::FIELD_RANGE.contains(v))
+        {
+            f.push(Finding::new(
+                "implausible_value",
+                "cp_plans",
+                &p.id,
+                format!("visit_interval_working_days {v} is no visiting interval (1 to 261 working days, a year): the plan's visits are not timed"),
+            ));
+        }
+    }
     for a in &s.assessments {
         if let Some(done) = a.completed_on.filter(|d| *d < a.started_on) {
             f.push(Finding::new(
