@@ -2113,3 +2113,30 @@ fn an_implausible_visiting_interval_is_a_finding_not_a_deadline() {
         assert_eq!(visits(Some(bad)), (0, true), "{bad}");
     }
 }
+
+/// A second invitation of one agency, or a second row about one child at one
+/// conference (as a view over tables without keys can give), is a finding;
+/// obligations are not doubled.
+#[test]
+fn duplicate_invitations_and_links_are_findings_not_double_obligations() {
+    let mut s = fixture("pan-dorset");
+    let inv = s.invitations[1].clone();
+    s.invitations.push(inv);
+    let link = s.conference_children[0].clone();
+    s.conference_children.push(link);
+    let e = eval(&s, "2027-02-01T09:00:00Z");
+    let mut keys: Vec<String> = e.obligations.iter().map(Obligation::key).collect();
+    let all = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), all, "every obligation once");
+    for table in ["invitations", "conference_children"] {
+        assert!(
+            e.findings
+                .iter()
+                .any(|f| f.kind == "duplicate_id" && f.table == table),
+            "{table}: {:?}",
+            e.findings
+        );
+    }
+}

@@ -377,6 +377,8 @@ pub(super) fn invitations<'a>(
     let mut by_address: HashMap<(usize, usize), Option<&Agency>> = HashMap::default();
     let mut invitations = Vec::with_capacity(s.invitations.len());
     let mut invitation_runs = Vec::with_capacity(conferences.len());
+    let mut met = vec![false; conf_slots.len];
+    let mut scattered: Option<rustc_hash::FxHashSet<(Addr, &str)>> = None;
     // Written conference by conference, so a run of one conference costs one lookup of it.
     for run in s
         .invitations
@@ -386,6 +388,27 @@ pub(super) fn invitations<'a>(
             .first()
             .and_then(|i| conferences.get(i.conference_id.as_str()).copied());
         let start = invitations.len();
+        // A conference met again in a later run (rows not grouped by
+        // conference): from then on every invitation's key is remembered,
+        // those read so far included, so a duplicate in another run is found
+        // too. Rows grouped by conference, as usual, never pay for it.
+        if let Some(c) = conf {
+            let slot = conf_slots.of(c);
+            if scattered.is_none() && met.get(slot).copied().unwrap_or(false) {
+                scattered = Some(
+                    invitations
+                        .iter()
+                        .map(|(j, _): &(&Invitation, &Agency)| {
+                            let of = conferences.get(j.conference_id.as_str());
+                            (of.map_or(0, |c| addr(*c)), j.agency_id.as_str())
+                        })
+                        .collect(),
+                );
+            }
+            if let Some(m) = met.get_mut(slot) {
+                *m = true;
+            }
+        }
         for i in run.iter().copied() {
             let row = || format!("{}/{}", i.conference_id, i.agency_id);
             let id = i.agency_id.as_str();
@@ -401,7 +424,23 @@ pub(super) fn invitations<'a>(
                 ));
                 continue;
             };
+            // A second row inviting the same agency (a view over tables
+            // without keys can give one) would double its obligations.
+            let seen = conf.is_some_and(|c| {
+                let in_run = invitations
+                    .get(start..)
+                    .unwrap_or(&[])
+                    .iter()
+                    .any(|(j, _): &(&Invitation, &Agency)| j.agency_id == i.agency_id);
+                in_run || scattered.as_mut().is_some_and(|k| !k.insert((addr(c), id)))
+            });
             match conf {
+                Some(_) if seen => f.push(Finding::new(
+                    "duplicate_id",
+                    "invitations",
+                    &row(),
+                    "a second row inviting this agency to this conference: only the first is evaluated",
+                )),
                 Some(_) => invitations.push((i, agency)),
                 None => f.push(Finding::new(
                     "unknown_reference",
@@ -493,6 +532,8 @@ fn conference_links<'a>(
 ) {
     let (child_slots, conf_slots) = (&s.child_slots, &s.conference_slots);
     let mut links = Vec::with_capacity(s.conference_children.len());
+    let mut linked: rustc_hash::FxHashSet<(Addr, Addr)> =
+        rustc_hash::FxHashSet::with_capacity_and_hasher(links.capacity(), Default::default());
     for cc in s.conference_children.iter().copied() {
         let row = || format!("{}/{}", cc.conference_id, cc.child_id);
         let conf = conferences.get(cc.conference_id.as_str());
@@ -513,9 +554,19 @@ fn conference_links<'a>(
             ));
             continue;
         };
-        if let Some(conf) = conf {
-            links.push((*conf, cc, child));
+        let Some(conf) = conf else { continue };
+        // A second row about the same child at the same conference (a view
+        // over tables without keys can give one) would double its obligations.
+        if !linked.insert((addr(*conf), addr(child))) {
+            f.push(Finding::new(
+                "duplicate_id",
+                "conference_children",
+                &row(),
+                "a second row about this child at this conference: only the first is evaluated",
+            ));
+            continue;
         }
+        links.push((*conf, cc, child));
     }
     let mut conf_children = Grouped::from_pairs(
         links
