@@ -188,8 +188,8 @@ impl Store for SqliteStore {
             }
         }
         if since.is_none() {
-            for (table, cols) in TABLES {
-                self.unreadable_updated_at(&mut tx, table, cols, &mut loader)
+            for (table, _) in TABLES {
+                self.updated_at_findings(&mut tx, table, &mut loader)
                     .await?;
             }
         }
@@ -312,19 +312,16 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
-    /// A finding for each row whose `updated_at` SQLite cannot read as a time:
-    /// the row is read whole at every full read, but an incremental read,
-    /// which compares `updated_at`, cannot see when it changes.
-    async fn unreadable_updated_at(
+    /// A finding for each row of `table` whose `updated_at` SQLite cannot
+    /// read as a time (the row is read whole at every full read, but an
+    /// incremental read, which compares `updated_at`, cannot see it change),
+    /// and for each one more than a day past the database's clock.
+    async fn updated_at_findings(
         &self,
         tx: &mut sqlx::SqliteConnection,
         table: &str,
-        cols: &[&str],
         loader: &mut Loader,
     ) -> Result<(), StoreError> {
-        if !cols.contains(&"id") && super::row_id_sql(table) == "id" {
-            return Ok(());
-        }
         let id = super::row_id_sql(table);
         let bad: Vec<(String, String)> = sqlx::query_as(&format!(
             "SELECT {id}, updated_at FROM {table} WHERE julianday(updated_at) IS NULL"
