@@ -13,8 +13,11 @@ fn read(path: &str) -> String {
 
 /// Tables and their columns in the document's table: `| `name` | `col`, `col?` (…), … |`.
 fn documented() -> Vec<(String, Vec<String>)> {
+    // The first table of the document is the contract's.
     read("docs/case-schema.md")
         .lines()
+        .skip_while(|l| !l.starts_with("| table |"))
+        .take_while(|l| l.starts_with('|'))
         .filter(|l| l.starts_with("| `"))
         .map(|l| {
             let cells: Vec<&str> = l.split('|').map(str::trim).collect();
@@ -46,8 +49,42 @@ fn columns_of(cell: &str) -> Vec<String> {
     columns
 }
 
+/// Tables and columns of a database's migrations: the first one's `CREATE
+/// TABLE` statements (less `updated_at`), then each later `ALTER TABLE … ADD
+/// COLUMN`, in order.
+fn migrated(database: &str) -> Vec<(String, Vec<String>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(database);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the migrations")
+        .map(|e| {
+            e.expect("a migration")
+                .file_name()
+                .into_string()
+                .expect("a name")
+        })
+        .collect();
+    files.sort();
+    let mut tables = created(&format!("migrations/{database}/0001_case_tables.sql"));
+    for file in files {
+        for line in read(&format!("migrations/{database}/{file}")).lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let ["ALTER", "TABLE", table, "ADD", "COLUMN", rest @ ..] = words.as_slice() {
+                let column = rest.iter().find(|w| !["IF", "NOT", "EXISTS"].contains(w));
+                let (_, columns) = tables
+                    .iter_mut()
+                    .find(|(t, _)| t == table)
+                    .expect("a column added to a contract table");
+                columns.push(column.expect("a column's name").to_string());
+            }
+        }
+    }
+    tables
+}
+
 /// Tables and columns of a migration's `CREATE TABLE` statements, less `updated_at`.
-fn migrated(path: &str) -> Vec<(String, Vec<String>)> {
+fn created(path: &str) -> Vec<(String, Vec<String>)> {
     let sql = read(path);
     let mut tables = Vec::new();
     for block in sql.split("CREATE TABLE IF NOT EXISTS ").skip(1) {
@@ -86,10 +123,28 @@ fn the_contract_document_the_migrations_and_the_column_list_agree() {
         listed,
         "docs/case-schema.md against store::TABLES"
     );
-    for path in [
-        "migrations/sqlite/0001_case_tables.sql",
-        "migrations/postgres/0001_case_tables.sql",
-    ] {
-        assert_eq!(migrated(path), listed, "{path} against store::TABLES");
+    for database in ["sqlite", "postgres"] {
+        assert_eq!(
+            migrated(database),
+            listed,
+            "migrations/{database} against store::TABLES"
+        );
     }
+    // Every column added after the first version is one of store::ADDED,
+    // read as NULL where a database lacks it.
+    let first: Vec<(String, Vec<String>)> = created("migrations/postgres/0001_case_tables.sql");
+    let added: Vec<(String, String)> = listed
+        .iter()
+        .flat_map(|(t, cols)| {
+            let before = first.iter().find(|(f, _)| f == t).map(|(_, c)| c.clone());
+            cols.iter()
+                .filter(move |c| !before.iter().flatten().any(|b| b == *c))
+                .map(move |c| (t.clone(), c.clone()))
+        })
+        .collect();
+    let declared: Vec<(String, String)> = cpwatch::store::ADDED
+        .iter()
+        .map(|(t, c, _)| (t.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(added, declared, "store::ADDED against the migrations");
 }

@@ -254,6 +254,17 @@ fn scenarios() -> Vec<Scenario> {
                 Target::Child,
             )
         },
+        // Strategy discussion Monday 21 December 11:00: its record circulated by the end of Tuesday 22.
+        Scenario {
+            occurrence: Some("SD2"),
+            ..sc(
+                not(&["cwm-taf-morgannwg"]),
+                "strategy-discussion-record",
+                "2026-12-22T23:59:59Z",
+                |s, v| s.strategy_discussions[1].record_circulated_at = v,
+                Target::Child,
+            )
+        },
         // 35 working days from Monday 21 December 2026 (skipping 25 and 28 December and 1 January) = Thursday 11 February 2027.
         Scenario {
             date_only: true,
@@ -526,6 +537,19 @@ fn scenarios() -> Vec<Scenario> {
             "summary-circulated",
             "2027-01-20T10:00:00Z",
             |s, v| conf_mut(s, "CONF-1").summary_circulated_at = v,
+            Target::Conference("CONF-1"),
+        ),
+        // Cwm Taf: the chair's concern about the decision of Wednesday 13
+        // January escalated "immediately after conference": that working day.
+        sc(
+            &["cwm-taf-morgannwg"],
+            "chair-escalation",
+            "2027-01-13T23:59:59Z",
+            |s, v| {
+                let c = conf_mut(s, "CONF-1");
+                c.chair_concern = true;
+                c.chair_escalated_at = v;
+            },
             Target::Conference("CONF-1"),
         ),
         // Bolton: requested within one working day of the recommendation (Monday 21 December).
@@ -915,13 +939,39 @@ fn overruled_and_dissent_reconvened_within_four_weeks() {
         (o.due_at, o.status, o.late_working_days),
         (t("2027-02-10T23:59:59Z"), Status::MetLate, Some(1))
     );
-    // Dissent: the review of 7 April ended the plan and a reconvened conference followed.
+    // Dissent: the review of 7 April ended the plan with a dissent recorded.
+    // The duty exists from the dissent: overdue once four weeks pass with no
+    // conference arranged, met when one is held in time.
     let mut s = fixture("pan-dorset");
+    let ended = s
+        .conference_children
+        .iter_mut()
+        .find(|x| x.conference_id == "CONF-2")
+        .expect("cc");
+    ended.outcome = Some("plan_ended".into());
+    let e = eval(&s, LATER);
+    assert!(
+        !e.obligations
+            .iter()
+            .any(|o| &*o.of.rule == "reconvene-discontinuation-dissent"),
+        "no dissent, no duty to reconvene"
+    );
     s.conference_children
         .iter_mut()
         .find(|x| x.conference_id == "CONF-2")
         .expect("cc")
-        .outcome = Some("plan_ended".into());
+        .dissent_recorded = true;
+    let e = eval(&s, "2027-06-01T09:00:00Z");
+    let o = one(
+        &e,
+        "pan-dorset",
+        "reconvene-discontinuation-dissent",
+        |_| true,
+    );
+    assert_eq!(
+        (o.due_at, o.status, o.child.as_deref()),
+        (t("2027-05-05T22:59:59Z"), Status::Overdue, Some("TEST-1"))
+    );
     let mut c = conference("CONF-2-R", "review", "2027-05-04T09:00:00Z");
     c.reconvenes_id = Some("CONF-2".into());
     s.conferences.push(c);
@@ -1926,6 +1976,7 @@ fn the_initial_conference_counts_from_the_strategy_discussion_the_board_names() 
             concern: None,
             child_seen_at: None,
             conference_decided_at: None,
+            record_circulated_at: None,
         });
         let e = eval(&s, "2027-02-01T09:00:00Z");
         let o = one(&e, board, "icpc-timeliness", |_| true);
@@ -2139,4 +2190,285 @@ fn duplicate_invitations_and_links_are_findings_not_double_obligations() {
             e.findings
         );
     }
+}
+
+/// The case state with nothing recorded that meets `rule`: the event its
+/// `met_by` names (or the standard it checks) taken out of every subject,
+/// the events rules count from left as they are.
+fn unmet(state: &CaseState, rule: &cpwatch::domain::rules::Rule) -> CaseState {
+    let mut s = state.clone();
+    if let Some(spec) = &rule.standard {
+        match spec.check.as_str() {
+            "quoracy" => s
+                .invitations
+                .iter_mut()
+                .for_each(|i| i.attended = Some(false)),
+            "advocacy_offered" => {
+                (s.conference_children.iter_mut()).for_each(|c| c.advocacy_offered = Some(false))
+            }
+            "report_shared" => {
+                (s.invitations.iter_mut()).for_each(|i| i.report_shared_with_family_at = None)
+            }
+            "core_assessment_completed" => {
+                s.assessments.iter_mut().for_each(|a| a.completed_on = None)
+            }
+            "exception_recorded" => s.exceptions.clear(),
+            other => panic!("no way to leave the standard {other} unmet"),
+        }
+        return s;
+    }
+    let Some(met_by) = rule.met_by else { return s };
+    match met_by.name() {
+        "referral.written_confirmation_at" => s
+            .referrals
+            .iter_mut()
+            .for_each(|r| r.written_confirmation_at = None),
+        "referral.acknowledged_at" => s
+            .referrals
+            .iter_mut()
+            .for_each(|r| r.acknowledged_at = None),
+        "referral.next_steps_recorded_at" => s
+            .referrals
+            .iter_mut()
+            .for_each(|r| r.next_steps_recorded_at = None),
+        "next_strategy_discussion.held_at" => s.strategy_discussions.clear(),
+        "initial_assessment.completed_on" | "core_assessment.completed_on" => {
+            s.assessments.iter_mut().for_each(|a| a.completed_on = None)
+        }
+        "strategy_discussion.child_seen_at" => s
+            .strategy_discussions
+            .iter_mut()
+            .for_each(|d| d.child_seen_at = None),
+        "strategy_discussion.record_circulated_at" => s
+            .strategy_discussions
+            .iter_mut()
+            .for_each(|d| d.record_circulated_at = None),
+        "next_initial_conference.requested_at" | "conference.requested_at" => {
+            s.conferences.iter_mut().for_each(|c| c.requested_at = None)
+        }
+        // Arranged, never held.
+        "next_initial_conference.held_at" | "conference.held_at" => {
+            for c in &mut s.conferences {
+                c.held_at = None;
+                c.status = "scheduled".into();
+            }
+        }
+        "conference.chair_liaison_at" => s
+            .conferences
+            .iter_mut()
+            .for_each(|c| c.chair_liaison_at = None),
+        "conference.decision_circulated_at" => s
+            .conferences
+            .iter_mut()
+            .for_each(|c| c.decision_circulated_at = None),
+        "conference.plan_circulated_at" => s
+            .conferences
+            .iter_mut()
+            .for_each(|c| c.plan_circulated_at = None),
+        "conference.plan_hard_copy_sent_at" => s
+            .conferences
+            .iter_mut()
+            .for_each(|c| c.plan_hard_copy_sent_at = None),
+        "conference.summary_circulated_at" => s
+            .conferences
+            .iter_mut()
+            .for_each(|c| c.summary_circulated_at = None),
+        "conference.minutes_circulated_at" => s
+            .conferences
+            .iter_mut()
+            .for_each(|c| c.minutes_circulated_at = None),
+        "conference.chair_escalated_at" => s
+            .conferences
+            .iter_mut()
+            .for_each(|c| c.chair_escalated_at = None),
+        // Nothing follows a conference that must be reconvened.
+        "reconvening_conference.held_at" => {
+            let date = |id: &str| {
+                s.conferences
+                    .iter()
+                    .find(|c| c.id == id)
+                    .and_then(|c| c.date())
+            };
+            let trigger = |id: &str| {
+                s.conferences.iter().any(|c| {
+                    c.id == id
+                        && (matches!(c.status.as_str(), "adjourned" | "deferred")
+                            || c.chair_overruled)
+                }) || s
+                    .conference_children
+                    .iter()
+                    .any(|cc| cc.conference_id == id && cc.dissent_recorded)
+            };
+            let mut first = std::collections::HashMap::new();
+            for cc in s
+                .conference_children
+                .iter()
+                .filter(|cc| trigger(&cc.conference_id))
+            {
+                let d = date(&cc.conference_id);
+                let e = first.entry(cc.child_id.to_string()).or_insert(d);
+                *e = (*e).min(d);
+            }
+            let after: std::collections::HashSet<String> = s
+                .conference_children
+                .iter()
+                .filter(|cc| {
+                    first
+                        .get(cc.child_id.as_str())
+                        .is_some_and(|f| date(&cc.conference_id) > *f)
+                })
+                .map(|cc| cc.conference_id.to_string())
+                .collect();
+            s.conferences.retain(|c| !after.contains(c.id.as_str()));
+        }
+        "first_core_group.held_at" => s.core_groups.clear(),
+        // The chain starts at the first core group: no meeting after it.
+        "core_group_or_conference.held_at" => {
+            let mut first: std::collections::HashMap<String, Instant> =
+                std::collections::HashMap::new();
+            for g in &s.core_groups {
+                let e = first.entry(g.child_id.to_string()).or_insert(g.held_at);
+                *e = (*e).min(g.held_at);
+            }
+            s.core_groups
+                .retain(|g| first.get(g.child_id.as_str()) == Some(&g.held_at));
+            s.conferences.retain(|c| c.kind != "review");
+        }
+        // A review that counts from a review keeps the child's first, and
+        // loses every later one; otherwise no review is held.
+        "next_review_conference.held_at" => {
+            let from_review = (rule.filter.conference_kind.iter().flatten()).any(|k| k == "review");
+            let mut first: std::collections::HashMap<String, Option<Instant>> =
+                std::collections::HashMap::new();
+            let date = |id: &str| {
+                s.conferences
+                    .iter()
+                    .find(|c| c.id == id)
+                    .and_then(|c| c.date())
+            };
+            for cc in &s.conference_children {
+                let d = date(&cc.conference_id);
+                let is_review = s
+                    .conferences
+                    .iter()
+                    .any(|c| c.id == cc.conference_id && c.kind == "review");
+                if from_review && is_review {
+                    let e = first.entry(cc.child_id.to_string()).or_insert(d);
+                    *e = (*e).min(d);
+                }
+            }
+            let drop: std::collections::HashSet<String> = s
+                .conference_children
+                .iter()
+                .filter(|cc| {
+                    first
+                        .get(cc.child_id.as_str())
+                        .is_none_or(|f| date(&cc.conference_id) > *f)
+                })
+                .map(|cc| cc.conference_id.to_string())
+                .collect();
+            s.conferences
+                .retain(|c| c.kind != "review" || !drop.contains(c.id.as_str()));
+        }
+        "invitation.report_received_at" => s
+            .invitations
+            .iter_mut()
+            .for_each(|i| i.report_received_at = None),
+        "invitation.report_shared_with_family_at" => s
+            .invitations
+            .iter_mut()
+            .for_each(|i| i.report_shared_with_family_at = None),
+        "invitation.report_authorised_at" => s
+            .invitations
+            .iter_mut()
+            .for_each(|i| i.report_authorised_at = None),
+        "conference_child.workbook_received_at" => s
+            .conference_children
+            .iter_mut()
+            .for_each(|c| c.workbook_received_at = None),
+        "visit.visited_at" => s.visits.clear(),
+        "cin_review.held_on" => s.cin_reviews.clear(),
+        other => panic!("no way to leave {other} unrecorded: add it here"),
+    }
+    s
+}
+
+/// No rule may be unable to go overdue, and none unable to be met: a rule
+/// whose obligation exists only once the event that meets it is recorded
+/// never reports a breach. Over synthetic histories of every board (and,
+/// for the review at 18, which few histories reach, the canonical case of a
+/// child turning 18 on a plan), every rule of every board is seen met (or,
+/// for an audit flag met only by a recorded reason, excepted), and overdue
+/// once nothing that meets it is recorded. Notices are reminders, not
+/// measures: they are never overdue.
+#[test]
+fn every_rule_of_every_board_can_go_overdue_and_be_met() {
+    use cpwatch::domain::evaluate::Status;
+    use cpwatch::domain::rules::RuleKind;
+    use std::collections::{BTreeSet, HashMap};
+    let rules = built_in_rules();
+    let at = "2026-12-04T09:00:00Z";
+    let mut cases: Vec<(CaseState, &str)> = (1..=2)
+        .map(|seed| {
+            let h = cpwatch::synthetic::demo::generate(seed, 2_000, t(at), &holidays())
+                .expect("history");
+            (h, at)
+        })
+        .collect();
+    for board in BOARDS {
+        let mut s = fixture(board);
+        s.children[0].date_of_birth = Some(d("2009-06-01"));
+        cases.push((s, LATER));
+    }
+    // (board, rule) pairs seen with a status, over the cases as they are
+    // and, by what leaves a rule unmet, over the cases with it taken out.
+    let seen = |cases: &[(CaseState, &str)], want: &dyn Fn(&Obligation) -> bool| {
+        let mut pairs = BTreeSet::new();
+        for (s, at) in cases {
+            for o in eval_with(s, &rules, at)
+                .obligations
+                .iter()
+                .filter(|o| want(o))
+            {
+                pairs.insert((o.of.board.to_string(), o.of.rule.to_string()));
+            }
+        }
+        pairs
+    };
+    let by_reason = |r: &cpwatch::domain::rules::Rule| {
+        r.standard
+            .as_ref()
+            .is_some_and(|x| x.check == "exception_recorded")
+    };
+    let met = seen(&cases, &|o| {
+        matches!(o.status, Status::Met | Status::MetLate)
+    });
+    let excepted = seen(&cases, &|o| o.status == Status::Excepted);
+    let mut overdue: HashMap<String, BTreeSet<(String, String)>> = HashMap::new();
+    let mut never = Vec::new();
+    for b in rules.boards.values().filter_map(|v| v.last()) {
+        for r in b.rules.iter().filter(|r| r.kind != RuleKind::Notice) {
+            let key = (b.id.to_string(), r.id.to_string());
+            // Excepted counts as settled only for a flag a reason settles.
+            if !(met.contains(&key) || by_reason(r) && excepted.contains(&key)) {
+                never.push(format!("{} {}: never met", b.id, r.id));
+            }
+            // One unmet variant of the cases per way of leaving rules unmet.
+            let way = format!(
+                "{:?}/{:?}/{:?}",
+                r.met_by.map(|e| e.name()),
+                r.standard.as_ref().map(|x| &x.check),
+                r.filter.conference_kind
+            );
+            let found = overdue.entry(way).or_insert_with(|| {
+                let unmet_cases: Vec<(CaseState, &str)> =
+                    cases.iter().map(|(s, at)| (unmet(s, r), *at)).collect();
+                seen(&unmet_cases, &|o| o.status == Status::Overdue)
+            });
+            if !found.contains(&key) {
+                never.push(format!("{} {}: never overdue", b.id, r.id));
+            }
+        }
+    }
+    assert!(never.is_empty(), "{never:#?}");
 }

@@ -221,28 +221,9 @@ fn every_catalogue_rule_is_in_every_board_it_is_listed_for_with_its_offset() {
             }
         }
     }
-    // Catalogue rows the rule files do not implement yet, each listed in
-    // docs/rules.md under "Not yet implemented". The list must shrink: a row
-    // implemented and left here fails as surely as a new disagreement.
-    let not_yet = [
-        "working-together-2010: rule strategy-discussion-record missing",
-        "hampshire-4lscb: rule strategy-discussion-record missing",
-        "barnsley: rule strategy-discussion-record missing",
-        "pan-dorset: rule strategy-discussion-record missing",
-        "bolton: rule strategy-discussion-record missing",
-        "cwm-taf-morgannwg: rule chair-escalation missing",
-    ];
-    let new: Vec<&String> = problems
-        .iter()
-        .filter(|p| !not_yet.contains(&p.as_str()))
-        .collect();
-    let done: Vec<&&str> = not_yet
-        .iter()
-        .filter(|n| !problems.iter().any(|p| p == *n))
-        .collect();
     assert!(
-        new.is_empty() && done.is_empty(),
-        "rule files disagree with the catalogue:\n{new:#?}\nimplemented now, so take them off the list: {done:#?}"
+        problems.is_empty(),
+        "rule files disagree with the catalogue:\n{problems:#?}"
     );
 }
 

@@ -75,7 +75,7 @@ async fn sqlite_and_postgres_give_the_same_evaluation() {
     let db = TempDb::new("same").await;
     let pg = store::connect(&db.url(), false).await.expect("postgres");
     let applied = pg.migrate(false).await.expect("migrate");
-    assert_eq!(applied.len(), 3);
+    assert_eq!(applied.len(), 4);
     assert!(
         pg.migrate(false).await.expect("again").is_empty(),
         "migrations run once"
@@ -518,12 +518,134 @@ async fn missing_case_tables_and_columns_say_what_to_do() {
     assert!(
         text.contains("visited_at")
             && text.contains("add the column")
-            && text.contains("migrations/postgres/0001_case_tables.sql"),
+            && text.contains("migrations/postgres/"),
         "{text}"
     );
     conn.close().await.expect("close");
     drop(pg);
     db.finish().await;
+}
+
+/// `state` as a database without the columns added to the contract after
+/// its first version gives it: each as NULL.
+fn without_added(state: &CaseState) -> CaseState {
+    let mut s = state.clone();
+    for d in &mut s.strategy_discussions {
+        d.record_circulated_at = None;
+    }
+    for c in &mut s.conferences {
+        c.chair_concern = false;
+        c.chair_escalated_at = None;
+    }
+    for cc in &mut s.conference_children {
+        cc.dissent_recorded = false;
+    }
+    s
+}
+
+/// An authority's tables or views written against the contract's first
+/// version lack the columns added since: they load, each such column read
+/// as NULL, in SQLite, in PostgreSQL tables (read by COPY of the table) and
+/// through PostgreSQL views (fails if a load names a column the database
+/// lacks).
+#[tokio::test]
+async fn a_database_without_the_added_columns_still_loads() {
+    let state = demo_state();
+    assert!(
+        state
+            .strategy_discussions
+            .iter()
+            .any(|d| d.record_circulated_at.is_some())
+            && state.conferences.iter().any(|c| c.chair_concern)
+            && state.conference_children.iter().any(|c| c.dissent_recorded),
+        "the demo fills the added columns"
+    );
+    let expected = json_of(&without_added(&state));
+    assert_ne!(
+        expected,
+        json_of(&state),
+        "the added columns change obligations"
+    );
+
+    let (_dir, url) = sqlite_holding(&state).await;
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+    for &(table, column, _) in store::ADDED {
+        conn.execute(format!("ALTER TABLE {table} DROP COLUMN {column}").as_str())
+            .await
+            .expect("drop an added column");
+    }
+    conn.close().await.expect("close");
+    let s = store::connect(&url, false).await.expect("sqlite");
+    assert_eq!(json_of(&s.load().await.expect("sqlite load")), expected);
+
+    let (db, pg) = pg_holding("added", &state).await;
+    let mut admin = PgConnection::connect(&db.url()).await.expect("admin");
+    admin
+        .execute("CREATE SCHEMA old_views")
+        .await
+        .expect("schema");
+    for (table, columns) in store::TABLES {
+        let first: Vec<&str> = columns
+            .iter()
+            .copied()
+            .filter(|c| !store::ADDED.iter().any(|(t, a, _)| t == table && a == c))
+            .collect();
+        admin
+            .execute(
+                format!(
+                    "CREATE VIEW old_views.{table} AS SELECT {}, updated_at FROM public.{table}",
+                    first.join(", ")
+                )
+                .as_str(),
+            )
+            .await
+            .expect("view");
+    }
+    let viewer = store::connect(
+        &format!("{}?options=-csearch_path%3Dold_views", db.url()),
+        false,
+    )
+    .await
+    .expect("postgres through views");
+    assert_eq!(json_of(&viewer.load().await.expect("view load")), expected);
+    drop(viewer);
+    for &(table, column, _) in store::ADDED {
+        admin
+            .execute(format!("ALTER TABLE public.{table} DROP COLUMN {column}").as_str())
+            .await
+            .expect("drop an added column");
+    }
+    assert_eq!(json_of(&pg.load().await.expect("table load")), expected);
+    admin.close().await.expect("close");
+    drop(pg);
+    db.finish().await;
+}
+
+/// `cpwatch migrate` over SQLite case tables an authority made from the
+/// current contract, added columns and all: the migration that adds them
+/// leaves them be (SQLite has no `ADD COLUMN IF NOT EXISTS`).
+#[tokio::test]
+async fn migrating_tables_that_already_have_the_added_columns_succeeds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("own.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc"))
+        .await
+        .expect("sqlite");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["0001_case_tables.sql", "0004_contract_additions.sql"] {
+        let sql = std::fs::read_to_string(root.join("migrations/sqlite").join(file)).expect("sql");
+        sqlx::raw_sql(&sql).execute(&mut conn).await.expect(file);
+    }
+    conn.close().await.expect("close");
+    let s = store::connect(&url, false).await.expect("sqlite");
+    let applied = s.migrate(false).await.expect("migrate");
+    assert!(
+        applied.iter().any(|m| m.contains("contract_additions")),
+        "{applied:?}"
+    );
+    let state = demo_state();
+    s.replace_case_data(&state).await.expect("write");
+    assert_eq!(json_of(&s.load().await.expect("load")), json_of(&state));
 }
 
 /// A load reads the tables on two connections sharing one snapshot: a

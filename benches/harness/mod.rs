@@ -20,7 +20,7 @@ use cpwatch::domain::case::Instant;
 use cpwatch::domain::engine::Engine;
 use cpwatch::domain::evaluate::{Draft, Sink};
 use cpwatch::service::incremental::{Kept, NeedFull};
-use cpwatch::store::{self, select_sql};
+use cpwatch::store;
 
 // The includer provides the HTTP helper (benches/harness/http.rs), which the
 // tests include once, beside the harness.
@@ -452,7 +452,7 @@ async fn stream(
     while let Some(taken) = plan.take(next) {
         match how {
             Fetch::Select => {
-                let sql = select_sql(taken.table, taken.cols);
+                let sql = taken.select_sql();
                 let mut fetched = sqlx::query(&sql).fetch(&mut *tx);
                 while fetched.try_next().await?.is_some() {
                     rows += 1;

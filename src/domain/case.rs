@@ -134,6 +134,8 @@ pub struct StrategyDiscussion {
     pub concern: Option<Text>,
     pub child_seen_at: Option<Instant>,
     pub conference_decided_at: Option<Instant>,
+    /// When the record of the discussion was circulated to its parties.
+    pub record_circulated_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -155,6 +157,10 @@ pub struct Conference {
     pub summary_circulated_at: Option<Instant>,
     pub minutes_circulated_at: Option<Instant>,
     pub next_review_on: Option<NaiveDate>,
+    /// The chair recorded a belief that the decision places a child at risk.
+    pub chair_concern: bool,
+    /// When the chair escalated that concern to the senior manager.
+    pub chair_escalated_at: Option<Instant>,
 }
 
 impl Conference {
@@ -184,6 +190,8 @@ pub struct ConferenceChild {
     pub category: Option<Text>,
     pub advocacy_offered: Option<bool>,
     pub workbook_received_at: Option<Instant>,
+    /// A dissent from the decision for this child was recorded.
+    pub dissent_recorded: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -48,6 +48,7 @@ fn met_label(event: &str) -> &'static str {
         "requested_at" => "requested",
         "visited_at" => "visited",
         "workbook_received_at" => "received",
+        "chair_escalated_at" => "escalated",
         _ => "circulated",
     }
 }
@@ -239,6 +240,12 @@ fn strategy_discussion_events(state: &CaseState, child_id: &str, t: &mut Vec<(In
                 ),
             ));
         }
+        if let Some(at) = d.record_circulated_at {
+            t.push((
+                at,
+                format!("record of strategy discussion {} circulated", d.id),
+            ));
+        }
     }
 }
 
@@ -266,13 +273,27 @@ fn conference_events(state: &CaseState, child_id: &str, t: &mut Vec<(Instant, St
             (
                 c.held_at,
                 format!(
-                    "{name} {}{}",
+                    "{name} {}{}{}{}",
                     c.status,
                     cc.outcome
                         .as_ref()
                         .map(|o| format!(", outcome {o}"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    if cc.dissent_recorded {
+                        ", dissent recorded"
+                    } else {
+                        ""
+                    },
+                    if c.chair_concern {
+                        ", the chair's concern that the decision leaves the child at risk recorded"
+                    } else {
+                        ""
+                    },
                 ),
+            ),
+            (
+                c.chair_escalated_at,
+                format!("chair of {} escalated the concern", c.id),
             ),
             (
                 c.chair_liaison_at,

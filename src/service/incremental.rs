@@ -178,7 +178,7 @@ macro_rules! child_row {
     };
 }
 child_row!(Referral; received_at; written_confirmation_at, acknowledged_at, next_steps_recorded_at);
-child_row!(StrategyDiscussion; held_at; child_seen_at, conference_decided_at);
+child_row!(StrategyDiscussion; held_at; child_seen_at, conference_decided_at, record_circulated_at);
 child_row!(Assessment; ;);
 child_row!(CpPlan; ;);
 child_row!(CoreGroup; held_at;);
@@ -215,6 +215,7 @@ impl Row for Conference {
             self.plan_hard_copy_sent_at,
             self.summary_circulated_at,
             self.minutes_circulated_at,
+            self.chair_escalated_at,
         ]
         .into_iter()
         .flatten()
@@ -878,6 +879,7 @@ mod tests {
             category: None,
             advocacy_offered: None,
             workbook_received_at: None,
+            dissent_recorded: false,
         };
         let rows = vec![cc("K1", "C1"), cc("K1", "C2"), cc("K2", "C3")];
         let mut reach: FxHashSet<NodeRef> = [NodeRef::Child("C2")].into_iter().collect();

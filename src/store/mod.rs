@@ -71,7 +71,7 @@ pub(crate) fn query_error(url: &str, what: &str, e: sqlx::Error) -> StoreError {
     } else if code == "42703" || message.starts_with("no such column") {
         format!(
             "each case table needs the columns of the contract in docs/case-schema.md (\
-             migrations/{}/0001_case_tables.sql defines them): add the column named above, to the \
+             the migrations in migrations/{}/ define them): add the column named above, to the \
              view where the table is one",
             if postgres { "postgres" } else { "sqlite" }
         )
@@ -439,6 +439,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "concern",
             "child_seen_at",
             "conference_decided_at",
+            "record_circulated_at",
         ],
     ),
     (
@@ -461,6 +462,8 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "summary_circulated_at",
             "minutes_circulated_at",
             "next_review_on",
+            "chair_concern",
+            "chair_escalated_at",
         ],
     ),
     (
@@ -472,6 +475,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "category",
             "advocacy_offered",
             "workbook_received_at",
+            "dissent_recorded",
         ],
     ),
     (
@@ -517,8 +521,40 @@ pub const TABLES: &[(&str, &[&str])] = &[
     ),
 ];
 
-pub fn select_sql(table: &str, columns: &[&str]) -> String {
-    format!("SELECT {} FROM {table}", columns.join(", "))
+/// Columns added to the contract after its first version, all nullable
+/// (`migrations/*/0004_contract_additions.sql`), with their PostgreSQL type.
+/// A database without one (an authority's own tables or views, not yet
+/// extended) reads as if its every value were NULL, so that a new rule does
+/// not stop a load that worked before.
+pub const ADDED: &[(&str, &str, &str)] = &[
+    (
+        "strategy_discussions",
+        "record_circulated_at",
+        "timestamptz",
+    ),
+    ("conferences", "chair_concern", "boolean"),
+    ("conferences", "chair_escalated_at", "timestamptz"),
+    ("conference_children", "dissent_recorded", "boolean"),
+];
+
+/// The SELECT of a table's columns, those of [`ADDED`] that the database
+/// lacks (`absent`, as `(table, column)`) read as NULL; `typed` gives each
+/// such NULL its type, which PostgreSQL needs to describe the column.
+pub fn select_sql(table: &str, columns: &[&str], absent: &[(&str, &str)], typed: bool) -> String {
+    let list: Vec<String> = columns
+        .iter()
+        .map(|&c| {
+            let added = ADDED
+                .iter()
+                .find(|(t, col, _)| *t == table && *col == c && absent.contains(&(*t, *col)));
+            match added {
+                Some((_, _, ty)) if typed => format!("NULL::{ty} AS {c}"),
+                Some(_) => format!("NULL AS {c}"),
+                None => c.to_string(),
+            }
+        })
+        .collect();
+    format!("SELECT {} FROM {table}", list.join(", "))
 }
 
 /// The rows of each case table of a state, in [`TABLES`] order.
@@ -591,6 +627,7 @@ pub fn rows_of(s: &CaseState) -> Vec<Vec<Vec<Val>>> {
                     ot(&d.concern),
                     Instant(d.child_seen_at),
                     Instant(d.conference_decided_at),
+                    Instant(d.record_circulated_at),
                 ]
             })
             .collect(),
@@ -615,6 +652,8 @@ pub fn rows_of(s: &CaseState) -> Vec<Vec<Vec<Val>>> {
                     Instant(c.summary_circulated_at),
                     Instant(c.minutes_circulated_at),
                     Date(c.next_review_on),
+                    Bool(Some(c.chair_concern)),
+                    Instant(c.chair_escalated_at),
                 ]
             })
             .collect(),
@@ -628,6 +667,7 @@ pub fn rows_of(s: &CaseState) -> Vec<Vec<Vec<Val>>> {
                     ot(&c.category),
                     Bool(c.advocacy_offered),
                     Instant(c.workbook_received_at),
+                    Bool(Some(c.dissent_recorded)),
                 ]
             })
             .collect(),

@@ -35,6 +35,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0003_cpwatch_notifications.sql"),
         case_tables: false,
     },
+    Migration {
+        version: 4,
+        name: "contract_additions",
+        sql: include_str!("../../migrations/postgres/0004_contract_additions.sql"),
+        case_tables: true,
+    },
 ];
 
 pub struct PgStore {
@@ -173,7 +179,7 @@ async fn read_tables(
     });
     while let Some(taken) = plan.take(next) {
         let (table, cols) = (taken.table, taken.cols);
-        let sql = select_sql(table, cols);
+        let sql = taken.select_sql();
         let what = format!("reading {table}");
         // The columns' types, from the statement without a condition.
         let described = sqlx::Executor::prepare(&mut *tx, sql.as_str())
@@ -289,6 +295,8 @@ pub struct ReadPlan {
     /// through its SELECT: COPY of the table itself would refuse the first
     /// two and leave out the children's rows.
     plain: Vec<bool>,
+    /// The columns of [`super::ADDED`] the database lacks, as `(table, column)`.
+    absent: Vec<(&'static str, &'static str)>,
 }
 
 impl ReadPlan {
@@ -300,13 +308,29 @@ impl ReadPlan {
              LEFT JOIN pg_class c ON c.oid = to_regclass(t.name) ORDER BY t.i",
         )
         .bind(TABLES.iter().map(|(t, _)| *t).collect::<Vec<_>>())
-        .fetch_all(conn)
+        .fetch_all(&mut *conn)
         .await?;
+        // An added column is looked for in the relation the name finds, as a
+        // table's or a view's attribute: no privilege beyond the catalogue's.
+        let there: Vec<bool> = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = to_regclass(t.tbl) \
+             AND a.attname = t.col AND a.attnum > 0 AND NOT a.attisdropped) \
+             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(tbl, col, i) ORDER BY t.i",
+        )
+        .bind(super::ADDED.iter().map(|a| a.0).collect::<Vec<_>>())
+        .bind(super::ADDED.iter().map(|a| a.1).collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .await?;
+        let absent = (super::ADDED.iter().zip(there))
+            .filter(|(_, there)| !there)
+            .map(|(a, _)| (a.0, a.1))
+            .collect();
         let mut order: Vec<usize> = (0..TABLES.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(found.get(i).map_or(0, |f| f.0)));
         Ok(ReadPlan {
             order,
             plain: found.iter().map(|f| f.1).collect(),
+            absent,
         })
     }
 
@@ -314,10 +338,15 @@ impl ReadPlan {
     pub fn take(&self, next: &AtomicUsize) -> Option<Taken> {
         let i = *self.order.get(next.fetch_add(1, Ordering::Relaxed))?;
         let &(table, cols) = TABLES.get(i)?;
+        let absent: Vec<_> = (self.absent.iter())
+            .filter(|(t, _)| *t == table)
+            .copied()
+            .collect();
         Some(Taken {
             table,
             cols,
-            plain: self.plain.get(i).copied().unwrap_or(false),
+            plain: self.plain.get(i).copied().unwrap_or(false) && absent.is_empty(),
+            absent,
         })
     }
 }
@@ -327,9 +356,15 @@ pub struct Taken {
     pub table: &'static str,
     pub cols: &'static [&'static str],
     plain: bool,
+    absent: Vec<(&'static str, &'static str)>,
 }
 
 impl Taken {
+    /// Its columns' SELECT, an added column it lacks as a typed NULL.
+    pub fn select_sql(&self) -> String {
+        select_sql(self.table, self.cols, &self.absent, true)
+    }
+
     /// The binary COPY that reads it, its rows limited by `condition` (a
     /// WHERE clause) if any. Binary: the server sends each value as it
     /// stores it, and the client reads it in place, at a fraction of a
@@ -345,7 +380,7 @@ impl Taken {
             }
             _ => format!(
                 "COPY ({}{}) TO STDOUT (FORMAT binary)",
-                select_sql(table, cols),
+                self.select_sql(),
                 condition.unwrap_or("")
             ),
         }

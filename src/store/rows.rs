@@ -304,6 +304,7 @@ impl Loader {
                         concern: r.one_of("concern", concern, CONCERNS),
                         child_seen_at: r.opt_instant("child_seen_at"),
                         conference_decided_at: r.opt_instant("conference_decided_at"),
+                        record_circulated_at: r.opt_instant("record_circulated_at"),
                     }
                 },
             ),
@@ -330,6 +331,8 @@ impl Loader {
                     summary_circulated_at: r.opt_instant("summary_circulated_at"),
                     minutes_circulated_at: r.opt_instant("minutes_circulated_at"),
                     next_review_on: r.opt_date("next_review_on"),
+                    chair_concern: r.bool_or("chair_concern", false),
+                    chair_escalated_at: r.opt_instant("chair_escalated_at"),
                 }
             }),
             "conference_children" => read(
@@ -348,6 +351,7 @@ impl Loader {
                         category: r.opt_text("category"),
                         advocacy_offered: r.opt_bool("advocacy_offered"),
                         workbook_received_at: r.opt_instant("workbook_received_at"),
+                        dissent_recorded: r.bool_or("dissent_recorded", false),
                     }
                 },
             ),

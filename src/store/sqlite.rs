@@ -34,6 +34,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0003_cpwatch_notifications.sql"),
         case_tables: false,
     },
+    Migration {
+        version: 4,
+        name: "contract_additions",
+        sql: include_str!("../../migrations/sqlite/0004_contract_additions.sql"),
+        case_tables: true,
+    },
 ];
 
 pub struct SqliteStore {
@@ -118,6 +124,56 @@ fn bind_row(mut b: sqlx::query_builder::Separated<'_, '_, Sqlite, &'static str>,
     }
 }
 
+/// Whether a table (or view) has a column.
+async fn has_column(
+    conn: &mut sqlx::SqliteConnection,
+    table: &str,
+    column: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) > 0 FROM pragma_table_info(?) WHERE name = ?")
+        .bind(table)
+        .bind(column)
+        .fetch_one(conn)
+        .await
+}
+
+/// The columns of [`super::ADDED`] the database lacks, as `(table, column)`.
+async fn absent_columns(
+    conn: &mut sqlx::SqliteConnection,
+) -> Result<Vec<(&'static str, &'static str)>, sqlx::Error> {
+    let mut absent = Vec::new();
+    for &(table, column, _) in super::ADDED {
+        if !has_column(conn, table, column).await? {
+            absent.push((table, column));
+        }
+    }
+    Ok(absent)
+}
+
+/// A migration's statements less each `ALTER TABLE t ADD COLUMN c` whose
+/// column is already there: SQLite has no `ADD COLUMN IF NOT EXISTS`, and
+/// tables an authority made from the current contract have them already.
+async fn without_present_columns(
+    conn: &mut sqlx::SqliteConnection,
+    sql: &str,
+) -> Result<String, sqlx::Error> {
+    let mut kept = String::new();
+    for statement in sql.split_inclusive(';') {
+        let words: Vec<&str> = statement
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .flat_map(str::split_whitespace)
+            .collect();
+        if let ["ALTER", "TABLE", table, "ADD", "COLUMN", column, ..] = words.as_slice() {
+            if has_column(conn, table, column).await? {
+                continue;
+            }
+        }
+        kept.push_str(statement);
+    }
+    Ok(kept)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn describe(&self) -> String {
@@ -138,7 +194,10 @@ impl Store for SqliteStore {
         for m in pending {
             let what = format!("migration {:04}_{}", m.version, m.name);
             let mut tx = self.pool.begin().await.map_err(|e| self.err(&what, e))?;
-            sqlx::Executor::execute(&mut *tx, m.sql)
+            let sql = without_present_columns(&mut tx, m.sql)
+                .await
+                .map_err(|e| self.err(&what, e))?;
+            sqlx::Executor::execute(&mut *tx, sql.as_str())
                 .await
                 .map_err(|e| self.err(&what, e))?;
             sqlx::query("INSERT INTO cpwatch_schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
@@ -193,9 +252,12 @@ impl Store for SqliteStore {
                     .await?;
             }
         }
+        let absent = absent_columns(&mut tx)
+            .await
+            .map_err(|e| self.err("reading the case tables' columns", e))?;
         let since = since.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true));
         for (table, cols) in TABLES {
-            let mut sql = select_sql(table, cols);
+            let mut sql = select_sql(table, cols, &absent, false);
             if since.is_some() {
                 sql.push_str(" WHERE julianday(updated_at) > julianday(?)");
             }

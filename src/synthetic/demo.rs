@@ -56,6 +56,10 @@ struct Records {
 
 struct Gen {
     rng: RefCell<ChaCha8Rng>,
+    /// Draws for the columns added to the contract after its first version:
+    /// a stream of their own, so that every other value of a seed is what
+    /// it was before they were added.
+    added: RefCell<ChaCha8Rng>,
     cal: Calendar,
     now: Instant,
     /// How far back referrals reach, in days.
@@ -89,6 +93,7 @@ pub fn generate_with(
     )?;
     let mut g = Gen {
         rng: RefCell::new(ChaCha8Rng::seed_from_u64(seed)),
+        added: RefCell::new(ChaCha8Rng::seed_from_u64(seed ^ 0x0004_add3d)),
         cal,
         now,
         history_days: history_days.max(10),
@@ -102,6 +107,7 @@ pub fn generate_with(
     if children >= 20 {
         g.contradictions()?;
     }
+    g.dissent_reconvenings()?;
     Ok(g.s)
 }
 
@@ -112,6 +118,28 @@ impl Gen {
 
     fn int(&self, lo: i64, hi: i64) -> i64 {
         self.rng.borrow_mut().gen_range(lo..=hi)
+    }
+
+    /// [`Gen::chance`] and [`Gen::int`] from the added columns' stream.
+    fn added_chance(&self, p: f64) -> bool {
+        self.added.borrow_mut().gen_bool(p.clamp(0.0, 1.0))
+    }
+
+    fn added_int(&self, lo: i64, hi: i64) -> i64 {
+        self.added.borrow_mut().gen_range(lo..=hi)
+    }
+
+    /// When a record due within a working day of `from` was made: mostly
+    /// on time, sometimes late, now and then not at all.
+    fn added_record(&self, from: Instant, late_days: i64) -> Option<Instant> {
+        let after = if self.added_chance(0.85) {
+            Duration::hours(self.added_int(1, 20))
+        } else if self.added_chance(0.7) {
+            Duration::days(self.added_int(2, late_days))
+        } else {
+            return None;
+        };
+        self.happened(from + after)
     }
 
     /// [`Gen::int`] for small non-negative numbers (the same draw).
@@ -400,6 +428,7 @@ impl Gen {
                 conference_decided_at: (decided && is_last)
                     .then(|| *held + Duration::hours(self.int(1, 3)))
                     .and_then(|t| self.happened(t)),
+                record_circulated_at: self.added_record(*held, 5),
             });
         }
         if s47 {
@@ -540,6 +569,7 @@ impl Gen {
         let liaison = (!future || self.chance(0.5))
             .then(|| start - Duration::days(self.int(if self.chance(0.8) { 7 } else { 2 }, 12)))
             .and_then(|t| self.happened(t));
+        let chair_concern = status == "held" && self.added_chance(0.02);
         self.s.conferences.push(Conference {
             id: id.clone().into(),
             kind: kind.into(),
@@ -558,6 +588,10 @@ impl Gen {
             summary_circulated_at: r.summary,
             minutes_circulated_at: r.minutes,
             next_review_on: None,
+            chair_concern,
+            chair_escalated_at: held
+                .filter(|_| chair_concern)
+                .and_then(|h| self.added_record(h, 3)),
         });
         let workbook = age
             .filter(|a| *a >= 4)
@@ -575,6 +609,7 @@ impl Gen {
                 .flatten(),
             advocacy_offered: age.filter(|a| *a >= 11).map(|_| self.chance(0.8)),
             workbook_received_at: workbook,
+            dissent_recorded: outcome == Some("plan_ended") && self.added_chance(0.08),
         });
         self.invitations(&id, start, held.is_some(), dob.is_none(), age.unwrap_or(0))?;
         match (status, held) {
@@ -827,6 +862,54 @@ impl Gen {
             self.small(0, 5) * 10,
         );
         Ok(self.happened(t))
+    }
+
+    /// Most dissents from ending a plan bring the conference back within
+    /// weeks; the rest wait on the manager's decision. Made after every
+    /// child, so the other conferences keep their numbers.
+    fn dissent_reconvenings(&mut self) -> Result<(), CalendarError> {
+        let dissents: Vec<(Text, Text, Instant)> = (self.s.conference_children.iter())
+            .filter(|cc| cc.dissent_recorded)
+            .filter_map(|cc| {
+                let held = (self.s.conferences.iter())
+                    .find(|c| c.id == cc.conference_id)?
+                    .held_at?;
+                Some((cc.conference_id.clone(), cc.child_id.clone(), held))
+            })
+            .collect();
+        for (conf, child, held) in dissents {
+            if !self.added_chance(0.6) {
+                continue;
+            }
+            let Some(at) = self.happened(held + Duration::days(self.added_int(10, 35))) else {
+                continue;
+            };
+            let id = self.next_conf();
+            let r = self.records(Some(at), "held", Some("plan_ended"))?;
+            self.s.conferences.push(Conference {
+                id: id.clone().into(),
+                kind: "review".into(),
+                status: "held".into(),
+                scheduled_at: Some(at),
+                held_at: Some(at),
+                reconvenes_id: Some(conf),
+                decision_circulated_at: r.decision,
+                summary_circulated_at: r.summary,
+                minutes_circulated_at: r.minutes,
+                ..Conference::default()
+            });
+            self.invitations(&id, at, true, false, 10)?;
+            self.s.conference_children.push(ConferenceChild {
+                conference_id: id.into(),
+                child_id: child,
+                outcome: Some("plan_ended".into()),
+                category: None,
+                advocacy_offered: None,
+                workbook_received_at: None,
+                dissent_recorded: false,
+            });
+        }
+        Ok(())
     }
 
     fn exception(&mut self, rule: &str, child: Option<&str>, conf: Option<&str>, reason: &str) {
@@ -1147,6 +1230,7 @@ impl Gen {
                 category: None,
                 advocacy_offered: None,
                 workbook_received_at: None,
+                dissent_recorded: false,
             });
         }
         Ok(())

@@ -106,6 +106,7 @@ pub fn cc(conf: &str, child: &str, outcome: &str) -> ConferenceChild {
         category: None,
         advocacy_offered: Some(true),
         workbook_received_at: None,
+        dissent_recorded: false,
     }
 }
 
@@ -190,6 +191,7 @@ pub fn fixture(board: &str) -> CaseState {
         concern: Some("physical_abuse".into()),
         child_seen_at: Some(t("2026-12-14T18:00:00Z")),
         conference_decided_at: None,
+        record_circulated_at: Some(t("2026-12-15T10:00:00Z")),
     });
     s.strategy_discussions.push(StrategyDiscussion {
         id: "SD2".into(),
@@ -199,6 +201,7 @@ pub fn fixture(board: &str) -> CaseState {
         concern: Some("physical_abuse".into()),
         child_seen_at: Some(t("2026-12-21T16:00:00Z")),
         conference_decided_at: Some(t("2026-12-21T13:00:00Z")),
+        record_circulated_at: Some(t("2026-12-22T10:00:00Z")),
     });
     let mut c1 = conference("CONF-1", "initial", "2027-01-13T10:00:00Z");
     c1.requested_at = Some(t("2026-12-22T09:00:00Z"));

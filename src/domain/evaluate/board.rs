@@ -286,6 +286,13 @@ impl<'e, 'a> BoardEval<'e, 'a> {
                     return false;
                 }
                 if !flag(f.chair_overruled, conf.chair_overruled)
+                    || !flag(f.chair_concern, conf.chair_concern)
+                    || !lazy(f.dissent_recorded, &|| match ctx.cc {
+                        Some(cc) => cc.dissent_recorded,
+                        None => {
+                            (self.idx.children_of(conf).iter()).any(|(cc, _)| cc.dissent_recorded)
+                        }
+                    })
                     || !lazy(f.reconvened, &|| {
                         self.idx.reconvened_by.contains_key(&addr(conf))
                     })
@@ -329,6 +336,8 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             } else if f.conference_kind.is_some()
                 || f.conference_status.is_some()
                 || f.outcome.is_some()
+                || f.chair_concern.is_some()
+                || f.dissent_recorded.is_some()
             {
                 return false;
             }

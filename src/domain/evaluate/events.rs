@@ -59,6 +59,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             Event::StrategyDiscussionHeldAt => ctx.sd.map(|d| d.held_at),
             Event::StrategyDiscussionChildSeenAt => ctx.sd?.child_seen_at,
             Event::StrategyDiscussionConferenceDecidedAt => ctx.sd?.conference_decided_at,
+            Event::StrategyDiscussionRecordCirculatedAt => ctx.sd?.record_circulated_at,
             Event::NextInitialConferenceRequestedAt | Event::NextInitialConferenceHeldAt => {
                 let sd_at = ctx.sd?.held_at;
                 let conf = idx
@@ -103,6 +104,7 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             Event::ConferencePlanHardCopySentAt => ctx.conference?.plan_hard_copy_sent_at,
             Event::ConferenceSummaryCirculatedAt => ctx.conference?.summary_circulated_at,
             Event::ConferenceMinutesCirculatedAt => ctx.conference?.minutes_circulated_at,
+            Event::ConferenceChairEscalatedAt => ctx.conference?.chair_escalated_at,
             Event::ReconveningConferenceHeldAt => {
                 let conf = ctx.conference?;
                 let direct = idx

@@ -93,6 +93,7 @@ events! {
     StrategyDiscussionHeldAt = "strategy_discussion.held_at": [StrategyDiscussion],
     StrategyDiscussionChildSeenAt = "strategy_discussion.child_seen_at": [StrategyDiscussion],
     StrategyDiscussionConferenceDecidedAt = "strategy_discussion.conference_decided_at": [StrategyDiscussion],
+    StrategyDiscussionRecordCirculatedAt = "strategy_discussion.record_circulated_at": [StrategyDiscussion],
     NextInitialConferenceRequestedAt = "next_initial_conference.requested_at": [StrategyDiscussion],
     NextInitialConferenceHeldAt = "next_initial_conference.held_at": [StrategyDiscussion],
     LastS47StrategyDiscussionHeldAt = "last_s47_strategy_discussion.held_at": [ChildConference],
@@ -107,7 +108,8 @@ events! {
     ConferencePlanHardCopySentAt = "conference.plan_hard_copy_sent_at": [Conference],
     ConferenceSummaryCirculatedAt = "conference.summary_circulated_at": [Conference],
     ConferenceMinutesCirculatedAt = "conference.minutes_circulated_at": [Conference],
-    ReconveningConferenceHeldAt = "reconvening_conference.held_at": [Conference],
+    ConferenceChairEscalatedAt = "conference.chair_escalated_at": [Conference],
+    ReconveningConferenceHeldAt = "reconvening_conference.held_at": [Conference, ChildConference],
     FirstCoreGroupHeldAt = "first_core_group.held_at": [Conference, ChildConference, Plan],
     NextReviewConferenceHeldAt = "next_review_conference.held_at": [ChildConference, Plan],
     InvitationReportReceivedAt = "invitation.report_received_at": [Invitation],
@@ -194,6 +196,11 @@ pub struct Filter {
     pub s47_initiated: Option<bool>,
     pub conference_decided: Option<bool>,
     pub chair_overruled: Option<bool>,
+    /// The chair recorded a concern that the decision leaves a child at risk.
+    pub chair_concern: Option<bool>,
+    /// A dissent from the decision was recorded (for the child; for a
+    /// conference, for any of its children).
+    pub dissent_recorded: Option<bool>,
     /// Age in whole years at the conference's date, inclusive bounds.
     pub age_from: Option<u32>,
     pub age_to: Option<u32>,
