@@ -15,6 +15,7 @@ use crate::domain::engine::Engine;
 use crate::domain::evaluate::{Draft, Name, Scratch, Status};
 use crate::domain::rules;
 use crate::report::check;
+use crate::report::Printable;
 use crate::service::clock::{Clock, SystemClock};
 use crate::service::config::{process_env, secret, BoardContacts, Config, TransportKind};
 use crate::service::daemon::{Daemon, Settings};
@@ -69,6 +70,37 @@ pub enum Command {
     /// Works with board rule files.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Works with the notification log: what was sent, what waits, what failed.
+    #[command(subcommand)]
+    Notifications(NotificationsCommand),
+}
+
+#[derive(Subcommand)]
+pub enum NotificationsCommand {
+    /// Lists the notification log, oldest first: planned, status, stage,
+    /// recipient, board, rule, attempts, last error.
+    List {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        /// Only notifications with this status (pending, sent, failed, dropped).
+        #[arg(long, value_parser = ["pending", "sent", "failed", "dropped"])]
+        status: Option<String>,
+    },
+    /// Puts failed notifications back to pending, so that the service sends
+    /// them at its next tick: after a relay that refused them is fixed.
+    Requeue {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        /// Only those to this address.
+        #[arg(long)]
+        recipient: Option<String>,
+    },
+}
+
+#[derive(Args)]
+pub struct DatabaseArgs {
+    #[arg(long, env = "CPWATCH_DATABASE_URL", default_value = store::DEFAULT_URL)]
+    pub database: String,
 }
 
 #[derive(Subcommand)]
@@ -274,6 +306,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Export(a) => export(a).await,
         Command::Seed(a) => seed(a).await,
         Command::Config(ConfigCommand::Check(a)) => config_check(a).await,
+        Command::Notifications(c) => notifications(c).await,
     };
     match result {
         Ok(code) => code,
@@ -343,6 +376,7 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     match a.format {
         Format::Table if !a.all && a.statuses.is_empty() => {
+            let mut out = Printable::new(&mut out);
             // For a person: what needs action, and a line about the rest.
             let action: Vec<&Draft<'_>> = selected
                 .iter()
@@ -357,12 +391,15 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
                 check::summary_line(&eval, &selected, &z)
             )?;
             writeln!(out, "Every obligation: --all, or --format csv, json or jsonl for a spreadsheet or a script.")?;
+            out.flush()?;
         }
         Format::Table => {
+            let mut out = Printable::new(&mut out);
             check::write_table(&mut out, &eval, &selected, &z)?;
             if selected.len() > 50 {
                 writeln!(out, "\n{} obligations: --format csv, json or jsonl puts them in a spreadsheet or a script.", selected.len())?;
             }
+            out.flush()?;
         }
         Format::Json => check::write_json(&mut out, &eval, &selected, &z)?,
         Format::Jsonl => {
@@ -386,7 +423,7 @@ async fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     let state = store.load().await?;
     let mut scratch = Scratch::default();
     let eval = engine.evaluate(&state, &mut scratch, now_or(a.common.at));
-    let mut out = std::io::stdout().lock();
+    let mut out = Printable::new(std::io::stdout().lock());
     crate::report::explain::explain(
         &mut out,
         &state,
@@ -400,6 +437,7 @@ async fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         crate::report::explain::ExplainError::Io(io) => anyhow::Error::from(io),
         other => other.into(),
     })?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -425,7 +463,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
         .filter(|o| matches!(o.status, Status::Overdue | Status::DueSoon))
         .collect();
     let all: Vec<&Draft<'_>> = eval.obligations.iter().collect();
-    let mut out = std::io::stdout().lock();
+    let mut out = Printable::new(std::io::stdout().lock());
     writeln!(
         out,
         "Demo local authority written to {} ({} children, seed {}).\n",
@@ -732,6 +770,43 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
     }
     for m in applied {
         println!("{}: applied {m}", store.describe());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn notifications(c: NotificationsCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        NotificationsCommand::List { db, status } => {
+            let store = open(&db.database, false).await?;
+            let rows = store.log_rows(status.as_deref()).await?;
+            let mut out = Printable::new(std::io::BufWriter::new(std::io::stdout().lock()));
+            let one_line = |s: &str| s.replace(['\n', '\t'], " ");
+            for r in &rows {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    r.planned_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    r.status,
+                    r.stage,
+                    one_line(&r.recipient),
+                    r.board,
+                    r.rule,
+                    r.attempts,
+                    one_line(r.last_error.as_deref().unwrap_or(""))
+                )?;
+            }
+            out.flush()?;
+            eprintln!("{} notifications", rows.len());
+        }
+        NotificationsCommand::Requeue { db, recipient } => {
+            let store = open(&db.database, false).await?;
+            let n = store.log_requeue(recipient.as_deref(), Utc::now()).await?;
+            println!(
+                "{}: {n} failed notifications put back to pending; the service sends them at its next tick",
+                store.describe()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

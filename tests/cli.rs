@@ -243,6 +243,49 @@ async fn explain_words_a_deadline_as_a_qa_officer_would_check_it() {
     assert!(text.contains("\"all initial child protection conferences should take place within 15 working days of the strategy discussion"), "{text}");
 }
 
+/// Case values reach the terminal as text: an escape sequence in a
+/// reference or a conference id is shown, not obeyed, by `check`'s table
+/// and by `explain` (fails if either writes the ESC byte).
+#[tokio::test]
+async fn control_characters_in_case_values_are_shown_not_obeyed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("case.db").display());
+    let s = cpwatch::store::connect(&url, true).await.expect("sqlite");
+    s.migrate(false).await.expect("migrate");
+    let mut state = fixture("pan-dorset");
+    let evil = "TEST-1\x1b]0;owned\x07\x1b[2J";
+    state.children[0].reference = evil.into();
+    state.conferences[0].minutes_circulated_at = None;
+    s.replace_case_data(&state).await.expect("write");
+    for args in [
+        vec![
+            "check",
+            "--all",
+            "--database",
+            &url,
+            "--at",
+            "2027-11-30T12:00:00Z",
+        ],
+        vec![
+            "explain",
+            evil,
+            "--database",
+            &url,
+            "--at",
+            "2027-11-30T12:00:00Z",
+        ],
+    ] {
+        let o = cpwatch(dir.path(), &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = stdout(&o);
+        assert!(
+            !o.stdout.contains(&0x1b) && !o.stdout.contains(&0x07),
+            "{text}"
+        );
+        assert!(text.contains("TEST-1\\u{1b}]0;owned\\u{7}"), "{text}");
+    }
+}
+
 #[test]
 fn rules_check_passes_the_shipped_rules_and_points_at_broken_ones() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));

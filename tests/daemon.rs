@@ -374,6 +374,7 @@ fn smtp_to(port: u16) -> Box<dyn Transport> {
         allow_plaintext: true,
         username: None,
         timeout_seconds: 5,
+        delivery_budget_seconds: 120,
     };
     Box::new(SmtpTransport::new(&c, None).expect("transport"))
 }
@@ -460,16 +461,25 @@ async fn smtp_down_then_up_loses_nothing() {
         plaintext_loopback(c, port)
     })
     .await;
-    // Nothing listens: connection refused is transient.
+    // Nothing listens: the relay is unreachable. After two tries the rest
+    // wait, and the relay is left alone until its backoff ends.
     let r = d.run_once().await.expect("tick");
-    assert!(r.delivery.sent == 0 && r.delivery.retried > 0, "{r:?}");
+    assert!(
+        r.delivery.sent == 0
+            && r.delivery.retried > 0
+            && r.delivery.waiting > 0
+            && r.delivery.relay_down.is_some(),
+        "{r:?}"
+    );
     assert!(d.metrics.render().contains("cpwatch_smtp_up 0"));
     let pending = d.store().log_rows(Some("pending")).await.expect("log");
+    let tried: Vec<_> = pending.iter().filter(|r| r.attempts > 0).collect();
     assert!(
-        pending.iter().all(|r| r.attempts == 1
-            && r.last_error.is_some()
-            && r.next_attempt_at
-                .is_some_and(|n| n > t("2027-02-04T10:00:00Z"))),
+        tried.len() == r.delivery.retried
+            && tried.iter().all(|r| r.attempts == 1
+                && r.last_error.is_some()
+                && r.next_attempt_at
+                    .is_some_and(|n| n > t("2027-02-04T10:00:00Z"))),
         "{pending:?}"
     );
     // The server comes up; before the backoff ends nothing is tried, after it everything goes.
@@ -545,6 +555,213 @@ async fn smtp_4xx_is_retried_and_5xx_is_recorded_and_not_retried() {
     assert_eq!(
         d.store().log_rows(Some("failed")).await.expect("log").len(),
         failed.len()
+    );
+}
+
+/// A synthetic authority with reminders for many recipients, on a Monday
+/// morning inside the send window and after the digest hour.
+fn busy() -> (CaseState, chrono::DateTime<chrono::Utc>) {
+    let now = t("2026-11-23T10:00:00Z");
+    let s = cpwatch::synthetic::demo::generate(5, 120, now, &holidays()).expect("demo");
+    (s, now)
+}
+
+/// A relay that answers 550 to everything is down, not every recipient
+/// gone: after a few refusals in a row the round stops, what was refused
+/// waits to be retried, nothing is marked failed, `cpwatch_smtp_up` is 0;
+/// once it accepts again, everything goes (fails if the refusals are
+/// recorded as permanent failures).
+#[tokio::test]
+async fn a_relay_refusing_everyone_is_paused_and_nothing_is_lost() {
+    let server = SmtpServer::start_on(free_port());
+    server.set_mode("reject");
+    let (state, now) = busy();
+    let clock = Arc::new(ManualClock::new(now));
+    let (d, _db) = daemon(&state, clock.clone(), smtp_to(server.port), |c| {
+        plaintext_loopback(c, server.port)
+    })
+    .await;
+    let r = d.run_once().await.expect("tick");
+    assert!(
+        r.delivery.failed == 0
+            && r.delivery.sent == 0
+            && r.delivery.waiting > 0
+            && r.delivery
+                .relay_down
+                .as_deref()
+                .is_some_and(|w| w.contains("refused 3 recipients in a row")),
+        "{r:?}"
+    );
+    let metrics = d.metrics.render();
+    assert!(metrics.contains("cpwatch_smtp_up 0"), "{metrics}");
+    assert!(
+        metrics.contains("cpwatch_notifications_failed 0"),
+        "{metrics}"
+    );
+    let pending = d.store().log_rows(Some("pending")).await.expect("log");
+    assert!(pending.iter().any(|r| r
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("refused every recipient"))));
+    let total = pending.len();
+
+    // Fixed: while the pause lasts nothing is tried; after it, all goes.
+    server.set_mode("accept");
+    clock.advance(Duration::seconds(5));
+    let r = d.run_once().await.expect("tick");
+    assert_eq!((r.delivery.sent, r.delivery.failed), (0, 0), "{r:?}");
+    clock.advance(Duration::hours(2));
+    let r = d.run_once().await.expect("tick");
+    assert_eq!((r.delivery.sent, r.delivery.failed), (total, 0), "{r:?}");
+    assert!(d.metrics.render().contains("cpwatch_smtp_up 1"));
+}
+
+/// One recipient refused among accepted messages is that recipient's
+/// permanent failure: recorded as failed, counted by
+/// `cpwatch_notifications_failed`, and sent after `cpwatch notifications
+/// requeue` once the address is fixed.
+#[tokio::test]
+async fn a_refused_recipient_fails_alone_and_can_be_requeued() {
+    let server = SmtpServer::start_on(free_port());
+    let (state, now) = busy();
+    let clock = Arc::new(ManualClock::new(now));
+    let (d, db) = daemon(&state, clock.clone(), smtp_to(server.port), |c| {
+        plaintext_loopback(c, server.port)
+    })
+    .await;
+    let gone = "reports@ag-pol.cpwatch.example";
+    server.set_mode(&format!("reject-to {gone}"));
+    let r = d.run_once().await.expect("tick");
+    assert!(
+        r.delivery.relay_down.is_none() && r.delivery.sent > 0,
+        "{r:?}"
+    );
+    let failed = d.store().log_rows(Some("failed")).await.expect("log");
+    assert!(
+        !failed.is_empty() && failed.iter().all(|f| f.recipient == gone),
+        "{failed:?} {:?}",
+        server
+            .received()
+            .iter()
+            .map(|m| m.0.clone())
+            .collect::<Vec<_>>()
+    );
+    assert!(d
+        .metrics
+        .render()
+        .contains(&format!("cpwatch_notifications_failed {}", failed.len())));
+
+    server.set_mode("accept");
+    let url = format!("sqlite://{}", db.path().join("cases.db").display());
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cpwatch"))
+        .args([
+            "notifications",
+            "requeue",
+            "--database",
+            &url,
+            "--recipient",
+            gone,
+        ])
+        .output()
+        .expect("cpwatch");
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success()
+            && said.contains(&format!(
+                "{} failed notifications put back to pending",
+                failed.len()
+            )),
+        "{said}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    clock.advance(Duration::minutes(5));
+    let r = d.run_once().await.expect("tick");
+    assert_eq!(r.delivery.sent, failed.len(), "{r:?}");
+    assert!(d
+        .store()
+        .log_rows(Some("failed"))
+        .await
+        .expect("log")
+        .is_empty());
+    assert!(d
+        .metrics
+        .render()
+        .contains("cpwatch_notifications_failed 0"));
+}
+
+/// A relay that takes the connection and never answers: a tick tries it
+/// twice (each within `mail.smtp.timeout_seconds`), leaves the rest
+/// pending, still evaluates, and does not try again until the pause ends
+/// (fails if every recipient is tried in turn).
+#[tokio::test]
+async fn a_silent_relay_is_tried_twice_then_left_alone() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    let (state, now) = busy();
+    let clock = Arc::new(ManualClock::new(now));
+    let (d, _db) = daemon(&state, clock.clone(), smtp_to(port), |c| {
+        plaintext_loopback(c, port);
+        c.mail.smtp.timeout_seconds = 1;
+    })
+    .await;
+    let r = d.run_once().await.expect("tick");
+    let tries = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        tries <= 2
+            && r.obligations > 0
+            && r.delivery.sent == 0
+            && r.delivery.waiting > 0
+            && r.delivery
+                .relay_down
+                .as_deref()
+                .is_some_and(|w| w.contains("no answer within 1s")),
+        "{tries} connections: {r:?}"
+    );
+    assert!(d.metrics.render().contains("cpwatch_smtp_up 0"));
+    clock.advance(Duration::seconds(10));
+    let r = d.run_once().await.expect("tick");
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        tries,
+        "paused: {r:?}"
+    );
+    assert!(r.delivery.relay_down.is_some(), "{r:?}");
+}
+
+/// A slow relay: one tick sends only for `mail.smtp.delivery_budget_seconds`
+/// and leaves the rest pending for the next (fails if a tick sends all).
+#[tokio::test]
+async fn a_tick_sends_only_for_its_delivery_budget() {
+    let server = SmtpServer::start_on(free_port());
+    server.set_mode("delay 1");
+    let (state, now) = busy();
+    let clock = Arc::new(ManualClock::new(now));
+    let (d, _db) = daemon(&state, clock.clone(), smtp_to(server.port), |c| {
+        plaintext_loopback(c, server.port);
+        c.mail.smtp.delivery_budget_seconds = 1;
+    })
+    .await;
+    let r = d.run_once().await.expect("tick");
+    assert!(
+        (1..=2).contains(&r.delivery.messages) && r.delivery.waiting > 0 && r.delivery.failed == 0,
+        "{r:?}"
+    );
+    server.set_mode("accept");
+    let before = r.delivery.sent;
+    let r = d.run_once().await.expect("tick");
+    assert!(r.delivery.sent > 0, "the rest goes at the next tick: {r:?}");
+    assert_eq!(
+        d.store().log_rows(Some("sent")).await.expect("log").len(),
+        before + r.delivery.sent
     );
 }
 
@@ -832,6 +1049,99 @@ async fn two_replicas_on_postgresql_one_sends_and_the_other_takes_over() {
     assert_eq!(ids.len(), sent.len());
     drop(b);
     drop(setup);
+    db.finish().await;
+}
+
+/// The sender's lock session is terminated while it sends to a slow relay,
+/// and the other replica takes over: the old sender stops before its next
+/// message, so at most the one message in flight goes twice (fails if the
+/// old sender finishes its list while the new one sends the same rows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sender_that_loses_its_lock_stops_sending() {
+    let db = TempDb::new("lostlock").await;
+    let setup = cpwatch::store::connect(&db.url(), false)
+        .await
+        .expect("postgres");
+    setup.migrate(false).await.expect("migrate");
+    let (state, now) = busy();
+    setup.replace_case_data(&state).await.expect("write");
+    let server = SmtpServer::start_on(free_port());
+    server.set_mode("delay 0.3");
+    let clock = Arc::new(ManualClock::new(now));
+    let replica = |clock: Arc<ManualClock>| {
+        let url = db.url();
+        let port = server.port;
+        async move {
+            let store = cpwatch::store::connect(&url, false)
+                .await
+                .expect("postgres");
+            let mut c = config();
+            c.database_url = url;
+            plaintext_loopback(&mut c, port);
+            Arc::new(
+                Daemon::new(
+                    Settings::new(c, engine(), smtp_to(port)).expect("settings"),
+                    store,
+                    clock,
+                )
+                .expect("daemon"),
+            )
+        }
+    };
+    let a = replica(clock.clone()).await;
+    let b = replica(clock.clone()).await;
+    let sending = tokio::spawn({
+        let a = a.clone();
+        async move { a.run_once().await.expect("tick a") }
+    });
+    // Once the first message has arrived, the sender's lock session goes.
+    for _ in 0..200 {
+        if !server.received().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!server.received().is_empty(), "the first replica sends");
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&admin_url())
+        .await
+        .expect("admin");
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_stat_activity s ON s.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted AND s.datname = $1",
+    )
+    .bind(&db.name)
+    .fetch_all(&mut admin)
+    .await
+    .expect("terminate the lock session");
+    assert_eq!(killed, vec![true], "one session held the lock");
+    let rb = b.run_once().await.expect("tick b");
+    let ra = sending.await.expect("tick a finished");
+    assert!(ra.delivery.lost_lock, "{ra:?}");
+    assert!(
+        rb.delivery.sent > 0,
+        "the new sender sends the rest: {rb:?}"
+    );
+    let got = server.received();
+    let mut per_message: std::collections::HashMap<String, usize> =
+        std::collections::HashMap::new();
+    for (_, raw) in &got {
+        let id = raw
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+            .expect("a Message-ID")
+            .to_string();
+        *per_message.entry(id).or_default() += 1;
+    }
+    let twice = per_message.values().filter(|n| **n > 1).count();
+    assert!(
+        twice <= 1 && per_message.values().all(|n| *n <= 2),
+        "{twice} messages went more than once: {ra:?} {rb:?}"
+    );
+    let pending = setup.log_rows(Some("pending")).await.expect("log");
+    assert!(pending.is_empty(), "nothing left behind: {pending:?}");
+    drop((a, b, setup));
+    admin.close().await.expect("close");
     db.finish().await;
 }
 

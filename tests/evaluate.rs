@@ -694,6 +694,50 @@ fn rows_sharing_an_id_are_findings_and_the_first_is_evaluated_once() {
     assert_eq!(obligations_json(&e), obligations_json(&once));
 }
 
+/// A referral, strategy discussion, assessment or plan repeated (same id,
+/// same child, different values) would double the obligations its id names:
+/// each copy is a finding, and only the first row is evaluated (fails if the
+/// copies give obligations of their own or go unreported).
+#[test]
+fn repeated_rows_of_a_child_are_findings_and_evaluated_once() {
+    let s = fixture("pan-dorset");
+    let once = eval(&s, LATER);
+    let mut twice = s.clone();
+    let mut r = twice.referrals[0].clone();
+    r.acknowledged_at = None;
+    twice.referrals.push(r);
+    let mut d = twice.strategy_discussions[1].clone();
+    d.record_circulated_at = None;
+    twice.strategy_discussions.push(d);
+    let mut a = twice.assessments[0].clone();
+    a.completed_on = None;
+    twice.assessments.push(a);
+    let mut p = twice.cp_plans[0].clone();
+    p.visit_interval_working_days = Some(3);
+    twice.cp_plans.push(p);
+    let e = eval(&twice, LATER);
+    let mut expected = once.findings.clone();
+    for (table, id) in [
+        ("referrals", s.referrals[0].id.to_string()),
+        (
+            "strategy_discussions",
+            s.strategy_discussions[1].id.to_string(),
+        ),
+        ("assessments", s.assessments[0].id.to_string()),
+        ("cp_plans", s.cp_plans[0].id.to_string()),
+    ] {
+        expected.push(Finding::new(
+            "duplicate_id",
+            table,
+            &id,
+            "another row of this child has the same id; only the first row read is evaluated",
+        ));
+    }
+    cpwatch::domain::evaluate::sort_findings(&mut expected);
+    assert_eq!(e.findings, expected);
+    assert_eq!(obligations_json(&e), obligations_json(&once));
+}
+
 #[test]
 fn children_of_boards_without_rules_are_findings_and_leave_the_rest_as_it_was() {
     let s = fixture("pan-dorset");
@@ -2471,4 +2515,104 @@ fn every_rule_of_every_board_can_go_overdue_and_be_met() {
         }
     }
     assert!(never.is_empty(), "{never:#?}");
+}
+
+/// Any case values and any rule offset a rule file may hold: evaluation
+/// gives obligations, findings or calendar errors, never a panic (a panic
+/// stops the service). Instants anywhere in chrono's range, dates, visiting
+/// intervals of any size, and unknown kinds, statuses and outcomes.
+mod arbitrary {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn instant(secs: i64) -> Instant {
+        chrono::DateTime::from_timestamp(secs, 0).expect("in range")
+    }
+
+    fn scrambled(board: &str, secs: &[i64], interval: i64, words: &[String]) -> CaseState {
+        let mut s = fixture(board);
+        let mut at = secs.iter().copied().cycle().map(instant);
+        let mut next = || at.next().expect("cycle");
+        let mut word = words.iter().cycle().cloned();
+        for r in &mut s.referrals {
+            r.received_at = next();
+            r.written_confirmation_at = Some(next());
+        }
+        for d in &mut s.strategy_discussions {
+            d.held_at = next();
+            d.conference_decided_at = Some(next());
+            d.record_circulated_at = Some(next());
+        }
+        for c in &mut s.conferences {
+            c.held_at = Some(next());
+            c.scheduled_at = Some(next());
+            c.requested_at = Some(next());
+            c.status = word.next().unwrap_or_default().into();
+            c.kind = word.next().unwrap_or_default().into();
+            c.next_review_on = Some(next().date_naive());
+        }
+        for cc in &mut s.conference_children {
+            cc.outcome = word.next().map(Into::into);
+        }
+        for i in &mut s.invitations {
+            i.report_received_at = Some(next());
+        }
+        for p in &mut s.cp_plans {
+            p.started_on = next().date_naive();
+            p.ended_on = Some(next().date_naive());
+            p.visit_interval_working_days = Some(interval);
+        }
+        for c in &mut s.children {
+            c.date_of_birth = Some(next().date_naive());
+            c.expected_due_date = Some(next().date_naive());
+            c.reference = word.next().unwrap_or_default().into();
+        }
+        for v in &mut s.visits {
+            v.visited_at = next();
+        }
+        s
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn any_case_values_and_offsets_evaluate_without_a_panic(
+            board in prop::sample::select(BOARDS.to_vec()),
+            secs in prop::collection::vec(-62_000_000_000i64..250_000_000_000i64, 1..12),
+            interval in any::<i64>(),
+            words in prop::collection::vec(
+                prop_oneof![
+                    Just("held".to_string()),
+                    Just("initial".to_string()),
+                    Just("review".to_string()),
+                    Just("plan".to_string()),
+                    ".{0,12}",
+                ],
+                1..6,
+            ),
+            offset in prop_oneof![
+                (0i64..100_000, prop::sample::select(vec!["working days", "hours", "days", "weeks", "months"]))
+                    .prop_map(|(n, u)| format!("+{n} {u}")),
+                (0i64..100_000).prop_map(|n| format!("-{n} working days")),
+            ],
+            rule_at in 0usize..40,
+            now in -62_000_000_000i64..250_000_000_000i64,
+        ) {
+            let mut rules = built_in_rules();
+            if let Ok(offset) = offset.parse::<cpwatch::domain::calendar::Offset>() {
+                if let Some(latest) = rules.boards.get_mut(board).and_then(|v| v.last_mut()) {
+                    let mut b = (**latest).clone();
+                    let n = b.rules.len();
+                    if let Some(r) = b.rules.get_mut(rule_at % n.max(1)) {
+                        if r.offset.is_some() {
+                            r.offset = Some(offset);
+                        }
+                    }
+                    *latest = std::sync::Arc::new(b);
+                }
+            }
+            let state = scrambled(board, &secs, interval, &words);
+            let _ = eval_on(&state, &rules, instant(now), 1);
+        }
+    }
 }

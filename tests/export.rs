@@ -577,3 +577,24 @@ fn csv_cells_from_case_data_are_never_formulas() {
         );
     }
 }
+
+/// A case value longer than a spreadsheet cell holds (32,767 characters)
+/// is cut, with a note, and the workbook is written (fails if one long
+/// reference refuses the whole workbook).
+#[test]
+fn a_value_longer_than_a_cell_is_cut_not_fatal() {
+    let mut state = fixture("bolton");
+    let long = format!("TEST-{}", "9".repeat(40_000));
+    state.children[0].reference = long.clone().into();
+    let e = eval(&state, "2027-11-30T12:00:00Z");
+    let r = report(&state, &e, "bolton", "2027-01-01", "2027-11-30");
+    assert!(r
+        .obligations
+        .iter()
+        .any(|o| o.child.as_deref() == Some(long.as_str())));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let xlsx = dir.path().join("long.xlsx");
+    r.write_xlsx(&xlsx, false)
+        .expect("a workbook despite the long reference");
+    assert!(std::fs::metadata(&xlsx).expect("written").len() > 0);
+}

@@ -390,7 +390,7 @@ fn every_expression_returns_series_from_a_real_prometheus_scraping_cpwatch() {
         .filter(|l| l.trim().starts_with("expr: "))
         .count();
     assert_eq!(checked, dashboard_exprs().len() + alerts);
-    assert!(alerts == 7 && checked > 30, "{checked} expressions");
+    assert!(alerts == 8 && checked > 30, "{checked} expressions");
     // Prometheus itself evaluates every alert rule without error.
     let r = api(prom_port, "/api/v1/rules");
     for g in r["data"]["groups"].as_array().expect("groups") {

@@ -24,8 +24,13 @@ struct Service {
 
 impl Service {
     fn start(dir: &Path, config: &Path) -> Service {
+        Service::start_with(dir, config, Command::new(env!("CARGO_BIN_EXE_cpwatch")))
+    }
+
+    /// Started by `command` (the binary, or a wrapper that runs it).
+    fn start_with(dir: &Path, config: &Path, mut command: Command) -> Service {
         let stderr = dir.join(format!("stderr-{}.log", std::process::id()));
-        let child = Command::new(env!("CARGO_BIN_EXE_cpwatch"))
+        let child = command
             .args(["run", "--config"])
             .arg(config)
             .current_dir(dir)
@@ -161,6 +166,49 @@ fn sighup_applies_good_rules_and_keeps_the_old_ones_when_broken() {
     let status = s.child.wait().expect("wait");
     assert_eq!(status.code(), Some(0), "{}", s.log());
     assert!(s.log().contains("stopped"));
+}
+
+/// Clients that connect and send nothing, more than the service may hold
+/// open (run here with 128 file descriptors), do not stop `/metrics`: each
+/// is dropped when it has sent no headers within
+/// `http.header_timeout_seconds`, and at most `http.max_connections` are
+/// held at once (fails without them: the service runs out of descriptors
+/// and the scrape is never answered).
+#[test]
+fn slow_clients_do_not_stop_the_endpoints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = rules_copy(dir.path());
+    let port = free_port();
+    let config = write_config(dir.path(), port, &rules);
+    let text = std::fs::read_to_string(&config).expect("config");
+    let listen = format!("listen = \"127.0.0.1:{port}\"\n");
+    std::fs::write(
+        &config,
+        text.replace(
+            &listen,
+            &format!("{listen}max_connections = 32\nheader_timeout_seconds = 1\n"),
+        ),
+    )
+    .expect("config");
+    let mut limited = Command::new("prlimit");
+    limited.args(["--nofile=128:128", "--", env!("CARGO_BIN_EXE_cpwatch")]);
+    let s = Service::start_with(dir.path(), &config, limited);
+    s.wait_for("ready", || {
+        http_get(s.port, "/readyz").is_some_and(|(c, _)| c == 200)
+    });
+    let idle: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", s.port)).expect("connect"))
+        .collect();
+    let scrape = http_get(s.port, "/metrics");
+    assert!(
+        scrape
+            .as_ref()
+            .is_some_and(|(c, b)| *c == 200 && b.contains("cpwatch_leader")),
+        "no answer behind {} idle clients; stderr:\n{}",
+        idle.len(),
+        s.log()
+    );
+    drop(idle);
 }
 
 #[test]

@@ -5,8 +5,9 @@ Usage: python3 smtp_server.py PORT DIR
 Each accepted message is written to DIR/<n>.eml with its envelope in
 DIR/<n>.json. The file DIR/mode decides how DATA is answered, read afresh for
 each message: "accept" (the default), "tempfail N" (451 for the next N
-messages, then accept), "reject" (550), or "delay S" (accept after S
-seconds, to make a send loop slow enough to interrupt).
+messages, then accept), "reject" (550), "reject-to ADDRESS" (550 for a
+message to ADDRESS, accept the rest), or "delay S" (accept after S seconds,
+to make a send loop slow enough to interrupt).
 """
 import asyncio
 import json
@@ -32,6 +33,8 @@ class Handler:
         mode = self.mode()
         if mode and mode[0] == "reject":
             return "550 5.7.1 Relaying denied for this test"
+        if mode and mode[0] == "reject-to" and mode[1] in envelope.rcpt_tos:
+            return "550 5.1.1 No such mailbox for this test"
         if mode and mode[0] == "delay":
             await asyncio.sleep(float(mode[1]))
         if mode and mode[0] == "tempfail" and int(mode[1]) > 0:

@@ -75,6 +75,10 @@ pub struct Schedule {
 #[serde(deny_unknown_fields, default)]
 pub struct Http {
     pub listen: String,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: u64,
+    /// A client must send its request's headers within this long.
+    pub header_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -115,6 +119,8 @@ pub struct Smtp {
     pub allow_plaintext: bool,
     pub username: Option<String>,
     pub timeout_seconds: u64,
+    /// How long one tick may spend sending: what is left waits for the next.
+    pub delivery_budget_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -178,6 +184,8 @@ impl Default for Http {
     fn default() -> Self {
         Http {
             listen: "127.0.0.1:9187".into(),
+            max_connections: 256,
+            header_timeout_seconds: 10,
         }
     }
 }
@@ -202,6 +210,7 @@ impl Default for Smtp {
             allow_plaintext: false,
             username: None,
             timeout_seconds: 30,
+            delivery_budget_seconds: 120,
         }
     }
 }
@@ -235,6 +244,8 @@ const KEYS: &[&str] = &[
     "schedule.full_every_seconds",
     "schedule.updated_at_overlap_seconds",
     "http.listen",
+    "http.max_connections",
+    "http.header_timeout_seconds",
     "mail.transport",
     "mail.from",
     "mail.directory",
@@ -244,6 +255,7 @@ const KEYS: &[&str] = &[
     "mail.smtp.allow_plaintext",
     "mail.smtp.username",
     "mail.smtp.timeout_seconds",
+    "mail.smtp.delivery_budget_seconds",
     "reminders.send_window",
     "reminders.working_days_only",
     "reminders.escalate_after_working_days",

@@ -161,6 +161,12 @@ pub trait NotificationLog {
         update: &LogUpdate,
         at: Instant,
     ) -> Result<(), StoreError>;
+    /// How many notifications have a status.
+    async fn log_count(&self, status: &str) -> Result<i64, StoreError>;
+    /// Puts failed notifications (only those to `recipient`, if given) back
+    /// to pending, to be sent at the next tick; returns how many. The last
+    /// error is kept, prefixed, so the log still shows why they failed.
+    async fn log_requeue(&self, recipient: Option<&str>, at: Instant) -> Result<usize, StoreError>;
 }
 
 /// A notification to record before it is sent.
@@ -277,6 +283,28 @@ macro_rules! notification_log {
                 q.bind(at.clone()).bind(id.clone()).execute(&mut *tx).await.map_err(|e| self.err("updating cpwatch_notifications", e))?;
             }
             tx.commit().await.map_err(|e| self.err("updating cpwatch_notifications", e))
+        }
+
+        async fn log_count(&self, status: &str) -> Result<i64, StoreError> {
+            sqlx::query_scalar(&$sql("SELECT COUNT(*) FROM cpwatch_notifications WHERE status = ?"))
+                .bind(status)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| self.err("reading cpwatch_notifications", e))
+        }
+
+        async fn log_requeue(&self, recipient: Option<&str>, at: $crate::domain::case::Instant) -> Result<usize, StoreError> {
+            let sql = $sql("UPDATE cpwatch_notifications SET status = 'pending', attempts = 0, next_attempt_at = NULL, \
+                last_error = 'requeued after: ' || coalesce(last_error, ''), updated_at = ? \
+                WHERE status = 'failed' AND (CAST(? AS TEXT) IS NULL OR recipient = ?)");
+            let done = sqlx::query(&sql)
+                .bind($crate::store::log_time(at))
+                .bind(recipient)
+                .bind(recipient)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.err("requeueing failed notifications", e))?;
+            Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
         }
         }
     };

@@ -249,6 +249,22 @@ pub(super) fn by_child<'a, R: 'a, V: Copy>(
     // The row's child, its id and what is kept of it.
     read: impl Fn(&&'a R) -> (&'a Text, &'a Text, V),
 ) -> Grouped<V> {
+    by_child_checked(rows, table, children, slots, f, read, false)
+}
+
+/// [`by_child`], and with `unique` a second row of a child with the same id
+/// (a view over tables without keys can give one) is a finding and left
+/// out: the id names its obligations, which it would double. For the tables
+/// with a few rows a child, whose ids name obligations.
+pub(super) fn by_child_checked<'a, R: 'a, V: Copy>(
+    rows: &[&'a R],
+    table: &str,
+    children: &HashMap<&str, &'a Child>,
+    slots: &Slots<Child>,
+    f: &mut Vec<Finding>,
+    read: impl Fn(&&'a R) -> (&'a Text, &'a Text, V),
+    unique: bool,
+) -> Grouped<V> {
     let mut kept = Vec::with_capacity(rows.len());
     let mut runs = Vec::with_capacity(children.len().min(rows.len()));
     for run in rows.chunk_by(|a, b| read(a).0 == read(b).0) {
@@ -257,7 +273,20 @@ pub(super) fn by_child<'a, R: 'a, V: Copy>(
         match children.get(child) {
             Some(c) => {
                 let start = kept.len();
-                kept.extend(run.iter().map(|r| read(r).2));
+                for (n, r) in run.iter().enumerate() {
+                    let id = read(r).1;
+                    let earlier = run.get(..n).unwrap_or(&[]);
+                    if unique && earlier.iter().any(|e| read(e).1 == id) {
+                        f.push(Finding::new(
+                            "duplicate_id",
+                            table,
+                            id,
+                            "another row of this child has the same id; only the first row read is evaluated",
+                        ));
+                        continue;
+                    }
+                    kept.push(read(r).2);
+                }
                 runs.push((slots.of(c), start, kept.len()));
             }
             None => {
@@ -293,23 +322,42 @@ impl<'a> PerChild<'a> {
         f: &mut Vec<Finding>,
     ) -> Self {
         let slots = &s.child_slots;
-        let referrals = by_child(&s.referrals, "referrals", children, slots, f, |r| {
-            (&r.child_id, &r.id, *r)
-        });
-        let mut sds = by_child(
+        let referrals = by_child_checked(
+            &s.referrals,
+            "referrals",
+            children,
+            slots,
+            f,
+            |r| (&r.child_id, &r.id, *r),
+            true,
+        );
+        let mut sds = by_child_checked(
             &s.strategy_discussions,
             "strategy_discussions",
             children,
             slots,
             f,
             |r| (&r.child_id, &r.id, *r),
+            true,
         );
-        let mut assessments = by_child(&s.assessments, "assessments", children, slots, f, |r| {
-            (&r.child_id, &r.id, *r)
-        });
-        let mut plans = by_child(&s.cp_plans, "cp_plans", children, slots, f, |r| {
-            (&r.child_id, &r.id, *r)
-        });
+        let mut assessments = by_child_checked(
+            &s.assessments,
+            "assessments",
+            children,
+            slots,
+            f,
+            |r| (&r.child_id, &r.id, *r),
+            true,
+        );
+        let mut plans = by_child_checked(
+            &s.cp_plans,
+            "cp_plans",
+            children,
+            slots,
+            f,
+            |r| (&r.child_id, &r.id, *r),
+            true,
+        );
         let mut core_groups = by_child(&s.core_groups, "core_groups", children, slots, f, |r| {
             (&r.child_id, &r.id, r.held_at)
         });

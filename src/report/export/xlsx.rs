@@ -223,7 +223,7 @@ impl Report {
             if let Some(w) = widest.get_mut(usize::from(col)) {
                 *w = (*w).max(v.chars().count());
             }
-            ws.write(row, col, v).map(|_| ())
+            ws.write(row, col, fit(v).as_ref()).map(|_| ())
         };
         for (i, r) in self.obligations.iter().enumerate() {
             let at = 1 + row(i);
@@ -286,8 +286,8 @@ impl Report {
             let at = 1 + row(i);
             ws.write(at, 0, finding.kind.as_str())?;
             ws.write(at, 1, finding.table.as_str())?;
-            ws.write(at, 2, finding.row.as_str())?;
-            ws.write(at, 3, finding.message.as_str())?;
+            ws.write(at, 2, fit(&finding.row).as_ref())?;
+            ws.write(at, 3, fit(&finding.message).as_ref())?;
         }
         ws.autofit();
         Ok(())
@@ -425,4 +425,20 @@ fn counts_cells(
         ws.write(at, from + 7, w as f64)?;
     }
     Ok(())
+}
+
+/// The most characters a spreadsheet cell holds.
+const CELL_CHARS: usize = 32_767;
+
+/// Case text as a cell holds it: a value longer than a cell (a reference an
+/// ETL filled with a whole document, say) is cut, and says so, rather than
+/// refusing the whole workbook.
+fn fit(v: &str) -> std::borrow::Cow<'_, str> {
+    let n = v.chars().count();
+    if n <= CELL_CHARS {
+        return v.into();
+    }
+    let note = format!(" [cut: {n} characters]");
+    let keep: String = v.chars().take(CELL_CHARS - note.chars().count()).collect();
+    format!("{keep}{note}").into()
 }

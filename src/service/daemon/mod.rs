@@ -8,7 +8,7 @@ mod http;
 mod schedule;
 mod tick;
 
-pub use http::{router, Health};
+pub use http::{router, serve, Health, Limits};
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -22,7 +22,7 @@ use crate::service::clock::Clock;
 use crate::service::config::Config;
 use crate::service::incremental::Kept;
 use crate::service::metrics::Metrics;
-use crate::service::notify::{Delivery, Templates, Transport};
+use crate::service::notify::{Delivery, Relay, Templates, Transport};
 use crate::store::Store;
 
 /// How much a tick read and evaluated.
@@ -92,6 +92,8 @@ pub struct Daemon {
     rng: Mutex<ChaCha8Rng>,
     /// The last evaluation and the settings it was made with, for incremental ticks.
     kept: tokio::sync::Mutex<Option<(Kept, Arc<Settings>)>>,
+    /// How the mail relay has been answering, from one tick to the next.
+    relay: tokio::sync::Mutex<Relay>,
 }
 
 impl Daemon {
@@ -119,6 +121,7 @@ impl Daemon {
             health,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
             kept: tokio::sync::Mutex::new(None),
+            relay: tokio::sync::Mutex::new(Relay::default()),
         })
     }
 

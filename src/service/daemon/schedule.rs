@@ -83,11 +83,22 @@ impl Daemon {
             .with_context(|| format!("http.listen: cannot listen on {addr}"))?;
         tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
         let app = router(self.metrics.clone(), self.health.clone());
+        let http = &settings.config.http;
+        let limits = Limits {
+            max_connections: usize::try_from(http.max_connections).unwrap_or(usize::MAX),
+            header_timeout: std::time::Duration::from_secs(http.header_timeout_seconds.max(1)),
+            lifetime: std::time::Duration::from_secs(60),
+        };
         let mut stop = stop;
         Ok(tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopped(&mut stop).await })
-                .await
+            serve(
+                listener,
+                app,
+                limits,
+                async move { stopped(&mut stop).await },
+            )
+            .await;
+            Ok(())
         }))
     }
 }

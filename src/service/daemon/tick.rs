@@ -115,7 +115,8 @@ impl Daemon {
             calendar: &settings.calendar,
         };
         let mut jitter = || self.rng.lock().map(|mut r| r.gen::<f64>()).unwrap_or(0.5);
-        let delivery = match notify::deliver(&outbox, planned, now, &mut jitter).await {
+        let mut relay = self.relay.lock().await;
+        let delivery = match notify::deliver(&outbox, planned, now, &mut relay, &mut jitter).await {
             Ok(d) => d,
             Err(e) => {
                 self.metrics.database_up.set(0);
@@ -124,10 +125,16 @@ impl Daemon {
             }
         };
         let attempted = delivery.sent + delivery.retried + delivery.failed;
-        if attempted > 0 {
+        if delivery.relay_down.is_some() {
+            self.metrics.smtp_up.set(0);
+        } else if attempted > 0 {
             self.metrics
                 .smtp_up
                 .set(i64::from(delivery.sent > 0 || delivery.retried == 0));
+        }
+        match self.store.log_count("failed").await {
+            Ok(n) => self.metrics.notifications_failed.set(n),
+            Err(e) => tracing::warn!(error = %e, "cannot count failed notifications"),
         }
         for ((stage, outcome), n) in &delivery.outcomes {
             self.metrics.notification(stage.as_str(), outcome, *n);

@@ -66,7 +66,33 @@ pub struct Delivery {
     pub waiting: usize,
     /// (stage, outcome) counts, for the metrics.
     pub outcomes: BTreeMap<(Stage, &'static str), u64>,
+    /// Why the relay was taken to be down this round (refusing every
+    /// recipient, or not answering), if it was; or why it is still paused.
+    pub relay_down: Option<String>,
+    /// The round stopped because this replica no longer holds the sender lock.
+    pub lost_lock: bool,
 }
+
+/// How the relay has been answering, kept from one round of delivery to the
+/// next: a relay that refuses everyone or does not answer is paused, with
+/// backoff, rather than tried message after message.
+#[derive(Debug, Default)]
+pub struct Relay {
+    /// Rounds in a row that found the relay down.
+    down_rounds: i64,
+    /// Nothing is tried before this instant.
+    paused_until: Option<Instant>,
+    /// Why it was paused.
+    reason: String,
+}
+
+/// Recipients refused one after another (5xx), none accepted between, that
+/// say the relay itself refuses: a recipient's own rejection comes among
+/// accepted messages.
+pub const REFUSED_IN_A_ROW: usize = 3;
+/// Sends in one round that find the relay unreachable (no answer within the
+/// timeout, connection refused) before it is taken to be down.
+pub const UNREACHABLE_IN_A_ROUND: usize = 2;
 
 /// What delivery needs besides the planned notifications.
 pub struct Outbox<'a> {
@@ -79,11 +105,14 @@ pub struct Outbox<'a> {
 }
 
 /// Records the planned notifications, drops pending ones no longer called
-/// for, and sends what may go now: one message per recipient.
+/// for, and sends what may go now: one message per recipient, until the
+/// round's time (`mail.smtp.delivery_budget_seconds`) is spent, the relay is
+/// found down, or this replica stops being the sender.
 pub async fn deliver(
     out: &Outbox<'_>,
     planned: Vec<Planned>,
     now: Instant,
+    relay: &mut Relay,
     jitter: &mut (dyn FnMut() -> f64 + Send),
 ) -> Result<Delivery, StoreError> {
     let mut d = Delivery::default();
@@ -94,36 +123,200 @@ pub async fn deliver(
         planned.into_iter().map(|p| (p.id.clone(), p)).collect();
     drop_gone(out, &open, &by_id, now, &mut d).await?;
     let sendable = sendable(out, &open, &mut by_id, now, &mut d);
+    if let Some(until) = relay.paused_until.filter(|u| now < *u) {
+        d.waiting += sendable.len();
+        d.relay_down = Some(format!("{}; paused until {until}", relay.reason));
+        return Ok(d);
+    }
     let from = out.config.from_mailbox().map_err(|e| StoreError::Query {
         url: "config".into(),
         what: "mail.from".into(),
         reason: e.to_string(),
     })?;
     let attempts: HashMap<String, i64> = sendable.iter().map(|(p, a)| (p.id.clone(), *a)).collect();
-    for (recipient, group) in group(sendable.into_iter().map(|(p, _)| p).collect()) {
-        let ids: Vec<String> = group.iter().map(|p| p.id.clone()).collect();
-        let mid = message_id(&recipient, &ids);
-        let result = send(out, &from, &recipient, &mid, &group).await;
-        let tries = ids.iter().filter_map(|i| attempts.get(i)).copied().max();
-        let (update, outcome) =
-            log_update(&result, mid, tries.unwrap_or(0), out.config, now, jitter);
-        out.store.log_update(&ids, &update, now).await?;
-        match outcome {
-            "sent" => {
-                d.sent += ids.len();
-                d.messages += 1;
-            }
-            "retry" => d.retried += ids.len(),
-            _ => d.failed += ids.len(),
+    let mut round = Round {
+        out,
+        now,
+        attempts,
+        refused: Vec::new(),
+        unreachable: 0,
+        d,
+        jitter,
+    };
+    let budget = Duration::from_secs(out.config.mail.smtp.delivery_budget_seconds.max(1));
+    let started = std::time::Instant::now();
+    let mut groups = group(sendable.into_iter().map(|(p, _)| p).collect()).into_iter();
+    for (recipient, group) in groups.by_ref() {
+        // Another replica takes the lock when this one's session is lost,
+        // and sends the same pending rows: stop before the next message.
+        if !out.store.leadership().await? {
+            round.d.lost_lock = true;
+            round.d.waiting += group.len();
+            break;
         }
-        if let Err(e) = &result {
-            tracing::warn!(recipient = %recipient, items = ids.len(), error = %e, "sending a reminder failed");
-        }
-        for p in &group {
-            *d.outcomes.entry((p.stage, outcome)).or_default() += 1;
+        round.one(&from, &recipient, group).await?;
+        if round.d.relay_down.is_some() || started.elapsed() >= budget {
+            break;
         }
     }
+    round.d.waiting += groups.map(|(_, g)| g.len()).sum::<usize>();
+    round.settle_refused().await?;
+    let mut d = round.d;
+    match &d.relay_down {
+        Some(why) => {
+            let wait = backoff(out.config, relay.down_rounds, jitter());
+            relay.down_rounds += 1;
+            relay.paused_until = Some(
+                now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::minutes(5)),
+            );
+            relay.reason.clone_from(why);
+            tracing::warn!(reason = %why, retry_after_seconds = wait.as_secs(), "the mail relay is down; reminders wait");
+        }
+        None if d.sent > 0 => *relay = Relay::default(),
+        None => {}
+    }
+    if d.lost_lock {
+        tracing::warn!(
+            "this replica lost the sender lock while sending; the rest is left to the new sender"
+        );
+    }
+    d.outcomes.retain(|_, n| *n > 0);
     Ok(d)
+}
+
+/// One round of sending: what it has done so far.
+struct Round<'o, 'j> {
+    out: &'o Outbox<'o>,
+    now: Instant,
+    attempts: HashMap<String, i64>,
+    /// Messages refused (5xx) since the last one accepted, not yet recorded:
+    /// failed if the relay accepts another, retried if it refuses everyone.
+    refused: Vec<(Vec<Planned>, String, i64)>,
+    unreachable: usize,
+    d: Delivery,
+    jitter: &'j mut (dyn FnMut() -> f64 + Send),
+}
+
+impl Round<'_, '_> {
+    /// Renders and sends one recipient's message, and records what happened.
+    async fn one(
+        &mut self,
+        from: &lettre::message::Mailbox,
+        recipient: &str,
+        group: Vec<Planned>,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<String> = group.iter().map(|p| p.id.clone()).collect();
+        let mid = message_id(recipient, &ids);
+        let tries = (ids.iter())
+            .filter_map(|i| self.attempts.get(i))
+            .copied()
+            .max()
+            .unwrap_or(0);
+        let message = match render(self.out, from, recipient, &mid, &group) {
+            Ok(m) => m,
+            Err(e) => {
+                // The templates, not the relay: this message can never go.
+                tracing::error!(recipient = %recipient, error = %e, "a reminder could not be rendered");
+                return self
+                    .record(&group, LogUpdate::Failed { error: e }, "failed")
+                    .await;
+            }
+        };
+        match transmit(self.out, &message).await {
+            Ok(()) => {
+                self.unreachable = 0;
+                // The relay accepts mail: the refusals before were the recipients'.
+                self.settle_refused().await?;
+                self.d.messages += 1;
+                self.record(&group, LogUpdate::Sent { message_id: mid }, "sent")
+                    .await
+            }
+            Err(SendError::Permanent(e)) => {
+                tracing::warn!(recipient = %recipient, items = ids.len(), error = %e, "the relay refused a reminder");
+                self.refused.push((group, e, tries));
+                if self.refused.len() >= REFUSED_IN_A_ROW {
+                    self.d.relay_down = Some(format!(
+                        "the relay refused {} recipients in a row, the last with: {}",
+                        self.refused.len(),
+                        self.refused.last().map_or("", |r| r.1.as_str())
+                    ));
+                }
+                Ok(())
+            }
+            Err(SendError::Unreachable(e)) => {
+                tracing::warn!(recipient = %recipient, error = %e, "the relay did not answer");
+                self.unreachable += 1;
+                if self.unreachable >= UNREACHABLE_IN_A_ROUND {
+                    self.d.relay_down = Some(format!("the relay did not answer: {e}"));
+                }
+                self.retry(&group, e, tries).await
+            }
+            Err(SendError::Transient(e)) => {
+                tracing::warn!(recipient = %recipient, items = ids.len(), error = %e, "sending a reminder failed for now");
+                self.retry(&group, e, tries).await
+            }
+        }
+    }
+
+    /// Records the refusals held back: as failures when the relay has since
+    /// accepted mail (or the round ended without showing it refuses
+    /// everyone), as retries when it refused every recipient in a row.
+    async fn settle_refused(&mut self) -> Result<(), StoreError> {
+        let relay_refuses = self.d.relay_down.is_some() && self.refused.len() >= REFUSED_IN_A_ROW;
+        for (group, e, tries) in std::mem::take(&mut self.refused) {
+            if relay_refuses {
+                self.retry(
+                    &group,
+                    format!("the relay refused every recipient: {e}"),
+                    tries,
+                )
+                .await?;
+            } else {
+                self.record(&group, LogUpdate::Failed { error: e }, "failed")
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn retry(
+        &mut self,
+        group: &[Planned],
+        error: String,
+        tries: i64,
+    ) -> Result<(), StoreError> {
+        let wait = backoff(self.out.config, tries, (self.jitter)());
+        let next_attempt_at =
+            self.now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(60));
+        self.record(
+            group,
+            LogUpdate::Retry {
+                next_attempt_at,
+                error,
+            },
+            "retry",
+        )
+        .await
+    }
+
+    async fn record(
+        &mut self,
+        group: &[Planned],
+        update: LogUpdate,
+        outcome: &'static str,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<String> = group.iter().map(|p| p.id.clone()).collect();
+        self.out.store.log_update(&ids, &update, self.now).await?;
+        match outcome {
+            "sent" => self.d.sent += ids.len(),
+            "retry" => self.d.retried += ids.len(),
+            _ => self.d.failed += ids.len(),
+        }
+        for p in group {
+            *self.d.outcomes.entry((p.stage, outcome)).or_default() += 1;
+        }
+        Ok(())
+    }
 }
 
 impl Planned {
@@ -197,51 +390,28 @@ fn sendable(
     sendable
 }
 
-/// One recipient's message, rendered and handed to the transport within the relay's timeout.
-async fn send(
+/// One recipient's message, rendered from the templates.
+fn render(
     out: &Outbox<'_>,
     from: &lettre::message::Mailbox,
     recipient: &str,
     mid: &str,
     group: &[Planned],
-) -> Result<(), SendError> {
+) -> Result<lettre::Message, String> {
     let items: Vec<Item> = group.iter().map(|p| p.item.clone()).collect();
-    let message = out
-        .templates
+    out.templates
         .render(&items)
         .and_then(|(subject, text, html)| build_message(from, recipient, mid, &subject, text, html))
-        .map_err(SendError::Permanent)?;
+}
+
+/// A message handed to the transport within the relay's timeout.
+async fn transmit(out: &Outbox<'_>, message: &lettre::Message) -> Result<(), SendError> {
     let timeout = Duration::from_secs(out.config.mail.smtp.timeout_seconds.max(1));
-    match tokio::time::timeout(timeout, out.transport.send(&message)).await {
+    match tokio::time::timeout(timeout, out.transport.send(message)).await {
         Ok(r) => r,
-        Err(_) => Err(SendError::Transient(format!(
+        Err(_) => Err(SendError::Unreachable(format!(
             "no answer within {}s",
             timeout.as_secs()
         ))),
-    }
-}
-
-/// What a send's result writes to the log, and its outcome's name for the metrics.
-fn log_update(
-    result: &Result<(), SendError>,
-    message_id: String,
-    tries: i64,
-    config: &Config,
-    now: Instant,
-    jitter: &mut (dyn FnMut() -> f64 + Send),
-) -> (LogUpdate, &'static str) {
-    match result {
-        Ok(()) => (LogUpdate::Sent { message_id }, "sent"),
-        Err(SendError::Transient(e)) => {
-            let wait = backoff(config, tries, jitter());
-            let next =
-                now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(60));
-            let update = LogUpdate::Retry {
-                next_attempt_at: next,
-                error: e.clone(),
-            };
-            (update, "retry")
-        }
-        Err(SendError::Permanent(e)) => (LogUpdate::Failed { error: e.clone() }, "failed"),
     }
 }

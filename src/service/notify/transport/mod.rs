@@ -13,12 +13,16 @@ use async_trait::async_trait;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// Try again later (connection refused, timeout, 4xx).
+    /// Try again later (a 4xx reply).
     #[error("transient: {0}")]
     Transient(String),
     /// Do not retry (5xx): the server's reply is kept.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The relay itself did not answer (refused the connection, timed
+    /// out): try again later, and stop trying the others for now.
+    #[error("relay unreachable: {0}")]
+    Unreachable(String),
 }
 
 #[async_trait]

@@ -51,9 +51,11 @@ impl Transport for SmtpTransport {
         use lettre::AsyncTransport;
         match self.inner.send(message.clone()).await {
             Ok(_) => Ok(()),
-            // A 5xx reply will not change by trying again; anything else (refused, timeout, 4xx) may.
+            // A 5xx reply will not change by trying again; a 4xx may. Anything
+            // else (refused, timed out, TLS) is the relay, not the recipient.
             Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
-            Err(e) => Err(SendError::Transient(e.to_string())),
+            Err(e) if e.is_transient() => Err(SendError::Transient(e.to_string())),
+            Err(e) => Err(SendError::Unreachable(e.to_string())),
         }
     }
 }
