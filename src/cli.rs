@@ -420,7 +420,13 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
 async fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::from_args(&a.common)?;
     let store = open(&a.common.database, false).await?;
-    let state = store.load().await?;
+    // Only the child's rows and those of every child and conference linked
+    // to it: its evaluation reads nothing else.
+    let linked = store.linked(&a.reference).await?;
+    let state = store
+        .load_rows(&crate::store::Rows::Linked(linked))
+        .await?
+        .state;
     let mut scratch = Scratch::default();
     let eval = engine.evaluate(&state, &mut scratch, now_or(a.common.at));
     let mut out = Printable::new(std::io::stdout().lock());
@@ -604,7 +610,12 @@ async fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
         board.time_zone,
     )?;
     let store = open(&a.common.database, false).await?;
-    let state = store.load().await?;
+    // Only the board's children, their conferences and the children at those.
+    let rows = crate::store::Rows::Board {
+        board: a.board.clone(),
+        default: a.board == engine.default_board,
+    };
+    let state = store.load_rows(&rows).await?.state;
     let now = now_or(a.common.at);
     let mut scratch = Scratch::default();
     let eval = engine.evaluate_where(&state, &mut scratch, now, &|o| *o.of.board == *a.board);

@@ -57,6 +57,11 @@ async fn the_benchmark_runs_and_its_figures_are_consistent() {
         );
         assert!(m.service_peak_mib.is_some_and(|p| p > 1.0), "{m:?}");
         assert!(m.scrape_ms.is_some() && m.export.is_some(), "{m:?}");
+        assert_eq!(m.commands.len(), 6, "{m:?}");
+        for c in &m.commands {
+            assert!(c.wall > 0.0 && c.peak_mib > 1.0, "{c:?}");
+            assert!(c.bytes > 0 || c.command.starts_with("export"), "{c:?}");
+        }
     }
     // An incremental tick after 1% of children changed re-evaluates those
     // children and what is linked to them, not everyone.

@@ -648,6 +648,154 @@ async fn migrating_tables_that_already_have_the_added_columns_succeeds() {
     assert_eq!(json_of(&s.load().await.expect("load")), json_of(&state));
 }
 
+/// `explain` of one child as it reads it: the rows `rows` selects.
+fn explained(state: &CaseState, reference: &str) -> String {
+    let rules = built_in_rules();
+    let mut scratch = cpwatch::domain::evaluate::Scratch::default();
+    let holidays = holidays();
+    let engine = cpwatch::domain::engine::Engine::load(None, None, None, "working-together-2010")
+        .expect("engine");
+    let eval = engine.evaluate(state, &mut scratch, t(NOW));
+    let mut out = Vec::new();
+    cpwatch::report::explain::explain(
+        &mut out,
+        state,
+        &eval,
+        &rules,
+        &holidays,
+        reference,
+        &Zones::new(&rules, "working-together-2010"),
+    )
+    .expect("explain");
+    String::from_utf8(out).expect("utf8")
+}
+
+/// The demo with two children conferenced together, each with conferences
+/// of their own: a link `explain` must follow.
+fn with_siblings() -> CaseState {
+    let mut state = demo_state();
+    let mut at_conferences = state
+        .children
+        .iter()
+        .filter(|c| {
+            state
+                .conference_children
+                .iter()
+                .any(|cc| cc.child_id == c.id)
+        })
+        .map(|c| c.id.clone());
+    let (a, b) = (
+        at_conferences.next().expect("a child at a conference"),
+        at_conferences.next().expect("another"),
+    );
+    let shared = state
+        .conference_children
+        .iter()
+        .find(|cc| cc.child_id == a)
+        .expect("a conference")
+        .clone();
+    state
+        .conference_children
+        .push(cpwatch::domain::case::ConferenceChild {
+            child_id: b,
+            ..shared
+        });
+    state
+}
+
+/// `explain` reads only the child's linked rows, and `export --board` only
+/// the board's: each gives what it gives from every row, in SQLite and in
+/// PostgreSQL (fails if a linked child, conference or row is left out).
+#[tokio::test]
+async fn one_childs_rows_and_one_boards_rows_give_what_all_rows_give() {
+    let state = with_siblings();
+    let (_dir, url) = sqlite_holding(&state).await;
+    let sqlite = store::connect(&url, false).await.expect("sqlite");
+    let (db, pg) = pg_holding("scoped", &state).await;
+    for s in [sqlite.as_ref(), pg.as_ref()] {
+        let all = s.load().await.expect("all");
+        for child in state.children.iter().take(40) {
+            let linked = s.linked(&child.reference).await.expect("linked");
+            assert!(linked.children.contains(child.id.as_str()));
+            let few = s
+                .load_rows(&store::Rows::Linked(linked))
+                .await
+                .expect("linked rows")
+                .state;
+            assert!(few.children.len() < all.children.len());
+            assert_eq!(
+                explained(&few, &child.reference),
+                explained(&all, &child.reference),
+                "{}",
+                child.reference
+            );
+        }
+        let shared = state.conference_children.last().expect("the shared one");
+        let other = (state.conference_children.iter())
+            .find(|cc| cc.conference_id == shared.conference_id && cc.child_id != shared.child_id)
+            .expect("the first child");
+        let reference = |id: &str| {
+            let c = state.children.iter().find(|c| c.id == id).expect("child");
+            c.reference.to_string()
+        };
+        let linked = s
+            .linked(&reference(&shared.child_id))
+            .await
+            .expect("linked");
+        assert!(
+            linked.children.contains(other.child_id.as_str()),
+            "{linked:?}"
+        );
+        let few = s
+            .load_rows(&store::Rows::Linked(linked))
+            .await
+            .expect("linked rows")
+            .state;
+        for id in [&shared.child_id, &other.child_id] {
+            assert_eq!(
+                explained(&few, &reference(id)),
+                explained(&all, &reference(id))
+            );
+        }
+
+        let rules = built_in_rules();
+        let calendar = cpwatch::domain::calendar::Calendar::new(
+            holidays(),
+            "england-and-wales",
+            chrono_tz::Europe::London,
+        )
+        .expect("calendar");
+        for board in ["barnsley", "working-together-2010"] {
+            let rows = store::Rows::Board {
+                board: board.into(),
+                default: board == "working-together-2010",
+            };
+            let few = s.load_rows(&rows).await.expect("board rows").state;
+            assert!(few.children.len() < all.children.len(), "{board}");
+            let report = |state: &CaseState| {
+                let e = eval_with(state, &rules, NOW);
+                format!(
+                    "{:?}",
+                    cpwatch::report::export::build(&cpwatch::report::export::Input {
+                        eval: &e.borrowed(),
+                        state,
+                        rules: &rules,
+                        calendar: &calendar,
+                        board,
+                        default_board: "working-together-2010",
+                        from: d("2025-06-01"),
+                        to: d("2026-11-22"),
+                        generated_at: t(NOW),
+                    })
+                )
+            };
+            assert_eq!(report(&few), report(&all), "{board}");
+        }
+    }
+    drop(pg);
+    db.finish().await;
+}
+
 /// A load reads the tables on two connections sharing one snapshot: a
 /// transaction committed meanwhile must be seen whole or not at all (fails if
 /// the second connection takes a snapshot of its own).

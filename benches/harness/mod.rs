@@ -88,6 +88,18 @@ pub struct Measure {
     pub scrape_ms: Option<f64>,
     /// Seconds for `cpwatch export` of one board's year as xlsx.
     pub export: Option<f64>,
+    /// The commands people type, each run as a whole process.
+    pub commands: Vec<CommandRun>,
+}
+
+/// One command as a user runs it, its output read from a pipe: the best
+/// wall time of the runs, its peak resident memory, and how much it wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CommandRun {
+    pub command: String,
+    pub wall: f64,
+    pub peak_mib: f64,
+    pub bytes: u64,
 }
 
 impl Measure {
@@ -150,11 +162,28 @@ pub async fn measure(opts: &Options, children: usize) -> anyhow::Result<Measure>
     }
     let (incremental, reevaluated) = incremental_ticks(&*store, &engine, &url, opts).await?;
     let (mut service_peak_mib, mut scrape_ms, mut export) = (None, None, None);
+    let mut commands = Vec::new();
     if opts.service {
         let (peak, scrape) = service(&opts.binary, &url)?;
         service_peak_mib = Some(peak);
         scrape_ms = Some(scrape);
         export = Some(export_year(&opts.binary, &url, opts.at)?);
+        // Interleaved with the COPY floor, as the tick is.
+        let list = command_list(&url, opts.at, &*store).await?;
+        for _ in 0..3 {
+            floors.measure(&url).await?;
+            for (name, args) in &list {
+                let run = time_command(&opts.binary, name, args)?;
+                match commands
+                    .iter_mut()
+                    .find(|c: &&mut CommandRun| c.command == *name)
+                {
+                    Some(best) if best.wall <= run.wall => {}
+                    Some(best) => *best = run,
+                    None => commands.push(run),
+                }
+            }
+        }
     }
     let [select, copy, copy2] = floors.best;
     Ok(Measure {
@@ -179,6 +208,113 @@ pub async fn measure(opts: &Options, children: usize) -> anyhow::Result<Measure>
         service_peak_mib,
         scrape_ms,
         export,
+        commands,
+    })
+}
+
+/// The commands measured, each with its arguments: `check` as a person
+/// runs it and for a script, `explain` of a child conferenced with others,
+/// and a board's yearly export.
+async fn command_list(
+    url: &str,
+    at: Instant,
+    store: &dyn store::Store,
+) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let linked = store
+        .ids(
+            "SELECT c.reference FROM children c JOIN conference_children cc ON cc.child_id = c.id \
+             ORDER BY c.id LIMIT 1",
+        )
+        .await?;
+    let reference = linked.first().context("no child at a conference")?.clone();
+    let to = at.date_naive();
+    let from = to - chrono::Duration::days(365);
+    let export = std::env::temp_dir().join(format!("cpwatch-bench-{}.xlsx", std::process::id()));
+    let common = ["--database", url, "--at", &at.to_rfc3339()].map(String::from);
+    let with = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .map(|a| a.to_string())
+            .chain(common.iter().cloned())
+            .collect()
+    };
+    Ok(vec![
+        ("check".into(), with(&["check"])),
+        (
+            "check --format json".into(),
+            with(&["check", "--format", "json"]),
+        ),
+        (
+            "check --format jsonl".into(),
+            with(&["check", "--format", "jsonl"]),
+        ),
+        (
+            "check --format csv".into(),
+            with(&["check", "--format", "csv"]),
+        ),
+        (
+            "explain (one child)".to_string(),
+            with(&["explain", &reference]),
+        ),
+        (
+            "export --board barnsley (a year, xlsx)".into(),
+            with(&[
+                "export",
+                "--board",
+                "barnsley",
+                "--from",
+                &from.to_string(),
+                "--to",
+                &to.to_string(),
+                "--force",
+                "--out",
+                &export.display().to_string(),
+            ]),
+        ),
+    ])
+}
+
+/// Runs one command under `/usr/bin/time` (for its peak memory), reading
+/// its output from a pipe as a script would.
+fn time_command(binary: &Path, name: &str, args: &[String]) -> anyhow::Result<CommandRun> {
+    let report = std::env::temp_dir().join(format!("cpwatch-bench-time-{}", std::process::id()));
+    let started = Clock::now();
+    let mut child = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o"])
+        .arg(&report)
+        .arg(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("running /usr/bin/time (apt-get install time)")?;
+    let mut bytes = 0u64;
+    if let Some(mut out) = child.stdout.take() {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = out.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            bytes += n as u64;
+        }
+    }
+    let status = child.wait()?;
+    let wall = started.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    let kib: f64 = std::fs::read_to_string(&report)?
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .context("no peak memory from /usr/bin/time")?;
+    std::fs::remove_file(&report).ok();
+    Ok(CommandRun {
+        command: name.to_string(),
+        wall,
+        peak_mib: kib / 1024.0,
+        bytes,
     })
 }
 
@@ -683,11 +819,88 @@ pub fn markdown(results: &[Measure], machine: &str, at: Instant, command: &str) 
     let mut md = String::new();
     header(&mut md, machine, at, command);
     table(&mut md, results);
+    commands_table(&mut md, results);
     if let Some(m) = results.iter().max_by_key(|m| m.children) {
         targets(&mut md, m, results);
+        command_targets(&mut md, m);
         explanations(&mut md, m);
     }
     md
+}
+
+/// The commands people type, a row each per size.
+fn commands_table(md: &mut String, results: &[Measure]) {
+    if results.iter().all(|m| m.commands.is_empty()) {
+        return;
+    }
+    md.push_str("## Commands as a user runs them\n\n");
+    md.push_str("| children | command | wall (s) | peak RSS (MiB) | output (MiB) | COPY floor (s) | COPY floor + one-core evaluation (s) |\n");
+    md.push_str("|---:|---|---:|---:|---:|---:|---:|\n");
+    for m in results {
+        for c in &m.commands {
+            md.push_str(&format!(
+                "| {} | `cpwatch {}` | {:.3} | {:.0} | {:.1} | {:.2} | {:.2} |\n",
+                m.children,
+                c.command,
+                c.wall,
+                c.peak_mib,
+                c.bytes as f64 / (1024.0 * 1024.0),
+                m.copy_floor,
+                m.copy_floor + m.evaluate,
+            ));
+        }
+    }
+    md.push_str("\nEach command is the whole process (`cpwatch` started, the database read, the output written) against PostgreSQL on loopback, \
+                 its standard output read from a pipe, best of three runs interleaved with the COPY floor; peak RSS is `/usr/bin/time`'s maximum resident set. \
+                 `check` is the default table for a person (what needs action and a summary line); `explain` is a child conferenced with another.\n\n");
+}
+
+/// The commands' targets at the largest size.
+fn command_targets(md: &mut String, m: &Measure) {
+    if m.commands.is_empty() {
+        return;
+    }
+    md.push_str(&format!(
+        "\n## Command targets at {} children\n\n",
+        m.children
+    ));
+    md.push_str("| target | measured | |\n|---|---|---|\n");
+    let by = |name: &str| m.commands.iter().find(|c| c.command.starts_with(name));
+    let bound = 2.0 * (m.copy_floor + m.evaluate);
+    for name in [
+        "check --format json",
+        "check --format jsonl",
+        "check --format csv",
+    ] {
+        if let Some(c) = by(name) {
+            md.push_str(&format!(
+                "| `cpwatch {name}` to a pipe ≤ 2 × (COPY floor + one-core evaluation) = {bound:.2} s | {:.2} s | {} |\n",
+                c.wall,
+                verdict(c.wall <= bound)
+            ));
+        }
+    }
+    if let Some(c) = m.commands.iter().find(|c| c.command == "check") {
+        md.push_str(&format!(
+            "| `cpwatch check` (the default table) ≤ 1.2 × the COPY floor = {:.2} s | {:.2} s ({:.2} ×) | {} |\n",
+            1.2 * m.copy_floor,
+            c.wall,
+            c.wall / m.copy_floor,
+            verdict(c.wall <= 1.2 * m.copy_floor)
+        ));
+    }
+    if let Some(c) = by("explain") {
+        md.push_str(&format!(
+            "| `cpwatch explain` of one child ≤ 0.1 s | {:.3} s | {} |\n",
+            c.wall,
+            verdict(c.wall <= 0.1)
+        ));
+    }
+    let peak = m.commands.iter().map(|c| c.peak_mib).fold(0.0, f64::max);
+    md.push_str(&format!(
+        "| every command's peak RSS ≤ {TARGET_PEAK_MIB} MiB | at most {peak:.0} MiB | {} |\n",
+        verdict(peak <= TARGET_PEAK_MIB)
+    ));
 }
 
 /// What made the file, on what machine and data.

@@ -8,6 +8,8 @@ pub mod postgres;
 pub(crate) mod rows;
 mod sqlite;
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
 use chrono::NaiveDate;
 
@@ -112,13 +114,65 @@ pub trait Store: NotificationLog + Send + Sync {
     fn describe(&self) -> String;
     /// Applies pending migrations; with `own_tables_only`, only cpwatch's own tables.
     async fn migrate(&self, own_tables_only: bool) -> Result<Vec<String>, StoreError>;
-    /// Reads the case state in one snapshot: every row, or with `since` only
-    /// the rows whose `updated_at` is later; with the newest `updated_at` the
-    /// snapshot holds, the point the next incremental read starts from.
-    async fn load_since(&self, since: Option<Instant>) -> Result<Loaded, StoreError>;
+    /// Reads the case state in one snapshot, the rows `rows` selects; with
+    /// the newest `updated_at` the snapshot holds, the point the next
+    /// incremental read starts from.
+    async fn load_rows(&self, rows: &Rows) -> Result<Loaded, StoreError>;
+    /// Every row, or with `since` only the rows whose `updated_at` is later.
+    async fn load_since(&self, since: Option<Instant>) -> Result<Loaded, StoreError> {
+        self.load_rows(&since.map_or(Rows::All, Rows::Since)).await
+    }
     /// Reads the whole case state.
     async fn load(&self) -> Result<CaseState, StoreError> {
         Ok(self.load_since(None).await?.state)
+    }
+    /// The values of a query's one text column (ids, for [`Store::linked`]).
+    async fn ids(&self, sql: &str) -> Result<Vec<String>, StoreError>;
+    /// The child with `reference`, every child conferenced with it, every
+    /// child conferenced with those, and so on, and all their conferences
+    /// (with those that reconvene them, or that they reconvene): what one
+    /// child's evaluation reads.
+    async fn linked(&self, reference: &str) -> Result<Linked, StoreError> {
+        let mut children: BTreeSet<String> = self
+            .ids(&format!(
+                "SELECT id FROM children WHERE reference = {}",
+                literal(reference)
+            ))
+            .await?
+            .into_iter()
+            .collect();
+        let mut conferences: BTreeSet<String> = BTreeSet::new();
+        loop {
+            let before = (children.len(), conferences.len());
+            let c = in_list(&children);
+            conferences.extend(
+                self.ids(&format!(
+                    "SELECT conference_id FROM conference_children WHERE child_id IN ({c})"
+                ))
+                .await?,
+            );
+            let k = in_list(&conferences);
+            conferences.extend(
+                self.ids(&format!(
+                    "SELECT id FROM conferences WHERE reconvenes_id IN ({k}) \
+                     UNION SELECT reconvenes_id FROM conferences WHERE id IN ({k}) AND reconvenes_id IS NOT NULL"
+                ))
+                .await?,
+            );
+            let k = in_list(&conferences);
+            children.extend(
+                self.ids(&format!(
+                    "SELECT child_id FROM conference_children WHERE conference_id IN ({k})"
+                ))
+                .await?,
+            );
+            if (children.len(), conferences.len()) == before {
+                return Ok(Linked {
+                    children,
+                    conferences,
+                });
+            }
+        }
     }
     /// Replaces every case table's rows (demo and synthetic data only).
     async fn replace_case_data(&self, state: &CaseState) -> Result<(), StoreError>;
@@ -134,6 +188,102 @@ pub trait Store: NotificationLog + Send + Sync {
     /// always, once this process holds the database's lock file; an error if
     /// another process does.
     async fn leadership(&self) -> Result<bool, StoreError>;
+}
+
+/// Which rows of the case tables a read takes.
+pub enum Rows {
+    All,
+    /// Those whose `updated_at` is later than this.
+    Since(Instant),
+    /// Those about these children and conferences (and every agency, team
+    /// and worker, and the exceptions about no child or conference).
+    Linked(Linked),
+    /// Those about the children of a board (`default`: and the children
+    /// with no board), the conferences about them, and every child at
+    /// those conferences.
+    Board {
+        board: String,
+        default: bool,
+    },
+}
+
+/// Children and conferences that one child's evaluation reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Linked {
+    pub children: BTreeSet<String>,
+    pub conferences: BTreeSet<String>,
+}
+
+/// A text as an SQL literal: quotes doubled, as both databases read it.
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Values as the inside of `IN (…)`; `NULL` for none (which matches nothing).
+fn in_list(values: &BTreeSet<String>) -> String {
+    if values.is_empty() {
+        return "NULL".into();
+    }
+    values
+        .iter()
+        .map(|v| literal(v))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Rows {
+    /// The WHERE clause (with its leading space) that selects these rows of
+    /// `table`, if any; `since` is how the database compares an instant in
+    /// `updated_at` with a literal one.
+    pub fn condition(&self, table: &str, since: impl Fn(&str) -> String) -> Option<String> {
+        match self {
+            Rows::All => None,
+            Rows::Since(t) => Some(format!(
+                " WHERE {}",
+                since(&literal(
+                    &t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                ))
+            )),
+            Rows::Board { board, default } => {
+                let mine = format!(
+                    "SELECT id FROM children WHERE board = {}{}",
+                    literal(board),
+                    if *default { " OR board IS NULL" } else { "" }
+                );
+                let k = format!(
+                    "SELECT conference_id FROM conference_children WHERE child_id IN ({mine})"
+                );
+                let c = format!("{mine} UNION SELECT child_id FROM conference_children WHERE conference_id IN ({k})");
+                Some(format!(" WHERE {}", linked_clause(table, &c, &k)?))
+            }
+            Rows::Linked(l) => {
+                let (c, k) = (in_list(&l.children), in_list(&l.conferences));
+                Some(format!(" WHERE {}", linked_clause(table, &c, &k)?))
+            }
+        }
+    }
+
+    /// Whether the read reports the rows whose `updated_at` is unreadable
+    /// or in the future: a full read does (a board's export shows them);
+    /// an incremental one, or one child's, does not repeat them.
+    pub fn reports_updated_at(&self) -> bool {
+        matches!(self, Rows::All | Rows::Board { .. })
+    }
+}
+
+/// The condition on `table` for rows about the children `c` and the
+/// conferences `k` (each the inside of `IN (…)`); none for the tables read whole.
+fn linked_clause(table: &str, c: &str, k: &str) -> Option<String> {
+    Some(match table {
+        "agencies" | "teams" | "workers" => return None,
+        "children" => format!("id IN ({c})"),
+        "conferences" => format!("id IN ({k})"),
+        "conference_children" | "invitations" => format!("conference_id IN ({k})"),
+        "exceptions" => format!(
+            "child_id IN ({c}) OR conference_id IN ({k}) OR (child_id IS NULL AND conference_id IS NULL)"
+        ),
+        _ => format!("child_id IN ({c})"),
+    })
 }
 
 /// What a read returned.

@@ -163,7 +163,7 @@ async fn read_tables(
     tx: &mut sqlx::PgConnection,
     plan: &ReadPlan,
     next: &AtomicUsize,
-    since: Option<Instant>,
+    conditions: &Conditions,
 ) -> Result<Loader, StoreError> {
     let mut loader = Loader::default();
     // Each load describes its tables afresh: a statement this connection
@@ -172,11 +172,6 @@ async fn read_tables(
     sqlx::Connection::clear_cached_statements(&mut *tx)
         .await
         .map_err(|e| query_err(url, "starting a read", e))?;
-    // COPY takes no parameters; an instant formatted here is safe to inline.
-    let since = since.map(|t| {
-        let t = t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        format!(" WHERE updated_at > '{t}'::timestamptz")
-    });
     while let Some(taken) = plan.take(next) {
         let (table, cols) = (taken.table, taken.cols);
         let sql = taken.select_sql();
@@ -191,7 +186,11 @@ async fn read_tables(
             types.clone().map(|t| t.oid().map_or(0, |o| o.0)).collect(),
             types.map(|t| t.name().to_string()).collect(),
         );
-        let copy = taken.copy_sql(since.as_deref());
+        let condition = conditions
+            .iter()
+            .find(|(t, _)| *t == table)
+            .and_then(|(_, c)| c.as_deref());
+        let copy = taken.copy_sql(condition);
         let mut chunks = tx
             .copy_out_raw(&copy)
             .await
@@ -223,6 +222,22 @@ async fn read_tables(
         }
     }
     Ok(loader)
+}
+
+/// Each case table's WHERE clause for a read, if it has one. COPY takes no
+/// parameters: the values are literals, quoted ([`super::literal`]).
+type Conditions = Vec<(&'static str, Option<String>)>;
+
+fn conditions(rows: &super::Rows) -> Conditions {
+    TABLES
+        .iter()
+        .map(|(t, _)| {
+            (
+                *t,
+                rows.condition(t, |at| format!("updated_at > {at}::timestamptz")),
+            )
+        })
+        .collect()
 }
 
 /// A read's transaction on a connection of the pool, which goes back to the
@@ -731,7 +746,14 @@ impl Store for PgStore {
         Ok(applied)
     }
 
-    async fn load_since(&self, since: Option<Instant>) -> Result<Loaded, StoreError> {
+    async fn ids(&self, sql: &str) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("finding the linked children and conferences", e))
+    }
+
+    async fn load_rows(&self, rows: &super::Rows) -> Result<Loaded, StoreError> {
         // One snapshot for all tables, so a concurrent ETL load is seen whole
         // or not at all. Two connections share it and take the tables in turn,
         // largest first: a national load keeps a backend busy on each core
@@ -754,20 +776,30 @@ impl Store for PgStore {
         let plan = ReadPlan::new(&mut first)
             .await
             .map_err(|e| self.err("reading the tables' sizes and kinds", e))?;
-        let second = self.second_reading(&snapshot).await;
+        // One child's rows are few: a second connection would cost more than it saves.
+        let second = match rows {
+            super::Rows::Linked(_) => None,
+            _ => self.second_reading(&snapshot).await,
+        };
         // The second connection's rows are decoded on a task of its own, so
         // on another core than the first's: one thread decoding both would
         // hold the load to its speed while the backends wait.
         let plan = std::sync::Arc::new(plan);
         let next = std::sync::Arc::new(AtomicUsize::new(0));
+        let conditions = std::sync::Arc::new(conditions(rows));
         let other = second.map(|mut tx| {
-            let (url, plan, next) = (self.url.clone(), plan.clone(), next.clone());
+            let (url, plan, next, conditions) = (
+                self.url.clone(),
+                plan.clone(),
+                next.clone(),
+                conditions.clone(),
+            );
             tokio::spawn(async move {
-                let read = read_tables(&url, &mut tx, &plan, &next, since).await;
+                let read = read_tables(&url, &mut tx, &plan, &next, &conditions).await;
                 (tx, read)
             })
         });
-        let mine = read_tables(&self.url, &mut first, &plan, &next, since).await;
+        let mine = read_tables(&self.url, &mut first, &plan, &next, &conditions).await;
         let other = match other {
             // The first connection's error is the one to report; the other
             // stops reading, and its connection is closed (`Reading`).
@@ -784,7 +816,7 @@ impl Store for PgStore {
             None => None,
         };
         let mut loader = mine?;
-        if since.is_none() {
+        if rows.reports_updated_at() {
             self.future_updated_at(&mut first, &mut loader).await?;
         }
         let second = match other {

@@ -213,7 +213,14 @@ impl Store for SqliteStore {
         Ok(applied)
     }
 
-    async fn load_since(&self, since: Option<Instant>) -> Result<Loaded, StoreError> {
+    async fn ids(&self, sql: &str) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("finding the linked children and conferences", e))
+    }
+
+    async fn load_rows(&self, rows: &super::Rows) -> Result<Loaded, StoreError> {
         let mut loader = Loader::default();
         // One transaction, so a concurrent writer is seen whole or not at all.
         let mut tx = self
@@ -246,7 +253,7 @@ impl Store for SqliteStore {
                 watermark = watermark.max(Some(t));
             }
         }
-        if since.is_none() {
+        if rows.reports_updated_at() {
             for (table, _) in TABLES {
                 self.updated_at_findings(&mut tx, table, &mut loader)
                     .await?;
@@ -255,18 +262,15 @@ impl Store for SqliteStore {
         let absent = absent_columns(&mut tx)
             .await
             .map_err(|e| self.err("reading the case tables' columns", e))?;
-        let since = since.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true));
+        let selected = rows;
         for (table, cols) in TABLES {
             let mut sql = select_sql(table, cols, &absent, false);
-            if since.is_some() {
-                sql.push_str(" WHERE julianday(updated_at) > julianday(?)");
+            if let Some(condition) = selected.condition(table, |at| {
+                format!("julianday(updated_at) > julianday({at})")
+            }) {
+                sql.push_str(&condition);
             }
-            let query = sqlx::query(&sql);
-            let query = match since.as_deref() {
-                Some(t) => query.bind(t),
-                None => query,
-            };
-            let mut rows = query.fetch(&mut *tx);
+            let mut rows = sqlx::query(&sql).fetch(&mut *tx);
             while let Some(row) = rows
                 .try_next()
                 .await
