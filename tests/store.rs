@@ -957,8 +957,13 @@ async fn a_table_that_cannot_be_read_fails_the_load_whichever_connection_reads_i
 async fn sqlite_reads_its_own_timestamps_and_reports_unreadable_ones() {
     let (_dir, url) = sqlite_holding(&fixture("bolton")).await;
     let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("raw");
+    for (table, _) in store::TABLES {
+        conn.execute(format!("UPDATE {table} SET updated_at = '2020-12-04 19:00:00'").as_str())
+            .await
+            .expect("update");
+    }
     for sql in [
-        "UPDATE children SET updated_at = '2099-12-04 20:30:00'",
+        "UPDATE children SET updated_at = '2020-12-04 20:30:00'",
         "UPDATE core_groups SET updated_at = 'yesterday'",
     ] {
         conn.execute(sql).await.expect("update");
@@ -968,7 +973,7 @@ async fn sqlite_reads_its_own_timestamps_and_reports_unreadable_ones() {
     let full = s.load_since(None).await.expect("a full read");
     assert_eq!(
         full.watermark,
-        Some(t("2099-12-04T20:30:00Z")),
+        Some(t("2020-12-04T20:30:00Z")),
         "SQLite's own form, read as UTC"
     );
     let unreadable: Vec<&str> = full

@@ -673,9 +673,9 @@ impl Kept {
             },
             horizon,
             until,
-            // Never past the read's own instant: a row stamped in the future
-            // (9999-12-31, say) would hide every change made after it.
-            watermark: loaded.watermark.map(|w| w.min(now)),
+            // The store keeps it within the database's own clock: a row
+            // stamped in the future cannot hide later changes.
+            watermark: loaded.watermark,
             loaded_at: now,
         }
     }
@@ -758,7 +758,7 @@ impl Kept {
         component_tables!(put);
         in_scope.extend(&self.state, &scope);
         self.put_in(engine, &in_scope, now)?;
-        self.watermark = self.watermark.max(changes.watermark.map(|w| w.min(now)));
+        self.watermark = self.watermark.max(changes.watermark);
         Ok(Update {
             rows,
             children: scope.children.len(),

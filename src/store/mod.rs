@@ -289,7 +289,8 @@ fn linked_clause(table: &str, c: &str, k: &str) -> Option<String> {
 /// What a read returned.
 pub struct Loaded {
     pub state: CaseState,
-    /// The newest `updated_at` of any case table; `None` when they are empty.
+    /// The newest `updated_at` of any case table, but never later than the
+    /// database's clock at the read; `None` when they are empty.
     pub watermark: Option<Instant>,
 }
 

@@ -768,8 +768,10 @@ impl Store for PgStore {
             .map(|(t, _)| format!("SELECT max(updated_at) AS m FROM {t}"))
             .collect::<Vec<_>>()
             .join(" UNION ALL ");
+        // Never past the database's own clock: a row stamped in the future
+        // would otherwise hide every later change from incremental reads.
         let watermark: Option<Instant> =
-            sqlx::query_scalar(&format!("SELECT max(m) FROM ({newest}) AS w"))
+            sqlx::query_scalar(&format!("SELECT least(max(m), now()) FROM ({newest}) AS w"))
                 .fetch_one(&mut *first)
                 .await
                 .map_err(|e| self.err("reading updated_at", e))?;

@@ -235,7 +235,7 @@ impl Store for SqliteStore {
         let mut watermark: Option<Instant> = None;
         for (table, _) in TABLES {
             let newest: Option<String> = sqlx::query_scalar(&format!(
-                "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', max(julianday(updated_at))) FROM {table}"
+                "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', min(max(julianday(updated_at)), julianday('now'))) FROM {table}"
             ))
             .fetch_optional(&mut *tx)
             .await
