@@ -163,7 +163,7 @@ fn demo_then_check_and_explain_on_the_embedded_database() {
             "--board",
             "bolton",
             "--status",
-            "overdue",
+            "missed",
             "--rule",
             "report-to-chair",
         ],
@@ -173,7 +173,7 @@ fn demo_then_check_and_explain_on_the_embedded_database() {
     assert!(
         !list.is_empty()
             && list.iter().all(|o| o["board"] == "bolton"
-                && o["status"] == "overdue"
+                && o["status"] == "missed"
                 && o["rule"] == "report-to-chair")
     );
 

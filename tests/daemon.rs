@@ -527,7 +527,7 @@ async fn smtp_4xx_is_retried_and_5xx_is_recorded_and_not_retried() {
 
     // A new overdue item meets a server that rejects it.
     let mut s = several_recipients();
-    inv_mut(&mut s, "CONF-1", "AG-EDU").report_received_at = None;
+    s.strategy_discussions[1].record_circulated_at = None;
     d.store().replace_case_data(&s).await.expect("update");
     server.set_mode("reject");
     let r = d.run_once().await.expect("tick");
@@ -1033,7 +1033,7 @@ async fn two_replicas_on_postgresql_one_sends_and_the_other_takes_over() {
     // The sender dies; new work appears; the standby takes over at its next tick.
     drop(a);
     let mut s = several_recipients();
-    inv_mut(&mut s, "CONF-1", "AG-EDU").report_received_at = None;
+    s.strategy_discussions[1].record_circulated_at = None;
     setup.replace_case_data(&s).await.expect("update");
     clock.advance(Duration::minutes(5));
     let rb = b.run_once().await.expect("tick b");

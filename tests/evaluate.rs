@@ -1053,7 +1053,7 @@ fn quoracy_standards_differ_by_board() {
     let o = one(&e, "pan-dorset", "quoracy", |o| {
         o.conference.as_deref() == Some("CONF-1")
     });
-    assert_eq!((o.status, o.child.as_deref()), (Status::Overdue, None));
+    assert_eq!((o.status, o.child.as_deref()), (Status::Missed, None));
     s.exceptions
         .push(exception("quoracy", None, Some("CONF-1"), None));
     let e = eval(&s, at);
@@ -1075,7 +1075,7 @@ fn quoracy_standards_differ_by_board() {
             .as_deref()
             == Some("CONF-1"))
         .status,
-        Status::Overdue
+        Status::Missed
     );
     let mut s = fixture("cwm-taf-morgannwg");
     conf_mut(&mut s, "CONF-1").kind = "pre_birth".into();
@@ -1086,7 +1086,7 @@ fn quoracy_standards_differ_by_board() {
             .as_deref()
             == Some("CONF-1"))
         .status,
-        Status::Overdue
+        Status::Missed
     );
     s.invitations
         .push(invitation("CONF-1", "AG-MW", "2027-01-08T12:00:00Z"));
@@ -1107,7 +1107,7 @@ fn quoracy_standards_differ_by_board() {
         one(&e, "bolton", "quoracy", |o| o.conference.as_deref()
             == Some("CONF-1"))
         .status,
-        Status::Overdue
+        Status::Missed
     );
 }
 
@@ -1133,7 +1133,7 @@ fn advocacy_offered_by_age() {
             .as_deref()
             == Some("CONF-1"))
         .status,
-        Status::Overdue
+        Status::Missed
     );
     // Twelve years old: Bolton's "over 13" does not apply, Barnsley's 11-15 does.
     let mut s = fixture("bolton");
@@ -1187,7 +1187,7 @@ fn discontinuation_audit_flags() {
     s.cp_plans[0].ended_on = Some(d("2027-04-07"));
     let e = eval(&s, LATER);
     let o = one(&e, "pan-dorset", "discontinued-at-first-review", |_| true);
-    assert_eq!(o.status, Status::Overdue);
+    assert_eq!(o.status, Status::Missed);
     // The core assessment was completed on 1 February, before the plan ended.
     assert_eq!(
         one(
@@ -1219,7 +1219,7 @@ fn discontinuation_audit_flags() {
             |_| true
         )
         .status,
-        Status::Overdue
+        Status::Missed
     );
     // The October review is a second review: ending the plan there raises no flag.
     let mut s = fixture("pan-dorset");
@@ -1623,7 +1623,16 @@ fn statuses_and_lateness_are_consistent_over_the_demo_authority() {
             ),
             Status::Overdue => assert!(
                 o.met_at.is_none()
-                    && (o.due_at < now || o.of.kind == cpwatch::domain::rules::RuleKind::Standard),
+                    && o.due_at < now
+                    && o.of.kind != cpwatch::domain::rules::RuleKind::Standard,
+                "{o:#?}"
+            ),
+            // Lapsed unmet: a standard not met at its conference, or a duty
+            // before a conference that went ahead without it.
+            Status::Missed => assert!(
+                o.met_at.is_none()
+                    && (o.of.kind == cpwatch::domain::rules::RuleKind::Standard
+                        || o.late_working_days.is_some_and(|n| n >= 0) && o.conference.is_some()),
                 "{o:#?}"
             ),
             Status::Pending | Status::DueSoon => {
@@ -2098,9 +2107,9 @@ fn hampshire_reports_are_shared_with_the_family_before_the_conference() {
     );
     inv_mut(&mut s, "CONF-1", "AG-POL").report_shared_with_family_at =
         Some(t("2027-01-13T15:00:00Z"));
-    assert_eq!(at(&s, "AG-POL").0, Status::Overdue, "shared only after it");
+    assert_eq!(at(&s, "AG-POL").0, Status::Missed, "shared only after it");
     inv_mut(&mut s, "CONF-1", "AG-POL").report_shared_with_family_at = None;
-    assert_eq!(at(&s, "AG-POL").0, Status::Overdue, "never shared");
+    assert_eq!(at(&s, "AG-POL").0, Status::Missed, "never shared");
     // Before the conference it is still to come.
     let e = eval(&s, "2027-01-11T09:00:00Z");
     let o = one(&e, "hampshire-4lscb", "report-shared-with-family", |o| {
@@ -2443,8 +2452,8 @@ fn unmet(state: &CaseState, rule: &cpwatch::domain::rules::Rule) -> CaseState {
 /// for the review at 18, which few histories reach, the canonical case of a
 /// child turning 18 on a plan), every rule of every board is seen met (or,
 /// for an audit flag met only by a recorded reason, excepted), and overdue
-/// once nothing that meets it is recorded. Notices are reminders, not
-/// measures: they are never overdue.
+/// (or missed, where it has lapsed) once nothing that meets it is recorded.
+/// Notices are reminders, not measures: they are never overdue.
 #[test]
 fn every_rule_of_every_board_can_go_overdue_and_be_met() {
     use cpwatch::domain::evaluate::Status;
@@ -2507,7 +2516,9 @@ fn every_rule_of_every_board_can_go_overdue_and_be_met() {
             let found = overdue.entry(way).or_insert_with(|| {
                 let unmet_cases: Vec<(CaseState, &str)> =
                     cases.iter().map(|(s, at)| (unmet(s, r), *at)).collect();
-                seen(&unmet_cases, &|o| o.status == Status::Overdue)
+                seen(&unmet_cases, &|o| {
+                    matches!(o.status, Status::Overdue | Status::Missed)
+                })
             });
             if !found.contains(&key) {
                 never.push(format!("{} {}: never overdue", b.id, r.id));
@@ -2615,4 +2626,58 @@ mod arbitrary {
             let _ = eval_on(&state, &rules, instant(now), 1);
         }
     }
+}
+
+/// A report due before a conference that went ahead without it is missed:
+/// overdue until the conference is held, then a breach that can no longer
+/// be met, its lateness frozen at the conference, never reminded; `explain`
+/// says when it lapsed. One that arrives after the conference was met late.
+#[test]
+fn a_report_the_conference_went_ahead_without_is_missed() {
+    let mut s = fixture("pan-dorset");
+    inv_mut(&mut s, "CONF-1", "AG-POL").report_received_at = None;
+    let police = |e: &Evaluation| {
+        one(e, "pan-dorset", "report-to-chair", |o| {
+            o.agency.as_deref() == Some("AG-POL") && o.conference.as_deref() == Some("CONF-1")
+        })
+        .clone()
+    };
+    // 24 hours before Wednesday 13 January 10:00 is Tuesday 10:00.
+    let before = police(&eval(&s, "2027-01-13T09:00:00Z"));
+    assert_eq!(before.status, Status::Overdue);
+    assert!(
+        before.status.is_open(),
+        "reminded while it can still be met"
+    );
+    for at in ["2027-01-13T10:00:00Z", LATER] {
+        let o = police(&eval(&s, at));
+        assert_eq!(
+            (o.status, o.late_working_days, o.status.is_open()),
+            (Status::Missed, Some(1), false),
+            "{at}"
+        );
+    }
+    let rules = built_in_rules();
+    let engine = cpwatch::domain::engine::Engine::load(None, None, None, "working-together-2010")
+        .expect("engine");
+    let mut scratch = cpwatch::domain::evaluate::Scratch::default();
+    let e = engine.evaluate(&s, &mut scratch, t(LATER));
+    let mut out = Vec::new();
+    cpwatch::report::explain::explain(
+        &mut out,
+        &s,
+        &e,
+        &rules,
+        &holidays(),
+        "TEST-1",
+        &cpwatch::report::check::Zones::new(&rules, "working-together-2010"),
+    )
+    .expect("explain");
+    let text = String::from_utf8(out).expect("utf8");
+    assert!(
+        text.contains("missed: the conference went ahead on Wed 13 Jan 2027, 10:00 without it; it can no longer be met"),
+        "{text}"
+    );
+    inv_mut(&mut s, "CONF-1", "AG-POL").report_received_at = Some(t("2027-01-14T09:00:00Z"));
+    assert_eq!(police(&eval(&s, LATER)).status, Status::MetLate);
 }

@@ -133,7 +133,10 @@ fn every_sheet_is_computed_from_the_same_obligations() {
                 "a rule is audited one way"
             );
             if let Some(share) = s.counts.on_time_share {
-                let judged = s.counts.met_on_time + s.counts.met_late + s.counts.outstanding;
+                let judged = s.counts.met_on_time
+                    + s.counts.met_late
+                    + s.counts.outstanding
+                    + s.counts.missed;
                 assert!(
                     (share - f64::from(s.counts.met_on_time) / f64::from(judged)).abs() < 1e-12
                 );
@@ -278,10 +281,10 @@ fn files_are_for_their_owner_and_never_replaced_unasked() {
             .unwrap_or_default()
             .to_string()
     };
-    assert_eq!(head("summary.csv"), "rule,title,due,met_on_time,met_late,outstanding,excepted,void,on_time_share,median_working_days_late,worst_working_days_late");
-    assert_eq!(head("by_agency.csv"), "rule,agency,agency_name,professional_group,due,met_on_time,met_late,outstanding,excepted,void,on_time_share,median_working_days_late,worst_working_days_late");
-    assert_eq!(head("by_team.csv"), "rule,team,team_name,due,met_on_time,met_late,outstanding,excepted,void,on_time_share,median_working_days_late,worst_working_days_late");
-    assert_eq!(head("by_month.csv"), "rule,month,due,met_on_time,met_late,outstanding,excepted,void,on_time_share,median_working_days_late,worst_working_days_late");
+    assert_eq!(head("summary.csv"), "rule,title,due,met_on_time,met_late,outstanding,missed,excepted,void,on_time_share,median_working_days_late,worst_working_days_late");
+    assert_eq!(head("by_agency.csv"), "rule,agency,agency_name,professional_group,due,met_on_time,met_late,outstanding,missed,excepted,void,on_time_share,median_working_days_late,worst_working_days_late");
+    assert_eq!(head("by_team.csv"), "rule,team,team_name,due,met_on_time,met_late,outstanding,missed,excepted,void,on_time_share,median_working_days_late,worst_working_days_late");
+    assert_eq!(head("by_month.csv"), "rule,month,due,met_on_time,met_late,outstanding,missed,excepted,void,on_time_share,median_working_days_late,worst_working_days_late");
     assert_eq!(head("obligations.csv"), "rule,title,child,conference,agency,agency_name,professional_group,team,team_name,starts,deadline,met,status,outcome,working_days_late,exception_reason");
     assert_eq!(head("data_quality.csv"), "kind,table,row,message");
     assert!(r.write_csv_dir(&csv, false).is_err());

@@ -157,6 +157,35 @@ pub fn derivation(o: &Draft<'_>, cal: &Calendar, z: &Zones, met_by: Option<&str>
     s
 }
 
+/// When the duty lapses (or lapsed) unmet, for a rule whose duties do.
+fn lapse(
+    o: &Draft<'_>,
+    rule: &crate::domain::rules::Rule,
+    state: &CaseState,
+    z: &Zones,
+) -> Option<String> {
+    if rule.kind == RuleKind::Standard {
+        return Some(if o.status == Status::Missed {
+            "missed: judged at the conference, and not met; nothing afterwards changes it".into()
+        } else {
+            "lapses: judged at the conference; not met then, it is missed".into()
+        });
+    }
+    if rule.lapses? != Event::ConferenceHeldAt {
+        return Some(format!("lapses: when {}", start_label(rule.lapses?.name())));
+    }
+    let held = (o.conference.as_ref())
+        .and_then(|id| state.conferences.iter().find(|c| *c.id == **id))
+        .and_then(crate::domain::case::Conference::took_place);
+    Some(match (o.status, held) {
+        (Status::Missed, Some(at)) => format!(
+            "missed: the conference went ahead on {} without it; it can no longer be met",
+            day_time(z, &o.of.board, at)
+        ),
+        _ => "lapses: when the conference is held, if not met by then".into(),
+    })
+}
+
 /// Every recorded event about the child, in date order.
 fn timeline(state: &CaseState, child_id: &str, cal: &Calendar) -> Vec<(Instant, String)> {
     let mut t: Vec<(Instant, String)> = Vec::new();
@@ -524,6 +553,9 @@ fn write_obligation(
     }
     if !about.is_empty() {
         writeln!(w, "  about: {}", about.join(", "))?;
+    }
+    if let Some(line) = rule.and_then(|r| lapse(o, r, state, z)) {
+        writeln!(w, "  {line}")?;
     }
     if let Some(rule) = rule {
         let kind = o

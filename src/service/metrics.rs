@@ -56,7 +56,7 @@ impl Metrics {
             )?,
             on_time_by_team: GaugeVec::new(opts("on_time_ratio_by_team", "On-time share of social care duties due in the window, by team."), &["board", "rule", "team", "window"])?,
             on_time_ratio: GaugeVec::new(
-                opts("on_time_ratio", "Share of obligations due in the window (30 or 90 days) that were met on time, of those met, met late or overdue."),
+                opts("on_time_ratio", "Share of obligations due in the window (30 or 90 days) that were met on time, of those met, met late, overdue or missed."),
                 &["board", "rule", "window"],
             )?,
             findings: IntGaugeVec::new(opts("data_quality_findings", "Data-quality findings in the last evaluation, by kind."), &["kind"])?,
@@ -504,7 +504,10 @@ impl Tally {
             bump(&mut self.overdue, key, by);
         }
         if o.of.kind == RuleKind::Notice
-            || !matches!(o.status, Status::Met | Status::MetLate | Status::Overdue)
+            || !matches!(
+                o.status,
+                Status::Met | Status::MetLate | Status::Overdue | Status::Missed
+            )
             || class & 1 != 0
         {
             return;

@@ -84,6 +84,16 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             o.status = Status::Void;
             return;
         }
+        // A duty whose moment has passed (the conference went ahead without
+        // it) is a breach that can no longer be met: late as at that moment.
+        if let Some(at) = (rule.lapses)
+            .and_then(|ev| self.event(ev, ctx, None))
+            .filter(|at| *at <= self.now)
+        {
+            o.status = Status::Missed;
+            o.late_working_days = self.late(due, at.max(due)).map(|n| n.max(0));
+            return;
+        }
         if self.now > due {
             o.status = Status::Overdue;
             o.late_working_days = self.late(due, self.now);

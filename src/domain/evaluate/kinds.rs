@@ -201,7 +201,8 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             o.status = Status::Excepted;
             o.exception_reason = Some(self.reasons.get(reason));
         } else {
-            o.status = Status::Overdue;
+            // Judged at the conference: nothing afterwards changes it.
+            o.status = Status::Missed;
         }
         out(&o);
     }

@@ -15,6 +15,9 @@ use crate::domain::rules::{AuditBy, Event};
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Overdue,
+    /// Lapsed unmet: a breach that can no longer be met (a report the
+    /// conference went ahead without, a standard not met at the conference).
+    Missed,
     DueSoon,
     Pending,
     MetLate,
@@ -28,6 +31,7 @@ impl Status {
         Status::Pending,
         Status::DueSoon,
         Status::Overdue,
+        Status::Missed,
         Status::Met,
         Status::MetLate,
         Status::Void,
@@ -44,6 +48,7 @@ impl Status {
             Status::Pending => "pending",
             Status::DueSoon => "due_soon",
             Status::Overdue => "overdue",
+            Status::Missed => "missed",
             Status::Met => "met",
             Status::MetLate => "met_late",
             Status::Void => "void",

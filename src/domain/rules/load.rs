@@ -118,6 +118,8 @@ pub(super) struct RawRule {
     pub(super) cap: Option<Spanned<String>>,
     pub(super) standard: Option<Spanned<StandardSpec>>,
     pub(super) void_when: Option<Spanned<Vec<String>>>,
+    /// An event, or "never".
+    pub(super) lapses: Option<Spanned<String>>,
     pub(super) remind: Option<Spanned<Vec<String>>>,
     pub(super) escalate: Option<Spanned<Vec<String>>>,
     pub(super) remind_before: Option<Spanned<String>>,
@@ -151,6 +153,7 @@ impl RawRule {
             cap,
             standard,
             void_when,
+            lapses,
             remind,
             escalate,
             remind_before,
@@ -685,10 +688,20 @@ pub(super) fn build_rule(r: &RawRule, file: &str) -> Option<Rule> {
             })
         })
         .collect::<Option<Vec<_>>>()?;
+    let kind = r.kind.as_ref().map_or(RuleKind::Deadline, |k| *k.get_ref());
+    let starts = match &r.starts {
+        Some(e) => Some(Event::parse(e.get_ref())?),
+        None => None,
+    };
+    let lapses = match r.lapses.as_ref().map(|l| l.get_ref().as_str()) {
+        Some("never") => None,
+        Some(e) => Some(Event::parse(e)?),
+        None => default_lapse(kind, starts, offset.as_ref()),
+    };
     Some(Rule {
         id: r.id.get_ref().clone(),
         title: r.title.as_ref()?.get_ref().clone(),
-        kind: r.kind.as_ref().map_or(RuleKind::Deadline, |k| *k.get_ref()),
+        kind,
         source,
         subject,
         filter: r
@@ -696,10 +709,7 @@ pub(super) fn build_rule(r: &RawRule, file: &str) -> Option<Rule> {
             .as_ref()
             .map(|f| f.get_ref().clone())
             .unwrap_or_default(),
-        starts: match &r.starts {
-            Some(e) => Some(Event::parse(e.get_ref())?),
-            None => None,
-        },
+        starts,
         offset,
         variants,
         met_by: match &r.met_by {
@@ -723,6 +733,7 @@ pub(super) fn build_rule(r: &RawRule, file: &str) -> Option<Rule> {
                 .collect::<Option<_>>()?,
             None => Vec::new(),
         },
+        lapses,
         remind: r
             .remind
             .as_ref()
@@ -740,6 +751,22 @@ pub(super) fn build_rule(r: &RawRule, file: &str) -> Option<Rule> {
         audit_by: r.audit_by.as_ref().map(|a| *a.get_ref()),
         defined_in: r.defined_in.clone().unwrap_or_else(|| file.to_string()),
     })
+}
+
+/// When a duty lapses if a rule file does not say: one due before a
+/// conference (counted back from it) lapses when the conference is held,
+/// since the conference then goes ahead without it; others can be met late
+/// and never lapse.
+fn default_lapse(kind: RuleKind, starts: Option<Event>, offset: Option<&Offset>) -> Option<Event> {
+    let before = matches!(
+        offset.map(|o| &o.amount),
+        Some(crate::domain::calendar::Amount::Fixed(n)) if *n < 0
+    );
+    let from_conference = matches!(
+        starts,
+        Some(Event::ConferenceDate | Event::ConferenceHeldAt)
+    );
+    (kind == RuleKind::Deadline && before && from_conference).then_some(Event::ConferenceHeldAt)
 }
 
 /// Checks every quote of every rule in force against the source documents in

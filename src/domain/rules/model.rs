@@ -307,6 +307,11 @@ pub struct Rule {
     pub cap: Option<Event>,
     pub standard: Option<StandardSpec>,
     pub void_when: Vec<Void>,
+    /// The event after which the duty, still unmet, can no longer be met
+    /// and is `missed`: by default, for a duty before a conference, the
+    /// conference being held. A standard lapses at the conference it is
+    /// judged at, whatever this says.
+    pub lapses: Option<Event>,
     pub remind: Vec<String>,
     pub escalate: Vec<String>,
     pub remind_before: Option<Offset>,

@@ -179,10 +179,12 @@ fn check_events(
     subject: Option<Subject>,
     errors: &mut Vec<RuleError>,
 ) {
+    let lapses = entry.lapses.as_ref().filter(|l| l.get_ref() != "never");
     for (field, ev) in [
         ("starts", &entry.starts),
         ("met_by", &entry.met_by),
         ("cap", &entry.cap),
+        ("lapses", &lapses.cloned()),
     ] {
         if let Some(ev) = ev {
             check_event(src, field, ev, subject, errors);

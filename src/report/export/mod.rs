@@ -144,9 +144,11 @@ pub struct Counts {
     pub met_on_time: u32,
     pub met_late: u32,
     pub outstanding: u32,
+    /// Lapsed unmet: breaches that can no longer be met.
+    pub missed: u32,
     pub excepted: u32,
     pub void: u32,
-    /// Met on time ÷ (met on time + met late + outstanding); empty when none.
+    /// Met on time ÷ (met on time + met late + outstanding + missed); empty when none.
     pub on_time_share: Option<f64>,
     pub median_working_days_late: Option<f64>,
     pub worst_working_days_late: Option<i64>,
@@ -158,6 +160,7 @@ const COUNT_COLUMNS: &[&str] = &[
     "met_on_time",
     "met_late",
     "outstanding",
+    "missed",
     "excepted",
     "void",
     "on_time_share",
@@ -173,6 +176,7 @@ impl Counts {
             self.met_on_time.to_string(),
             self.met_late.to_string(),
             self.outstanding.to_string(),
+            self.missed.to_string(),
             self.excepted.to_string(),
             self.void.to_string(),
             opt(self.on_time_share.map(|x| format!("{x:.4}"))),
@@ -189,17 +193,18 @@ impl Counts {
                 Status::Met => c.met_on_time += 1,
                 Status::MetLate => c.met_late += 1,
                 Status::Overdue | Status::Pending | Status::DueSoon => c.outstanding += 1,
+                Status::Missed => c.missed += 1,
                 Status::Excepted => c.excepted += 1,
                 Status::Void => c.void += 1,
             }
-            if matches!(r.status, Status::MetLate | Status::Overdue) {
+            if matches!(r.status, Status::MetLate | Status::Overdue | Status::Missed) {
                 if let Some(n) = r.working_days_late {
                     late.push(n);
                 }
             }
         }
-        c.due = c.met_on_time + c.met_late + c.outstanding + c.excepted;
-        let judged = c.met_on_time + c.met_late + c.outstanding;
+        c.due = c.met_on_time + c.met_late + c.outstanding + c.missed + c.excepted;
+        let judged = c.met_on_time + c.met_late + c.outstanding + c.missed;
         c.on_time_share = (judged > 0).then(|| f64::from(c.met_on_time) / f64::from(judged));
         late.sort_unstable();
         c.median_working_days_late = median(&late);
@@ -300,6 +305,7 @@ fn outcome(s: Status) -> &'static str {
         Status::Met => "met on time",
         Status::MetLate => "met late",
         Status::Overdue => "outstanding (overdue)",
+        Status::Missed => "missed (lapsed unmet)",
         Status::Pending | Status::DueSoon => "outstanding (not yet due)",
         Status::Excepted => "excepted",
         Status::Void => "void",

@@ -354,6 +354,7 @@ const COUNT_HEADERS: &[&str] = &[
     "Met on time",
     "Met late",
     "Outstanding",
+    "Missed",
     "Excepted",
     "% on time",
     "Median working days late",
@@ -409,20 +410,25 @@ fn counts_cells(
     c: &Counts,
     pct: &Format,
 ) -> Result<(), XlsxError> {
-    for (i, n) in [c.due, c.met_on_time, c.met_late, c.outstanding, c.excepted]
-        .iter()
-        .enumerate()
-    {
+    let counts = [
+        c.due,
+        c.met_on_time,
+        c.met_late,
+        c.outstanding,
+        c.missed,
+        c.excepted,
+    ];
+    for (i, n) in counts.iter().enumerate() {
         ws.write(at, from + col(i), *n)?;
     }
     if let Some(s) = c.on_time_share {
-        ws.write_with_format(at, from + 5, s, pct)?;
+        ws.write_with_format(at, from + 6, s, pct)?;
     }
     if let Some(m) = c.median_working_days_late {
-        ws.write(at, from + 6, m)?;
+        ws.write(at, from + 7, m)?;
     }
     if let Some(w) = c.worst_working_days_late {
-        ws.write(at, from + 7, w as f64)?;
+        ws.write(at, from + 8, w as f64)?;
     }
     Ok(())
 }
