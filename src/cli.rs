@@ -368,31 +368,17 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             && (a.statuses.is_empty() || a.statuses.contains(&o.status))
     };
     let mut scratch = Scratch::default();
-    let eval = engine.evaluate_where(&state, &mut scratch, now_or(a.common.at), &wanted);
+    let now = now_or(a.common.at);
+    if a.format == Format::Table && !a.all && a.statuses.is_empty() {
+        return check_for_a_person(&engine, &state, &mut scratch, now, &wanted);
+    }
+    let eval = engine.evaluate_where(&state, &mut scratch, now, &wanted);
     let selected: Vec<&Draft<'_>> = eval.obligations.iter().collect();
     let z = engine.zones();
     // Standard output is written a line at a time: buffered, a national
     // output goes in large writes rather than millions of small ones.
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     match a.format {
-        Format::Table if !a.all && a.statuses.is_empty() => {
-            let mut out = Printable::new(&mut out);
-            // For a person: what needs action, and a line about the rest.
-            let action: Vec<&Draft<'_>> = selected
-                .iter()
-                .copied()
-                .filter(|o| matches!(o.status, Status::Overdue | Status::DueSoon))
-                .collect();
-            writeln!(out, "What needs action now (overdue and due soon):")?;
-            check::write_table(&mut out, &eval, &action, &z)?;
-            writeln!(
-                out,
-                "\nIn all: {}",
-                check::summary_line(&eval, &selected, &z)
-            )?;
-            writeln!(out, "Every obligation: --all, or --format csv, json or jsonl for a spreadsheet or a script.")?;
-            out.flush()?;
-        }
         Format::Table => {
             let mut out = Printable::new(&mut out);
             check::write_table(&mut out, &eval, &selected, &z)?;
@@ -413,6 +399,53 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         }
         Format::Csv => check::write_csv(&mut out, &selected, &z)?,
     }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `check` as a person runs it: what needs action (overdue and due soon) and
+/// a line about the rest. Only those are kept; the rest are counted as
+/// they are made, so a national evaluation needs no room for them.
+fn check_for_a_person(
+    engine: &Engine,
+    state: &crate::domain::case::CaseState,
+    scratch: &mut Scratch,
+    now: Instant,
+    wanted: &(dyn Fn(&Draft<'_>) -> bool + Sync),
+) -> anyhow::Result<ExitCode> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let counts: Vec<AtomicUsize> = Status::ALL.iter().map(|_| AtomicUsize::new(0)).collect();
+    let eval = engine.evaluate_where(state, scratch, now, &|o| {
+        if !wanted(o) {
+            return false;
+        }
+        if let Some(c) = Status::ALL
+            .iter()
+            .position(|s| *s == o.status)
+            .and_then(|i| counts.get(i))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        matches!(o.status, Status::Overdue | Status::DueSoon)
+    });
+    let by_status: std::collections::BTreeMap<Status, usize> = Status::ALL
+        .iter()
+        .zip(&counts)
+        .map(|(s, c)| (*s, c.load(Ordering::Relaxed)))
+        .collect();
+    let action: Vec<&Draft<'_>> = eval.obligations.iter().collect();
+    let z = engine.zones();
+    let mut out = Printable::new(std::io::BufWriter::with_capacity(
+        1 << 16,
+        std::io::stdout().lock(),
+    ));
+    writeln!(out, "What needs action now (overdue and due soon):")?;
+    check::write_table(&mut out, &eval, &action, &z)?;
+    writeln!(out, "\nIn all: {}", check::summary_of(&by_status, now, &z))?;
+    writeln!(
+        out,
+        "Every obligation: --all, or --format csv, json or jsonl for a spreadsheet or a script."
+    )?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -239,14 +239,20 @@ pub fn summary_line(eval: &Evaluation<Draft<'_>>, obligations: &[&Draft<'_>], z:
     for o in obligations {
         *counts.entry(o.status).or_default() += 1;
     }
+    summary_of(&counts, eval.evaluated_at, z)
+}
+
+/// The summary line from counts by status: what `check` prints when it
+/// kept only the obligations it lists.
+pub fn summary_of(counts: &BTreeMap<Status, usize>, at: Instant, z: &Zones) -> String {
     let parts: Vec<String> = Status::ALL
         .iter()
         .map(|s| format!("{} {}", counts.get(s).copied().unwrap_or(0), s.as_str()))
         .collect();
     format!(
         "{} obligations at {}: {}",
-        obligations.len(),
-        z.default_rfc3339(eval.evaluated_at),
+        counts.values().sum::<usize>(),
+        z.default_rfc3339(at),
         parts.join(", ")
     )
 }
