@@ -61,7 +61,7 @@ pub struct ObligationRecord {
     pub key: String,
     pub rule: Name,
     pub title: Name,
-    pub kind: String,
+    pub kind: &'static str,
     pub board: Name,
     pub board_version: Name,
     pub child: Option<Name>,
@@ -83,10 +83,7 @@ impl ObligationRecord {
             key: o.key(),
             rule: o.of.rule.clone(),
             title: o.of.title.clone(),
-            kind: serde_json::to_value(o.of.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
+            kind: o.of.kind.as_str(),
             board: o.of.board.clone(),
             board_version: o.of.board_version.clone(),
             child: o.child.cloned(),
@@ -138,23 +135,69 @@ pub fn write_json(
         obligations: Records(&ordered, z),
         findings: &eval.findings,
     };
-    serde_json::to_writer_pretty(&mut *w, &out)?;
-    writeln!(w)?;
+    let mut chunked = Chunked::new(w);
+    serde_json::to_writer_pretty(&mut chunked, &out)?;
+    writeln!(chunked)?;
+    chunked.flush()?;
     Ok(())
+}
+
+/// A writer that gathers what a serializer writes, a token at a time, in a
+/// buffer of its own and hands it on in large pieces: the serializer's many
+/// small writes then cost a copy each rather than a call through `dyn Write`.
+struct Chunked<'w> {
+    buf: Vec<u8>,
+    out: &'w mut dyn Write,
+}
+
+impl<'w> Chunked<'w> {
+    const SIZE: usize = 1 << 16;
+
+    fn new(out: &'w mut dyn Write) -> Self {
+        Chunked {
+            buf: Vec::with_capacity(Self::SIZE + 4096),
+            out,
+        }
+    }
+}
+
+impl Write for Chunked<'_> {
+    #[inline]
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= Self::SIZE {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(b.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.write(b).map(|_| ())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        self.out.flush()
+    }
 }
 
 /// One obligation a line, in report order, for `jq` and log pipelines: the
 /// records of the JSON output's `obligations`, compact.
 pub fn write_jsonl(w: &mut dyn Write, obligations: &[&Draft<'_>], z: &Zones) -> anyhow::Result<()> {
+    let mut chunked = Chunked::new(w);
     for o in report_order(obligations) {
-        serde_json::to_writer(&mut *w, &ObligationRecord::new(o, z))?;
-        writeln!(w)?;
+        serde_json::to_writer(&mut chunked, &ObligationRecord::new(o, z))?;
+        writeln!(chunked)?;
     }
+    chunked.flush()?;
     Ok(())
 }
 
 pub fn write_csv(w: &mut dyn Write, obligations: &[&Draft<'_>], z: &Zones) -> anyhow::Result<()> {
-    let mut csv = csv::Writer::from_writer(w);
+    let mut csv = csv::Writer::from_writer(Chunked::new(w));
     for o in report_order(obligations) {
         csv.serialize(ObligationRecord::new(o, z))?;
     }

@@ -175,6 +175,18 @@ pub enum RuleKind {
     Notice,
 }
 
+impl RuleKind {
+    /// Its name in rule files and outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleKind::Deadline => "deadline",
+            RuleKind::Recurring => "recurring",
+            RuleKind::Standard => "standard",
+            RuleKind::Notice => "notice",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditBy {
