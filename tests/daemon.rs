@@ -364,6 +364,70 @@ async fn across_the_spring_clock_change() {
     hourly_across("2026-03-27T00:30:00Z", 24 * 4).await;
 }
 
+/// A duty left unmet for weeks is escalated `reminders.max_escalations`
+/// times, then only counted in the escalation contact's weekly summary
+/// (grouped by rule and team, with the oldest); and whatever the caseload,
+/// a recipient has at most one digest (reminders, escalations, summary) a
+/// day. Fails if escalations repeat without end or digests come more often.
+#[tokio::test]
+async fn escalation_is_bounded_and_a_digest_comes_once_a_day() {
+    let start = t("2027-02-04T07:00:00Z");
+    let clock = Arc::new(ManualClock::new(start));
+    let (d, _db, out) = daemon_to_outbox(&minutes_missing(), clock.clone(), |_| {}).await;
+    // Every three hours for ten weeks.
+    for _ in 0..(10 * 7 * 8) {
+        d.run_once().await.expect("tick");
+        clock.advance(Duration::hours(3));
+    }
+    let rows = d.store().log_rows(Some("sent")).await.expect("log");
+    let minutes: Vec<&LogRow> = minutes_rows(&rows);
+    let escalations: std::collections::BTreeSet<i64> = minutes
+        .iter()
+        .filter(|r| r.stage == "escalation" && r.recipient == "sm@barnsley.test")
+        .map(|r| r.occurrence)
+        .collect();
+    assert_eq!(
+        escalations,
+        [0, 1, 2].into(),
+        "three escalations, then no more"
+    );
+    let weeks: Vec<i64> = minutes
+        .iter()
+        .filter(|r| r.stage == "summary" && r.recipient == "sm@barnsley.test")
+        .map(|r| r.occurrence)
+        .collect();
+    assert!(weeks.len() >= 6, "a summary each week after: {weeks:?}");
+    let mut distinct = weeks.clone();
+    distinct.dedup();
+    assert_eq!(distinct, weeks, "one summary a week");
+    let cal = engine()
+        .default_calendar(chrono_tz::Europe::London)
+        .expect("calendar");
+    let mut per_day: std::collections::BTreeMap<
+        (String, chrono::NaiveDate),
+        std::collections::BTreeSet<String>,
+    > = std::collections::BTreeMap::new();
+    for r in rows.iter().filter(|r| r.stage != "overdue") {
+        let day = cal.local_date(r.sent_at.expect("sent_at"));
+        per_day
+            .entry((r.recipient.clone(), day))
+            .or_default()
+            .insert(r.message_id.clone().expect("message id"));
+    }
+    for ((who, day), messages) in &per_day {
+        assert_eq!(messages.len(), 1, "{who} on {day}: {messages:?}");
+    }
+    let text = eml_files(out.path())
+        .into_iter()
+        .map(|p| plain_text(&std::fs::read_to_string(p).expect("eml")))
+        .find(|m| m.contains("Weekly summary") && m.contains("- Minutes distributed"))
+        .expect("a weekly summary of the minutes");
+    assert!(
+        text.contains("- Minutes distributed within 15 working days (Barnsley Safeguarding Children Board, T1): 1; the oldest was due by 23:59 on Wed 3 Feb 2027"),
+        "{text}"
+    );
+}
+
 // ------------------------------------------------------------------- SMTP
 
 fn smtp_to(port: u16) -> Box<dyn Transport> {
@@ -405,7 +469,11 @@ async fn smtp_delivers_one_message_per_recipient_with_the_items() {
         &several_recipients(),
         clock.clone(),
         smtp_to(server.port),
-        |c| plaintext_loopback(c, server.port),
+        |c| {
+            plaintext_loopback(c, server.port);
+            // Every item listed, none yet in the weekly summary.
+            c.reminders.max_escalations = 100;
+        },
     )
     .await;
     let r = d.run_once().await.expect("tick");
@@ -508,7 +576,11 @@ async fn smtp_4xx_is_retried_and_5xx_is_recorded_and_not_retried() {
         &several_recipients(),
         clock.clone(),
         smtp_to(server.port),
-        |c| plaintext_loopback(c, server.port),
+        |c| {
+            plaintext_loopback(c, server.port);
+            // Overdue reminders go at once; escalations wait for the digest.
+            c.reminders.escalate_after_working_days = 1000;
+        },
     )
     .await;
     let r = d.run_once().await.expect("tick");

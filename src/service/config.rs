@@ -132,8 +132,11 @@ pub struct Reminders {
     pub working_days_only: bool,
     /// Escalate once an obligation is this many working days overdue…
     pub escalate_after_working_days: i64,
-    /// …and again every this many working days until it is met.
+    /// …and again every this many working days until it is met…
     pub escalate_every_working_days: i64,
+    /// …at most this many times; after that, the duty is in the weekly
+    /// summary to the escalation contacts until it is met.
+    pub max_escalations: i64,
     /// A directory whose templates replace the built-in ones.
     pub templates_dir: Option<PathBuf>,
     /// Retry a transient failure after this many seconds, doubling up to `max_backoff_seconds`.
@@ -222,6 +225,7 @@ impl Default for Reminders {
             working_days_only: true,
             escalate_after_working_days: 2,
             escalate_every_working_days: 5,
+            max_escalations: 3,
             templates_dir: None,
             backoff_seconds: 60,
             max_backoff_seconds: 3600,
@@ -260,6 +264,7 @@ const KEYS: &[&str] = &[
     "reminders.working_days_only",
     "reminders.escalate_after_working_days",
     "reminders.escalate_every_working_days",
+    "reminders.max_escalations",
     "reminders.templates_dir",
     "reminders.backoff_seconds",
     "reminders.max_backoff_seconds",
@@ -435,6 +440,12 @@ impl Config {
             return Err(key(
                 "reminders.escalate_after_working_days",
                 "must be 0 or more (working days overdue before escalating)",
+            ));
+        }
+        if r.max_escalations < 1 {
+            return Err(key(
+                "reminders.max_escalations",
+                "must be 1 or more (escalations of one duty before it goes to the weekly summary)",
             ));
         }
         if r.backoff_seconds < 1 {

@@ -22,7 +22,7 @@ use crate::service::clock::Clock;
 use crate::service::config::Config;
 use crate::service::incremental::Kept;
 use crate::service::metrics::Metrics;
-use crate::service::notify::{Delivery, Relay, Templates, Transport};
+use crate::service::notify::{Delivery, Memory, Templates, Transport};
 use crate::store::Store;
 
 /// How much a tick read and evaluated.
@@ -92,8 +92,8 @@ pub struct Daemon {
     rng: Mutex<ChaCha8Rng>,
     /// The last evaluation and the settings it was made with, for incremental ticks.
     kept: tokio::sync::Mutex<Option<(Kept, Arc<Settings>)>>,
-    /// How the mail relay has been answering, from one tick to the next.
-    relay: tokio::sync::Mutex<Relay>,
+    /// What delivery remembers from one tick to the next.
+    memory: tokio::sync::Mutex<Memory>,
 }
 
 impl Daemon {
@@ -121,7 +121,7 @@ impl Daemon {
             health,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
             kept: tokio::sync::Mutex::new(None),
-            relay: tokio::sync::Mutex::new(Relay::default()),
+            memory: tokio::sync::Mutex::new(Memory::default()),
         })
     }
 

@@ -115,8 +115,9 @@ impl Daemon {
             calendar: &settings.calendar,
         };
         let mut jitter = || self.rng.lock().map(|mut r| r.gen::<f64>()).unwrap_or(0.5);
-        let mut relay = self.relay.lock().await;
-        let delivery = match notify::deliver(&outbox, planned, now, &mut relay, &mut jitter).await {
+        let mut memory = self.memory.lock().await;
+        let delivery = match notify::deliver(&outbox, planned, now, &mut memory, &mut jitter).await
+        {
             Ok(d) => d,
             Err(e) => {
                 self.metrics.database_up.set(0);

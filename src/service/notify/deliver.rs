@@ -73,17 +73,21 @@ pub struct Delivery {
     pub lost_lock: bool,
 }
 
-/// How the relay has been answering, kept from one round of delivery to the
-/// next: a relay that refuses everyone or does not answer is paused, with
-/// backoff, rather than tried message after message.
+/// What delivery remembers from one round to the next: how the relay has
+/// been answering (a relay that refuses everyone or does not answer is
+/// paused, with backoff, rather than tried message after message), and who
+/// has had a digest today. Kept in memory: a restart forgets it, at the cost
+/// of at most one more digest that day.
 #[derive(Debug, Default)]
-pub struct Relay {
+pub struct Memory {
     /// Rounds in a row that found the relay down.
     down_rounds: i64,
     /// Nothing is tried before this instant.
     paused_until: Option<Instant>,
     /// Why it was paused.
     reason: String,
+    /// Each recipient's last digest, by local date: one a day at most.
+    digest_sent: HashMap<String, chrono::NaiveDate>,
 }
 
 /// Recipients refused one after another (5xx), none accepted between, that
@@ -112,7 +116,7 @@ pub async fn deliver(
     out: &Outbox<'_>,
     planned: Vec<Planned>,
     now: Instant,
-    relay: &mut Relay,
+    memory: &mut Memory,
     jitter: &mut (dyn FnMut() -> f64 + Send),
 ) -> Result<Delivery, StoreError> {
     let mut d = Delivery::default();
@@ -122,10 +126,11 @@ pub async fn deliver(
     let mut by_id: HashMap<String, Planned> =
         planned.into_iter().map(|p| (p.id.clone(), p)).collect();
     drop_gone(out, &open, &by_id, now, &mut d).await?;
-    let sendable = sendable(out, &open, &mut by_id, now, &mut d);
-    if let Some(until) = relay.paused_until.filter(|u| now < *u) {
+    let today = out.calendar.local_date(now);
+    let sendable = sendable(out, &open, &mut by_id, now, &memory.digest_sent, &mut d);
+    if let Some(until) = memory.paused_until.filter(|u| now < *u) {
         d.waiting += sendable.len();
-        d.relay_down = Some(format!("{}; paused until {until}", relay.reason));
+        d.relay_down = Some(format!("{}; paused until {until}", memory.reason));
         return Ok(d);
     }
     let from = out.config.from_mailbox().map_err(|e| StoreError::Query {
@@ -140,6 +145,7 @@ pub async fn deliver(
         attempts,
         refused: Vec::new(),
         unreachable: 0,
+        digested: Vec::new(),
         d,
         jitter,
     };
@@ -161,18 +167,24 @@ pub async fn deliver(
     }
     round.d.waiting += groups.map(|(_, g)| g.len()).sum::<usize>();
     round.settle_refused().await?;
+    for recipient in std::mem::take(&mut round.digested) {
+        memory.digest_sent.insert(recipient, today);
+    }
     let mut d = round.d;
     match &d.relay_down {
         Some(why) => {
-            let wait = backoff(out.config, relay.down_rounds, jitter());
-            relay.down_rounds += 1;
-            relay.paused_until = Some(
+            let wait = backoff(out.config, memory.down_rounds, jitter());
+            memory.down_rounds += 1;
+            memory.paused_until = Some(
                 now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::minutes(5)),
             );
-            relay.reason.clone_from(why);
+            memory.reason.clone_from(why);
             tracing::warn!(reason = %why, retry_after_seconds = wait.as_secs(), "the mail relay is down; reminders wait");
         }
-        None if d.sent > 0 => *relay = Relay::default(),
+        None if d.sent > 0 => {
+            memory.down_rounds = 0;
+            memory.paused_until = None;
+        }
         None => {}
     }
     if d.lost_lock {
@@ -193,6 +205,8 @@ struct Round<'o, 'j> {
     /// failed if the relay accepts another, retried if it refuses everyone.
     refused: Vec<(Vec<Planned>, String, i64)>,
     unreachable: usize,
+    /// Recipients sent a message with digest items this round.
+    digested: Vec<String>,
     d: Delivery,
     jitter: &'j mut (dyn FnMut() -> f64 + Send),
 }
@@ -225,6 +239,9 @@ impl Round<'_, '_> {
         match transmit(self.out, &message).await {
             Ok(()) => {
                 self.unreachable = 0;
+                if group.iter().any(|p| p.stage.digest()) {
+                    self.digested.push(recipient.to_string());
+                }
                 // The relay accepts mail: the refusals before were the recipients'.
                 self.settle_refused().await?;
                 self.d.messages += 1;
@@ -354,6 +371,7 @@ async fn drop_gone(
             "upcoming" => Stage::Upcoming,
             "due" => Stage::Due,
             "overdue" => Stage::Overdue,
+            "summary" => Stage::Summary,
             _ => Stage::Escalation,
         };
         *d.outcomes.entry((stage, "dropped")).or_default() += 1;
@@ -369,17 +387,21 @@ fn sendable(
     open: &[LogRow],
     by_id: &mut HashMap<String, Planned>,
     now: Instant,
+    digest_sent: &HashMap<String, chrono::NaiveDate>,
     d: &mut Delivery,
 ) -> Vec<(Planned, i64)> {
     let window = in_send_window(out.config, out.calendar, now);
     let digest = digest_open(out.config, out.calendar, now);
+    let today = out.calendar.local_date(now);
     let mut sendable = Vec::new();
     for r in open {
         let Some(stage) = by_id.get(&r.id).map(|p| p.stage) else {
             continue;
         };
         let ready = r.next_attempt_at.is_none_or(|t| t <= now);
-        if window && ready && (!stage.digest() || digest) {
+        // A recipient's digest goes once a day, whatever is added later.
+        let digest_due = digest && digest_sent.get(&r.recipient) != Some(&today);
+        if window && ready && (!stage.digest() || digest_due) {
             if let Some(p) = by_id.remove(&r.id) {
                 sendable.push((p, r.attempts));
             }

@@ -39,13 +39,21 @@ impl Templates {
     }
 
     pub fn render(&self, items: &[Item]) -> Result<(String, String, String), String> {
-        let top = items
+        let (summarised, listed): (Vec<&Item>, Vec<&Item>) =
+            items.iter().partition(|i| i.stage == Stage::Summary);
+        let top = listed
             .iter()
             .map(|i| i.stage)
             .max()
-            .unwrap_or(Stage::Upcoming);
-        let ctx =
-            minijinja::context! { items => items, count => items.len(), stage => top.as_str() };
+            .unwrap_or(Stage::Summary);
+        let summary = summary_groups(&summarised);
+        let ctx = minijinja::context! {
+            items => listed,
+            count => listed.len(),
+            stage => top.as_str(),
+            summary => summary,
+            summary_count => summarised.len(),
+        };
         let get = |name: &str| {
             self.env
                 .get_template(name)
@@ -58,6 +66,51 @@ impl Templates {
             get("body.html")?,
         ))
     }
+}
+
+/// One line of the weekly summary: the duties of one rule, and one team or
+/// agency, still open after their last escalation.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SummaryGroup {
+    pub title: String,
+    pub board: String,
+    /// The agency, else the team, responsible; empty when neither is known.
+    pub responsible: String,
+    pub count: usize,
+    /// The oldest one's deadline, in words.
+    pub oldest: String,
+}
+
+/// The summarised items by rule and by who is responsible, oldest first
+/// within each, the groups in the order of their titles.
+fn summary_groups(items: &[&Item]) -> Vec<SummaryGroup> {
+    let mut by: std::collections::BTreeMap<(String, String, String), (usize, &Item)> =
+        std::collections::BTreeMap::new();
+    for i in items {
+        let who = i
+            .agency
+            .clone()
+            .or_else(|| i.team.clone())
+            .unwrap_or_default();
+        let e = by
+            .entry((i.title.clone(), i.board.clone(), who))
+            .or_insert((0, i));
+        e.0 += 1;
+        if i.due_at < e.1.due_at {
+            e.1 = i;
+        }
+    }
+    by.into_iter()
+        .map(
+            |((title, board, responsible), (count, oldest))| SummaryGroup {
+                title,
+                board,
+                responsible,
+                count,
+                oldest: oldest.deadline.clone(),
+            },
+        )
+        .collect()
 }
 
 /// A deterministic Message-ID for a message carrying these notifications, so a

@@ -1,6 +1,7 @@
 //! Which notifications an evaluation calls for: each open obligation's stage
-//! (upcoming, due, overdue, escalation), its recipients from the case data
-//! and the configuration, and the words of its item. Pure.
+//! (upcoming, due, overdue, escalation, and the weekly summary once its
+//! escalations are spent), its recipients from the case data and the
+//! configuration, and the words of its item. Pure.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +23,9 @@ pub enum Stage {
     Due,
     Overdue,
     Escalation,
+    /// Still open after its last escalation: counted, with others of its
+    /// rule and team or agency, in the escalation contact's weekly summary.
+    Summary,
 }
 
 impl Stage {
@@ -31,12 +35,17 @@ impl Stage {
             Stage::Due => "due",
             Stage::Overdue => "overdue",
             Stage::Escalation => "escalation",
+            Stage::Summary => "summary",
         }
     }
 
-    /// Upcoming and due reminders wait for the daily digest; the rest go at once.
+    /// These wait for the daily digest hour, and a recipient has them at
+    /// most once a day; an overdue reminder goes at once.
     pub fn digest(self) -> bool {
-        matches!(self, Stage::Upcoming | Stage::Due)
+        matches!(
+            self,
+            Stage::Upcoming | Stage::Due | Stage::Escalation | Stage::Summary
+        )
     }
 }
 
@@ -49,6 +58,8 @@ pub struct Item {
     pub board: String,
     pub conference: Option<String>,
     pub agency: Option<String>,
+    /// The team responsible (social care duties), for the weekly summary.
+    pub team: Option<String>,
     pub stage: Stage,
     pub due_at: Instant,
     pub deadline: String,
@@ -98,19 +109,22 @@ pub fn stage_of(
     o: &Draft<'_>,
     cal: &Calendar,
     now: Instant,
-    escalate_after: i64,
-    escalate_every: i64,
+    r: &crate::service::config::Reminders,
 ) -> Option<(Stage, i64)> {
     match o.status {
         Status::Overdue if o.of.kind != RuleKind::Standard => {
             let late = o.late_working_days.map_or(1, i64::from);
-            if late >= escalate_after {
-                Some((
-                    Stage::Escalation,
-                    (late - escalate_after) / escalate_every.max(1),
-                ))
+            if late < r.escalate_after_working_days {
+                return Some((Stage::Overdue, 0));
+            }
+            let n = (late - r.escalate_after_working_days) / r.escalate_every_working_days.max(1);
+            if n < r.max_escalations {
+                Some((Stage::Escalation, n))
             } else {
-                Some((Stage::Overdue, 0))
+                // Once a week: the occurrence is the week, counted in Mondays.
+                let monday = chrono::NaiveDate::from_ymd_opt(1970, 1, 5).unwrap_or_default();
+                let week = (cal.local_date(now) - monday).num_days().div_euclid(7);
+                Some((Stage::Summary, week))
             }
         }
         Status::Pending | Status::DueSoon if o.of.kind != RuleKind::Standard => {
@@ -164,17 +178,10 @@ pub fn plan(
         let Some(cal) = calendars.of(board, ctx.holidays) else {
             continue;
         };
-        let r = &ctx.config.reminders;
-        let Some((stage, occurrence)) = stage_of(
-            o,
-            cal,
-            now,
-            r.escalate_after_working_days,
-            r.escalate_every_working_days,
-        ) else {
+        let Some((stage, occurrence)) = stage_of(o, cal, now, &ctx.config.reminders) else {
             continue;
         };
-        let who = if stage == Stage::Escalation {
+        let who = if stage >= Stage::Escalation {
             &rule.escalate
         } else {
             &rule.remind
@@ -451,6 +458,7 @@ fn item(
         board: board.name.clone(),
         conference: o.conference.map(Name::as_str).map(String::from),
         agency: o.agency.map(Name::as_str).map(String::from),
+        team: o.team.map(Name::as_str).map(String::from),
         stage,
         due_at: o.due_at,
         deadline: deadline_words(o, cal, now),
