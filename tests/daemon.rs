@@ -638,6 +638,31 @@ fn busy() -> (CaseState, chrono::DateTime<chrono::Utc>) {
     (s, now)
 }
 
+/// A daemon on [`busy`] data sending through the relay on loopback `port`.
+async fn busy_daemon(
+    port: u16,
+    tweak: impl FnOnce(&mut Config),
+) -> (Daemon, tempfile::TempDir, Arc<ManualClock>) {
+    let (state, now) = busy();
+    let clock = Arc::new(ManualClock::new(now));
+    let (d, db) = daemon(&state, clock.clone(), smtp_to(port), |c| {
+        plaintext_loopback(c, port);
+        tweak(c);
+    })
+    .await;
+    (d, db, clock)
+}
+
+/// The tick sent nothing, left the rest waiting and paused the relay, saying `why`.
+fn paused(r: &cpwatch::service::daemon::TickReport, why: &str) -> bool {
+    r.delivery.sent == 0
+        && r.delivery.waiting > 0
+        && r.delivery
+            .relay_down
+            .as_deref()
+            .is_some_and(|w| w.contains(why))
+}
+
 /// A relay that answers 550 to everything is down, not every recipient
 /// gone: after a few refusals in a row the round stops, what was refused
 /// waits to be retried, nothing is marked failed, `cpwatch_smtp_up` is 0;
@@ -647,21 +672,10 @@ fn busy() -> (CaseState, chrono::DateTime<chrono::Utc>) {
 async fn a_relay_refusing_everyone_is_paused_and_nothing_is_lost() {
     let server = SmtpServer::start_on(free_port());
     server.set_mode("reject");
-    let (state, now) = busy();
-    let clock = Arc::new(ManualClock::new(now));
-    let (d, _db) = daemon(&state, clock.clone(), smtp_to(server.port), |c| {
-        plaintext_loopback(c, server.port)
-    })
-    .await;
+    let (d, _db, clock) = busy_daemon(server.port, |_| {}).await;
     let r = d.run_once().await.expect("tick");
     assert!(
-        r.delivery.failed == 0
-            && r.delivery.sent == 0
-            && r.delivery.waiting > 0
-            && r.delivery
-                .relay_down
-                .as_deref()
-                .is_some_and(|w| w.contains("refused 3 recipients in a row")),
+        r.delivery.failed == 0 && paused(&r, "refused 3 recipients in a row"),
         "{r:?}"
     );
     let metrics = d.metrics.render();
@@ -695,12 +709,7 @@ async fn a_relay_refusing_everyone_is_paused_and_nothing_is_lost() {
 #[tokio::test]
 async fn a_refused_recipient_fails_alone_and_can_be_requeued() {
     let server = SmtpServer::start_on(free_port());
-    let (state, now) = busy();
-    let clock = Arc::new(ManualClock::new(now));
-    let (d, db) = daemon(&state, clock.clone(), smtp_to(server.port), |c| {
-        plaintext_loopback(c, server.port)
-    })
-    .await;
+    let (d, db, clock) = busy_daemon(server.port, |_| {}).await;
     let gone = "reports@ag-pol.cpwatch.example";
     server.set_mode(&format!("reject-to {gone}"));
     let r = d.run_once().await.expect("tick");
@@ -778,24 +787,11 @@ async fn a_silent_relay_is_tried_twice_then_left_alone() {
             held.push(stream);
         }
     });
-    let (state, now) = busy();
-    let clock = Arc::new(ManualClock::new(now));
-    let (d, _db) = daemon(&state, clock.clone(), smtp_to(port), |c| {
-        plaintext_loopback(c, port);
-        c.mail.smtp.timeout_seconds = 1;
-    })
-    .await;
+    let (d, _db, clock) = busy_daemon(port, |c| c.mail.smtp.timeout_seconds = 1).await;
     let r = d.run_once().await.expect("tick");
     let tries = accepted.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
-        tries <= 2
-            && r.obligations > 0
-            && r.delivery.sent == 0
-            && r.delivery.waiting > 0
-            && r.delivery
-                .relay_down
-                .as_deref()
-                .is_some_and(|w| w.contains("no answer within 1s")),
+        tries <= 2 && r.obligations > 0 && paused(&r, "no answer within 1s"),
         "{tries} connections: {r:?}"
     );
     assert!(d.metrics.render().contains("cpwatch_smtp_up 0"));
@@ -815,13 +811,8 @@ async fn a_silent_relay_is_tried_twice_then_left_alone() {
 async fn a_tick_sends_only_for_its_delivery_budget() {
     let server = SmtpServer::start_on(free_port());
     server.set_mode("delay 1");
-    let (state, now) = busy();
-    let clock = Arc::new(ManualClock::new(now));
-    let (d, _db) = daemon(&state, clock.clone(), smtp_to(server.port), |c| {
-        plaintext_loopback(c, server.port);
-        c.mail.smtp.delivery_budget_seconds = 1;
-    })
-    .await;
+    let (d, _db, _clock) =
+        busy_daemon(server.port, |c| c.mail.smtp.delivery_budget_seconds = 1).await;
     let r = d.run_once().await.expect("tick");
     assert!(
         (1..=2).contains(&r.delivery.messages) && r.delivery.waiting > 0 && r.delivery.failed == 0,

@@ -2245,6 +2245,48 @@ fn duplicate_invitations_and_links_are_findings_not_double_obligations() {
     }
 }
 
+/// Each child's earliest conference among those `pick` selects, by date.
+fn earliest(
+    s: &CaseState,
+    pick: impl Fn(&str) -> bool,
+) -> std::collections::HashMap<String, Option<Instant>> {
+    let mut first = std::collections::HashMap::new();
+    for cc in s
+        .conference_children
+        .iter()
+        .filter(|cc| pick(&cc.conference_id))
+    {
+        let d = conference_date(s, &cc.conference_id);
+        let e = first.entry(cc.child_id.to_string()).or_insert(d);
+        *e = (*e).min(d);
+    }
+    first
+}
+
+/// The conferences of each child in `first` dated after its earliest, and
+/// with `unpicked` every conference of the children not in `first`.
+fn later_conferences(
+    s: &CaseState,
+    first: &std::collections::HashMap<String, Option<Instant>>,
+    unpicked: bool,
+) -> std::collections::HashSet<String> {
+    s.conference_children
+        .iter()
+        .filter(|cc| match first.get(cc.child_id.as_str()) {
+            Some(f) => conference_date(s, &cc.conference_id) > *f,
+            None => unpicked,
+        })
+        .map(|cc| cc.conference_id.to_string())
+        .collect()
+}
+
+fn conference_date(s: &CaseState, id: &str) -> Option<Instant> {
+    s.conferences
+        .iter()
+        .find(|c| c.id == id)
+        .and_then(|c| c.date())
+}
+
 /// The case state with nothing recorded that meets `rule`: the event its
 /// `met_by` names (or the standard it checks) taken out of every subject,
 /// the events rules count from left as they are.
@@ -2271,33 +2313,26 @@ fn unmet(state: &CaseState, rule: &cpwatch::domain::rules::Rule) -> CaseState {
         return s;
     }
     let Some(met_by) = rule.met_by else { return s };
+    // A recorded instant taken out of every row of a table.
+    macro_rules! clear {
+        ($rows:expr, $field:ident) => {
+            $rows.iter_mut().for_each(|r| r.$field = None)
+        };
+    }
     match met_by.name() {
-        "referral.written_confirmation_at" => s
-            .referrals
-            .iter_mut()
-            .for_each(|r| r.written_confirmation_at = None),
-        "referral.acknowledged_at" => s
-            .referrals
-            .iter_mut()
-            .for_each(|r| r.acknowledged_at = None),
-        "referral.next_steps_recorded_at" => s
-            .referrals
-            .iter_mut()
-            .for_each(|r| r.next_steps_recorded_at = None),
+        "referral.written_confirmation_at" => clear!(s.referrals, written_confirmation_at),
+        "referral.acknowledged_at" => clear!(s.referrals, acknowledged_at),
+        "referral.next_steps_recorded_at" => clear!(s.referrals, next_steps_recorded_at),
         "next_strategy_discussion.held_at" => s.strategy_discussions.clear(),
         "initial_assessment.completed_on" | "core_assessment.completed_on" => {
-            s.assessments.iter_mut().for_each(|a| a.completed_on = None)
+            clear!(s.assessments, completed_on)
         }
-        "strategy_discussion.child_seen_at" => s
-            .strategy_discussions
-            .iter_mut()
-            .for_each(|d| d.child_seen_at = None),
-        "strategy_discussion.record_circulated_at" => s
-            .strategy_discussions
-            .iter_mut()
-            .for_each(|d| d.record_circulated_at = None),
+        "strategy_discussion.child_seen_at" => clear!(s.strategy_discussions, child_seen_at),
+        "strategy_discussion.record_circulated_at" => {
+            clear!(s.strategy_discussions, record_circulated_at)
+        }
         "next_initial_conference.requested_at" | "conference.requested_at" => {
-            s.conferences.iter_mut().for_each(|c| c.requested_at = None)
+            clear!(s.conferences, requested_at)
         }
         // Arranged, never held.
         "next_initial_conference.held_at" | "conference.held_at" => {
@@ -2306,72 +2341,24 @@ fn unmet(state: &CaseState, rule: &cpwatch::domain::rules::Rule) -> CaseState {
                 c.status = "scheduled".into();
             }
         }
-        "conference.chair_liaison_at" => s
-            .conferences
-            .iter_mut()
-            .for_each(|c| c.chair_liaison_at = None),
-        "conference.decision_circulated_at" => s
-            .conferences
-            .iter_mut()
-            .for_each(|c| c.decision_circulated_at = None),
-        "conference.plan_circulated_at" => s
-            .conferences
-            .iter_mut()
-            .for_each(|c| c.plan_circulated_at = None),
-        "conference.plan_hard_copy_sent_at" => s
-            .conferences
-            .iter_mut()
-            .for_each(|c| c.plan_hard_copy_sent_at = None),
-        "conference.summary_circulated_at" => s
-            .conferences
-            .iter_mut()
-            .for_each(|c| c.summary_circulated_at = None),
-        "conference.minutes_circulated_at" => s
-            .conferences
-            .iter_mut()
-            .for_each(|c| c.minutes_circulated_at = None),
-        "conference.chair_escalated_at" => s
-            .conferences
-            .iter_mut()
-            .for_each(|c| c.chair_escalated_at = None),
+        "conference.chair_liaison_at" => clear!(s.conferences, chair_liaison_at),
+        "conference.decision_circulated_at" => clear!(s.conferences, decision_circulated_at),
+        "conference.plan_circulated_at" => clear!(s.conferences, plan_circulated_at),
+        "conference.plan_hard_copy_sent_at" => clear!(s.conferences, plan_hard_copy_sent_at),
+        "conference.summary_circulated_at" => clear!(s.conferences, summary_circulated_at),
+        "conference.minutes_circulated_at" => clear!(s.conferences, minutes_circulated_at),
+        "conference.chair_escalated_at" => clear!(s.conferences, chair_escalated_at),
         // Nothing follows a conference that must be reconvened.
         "reconvening_conference.held_at" => {
-            let date = |id: &str| {
-                s.conferences
-                    .iter()
-                    .find(|c| c.id == id)
-                    .and_then(|c| c.date())
-            };
             let trigger = |id: &str| {
                 s.conferences.iter().any(|c| {
                     c.id == id
                         && (matches!(c.status.as_str(), "adjourned" | "deferred")
                             || c.chair_overruled)
-                }) || s
-                    .conference_children
-                    .iter()
+                }) || (s.conference_children.iter())
                     .any(|cc| cc.conference_id == id && cc.dissent_recorded)
             };
-            let mut first = std::collections::HashMap::new();
-            for cc in s
-                .conference_children
-                .iter()
-                .filter(|cc| trigger(&cc.conference_id))
-            {
-                let d = date(&cc.conference_id);
-                let e = first.entry(cc.child_id.to_string()).or_insert(d);
-                *e = (*e).min(d);
-            }
-            let after: std::collections::HashSet<String> = s
-                .conference_children
-                .iter()
-                .filter(|cc| {
-                    first
-                        .get(cc.child_id.as_str())
-                        .is_some_and(|f| date(&cc.conference_id) > *f)
-                })
-                .map(|cc| cc.conference_id.to_string())
-                .collect();
+            let after = later_conferences(&s, &earliest(&s, trigger), false);
             s.conferences.retain(|c| !after.contains(c.id.as_str()));
         }
         "first_core_group.held_at" => s.core_groups.clear(),
@@ -2391,54 +2378,24 @@ fn unmet(state: &CaseState, rule: &cpwatch::domain::rules::Rule) -> CaseState {
         // loses every later one; otherwise no review is held.
         "next_review_conference.held_at" => {
             let from_review = (rule.filter.conference_kind.iter().flatten()).any(|k| k == "review");
-            let mut first: std::collections::HashMap<String, Option<Instant>> =
-                std::collections::HashMap::new();
-            let date = |id: &str| {
-                s.conferences
-                    .iter()
-                    .find(|c| c.id == id)
-                    .and_then(|c| c.date())
+            let review = |id: &str| {
+                from_review
+                    && s.conferences
+                        .iter()
+                        .any(|c| c.id == id && c.kind == "review")
             };
-            for cc in &s.conference_children {
-                let d = date(&cc.conference_id);
-                let is_review = s
-                    .conferences
-                    .iter()
-                    .any(|c| c.id == cc.conference_id && c.kind == "review");
-                if from_review && is_review {
-                    let e = first.entry(cc.child_id.to_string()).or_insert(d);
-                    *e = (*e).min(d);
-                }
-            }
-            let drop: std::collections::HashSet<String> = s
-                .conference_children
-                .iter()
-                .filter(|cc| {
-                    first
-                        .get(cc.child_id.as_str())
-                        .is_none_or(|f| date(&cc.conference_id) > *f)
-                })
-                .map(|cc| cc.conference_id.to_string())
-                .collect();
+            let drop = later_conferences(&s, &earliest(&s, review), true);
             s.conferences
                 .retain(|c| c.kind != "review" || !drop.contains(c.id.as_str()));
         }
-        "invitation.report_received_at" => s
-            .invitations
-            .iter_mut()
-            .for_each(|i| i.report_received_at = None),
-        "invitation.report_shared_with_family_at" => s
-            .invitations
-            .iter_mut()
-            .for_each(|i| i.report_shared_with_family_at = None),
-        "invitation.report_authorised_at" => s
-            .invitations
-            .iter_mut()
-            .for_each(|i| i.report_authorised_at = None),
-        "conference_child.workbook_received_at" => s
-            .conference_children
-            .iter_mut()
-            .for_each(|c| c.workbook_received_at = None),
+        "invitation.report_received_at" => clear!(s.invitations, report_received_at),
+        "invitation.report_shared_with_family_at" => {
+            clear!(s.invitations, report_shared_with_family_at)
+        }
+        "invitation.report_authorised_at" => clear!(s.invitations, report_authorised_at),
+        "conference_child.workbook_received_at" => {
+            clear!(s.conference_children, workbook_received_at)
+        }
         "visit.visited_at" => s.visits.clear(),
         "cin_review.held_on" => s.cin_reviews.clear(),
         other => panic!("no way to leave {other} unrecorded: add it here"),

@@ -227,8 +227,6 @@ async fn command_list(
         )
         .await?;
     let reference = linked.first().context("no child at a conference")?.clone();
-    let to = at.date_naive();
-    let from = to - chrono::Duration::days(365);
     let export = std::env::temp_dir().join(format!("cpwatch-bench-{}.xlsx", std::process::id()));
     let common = ["--database", url, "--at", &at.to_rfc3339()].map(String::from);
     let with = |args: &[&str]| -> Vec<String> {
@@ -255,21 +253,11 @@ async fn command_list(
             "explain (one child)".to_string(),
             with(&["explain", &reference]),
         ),
-        (
-            "export --board barnsley (a year, xlsx)".into(),
-            with(&[
-                "export",
-                "--board",
-                "barnsley",
-                "--from",
-                &from.to_string(),
-                "--to",
-                &to.to_string(),
-                "--force",
-                "--out",
-                &export.display().to_string(),
-            ]),
-        ),
+        ("export --board barnsley (a year, xlsx)".into(), {
+            let mut args = export_args(at, &export);
+            args.extend(["--database".to_string(), url.to_string()]);
+            args
+        }),
     ])
 }
 
@@ -722,13 +710,22 @@ fn export_year(binary: &Path, url: &str, at: Instant) -> anyhow::Result<f64> {
     let dir = std::env::temp_dir().join(format!("cpwatch-bench-export-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let out = dir.join("barnsley.xlsx");
+    let started = Clock::now();
+    let mut args = export_args(at, &out);
+    args.extend(["--database".to_string(), url.to_string()]);
+    let result = run(Command::new(binary).args(&args));
+    let secs = started.elapsed().as_secs_f64();
+    std::fs::remove_dir_all(&dir).ok();
+    result.context("exporting")?;
+    Ok(secs)
+}
+
+/// `cpwatch export` of Barnsley's year to `at`, as xlsx to `out`.
+fn export_args(at: Instant, out: &Path) -> Vec<String> {
     let to = at.date_naive();
     let from = to - chrono::Duration::days(365);
-    let started = Clock::now();
-    let result = run(Command::new(binary).args([
+    [
         "export",
-        "--database",
-        url,
         "--board",
         "barnsley",
         "--from",
@@ -740,11 +737,9 @@ fn export_year(binary: &Path, url: &str, at: Instant) -> anyhow::Result<f64> {
         "--out",
         &out.display().to_string(),
         "--force",
-    ]));
-    let secs = started.elapsed().as_secs_f64();
-    std::fs::remove_dir_all(&dir).ok();
-    result.context("exporting")?;
-    Ok(secs)
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// The machine a run was on, for the reader of `BENCHMARKS.md`.

@@ -240,23 +240,12 @@ impl<V> Grouped<V> {
 /// A table's rows by child, each child's in the order read, with a finding
 /// for each row naming no child. Tables are mostly written child by child, so
 /// rows come in runs of one child, and a run costs one lookup, not one a row.
+/// Each child's rows of a table, by the child's slot; a row naming no child
+/// is a finding. With `unique`, a second row of a child with the same id (a
+/// view over tables without keys can give one) is a finding and left out:
+/// the id names its obligations, which it would double (for the tables
+/// with a few rows a child, whose ids name obligations).
 pub(super) fn by_child<'a, R: 'a, V: Copy>(
-    rows: &[&'a R],
-    table: &str,
-    children: &HashMap<&str, &'a Child>,
-    slots: &Slots<Child>,
-    f: &mut Vec<Finding>,
-    // The row's child, its id and what is kept of it.
-    read: impl Fn(&&'a R) -> (&'a Text, &'a Text, V),
-) -> Grouped<V> {
-    by_child_checked(rows, table, children, slots, f, read, false)
-}
-
-/// [`by_child`], and with `unique` a second row of a child with the same id
-/// (a view over tables without keys can give one) is a finding and left
-/// out: the id names its obligations, which it would double. For the tables
-/// with a few rows a child, whose ids name obligations.
-pub(super) fn by_child_checked<'a, R: 'a, V: Copy>(
     rows: &[&'a R],
     table: &str,
     children: &HashMap<&str, &'a Child>,
@@ -322,51 +311,41 @@ impl<'a> PerChild<'a> {
         f: &mut Vec<Finding>,
     ) -> Self {
         let slots = &s.child_slots;
-        let referrals = by_child_checked(
-            &s.referrals,
-            "referrals",
-            children,
-            slots,
-            f,
-            |r| (&r.child_id, &r.id, *r),
-            true,
-        );
-        let mut sds = by_child_checked(
-            &s.strategy_discussions,
-            "strategy_discussions",
-            children,
-            slots,
-            f,
-            |r| (&r.child_id, &r.id, *r),
-            true,
-        );
-        let mut assessments = by_child_checked(
-            &s.assessments,
-            "assessments",
-            children,
-            slots,
-            f,
-            |r| (&r.child_id, &r.id, *r),
-            true,
-        );
-        let mut plans = by_child_checked(
-            &s.cp_plans,
-            "cp_plans",
-            children,
-            slots,
-            f,
-            |r| (&r.child_id, &r.id, *r),
-            true,
-        );
-        let mut core_groups = by_child(&s.core_groups, "core_groups", children, slots, f, |r| {
-            (&r.child_id, &r.id, r.held_at)
-        });
-        let mut visits = by_child(&s.visits, "visits", children, slots, f, |r| {
-            (&r.child_id, &r.id, r.visited_at)
-        });
-        let mut cin_reviews = by_child(&s.cin_reviews, "cin_reviews", children, slots, f, |r| {
-            (&r.child_id, &r.id, r.held_on)
-        });
+        // The tables whose ids name obligations: a repeated row is a finding.
+        macro_rules! unique {
+            ($rows:expr, $table:literal) => {
+                by_child(
+                    $rows,
+                    $table,
+                    children,
+                    slots,
+                    f,
+                    |r| (&r.child_id, &r.id, *r),
+                    true,
+                )
+            };
+        }
+        let referrals = unique!(&s.referrals, "referrals");
+        let mut sds = unique!(&s.strategy_discussions, "strategy_discussions");
+        let mut assessments = unique!(&s.assessments, "assessments");
+        let mut plans = unique!(&s.cp_plans, "cp_plans");
+        // Their instants only: many rows a child, and a repeat doubles nothing.
+        macro_rules! instants {
+            ($rows:expr, $table:literal, $at:ident) => {
+                by_child(
+                    $rows,
+                    $table,
+                    children,
+                    slots,
+                    f,
+                    |r| (&r.child_id, &r.id, r.$at),
+                    false,
+                )
+            };
+        }
+        let mut core_groups = instants!(&s.core_groups, "core_groups", held_at);
+        let mut visits = instants!(&s.visits, "visits", visited_at);
+        let mut cin_reviews = instants!(&s.cin_reviews, "cin_reviews", held_on);
 
         sds.for_each_mut(|v| v.sort_by(|a, b| (a.held_at, &a.id).cmp(&(b.held_at, &b.id))));
         plans.for_each_mut(|v| {
