@@ -597,6 +597,7 @@ fn demo_config(a: &DemoArgs) -> Config {
             BoardContacts {
                 conference_service: Some(format!("conferences@{id}.cpwatch.example")),
                 safeguarding_manager: Some(format!("safeguarding.manager@{id}.cpwatch.example")),
+                met_notices: None,
             },
         );
     }

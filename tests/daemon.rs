@@ -39,6 +39,7 @@ fn config() -> Config {
             BoardContacts {
                 conference_service: Some(format!("cs@{b}.test")),
                 safeguarding_manager: Some(format!("sm@{b}.test")),
+                met_notices: None,
             },
         );
     }
@@ -426,6 +427,60 @@ async fn escalation_is_bounded_and_a_digest_comes_once_a_day() {
         text.contains("- Minutes distributed within 15 working days (Barnsley Safeguarding Children Board, T1): 1; the oldest was due by 23:59 on Wed 3 Feb 2027"),
         "{text}"
     );
+}
+
+/// When a duty escalated to someone is met, they are told once, in their
+/// next digest; a board can turn that off (fails if the notice never comes,
+/// comes twice, or comes where the board said no).
+#[tokio::test]
+async fn an_escalated_duty_met_is_told_once_where_the_board_wants_it() {
+    for notices in [true, false] {
+        // Friday 12 February 2027: the minutes (due 3 February) are escalated.
+        let clock = Arc::new(ManualClock::new(t("2027-02-12T10:00:00Z")));
+        let (d, _db, out) = daemon_to_outbox(&minutes_missing(), clock.clone(), |c| {
+            if let Some(b) = c.boards.get_mut("barnsley") {
+                b.met_notices = Some(notices);
+            }
+        })
+        .await;
+        d.run_once().await.expect("tick");
+        let escalated = minutes_rows(&d.store().log_rows(Some("sent")).await.expect("log"))
+            .iter()
+            .any(|r| r.stage == "escalation" && r.recipient == "sm@barnsley.test");
+        assert!(escalated, "the minutes were escalated");
+        let mut s = minutes_missing();
+        conf_mut(&mut s, "CONF-1").minutes_circulated_at = Some(t("2027-02-12T12:00:00Z"));
+        d.store()
+            .replace_case_data(&s)
+            .await
+            .expect("the minutes recorded");
+        // The next working days' digests.
+        for day in ["2027-02-15T10:00:00Z", "2027-02-16T10:00:00Z"] {
+            clock.set(t(day));
+            d.run_once().await.expect("tick");
+        }
+        let told: Vec<String> = eml_files(out.path())
+            .into_iter()
+            .map(|p| plain_text(&std::fs::read_to_string(p).expect("eml")))
+            .filter(|m| m.contains("No longer open since they were escalated to you"))
+            .collect();
+        let sent = d.store().log_rows(Some("sent")).await.expect("log");
+        let resolved: Vec<&LogRow> = minutes_rows(&sent)
+            .into_iter()
+            .filter(|r| r.stage == "resolved")
+            .collect();
+        if notices {
+            assert_eq!(resolved.len(), 1, "told once: {resolved:?}");
+            assert_eq!(resolved[0].recipient, "sm@barnsley.test");
+            assert!(
+                told.iter().any(|m| m
+                    .contains("- conference CONF-1: Minutes distributed within 15 working days")),
+                "{told:?}"
+            );
+        } else {
+            assert!(resolved.is_empty() && told.is_empty(), "{resolved:?}");
+        }
+    }
 }
 
 // ------------------------------------------------------------------- SMTP

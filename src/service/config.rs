@@ -149,6 +149,9 @@ pub struct Reminders {
 pub struct BoardContacts {
     pub conference_service: Option<String>,
     pub safeguarding_manager: Option<String>,
+    /// Tell escalation contacts, once, when a duty they were escalated is
+    /// no longer open (default: yes).
+    pub met_notices: Option<bool>,
 }
 
 impl Default for Config {
@@ -359,6 +362,9 @@ impl Config {
                 if let Some(v) = env(&env_name(&format!("boards.{board}.{key}"))) {
                     set_path(&mut table, &["boards", board, key], toml::Value::String(v));
                 }
+            }
+            if let Some(v) = env(&env_name(&format!("boards.{board}.met_notices"))) {
+                set_path(&mut table, &["boards", board, "met_notices"], env_value(&v));
             }
         }
         let config = Config::deserialize(table).map_err(|e| ConfigError::Invalid {

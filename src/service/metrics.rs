@@ -108,7 +108,14 @@ impl Metrics {
         }
         m.smtp_up.set(1);
         // Known label values start at zero, so "none yet" is a 0 rather than a missing series.
-        for stage in ["upcoming", "due", "overdue", "escalation", "summary"] {
+        for stage in [
+            "upcoming",
+            "due",
+            "overdue",
+            "escalation",
+            "summary",
+            "resolved",
+        ] {
             for outcome in ["sent", "retry", "failed", "dropped"] {
                 m.notifications.with_label_values(&[stage, outcome]);
             }

@@ -314,6 +314,10 @@ pub trait NotificationLog {
     ) -> Result<(), StoreError>;
     /// How many notifications have a status.
     async fn log_count(&self, status: &str) -> Result<i64, StoreError>;
+    /// Each (obligation, recipient) sent an escalation or a summary and not
+    /// yet told it was resolved (a `resolved` notification not yet settled
+    /// still counts as not told).
+    async fn log_escalated(&self) -> Result<Vec<NewNotification>, StoreError>;
     /// Puts failed notifications (only those to `recipient`, if given) back
     /// to pending, to be sent at the next tick; returns how many. The last
     /// error is kept, prefixed, so the log still shows why they failed.
@@ -434,6 +438,31 @@ macro_rules! notification_log {
                 q.bind(at.clone()).bind(id.clone()).execute(&mut *tx).await.map_err(|e| self.err("updating cpwatch_notifications", e))?;
             }
             tx.commit().await.map_err(|e| self.err("updating cpwatch_notifications", e))
+        }
+
+        async fn log_escalated(&self) -> Result<Vec<$crate::store::NewNotification>, StoreError> {
+            let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+                "SELECT DISTINCT n.obligation_key, n.recipient, n.board, n.rule FROM cpwatch_notifications n \
+                 WHERE n.stage IN ('escalation', 'summary') AND n.status = 'sent' AND NOT EXISTS \
+                 (SELECT 1 FROM cpwatch_notifications r WHERE r.stage = 'resolved' AND r.status <> 'pending' \
+                 AND r.obligation_key = n.obligation_key AND r.recipient = n.recipient) \
+                 ORDER BY n.obligation_key, n.recipient",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("reading cpwatch_notifications", e))?;
+            Ok(rows
+                .into_iter()
+                .map(|(obligation_key, recipient, board, rule)| $crate::store::NewNotification {
+                    id: String::new(),
+                    obligation_key,
+                    stage: "resolved".into(),
+                    recipient,
+                    occurrence: 0,
+                    board,
+                    rule,
+                })
+                .collect())
         }
 
         async fn log_count(&self, status: &str) -> Result<i64, StoreError> {

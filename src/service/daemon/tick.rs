@@ -56,6 +56,8 @@ impl Daemon {
         };
         self.metrics.leader.set(i64::from(leader));
         let delivery = if leader {
+            let mut planned = planned;
+            planned.extend(self.resolved(&settings, state, eval, now).await);
             let delivery = self.deliver(&settings, planned, now).await?;
             self.monthly_exports(&settings, state, &boards, now);
             delivery
@@ -98,6 +100,43 @@ impl Daemon {
         }
         self.metrics.unresolved(&missing);
         planned
+    }
+
+    /// Notices for the escalated duties open no longer. A log that cannot be
+    /// read gives none this tick: the next tick tells them.
+    async fn resolved(
+        &self,
+        settings: &Settings,
+        state: &crate::domain::case::CaseState,
+        eval: &crate::domain::evaluate::Evaluation,
+        now: crate::domain::case::Instant,
+    ) -> Vec<notify::Planned> {
+        let escalated = match self.store.log_escalated().await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read which duties were escalated");
+                return Vec::new();
+            }
+        };
+        if escalated.is_empty() {
+            return Vec::new();
+        }
+        // Only the keys of the escalated duties' rules are made.
+        let rules: std::collections::HashSet<(&str, &str)> = escalated
+            .iter()
+            .map(|e| (e.board.as_str(), e.rule.as_str()))
+            .collect();
+        let open: std::collections::HashSet<String> = (eval.obligations.iter())
+            .filter(|o| o.status.is_open() && rules.contains(&(&*o.of.board, &*o.of.rule)))
+            .map(|o| o.key())
+            .collect();
+        let ctx = notify::Context {
+            state,
+            rules: &settings.engine.rules,
+            holidays: &settings.engine.holidays,
+            config: &settings.config,
+        };
+        notify::resolved(escalated, &open, &ctx, now)
     }
 
     /// Records and sends the planned reminders, and counts what happened.

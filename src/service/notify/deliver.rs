@@ -372,6 +372,7 @@ async fn drop_gone(
             "due" => Stage::Due,
             "overdue" => Stage::Overdue,
             "summary" => Stage::Summary,
+            "resolved" => Stage::Resolved,
             _ => Stage::Escalation,
         };
         *d.outcomes.entry((stage, "dropped")).or_default() += 1;

@@ -41,6 +41,8 @@ impl Templates {
     pub fn render(&self, items: &[Item]) -> Result<(String, String, String), String> {
         let (summarised, listed): (Vec<&Item>, Vec<&Item>) =
             items.iter().partition(|i| i.stage == Stage::Summary);
+        let (resolved, listed): (Vec<&Item>, Vec<&Item>) =
+            listed.into_iter().partition(|i| i.stage == Stage::Resolved);
         let top = listed
             .iter()
             .map(|i| i.stage)
@@ -53,6 +55,7 @@ impl Templates {
             stage => top.as_str(),
             summary => summary,
             summary_count => summarised.len(),
+            resolved => resolved,
         };
         let get = |name: &str| {
             self.env

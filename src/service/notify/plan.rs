@@ -26,6 +26,8 @@ pub enum Stage {
     /// Still open after its last escalation: counted, with others of its
     /// rule and team or agency, in the escalation contact's weekly summary.
     Summary,
+    /// Escalated, and open no longer: told to the escalation contact once.
+    Resolved,
 }
 
 impl Stage {
@@ -36,16 +38,14 @@ impl Stage {
             Stage::Overdue => "overdue",
             Stage::Escalation => "escalation",
             Stage::Summary => "summary",
+            Stage::Resolved => "resolved",
         }
     }
 
     /// These wait for the daily digest hour, and a recipient has them at
     /// most once a day; an overdue reminder goes at once.
     pub fn digest(self) -> bool {
-        matches!(
-            self,
-            Stage::Upcoming | Stage::Due | Stage::Escalation | Stage::Summary
-        )
+        !matches!(self, Stage::Overdue)
     }
 }
 
@@ -223,6 +223,69 @@ pub fn plan(
     });
     planned.dedup_by(|a, b| a.id == b.id);
     (planned, unresolved)
+}
+
+/// The notices for duties escalated to someone and open no longer (met,
+/// excepted, voided or lapsed), one each, to the contact they were escalated
+/// to; `open` holds the keys of the duties still open, at least of the
+/// escalated ones' rules. Boards may turn them off (`met_notices = false`).
+pub fn resolved(
+    escalated: Vec<crate::store::NewNotification>,
+    open: &std::collections::HashSet<String>,
+    ctx: &Context,
+    now: Instant,
+) -> Vec<Planned> {
+    escalated
+        .into_iter()
+        .filter(|e| !open.contains(&e.obligation_key))
+        .filter_map(|e| {
+            // The key: board:rule:child:conference:agency:occurrence; a
+            // reference may hold a colon, the ids around it do not. (The
+            // log's own board column holds the board's name, for people.)
+            let mut head = e.obligation_key.splitn(3, ':');
+            let board_id = head.next().unwrap_or_default().to_string();
+            let rest = head.nth(1).unwrap_or_default().to_string();
+            let wanted = (ctx.config.boards.get(&board_id))
+                .and_then(|b| b.met_notices)
+                .unwrap_or(true);
+            wanted.then_some((e, board_id, rest))
+        })
+        .map(|(e, board_id, rest)| {
+            let mut tail = rest.rsplitn(4, ':').skip(1);
+            let (agency, conference, child) = (tail.next(), tail.next(), tail.next());
+            let given = |v: Option<&str>| v.filter(|v| *v != "-").map(String::from);
+            let board = ctx.rules.latest(&board_id);
+            let title = (board.and_then(|b| b.rule(&e.rule)))
+                .map_or_else(|| e.rule.clone(), |r| r.title.clone());
+            let conference = given(conference);
+            Planned {
+                id: notification_id(&e.obligation_key, Stage::Resolved, &e.recipient, 0),
+                obligation_key: e.obligation_key.clone(),
+                stage: Stage::Resolved,
+                recipient: e.recipient.clone(),
+                occurrence: 0,
+                item: Item {
+                    reference: given(child).unwrap_or_else(|| {
+                        conference
+                            .as_ref()
+                            .map(|c| format!("conference {c}"))
+                            .unwrap_or_default()
+                    }),
+                    title,
+                    rule: e.rule,
+                    board: board.map_or_else(|| e.board.clone(), |b| b.name.clone()),
+                    conference,
+                    agency: given(agency),
+                    team: None,
+                    stage: Stage::Resolved,
+                    due_at: now,
+                    deadline: String::new(),
+                    meets: String::new(),
+                    source: String::new(),
+                },
+            }
+        })
+        .collect()
 }
 
 /// Each board version's calendar, made once per plan.
