@@ -86,12 +86,7 @@ impl Daemon {
         eval: &crate::domain::evaluate::Evaluation,
         now: crate::domain::case::Instant,
     ) -> Vec<notify::Planned> {
-        let ctx = notify::Context {
-            state,
-            rules: &settings.engine.rules,
-            holidays: &settings.engine.holidays,
-            config: &settings.config,
-        };
+        let ctx = context(settings, state);
         let (planned, unresolved) = notify::plan(&eval.borrowed(), &ctx, now);
         let mut missing: HashMap<(String, String), i64> = HashMap::new();
         for u in &unresolved {
@@ -130,12 +125,7 @@ impl Daemon {
             .filter(|o| o.status.is_open() && rules.contains(&(&*o.of.board, &*o.of.rule)))
             .map(|o| o.key())
             .collect();
-        let ctx = notify::Context {
-            state,
-            rules: &settings.engine.rules,
-            holidays: &settings.engine.holidays,
-            config: &settings.config,
-        };
+        let ctx = context(settings, state);
         notify::resolved(escalated, &open, &ctx, now)
     }
 
@@ -303,5 +293,18 @@ impl Daemon {
                 }
             }
         }
+    }
+}
+
+/// What planning reads besides the evaluation.
+fn context<'a>(
+    settings: &'a Settings,
+    state: &'a crate::domain::case::CaseState,
+) -> notify::Context<'a> {
+    notify::Context {
+        state,
+        rules: &settings.engine.rules,
+        holidays: &settings.engine.holidays,
+        config: &settings.config,
     }
 }
