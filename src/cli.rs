@@ -290,7 +290,8 @@ fn parse_instant(s: &str) -> Result<Instant, String> {
 
 fn parse_status(s: &str) -> Result<Status, String> {
     Status::parse(s).ok_or_else(|| {
-        format!("unknown status {s:?} (pending, due_soon, overdue, met, met_late, void, excepted)")
+        let known: Vec<&str> = Status::ALL.iter().map(|st| st.as_str()).collect();
+        format!("unknown status {s:?} ({})", known.join(", "))
     })
 }
 

@@ -337,6 +337,12 @@ fn user_errors_exit_2_with_a_message() {
     assert_eq!(o.status.code(), Some(2));
     let o = cpwatch(dir.path(), &["check", "--status", "late"]);
     assert_eq!(o.status.code(), Some(2));
+    // It names every status there is, the newer ones too.
+    assert!(
+        stderr(&o).contains("overdue, missed, met"),
+        "{}",
+        stderr(&o)
+    );
     let o = cpwatch(dir.path(), &["check", "--database", "oracle://x"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not a database URL"));
