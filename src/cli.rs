@@ -10,6 +10,8 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod snooze;
+
 use crate::domain::case::Instant;
 use crate::domain::engine::Engine;
 use crate::domain::evaluate::{Draft, Name, Scratch, Status};
@@ -73,6 +75,10 @@ pub enum Command {
     /// Works with the notification log: what was sent, what waits, what failed.
     #[command(subcommand)]
     Notifications(NotificationsCommand),
+    /// Stops reminders by agreement until an expiry, with a reason and who
+    /// agreed it; lists snoozes and their history; ends one early.
+    #[command(subcommand)]
+    Snooze(snooze::SnoozeCommand),
 }
 
 #[derive(Subcommand)]
@@ -308,6 +314,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Seed(a) => seed(a).await,
         Command::Config(ConfigCommand::Check(a)) => config_check(a).await,
         Command::Notifications(c) => notifications(c).await,
+        Command::Snooze(c) => snooze::run(c).await,
     };
     match result {
         Ok(code) => code,
@@ -341,6 +348,18 @@ impl Engine {
             c.closures.as_deref(),
             &c.default_board,
         )
+    }
+}
+
+/// The snoozes in force, for `explain` and `export`. A database cpwatch's
+/// own tables were never made in (no `run` or `migrate`) has none to show.
+async fn snoozes_in_force(store: &dyn Store, now: Instant) -> crate::domain::snooze::Snoozes {
+    match store.snoozes().await {
+        Ok(all) => crate::domain::snooze::Snoozes::active(all, now),
+        Err(e) => {
+            eprintln!("cpwatch: snoozes are not shown: {e} (`cpwatch migrate --own-tables-only` creates their table)");
+            Default::default()
+        }
     }
 }
 
@@ -462,20 +481,21 @@ async fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         .await?
         .state;
     let mut scratch = Scratch::default();
-    let eval = engine.evaluate(&state, &mut scratch, now_or(a.common.at));
+    let now = now_or(a.common.at);
+    let eval = engine.evaluate(&state, &mut scratch, now);
+    let snoozes = snoozes_in_force(&*store, now).await;
     let mut out = Printable::new(std::io::stdout().lock());
-    crate::report::explain::explain(
-        &mut out,
-        &state,
-        &eval,
-        &engine.rules,
-        &engine.holidays,
-        &a.reference,
-        &engine.zones(),
-    )
-    .map_err(|e| match e {
-        crate::report::explain::ExplainError::Io(io) => anyhow::Error::from(io),
-        other => other.into(),
+    let ctx = crate::report::explain::Context {
+        rules: &engine.rules,
+        holidays: &engine.holidays,
+        zones: &engine.zones(),
+        snoozes: &snoozes,
+    };
+    crate::report::explain::explain(&mut out, &state, &eval, &ctx, &a.reference).map_err(|e| {
+        match e {
+            crate::report::explain::ExplainError::Io(io) => anyhow::Error::from(io),
+            other => other.into(),
+        }
     })?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -654,6 +674,7 @@ async fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let now = now_or(a.common.at);
     let mut scratch = Scratch::default();
     let eval = engine.evaluate_where(&state, &mut scratch, now, &|o| *o.of.board == *a.board);
+    let snoozes = snoozes_in_force(&*store, now).await;
     let report = crate::report::export::build(&crate::report::export::Input {
         eval: &eval,
         state: &state,
@@ -664,6 +685,7 @@ async fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
         from: a.from,
         to: a.to,
         generated_at: now,
+        snoozes: &snoozes,
     });
     let stem = format!("cpwatch-{}-{}-{}", a.board, a.from, a.to);
     let out = match (a.format, &a.table) {

@@ -419,3 +419,223 @@ async fn check_and_explain_work_against_postgresql() {
     );
     db.finish().await;
 }
+
+#[test]
+fn a_snooze_is_added_shown_exported_listed_and_ended() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(cpwatch(dir.path(), &["demo", "--at", AT]).status.success());
+    let json = cpwatch(dir.path(), &["check", "--format", "json", "--at", AT]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("valid JSON");
+    let overdue = v["obligations"]
+        .as_array()
+        .expect("obligations")
+        .iter()
+        .find(|o| o["status"] == "overdue" && o["child"].is_string())
+        .expect("an overdue duty about a child")
+        .clone();
+    let child = overdue["child"].as_str().expect("child");
+    let made = "2026-11-20T09:00:00Z";
+    let add = |args: &[&str]| {
+        let mut all = vec!["snooze", "add", "--at", made];
+        all.extend_from_slice(args);
+        cpwatch(dir.path(), &all)
+    };
+    // What it covers must exist; it needs a reason, who agreed it and an end.
+    for (args, says) in [
+        (
+            vec![
+                "--child",
+                "NO-SUCH",
+                "--for",
+                "1w",
+                "--reason",
+                "r",
+                "--agreed-by",
+                "a",
+            ],
+            "no child has the reference",
+        ),
+        (
+            vec![
+                "--child",
+                child,
+                "--for",
+                "1w",
+                "--reason",
+                " ",
+                "--agreed-by",
+                "a",
+            ],
+            "--reason is empty",
+        ),
+        (
+            vec![
+                "--child",
+                child,
+                "--for",
+                "20w",
+                "--reason",
+                "r",
+                "--agreed-by",
+                "a",
+            ],
+            "at most 92 days",
+        ),
+        (
+            vec![
+                "--child",
+                child,
+                "--until",
+                "2026-11-01",
+                "--reason",
+                "r",
+                "--agreed-by",
+                "a",
+            ],
+            "not after",
+        ),
+        (
+            vec![
+                "--child",
+                child,
+                "--for",
+                "soon",
+                "--reason",
+                "r",
+                "--agreed-by",
+                "a",
+            ],
+            "10d or 2w",
+        ),
+        (
+            vec![
+                "--obligation",
+                "nonsense",
+                "--for",
+                "1w",
+                "--reason",
+                "r",
+                "--agreed-by",
+                "a",
+            ],
+            "not an obligation key",
+        ),
+    ] {
+        let o = add(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
+    let o = add(&[
+        "--child",
+        child,
+        "--until",
+        "2026-12-04",
+        "--reason",
+        "family abroad until December",
+        "--agreed-by",
+        "Service manager",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o)
+        .split_whitespace()
+        .nth(1)
+        .expect("id")
+        .trim_end_matches(':')
+        .to_string();
+    // Shown in explain, for open duties only, and still overdue.
+    let explain = stdout(&cpwatch(dir.path(), &["explain", child, "--at", AT]));
+    assert!(
+        explain.contains(&format!("reminders snoozed until Sat 5 Dec 2026 00:00 UTC, agreed by Service manager: family abroad until December (snooze {id})")),
+        "{explain}"
+    );
+    assert!(explain.contains("overdue"), "{explain}");
+    // The export shows it beside the duty, whose status is unchanged.
+    let csv_dir = dir.path().join("csv");
+    let board = overdue["board"].as_str().expect("board");
+    let e = cpwatch(
+        dir.path(),
+        &[
+            "export",
+            "--board",
+            board,
+            "--from",
+            "2020-01-01",
+            "--to",
+            "2026-11-23",
+            "--format",
+            "csv",
+            "--out",
+            csv_dir.to_str().expect("utf8"),
+            "--at",
+            AT,
+        ],
+    );
+    assert!(e.status.success(), "{}", stderr(&e));
+    let mut r = csv::Reader::from_path(csv_dir.join("obligations.csv")).expect("csv");
+    let headers = r.headers().expect("headers").clone();
+    let col = |n: &str| headers.iter().position(|h| h == n).expect(n);
+    let rows: Vec<csv::StringRecord> = r.records().map(|x| x.expect("row")).collect();
+    let snoozed: Vec<&csv::StringRecord> = rows
+        .iter()
+        .filter(|x| !x[col("snoozed")].is_empty())
+        .collect();
+    assert!(!snoozed.is_empty());
+    for x in &snoozed {
+        assert_eq!(&x[col("child")], child);
+        assert!(
+            ["overdue", "pending", "due_soon"].contains(&&x[col("status")]),
+            "{x:?}"
+        );
+        assert!(x[col("snoozed")].contains(&id), "{x:?}");
+    }
+    assert!(
+        rows.iter()
+            .any(|x| &x[col("child")] == child && x[col("snoozed")].is_empty()),
+        "settled duties are not marked"
+    );
+    // Listed while in force; ended early, it is history.
+    let list = stdout(&cpwatch(dir.path(), &["snooze", "list", "--at", AT]));
+    assert!(list.starts_with(&format!("{id}\tactive\tchild {child}\tuntil 2026-12-05T00:00:00Z\tagreed by Service manager\tfamily abroad until December")), "{list}");
+    let end = cpwatch(
+        dir.path(),
+        &[
+            "snooze",
+            "expire",
+            &id,
+            "--by",
+            "Team manager",
+            "--at",
+            "2026-11-24T10:00:00Z",
+        ],
+    );
+    assert!(end.status.success(), "{}", stderr(&end));
+    let again = cpwatch(
+        dir.path(),
+        &[
+            "snooze",
+            "expire",
+            &id,
+            "--by",
+            "Team manager",
+            "--at",
+            "2026-11-24T11:00:00Z",
+        ],
+    );
+    assert_eq!(again.status.code(), Some(2));
+    let later = "2026-11-25T09:00:00Z";
+    assert_eq!(
+        stdout(&cpwatch(dir.path(), &["snooze", "list", "--at", later])),
+        ""
+    );
+    let history = stdout(&cpwatch(
+        dir.path(),
+        &["snooze", "list", "--all", "--at", later],
+    ));
+    assert!(
+        history.contains(&format!(
+            "{id}\tended 2026-11-24T10:00:00Z by Team manager\tchild {child}"
+        )),
+        "{history}"
+    );
+    assert!(!stdout(&cpwatch(dir.path(), &["explain", child, "--at", later])).contains("snoozed"));
+}

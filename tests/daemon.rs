@@ -19,6 +19,7 @@ use chrono::Duration;
 use common::*;
 use cpwatch::domain::case::CaseState;
 use cpwatch::domain::engine::Engine;
+use cpwatch::domain::snooze::{Scope, Snooze};
 use cpwatch::service::clock::ManualClock;
 use cpwatch::service::config::{BoardContacts, Config, TlsMode};
 use cpwatch::service::daemon::{Daemon, Settings};
@@ -80,18 +81,28 @@ async fn daemon(
     let store = cpwatch::store::connect(&url, true).await.expect("sqlite");
     store.migrate(false).await.expect("migrate");
     store.replace_case_data(state).await.expect("write");
+    drop(store);
+    (daemon_on(&url, clock, transport, tweak).await, dir)
+}
+
+/// A daemon on an existing database: the service started (or restarted) on it.
+async fn daemon_on(
+    url: &str,
+    clock: Arc<ManualClock>,
+    transport: Box<dyn Transport>,
+    tweak: impl FnOnce(&mut Config),
+) -> Daemon {
+    let store = cpwatch::store::connect(url, false).await.expect("sqlite");
+    store.migrate(false).await.expect("migrate");
     let mut c = config();
-    c.database_url = url;
+    c.database_url = url.into();
     tweak(&mut c);
-    (
-        Daemon::new(
-            Settings::new(c, engine(), transport).expect("settings"),
-            store,
-            clock,
-        )
-        .expect("daemon"),
-        dir,
+    Daemon::new(
+        Settings::new(c, engine(), transport).expect("settings"),
+        store,
+        clock,
     )
+    .expect("daemon")
 }
 
 /// The canonical case with the minutes of CONF-1 never circulated: Barnsley's
@@ -128,6 +139,7 @@ fn stages_and_recipients_follow_the_rule() {
     let holidays = holidays();
     let c = config();
     let ctx = notify::Context {
+        snoozes: &Default::default(),
         state: &s,
         rules: &rules,
         holidays: &holidays,
@@ -193,6 +205,7 @@ fn stages_and_recipients_follow_the_rule() {
     inv.email = Some("pol.duty@police.test".into());
     let e = eval(&s, "2027-01-11T09:00:00Z");
     let ctx = notify::Context {
+        snoozes: &Default::default(),
         state: &s,
         rules: &rules,
         holidays: &holidays,
@@ -217,6 +230,7 @@ fn stages_and_recipients_follow_the_rule() {
     let mut c2 = config();
     c2.boards.clear();
     let ctx = notify::Context {
+        snoozes: &Default::default(),
         state: &s,
         rules: &rules,
         holidays: &holidays,
@@ -481,6 +495,136 @@ async fn an_escalated_duty_met_is_told_once_where_the_board_wants_it() {
             assert!(resolved.is_empty() && told.is_empty(), "{resolved:?}");
         }
     }
+}
+
+/// Snoozes, missed duties and resolved notices, against a real SMTP server
+/// and through restarts of the service: a snoozed duty is not mailed while
+/// the snooze is in force (restart or not) and is again once it is ended; a
+/// report the conference went ahead without is never mailed; a restarted
+/// service sends nobody a second digest the same day; and the escalation
+/// contact hears once that the snoozed duty was met.
+#[tokio::test]
+async fn snoozes_missed_duties_and_met_notices_hold_through_restarts() {
+    let server = SmtpServer::start_on(free_port());
+    let mut s = minutes_missing();
+    // The police report never came: missed at the conference of 13 January.
+    inv_mut(&mut s, "CONF-1", "AG-POL").report_received_at = None;
+    let minutes = eval(&s, "2027-02-12T10:00:00Z")
+        .obligations
+        .iter()
+        .find(|o| &*o.of.rule == "minutes-circulated" && o.conference.as_deref() == Some("CONF-1"))
+        .expect("the minutes duty")
+        .key();
+    let clock = Arc::new(ManualClock::new(t("2027-02-12T10:00:00Z")));
+    let port = server.port;
+    let tweak = move |c: &mut Config| plaintext_loopback(c, port);
+    let (d, db) = daemon(&s, clock.clone(), smtp_to(port), tweak).await;
+    let url = format!("sqlite://{}", db.path().join("cases.db").display());
+    d.store()
+        .snooze_add(&Snooze {
+            id: "agreed1".into(),
+            scope: Scope::Obligation,
+            target: minutes.clone(),
+            agency: None,
+            reason: "minute-taker off sick; chair agreed a new date".into(),
+            agreed_by: "Safeguarding Unit manager".into(),
+            created_at: t("2027-02-11T09:00:00Z"),
+            expires_at: t("2027-02-26T00:00:00Z"),
+            ended_at: None,
+            ended_by: None,
+        })
+        .await
+        .expect("snooze");
+    let mail_to = |who: &str| -> Vec<String> {
+        server
+            .received()
+            .into_iter()
+            .filter(|(to, _)| to.iter().any(|t| t == who))
+            .map(|(_, raw)| plain_text(&raw))
+            .collect()
+    };
+    let about_minutes = |m: &String| m.contains("Minutes distributed within 15 working days");
+    let r = d.run_once().await.expect("tick");
+    assert_eq!(r.delivery.failed, 0, "{r:?}");
+    assert!(
+        !mail_to("sm@barnsley.test").iter().any(about_minutes),
+        "snoozed"
+    );
+    // Restarted: the snooze still holds.
+    drop(d);
+    clock.set(t("2027-02-15T10:00:00Z"));
+    let d = daemon_on(&url, clock.clone(), smtp_to(port), tweak).await;
+    d.run_once().await.expect("tick");
+    assert!(
+        !mail_to("sm@barnsley.test").iter().any(about_minutes),
+        "still snoozed"
+    );
+    // Ended early: the escalation goes at the next digest.
+    assert!(d
+        .store()
+        .snooze_end(
+            "agreed1",
+            "Safeguarding Unit manager",
+            t("2027-02-15T12:00:00Z")
+        )
+        .await
+        .expect("end"));
+    clock.set(t("2027-02-16T10:00:00Z"));
+    d.run_once().await.expect("tick");
+    let escalated = mail_to("sm@barnsley.test");
+    assert_eq!(
+        escalated.iter().filter(|m| about_minutes(m)).count(),
+        1,
+        "{escalated:?}"
+    );
+    // The minutes go out and the decision turns out never to have: restarted
+    // the same day, the service keeps the decision for tomorrow's digest.
+    s.conferences
+        .iter_mut()
+        .filter(|c| c.id == "CONF-1")
+        .for_each(|c| {
+            c.minutes_circulated_at = Some(t("2027-02-16T11:00:00Z"));
+            c.decision_circulated_at = None;
+        });
+    d.store().replace_case_data(&s).await.expect("write");
+    drop(d);
+    clock.set(t("2027-02-16T13:00:00Z"));
+    let d = daemon_on(&url, clock.clone(), smtp_to(port), tweak).await;
+    d.run_once().await.expect("tick");
+    assert_eq!(
+        mail_to("sm@barnsley.test").len(),
+        escalated.len(),
+        "one digest a day"
+    );
+    clock.set(t("2027-02-17T10:00:00Z"));
+    d.run_once().await.expect("tick");
+    clock.set(t("2027-02-18T10:00:00Z"));
+    d.run_once().await.expect("tick");
+    let after: Vec<String> = mail_to("sm@barnsley.test").split_off(escalated.len());
+    let resolved = |m: &&String| {
+        m.contains("No longer open since they were escalated to you") && about_minutes(m)
+    };
+    assert_eq!(
+        after.iter().filter(resolved).count(),
+        1,
+        "told once: {after:?}"
+    );
+    assert!(
+        after
+            .iter()
+            .any(|m| m.contains("Decisions and recommendations distributed")),
+        "{after:?}"
+    );
+    // The missed report was never mailed to anyone.
+    let log = d.store().log_rows(None).await.expect("log");
+    assert!(!log.is_empty());
+    assert!(
+        log.iter().all(|r| !r.obligation_key.contains(":AG-POL:")),
+        "{:?}",
+        log.iter()
+            .filter(|r| r.obligation_key.contains(":AG-POL:"))
+            .collect::<Vec<_>>()
+    );
 }
 
 // ------------------------------------------------------------------- SMTP

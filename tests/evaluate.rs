@@ -2624,10 +2624,13 @@ fn a_report_the_conference_went_ahead_without_is_missed() {
         &mut out,
         &s,
         &e,
-        &rules,
-        &holidays(),
+        &cpwatch::report::explain::Context {
+            rules: &rules,
+            holidays: &holidays(),
+            zones: &cpwatch::report::check::Zones::new(&rules, "working-together-2010"),
+            snoozes: &Default::default(),
+        },
         "TEST-1",
-        &cpwatch::report::check::Zones::new(&rules, "working-together-2010"),
     )
     .expect("explain");
     let text = String::from_utf8(out).expect("utf8");

@@ -36,6 +36,7 @@ fn report(state: &CaseState, eval: &Evaluation, board: &str, from: &str, to: &st
         from: d(from),
         to: d(to),
         generated_at: t(AT),
+        snoozes: &Default::default(),
     })
 }
 
@@ -285,7 +286,7 @@ fn files_are_for_their_owner_and_never_replaced_unasked() {
     assert_eq!(head("by_agency.csv"), "rule,agency,agency_name,professional_group,due,met_on_time,met_late,outstanding,missed,excepted,void,on_time_share,median_working_days_late,worst_working_days_late");
     assert_eq!(head("by_team.csv"), "rule,team,team_name,due,met_on_time,met_late,outstanding,missed,excepted,void,on_time_share,median_working_days_late,worst_working_days_late");
     assert_eq!(head("by_month.csv"), "rule,month,due,met_on_time,met_late,outstanding,missed,excepted,void,on_time_share,median_working_days_late,worst_working_days_late");
-    assert_eq!(head("obligations.csv"), "rule,title,child,conference,agency,agency_name,professional_group,team,team_name,starts,deadline,met,status,outcome,working_days_late,exception_reason");
+    assert_eq!(head("obligations.csv"), "rule,title,child,conference,agency,agency_name,professional_group,team,team_name,starts,deadline,met,status,outcome,working_days_late,exception_reason,snoozed");
     assert_eq!(head("data_quality.csv"), "kind,table,row,message");
     assert!(r.write_csv_dir(&csv, false).is_err());
     assert!(r

@@ -661,10 +661,13 @@ fn explained(state: &CaseState, reference: &str) -> String {
         &mut out,
         state,
         &eval,
-        &rules,
-        &holidays,
+        &cpwatch::report::explain::Context {
+            rules: &rules,
+            holidays: &holidays,
+            zones: &Zones::new(&rules, "working-together-2010"),
+            snoozes: &Default::default(),
+        },
         reference,
-        &Zones::new(&rules, "working-together-2010"),
     )
     .expect("explain");
     String::from_utf8(out).expect("utf8")
@@ -786,6 +789,7 @@ async fn one_childs_rows_and_one_boards_rows_give_what_all_rows_give() {
                         from: d("2025-06-01"),
                         to: d("2026-11-22"),
                         generated_at: t(NOW),
+                        snoozes: &Default::default(),
                     })
                 )
             };

@@ -8,3 +8,4 @@ pub mod case;
 pub mod engine;
 pub mod evaluate;
 pub mod rules;
+pub mod snooze;

@@ -8,6 +8,7 @@ use crate::domain::calendar::{Calendar, HolidayData, Offset, Unit};
 use crate::domain::case::{CaseState, Instant};
 use crate::domain::evaluate::{Draft, Evaluation, Name, Status};
 use crate::domain::rules::{Event, RuleKind, RuleSet};
+use crate::domain::snooze::{Snoozes, Subject};
 use crate::report::check::Zones;
 
 fn start_label(event: &str) -> &str {
@@ -434,16 +435,24 @@ pub enum ExplainError {
     Io(#[from] std::io::Error),
 }
 
+/// What `explain` reads besides the case state and its evaluation.
+pub struct Context<'a> {
+    pub rules: &'a RuleSet,
+    pub holidays: &'a Arc<HolidayData>,
+    pub zones: &'a Zones,
+    /// The snoozes in force: a snoozed duty says so, and by whose agreement.
+    pub snoozes: &'a Snoozes,
+}
+
 /// Writes the child's timeline and the derivation of each of its obligations.
 pub fn explain(
     w: &mut dyn Write,
     state: &CaseState,
     eval: &Evaluation<Draft<'_>>,
-    rules: &RuleSet,
-    holidays: &Arc<HolidayData>,
+    ctx: &Context<'_>,
     reference: &str,
-    z: &Zones,
 ) -> Result<(), ExplainError> {
+    let (rules, holidays, z) = (ctx.rules, ctx.holidays, ctx.zones);
     let child = state
         .children
         .iter()
@@ -474,7 +483,7 @@ pub fn explain(
     }
     writeln!(w, "\nObligations ({}):", mine.len())?;
     for o in mine {
-        write_obligation(w, o, state, rules, holidays, z)?;
+        write_obligation(w, o, state, ctx)?;
     }
     let removed = rules
         .latest(&board)
@@ -524,10 +533,9 @@ fn write_obligation(
     w: &mut dyn Write,
     o: &Draft<'_>,
     state: &CaseState,
-    rules: &RuleSet,
-    holidays: &Arc<HolidayData>,
-    z: &Zones,
+    ctx: &Context<'_>,
 ) -> Result<(), ExplainError> {
+    let (rules, holidays, z) = (ctx.rules, ctx.holidays, ctx.zones);
     let Some(version) = rules
         .boards
         .get(&*o.of.board)
@@ -556,6 +564,17 @@ fn write_obligation(
     }
     if let Some(line) = rule.and_then(|r| lapse(o, r, state, z)) {
         writeln!(w, "  {line}")?;
+    }
+    if o.status.is_open() {
+        let key = o.key();
+        if let Some(s) = ctx.snoozes.covering(&Subject::of(o, &key)) {
+            writeln!(
+                w,
+                "  reminders {} (snooze {}); a snooze stops mail, not the deadline",
+                s.describe(),
+                s.id
+            )?;
+        }
     }
     if let Some(rule) = rule {
         let kind = o

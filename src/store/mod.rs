@@ -6,6 +6,7 @@
 // Public for the benchmark, whose COPY floor reads the tables as a load does.
 pub mod postgres;
 pub(crate) mod rows;
+pub mod snoozes;
 mod sqlite;
 
 use std::collections::BTreeSet;
@@ -16,6 +17,7 @@ use chrono::NaiveDate;
 use crate::domain::case::{CaseState, Instant, Text};
 
 pub use postgres::PgStore;
+pub use snoozes::SnoozeLog;
 pub use sqlite::SqliteStore;
 
 /// The default database: an SQLite file in the working directory.
@@ -109,7 +111,7 @@ fn pending<'m>(all: &'m [Migration], done: &[i64], own_tables_only: bool) -> Vec
 }
 
 #[async_trait]
-pub trait Store: NotificationLog + Send + Sync {
+pub trait Store: NotificationLog + SnoozeLog + Send + Sync {
     /// The URL with any password removed, for messages and logs.
     fn describe(&self) -> String;
     /// Applies pending migrations; with `own_tables_only`, only cpwatch's own tables.
@@ -318,6 +320,9 @@ pub trait NotificationLog {
     /// yet told it was resolved (a `resolved` notification not yet settled
     /// still counts as not told).
     async fn log_escalated(&self) -> Result<Vec<NewNotification>, StoreError>;
+    /// The recipients sent a digest (anything but an overdue reminder) since
+    /// `since`: a restarted service sends none of them another that day.
+    async fn log_digested_since(&self, since: Instant) -> Result<Vec<String>, StoreError>;
     /// Puts failed notifications (only those to `recipient`, if given) back
     /// to pending, to be sent at the next tick; returns how many. The last
     /// error is kept, prefixed, so the log still shows why they failed.
@@ -463,6 +468,14 @@ macro_rules! notification_log {
                     rule,
                 })
                 .collect())
+        }
+
+        async fn log_digested_since(&self, since: $crate::domain::case::Instant) -> Result<Vec<String>, StoreError> {
+            sqlx::query_scalar(&$sql("SELECT DISTINCT recipient FROM cpwatch_notifications WHERE status = 'sent' AND stage <> 'overdue' AND sent_at >= ? ORDER BY recipient"))
+                .bind($crate::store::log_time(since))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err("reading cpwatch_notifications", e))
         }
 
         async fn log_count(&self, status: &str) -> Result<i64, StoreError> {

@@ -41,6 +41,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0004_contract_additions.sql"),
         case_tables: true,
     },
+    Migration {
+        version: 5,
+        name: "cpwatch_snoozes",
+        sql: include_str!("../../migrations/postgres/0005_cpwatch_snoozes.sql"),
+        case_tables: false,
+    },
 ];
 
 pub struct PgStore {
@@ -923,6 +929,7 @@ impl Store for PgStore {
 }
 
 super::notification_log!(PgStore, super::numbered);
+super::snoozes::snooze_log!(PgStore, super::numbered);
 
 #[cfg(test)]
 mod tests {

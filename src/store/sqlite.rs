@@ -40,6 +40,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0004_contract_additions.sql"),
         case_tables: true,
     },
+    Migration {
+        version: 5,
+        name: "cpwatch_snoozes",
+        sql: include_str!("../../migrations/sqlite/0005_cpwatch_snoozes.sql"),
+        case_tables: false,
+    },
 ];
 
 pub struct SqliteStore {
@@ -421,3 +427,4 @@ impl SqliteStore {
 }
 
 super::notification_log!(SqliteStore, super::as_is);
+super::snoozes::snooze_log!(SqliteStore, super::as_is);

@@ -76,6 +76,7 @@ const OBLIGATION_COLUMNS: &[&str] = &[
     "outcome",
     "working_days_late",
     "exception_reason",
+    "snoozed",
 ];
 
 #[derive(Serialize)]

@@ -21,6 +21,7 @@ use crate::domain::calendar::Calendar;
 use crate::domain::case::{CaseState, Instant};
 use crate::domain::evaluate::{Draft, Evaluation, Finding, Name, Status};
 use crate::domain::rules::{AuditBy, RuleKind, RuleSet};
+use crate::domain::snooze::{Snoozes, Subject};
 
 /// The latest national figures (Department for Education, Children in Need
 /// statistics 2024–25) beside which a board sees its initial conferences.
@@ -106,6 +107,9 @@ pub struct ObligationRow {
     pub working_days_late: Option<i64>,
     #[serde(serialize_with = "cell::opt")]
     pub exception_reason: Option<Name>,
+    /// Reminders stopped by a snooze in force when the export was made (open duties only).
+    #[serde(serialize_with = "cell::opt")]
+    pub snoozed: Option<String>,
     #[serde(skip)]
     audit_by: Option<AuditBy>,
 }
@@ -298,6 +302,8 @@ pub struct Input<'a> {
     pub from: NaiveDate,
     pub to: NaiveDate,
     pub generated_at: Instant,
+    /// The snoozes in force at `generated_at`.
+    pub snoozes: &'a Snoozes,
 }
 
 fn outcome(s: Status) -> &'static str {
@@ -394,6 +400,15 @@ fn obligation_rows(input: &Input, selected: &[&Draft<'_>]) -> Vec<ObligationRow>
                 outcome: outcome(o.status),
                 working_days_late: o.late_working_days.map(i64::from),
                 exception_reason: o.exception_reason.clone(),
+                snoozed: o
+                    .status
+                    .is_open()
+                    .then(|| {
+                        let key = o.key();
+                        let s = input.snoozes.covering(&Subject::of(o, &key))?;
+                        Some(format!("{} (snooze {})", s.describe(), s.id))
+                    })
+                    .flatten(),
                 audit_by: o.audit_by,
             }
         })

@@ -244,6 +244,7 @@ impl Report {
                 ws.write(at, 11, n as f64)?;
             }
             text(ws, at, 12, r.exception_reason.as_deref())?;
+            text(ws, at, 13, r.snoozed.as_deref())?;
         }
         for (c, w) in widest.iter().enumerate() {
             let width = match c {
@@ -346,6 +347,7 @@ const OBLIGATION_HEADERS: &[&str] = &[
     "Outcome",
     "Working days late",
     "Exception reason",
+    "Snoozed",
 ];
 
 /// The workbook's headings of a group's counts, in `counts_cells` order.

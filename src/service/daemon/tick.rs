@@ -11,6 +11,7 @@ use chrono::Datelike;
 use rand::Rng;
 
 use crate::domain::calendar::Calendar;
+use crate::domain::snooze::Snoozes;
 use crate::service::incremental::{Kept, NeedFull};
 use crate::service::notify::{self, Delivery};
 
@@ -45,7 +46,10 @@ impl Daemon {
         let boards: Vec<String> = tally.boards().into_iter().map(String::from).collect();
         self.metrics.evaluated(tally, &eval.findings, seconds, now);
         self.metrics.evaluation(scope.as_str());
-        let planned = self.plan(&settings, state, eval, now);
+        // Snoozes are agreements people made: without them, no reminders this tick.
+        let snoozes = Snoozes::active(self.store.snoozes().await?, now);
+        self.metrics.snoozes_active.set(snoozes.len() as i64);
+        let planned = self.plan(&settings, state, &snoozes, eval, now);
         // Only the replica holding the sender lock sends and writes the log; the others evaluate and serve metrics.
         let leader = match self.store.leadership().await {
             Ok(l) => l,
@@ -57,9 +61,9 @@ impl Daemon {
         self.metrics.leader.set(i64::from(leader));
         let delivery = if leader {
             let mut planned = planned;
-            planned.extend(self.resolved(&settings, state, eval, now).await);
+            planned.extend(self.resolved(&settings, state, &snoozes, eval, now).await);
             let delivery = self.deliver(&settings, planned, now).await?;
-            self.monthly_exports(&settings, state, &boards, now);
+            self.monthly_exports(&settings, state, &snoozes, &boards, now);
             delivery
         } else {
             Delivery::default()
@@ -83,10 +87,11 @@ impl Daemon {
         &self,
         settings: &Settings,
         state: &crate::domain::case::CaseState,
+        snoozes: &Snoozes,
         eval: &crate::domain::evaluate::Evaluation,
         now: crate::domain::case::Instant,
     ) -> Vec<notify::Planned> {
-        let ctx = context(settings, state);
+        let ctx = context(settings, state, snoozes);
         let (planned, unresolved) = notify::plan(&eval.borrowed(), &ctx, now);
         let mut missing: HashMap<(String, String), i64> = HashMap::new();
         for u in &unresolved {
@@ -103,6 +108,7 @@ impl Daemon {
         &self,
         settings: &Settings,
         state: &crate::domain::case::CaseState,
+        snoozes: &Snoozes,
         eval: &crate::domain::evaluate::Evaluation,
         now: crate::domain::case::Instant,
     ) -> Vec<notify::Planned> {
@@ -125,7 +131,7 @@ impl Daemon {
             .filter(|o| o.status.is_open() && rules.contains(&(&*o.of.board, &*o.of.rule)))
             .map(|o| o.key())
             .collect();
-        let ctx = context(settings, state);
+        let ctx = context(settings, state, snoozes);
         notify::resolved(escalated, &open, &ctx, now)
     }
 
@@ -223,6 +229,7 @@ impl Daemon {
         &self,
         settings: &Settings,
         state: &crate::domain::case::CaseState,
+        snoozes: &Snoozes,
         boards: &[String],
         now: crate::domain::case::Instant,
     ) {
@@ -278,6 +285,7 @@ impl Daemon {
                     from,
                     to,
                     generated_at: now,
+                    snoozes,
                 });
                 std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
                 report.write_xlsx(&path, false).map_err(|e| e.to_string())
@@ -300,8 +308,10 @@ impl Daemon {
 fn context<'a>(
     settings: &'a Settings,
     state: &'a crate::domain::case::CaseState,
+    snoozes: &'a Snoozes,
 ) -> notify::Context<'a> {
     notify::Context {
+        snoozes,
         state,
         rules: &settings.engine.rules,
         holidays: &settings.engine.holidays,

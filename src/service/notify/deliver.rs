@@ -76,8 +76,8 @@ pub struct Delivery {
 /// What delivery remembers from one round to the next: how the relay has
 /// been answering (a relay that refuses everyone or does not answer is
 /// paused, with backoff, rather than tried message after message), and who
-/// has had a digest today. Kept in memory: a restart forgets it, at the cost
-/// of at most one more digest that day.
+/// has had a digest today (read back from the log on the first round of a
+/// day, so a restarted service sends nobody a second one).
 #[derive(Debug, Default)]
 pub struct Memory {
     /// Rounds in a row that found the relay down.
@@ -88,6 +88,8 @@ pub struct Memory {
     reason: String,
     /// Each recipient's last digest, by local date: one a day at most.
     digest_sent: HashMap<String, chrono::NaiveDate>,
+    /// The day whose digests were read back from the log.
+    digest_read: Option<chrono::NaiveDate>,
 }
 
 /// Recipients refused one after another (5xx), none accepted between, that
@@ -127,6 +129,13 @@ pub async fn deliver(
         planned.into_iter().map(|p| (p.id.clone(), p)).collect();
     drop_gone(out, &open, &by_id, now, &mut d).await?;
     let today = out.calendar.local_date(now);
+    if memory.digest_read != Some(today) {
+        let since = out.calendar.start_of_day(today);
+        for recipient in out.store.log_digested_since(since).await? {
+            memory.digest_sent.insert(recipient, today);
+        }
+        memory.digest_read = Some(today);
+    }
     let sendable = sendable(out, &open, &mut by_id, now, &memory.digest_sent, &mut d);
     if let Some(until) = memory.paused_until.filter(|u| now < *u) {
         d.waiting += sendable.len();

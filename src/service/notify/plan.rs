@@ -14,6 +14,7 @@ use crate::domain::calendar::{Calendar, HolidayData};
 use crate::domain::case::{CaseState, Instant};
 use crate::domain::evaluate::{Draft, Evaluation, Name, Status};
 use crate::domain::rules::{Board, Event, Rule, RuleKind, RuleSet};
+use crate::domain::snooze::{self, Snoozes};
 use crate::service::config::{BoardContacts, Config};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -146,6 +147,8 @@ pub struct Context<'a> {
     pub rules: &'a RuleSet,
     pub holidays: &'a Arc<HolidayData>,
     pub config: &'a Config,
+    /// The snoozes in force: their duties are not reminded.
+    pub snoozes: &'a Snoozes,
 }
 
 /// The notifications an evaluation calls for at `now`. Overdue and escalation
@@ -196,8 +199,16 @@ pub fn plan(
             .get(&*o.of.board)
             .cloned()
             .unwrap_or_default();
-        let item = item(o, rule, board, cal, now, stage);
         let key = o.key();
+        if !ctx.snoozes.is_empty()
+            && ctx
+                .snoozes
+                .covering(&snooze::Subject::of(o, &key))
+                .is_some()
+        {
+            continue;
+        }
+        let item = item(o, rule, board, cal, now, stage);
         for role in who {
             let addresses = lookup.resolve(role, o, &contacts);
             if addresses.is_empty() {
@@ -239,25 +250,26 @@ pub fn resolved(
         .into_iter()
         .filter(|e| !open.contains(&e.obligation_key))
         .filter_map(|e| {
-            // The key: board:rule:child:conference:agency:occurrence; a
-            // reference may hold a colon, the ids around it do not. (The
-            // log's own board column holds the board's name, for people.)
-            let mut head = e.obligation_key.splitn(3, ':');
-            let board_id = head.next().unwrap_or_default().to_string();
-            let rest = head.nth(1).unwrap_or_default().to_string();
-            let wanted = (ctx.config.boards.get(&board_id))
+            let wanted = (snooze::key_parts(&e.obligation_key))
+                .and_then(|s| ctx.config.boards.get(s.board))
                 .and_then(|b| b.met_notices)
                 .unwrap_or(true);
-            wanted.then_some((e, board_id, rest))
+            wanted.then_some(e)
         })
-        .map(|(e, board_id, rest)| {
-            let mut tail = rest.rsplitn(4, ':').skip(1);
-            let (agency, conference, child) = (tail.next(), tail.next(), tail.next());
-            let given = |v: Option<&str>| v.filter(|v| *v != "-").map(String::from);
-            let board = ctx.rules.latest(&board_id);
+        .map(|e| {
+            let s = snooze::key_parts(&e.obligation_key);
+            let part = |f: for<'s> fn(&snooze::Subject<'s>) -> Option<&'s str>| {
+                s.as_ref().and_then(f).map(String::from)
+            };
+            let (child, conference, agency) = (
+                part(|s| s.child),
+                part(|s| s.conference),
+                part(|s| s.agency),
+            );
+            let board_id = s.map(|s| s.board).unwrap_or_default();
+            let board = ctx.rules.latest(board_id);
             let title = (board.and_then(|b| b.rule(&e.rule)))
                 .map_or_else(|| e.rule.clone(), |r| r.title.clone());
-            let conference = given(conference);
             Planned {
                 id: notification_id(&e.obligation_key, Stage::Resolved, &e.recipient, 0),
                 obligation_key: e.obligation_key.clone(),
@@ -265,7 +277,7 @@ pub fn resolved(
                 recipient: e.recipient.clone(),
                 occurrence: 0,
                 item: Item {
-                    reference: given(child).unwrap_or_else(|| {
+                    reference: child.unwrap_or_else(|| {
                         conference
                             .as_ref()
                             .map(|c| format!("conference {c}"))
@@ -275,7 +287,7 @@ pub fn resolved(
                     rule: e.rule,
                     board: board.map_or_else(|| e.board.clone(), |b| b.name.clone()),
                     conference,
-                    agency: given(agency),
+                    agency,
                     team: None,
                     stage: Stage::Resolved,
                     due_at: now,
