@@ -462,6 +462,14 @@ async fn an_escalated_duty_met_is_told_once_where_the_board_wants_it() {
             .iter()
             .any(|r| r.stage == "escalation" && r.recipient == "sm@barnsley.test");
         assert!(escalated, "the minutes were escalated");
+        // Still open at the next tick: nothing to tell.
+        clock.set(t("2027-02-12T11:00:00Z"));
+        d.run_once().await.expect("tick");
+        let early = d.store().log_rows(None).await.expect("log");
+        assert!(
+            !early.iter().any(|r| r.stage == "resolved"),
+            "a duty still open is not resolved: {early:?}"
+        );
         let mut s = minutes_missing();
         conf_mut(&mut s, "CONF-1").minutes_circulated_at = Some(t("2027-02-12T12:00:00Z"));
         d.store()

@@ -11,7 +11,7 @@ use chrono::Datelike;
 use rand::Rng;
 
 use crate::domain::calendar::Calendar;
-use crate::domain::snooze::Snoozes;
+use crate::domain::snooze::{key_parts, Snoozes};
 use crate::service::incremental::{Kept, NeedFull};
 use crate::service::notify::{self, Delivery};
 
@@ -122,10 +122,11 @@ impl Daemon {
         if escalated.is_empty() {
             return Vec::new();
         }
-        // Only the keys of the escalated duties' rules are made.
+        // Only the keys of the escalated duties' rules are made. (The log's
+        // board column holds the board's name; its id leads the key.)
         let rules: std::collections::HashSet<(&str, &str)> = escalated
             .iter()
-            .map(|e| (e.board.as_str(), e.rule.as_str()))
+            .filter_map(|e| Some((key_parts(&e.obligation_key)?.board, e.rule.as_str())))
             .collect();
         let open: std::collections::HashSet<String> = (eval.obligations.iter())
             .filter(|o| o.status.is_open() && rules.contains(&(&*o.of.board, &*o.of.rule)))
