@@ -635,6 +635,44 @@ async fn snoozes_missed_duties_and_met_notices_hold_through_restarts() {
     );
 }
 
+/// The demo authority on Friday 4 December 2026, one tick: every item of
+/// every message is about a duty still open, none about a report or a
+/// standard whose conference has been held; the Pan-Dorset conference
+/// service hears nothing of CONF-00302's reports, missed in July 2025.
+#[tokio::test]
+async fn the_demo_mails_nothing_about_duties_that_can_no_longer_be_met() {
+    let at = "2026-12-04T10:00:00Z";
+    let state = cpwatch::synthetic::demo::generate(1, 300, t(at), &holidays()).expect("demo");
+    let e = eval(&state, at);
+    let status: std::collections::HashMap<String, cpwatch::domain::evaluate::Status> =
+        e.obligations.iter().map(|o| (o.key(), o.status)).collect();
+    let missed_302 = e
+        .obligations
+        .iter()
+        .filter(|o| {
+            o.conference.as_deref() == Some("CONF-00302")
+                && o.agency.is_some()
+                && o.status == cpwatch::domain::evaluate::Status::Missed
+        })
+        .count();
+    assert!(missed_302 > 0, "CONF-00302 went ahead without a report");
+    let clock = Arc::new(ManualClock::new(t(at)));
+    let (d, _db, _out) = daemon_to_outbox(&state, clock, |_| {}).await;
+    let r = d.run_once().await.expect("tick");
+    assert!(r.delivery.sent > 100, "{r:?}");
+    let log = d.store().log_rows(None).await.expect("log");
+    for row in &log {
+        let s = status.get(&row.obligation_key).copied();
+        assert!(s.is_some_and(still_open), "{row:?} is {s:?}");
+    }
+    assert!(
+        !log.iter()
+            .any(|r| r.obligation_key.contains(":CONF-00302:")
+                && r.recipient == "cs@pan-dorset.test"),
+        "nothing to the Pan-Dorset conference service about CONF-00302"
+    );
+}
+
 // ------------------------------------------------------------------- SMTP
 
 fn smtp_to(port: u16) -> Box<dyn Transport> {

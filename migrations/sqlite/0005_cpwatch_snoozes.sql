@@ -15,3 +15,8 @@ CREATE TABLE IF NOT EXISTS cpwatch_snoozes (
     ended_by TEXT
 );
 CREATE INDEX IF NOT EXISTS cpwatch_snoozes_expires_idx ON cpwatch_snoozes (expires_at);
+
+-- The notification log by obligation and recipient: which escalated duties
+-- have been told resolved, read at every tick, in a log that only grows.
+CREATE INDEX IF NOT EXISTS cpwatch_notifications_obligation_idx
+    ON cpwatch_notifications (obligation_key, recipient, stage);

@@ -3,6 +3,7 @@
 //! and writing them into a store.
 
 pub mod demo;
+pub mod history;
 
 use anyhow::bail;
 

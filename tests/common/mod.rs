@@ -434,3 +434,11 @@ pub fn plain_text(raw: &str) -> String {
         .unwrap_or(&mail);
     part.get_body().expect("body")
 }
+
+/// Open as a person would judge it: not yet met and still able to be
+/// (pending, due soon or overdue), named here rather than taken from the
+/// code under test.
+pub fn still_open(s: cpwatch::domain::evaluate::Status) -> bool {
+    use cpwatch::domain::evaluate::Status;
+    matches!(s, Status::Pending | Status::DueSoon | Status::Overdue)
+}
