@@ -1345,6 +1345,13 @@ async fn two_replicas_on_postgresql_one_sends_and_the_other_takes_over() {
     setup.replace_case_data(&s).await.expect("update");
     clock.advance(Duration::minutes(5));
     let rb = b.run_once().await.expect("tick b");
+    // Its recipient had today's digest from the old sender: it waits for tomorrow's.
+    assert!(
+        rb.delivery.sent == 0 && rb.delivery.waiting > 0,
+        "one digest a day, whichever replica sends: {rb:?}"
+    );
+    clock.set(t("2027-02-05T10:00:00Z"));
+    let rb = b.run_once().await.expect("tick b");
     assert!(rb.delivery.sent > 0, "{rb:?}");
     let sent = setup.log_rows(Some("sent")).await.expect("log");
     assert_eq!(

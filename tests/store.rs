@@ -75,7 +75,7 @@ async fn sqlite_and_postgres_give_the_same_evaluation() {
     let db = TempDb::new("same").await;
     let pg = store::connect(&db.url(), false).await.expect("postgres");
     let applied = pg.migrate(false).await.expect("migrate");
-    assert_eq!(applied.len(), 4);
+    assert_eq!(applied.len(), 5);
     assert!(
         pg.migrate(false).await.expect("again").is_empty(),
         "migrations run once"
@@ -444,7 +444,8 @@ async fn migrations_can_leave_the_case_tables_alone() {
         applied,
         vec![
             "migration 0002_cpwatch_state".to_string(),
-            "migration 0003_cpwatch_notifications".to_string()
+            "migration 0003_cpwatch_notifications".to_string(),
+            "migration 0005_cpwatch_snoozes".to_string()
         ]
     );
     drop(s);
