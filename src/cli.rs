@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod import;
 mod snooze;
 
 use crate::domain::case::Instant;
@@ -79,6 +80,10 @@ pub enum Command {
     /// agreed it; lists snoozes and their history; ends one early.
     #[command(subcommand)]
     Snooze(snooze::SnoozeCommand),
+    /// Imports case data from a file the authority already holds (the
+    /// Children in Need census), replacing the case data in the database.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
 }
 
 #[derive(Subcommand)]
@@ -315,6 +320,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Config(ConfigCommand::Check(a)) => config_check(a).await,
         Command::Notifications(c) => notifications(c).await,
         Command::Snooze(c) => snooze::run(c).await,
+        Command::Import(c) => import::run(c).await,
     };
     match result {
         Ok(code) => code,
@@ -372,11 +378,12 @@ fn now_or(at: Option<Instant>) -> Instant {
 }
 
 async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
-    let engine = Engine::from_args(&a.common)?;
+    let mut engine = Engine::from_args(&a.common)?;
     if let Some(b) = &a.board {
         engine.board(b)?;
     }
     let store = open(&a.common.database, false).await?;
+    engine.for_source(crate::import::source_of(&*store).await?);
     let state = store.load().await?;
     // Only the selected obligations are kept: a national evaluation need not fit in memory whole.
     let wanted = |o: &Draft<'_>| {
@@ -471,8 +478,9 @@ fn check_for_a_person(
 }
 
 async fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
-    let engine = Engine::from_args(&a.common)?;
+    let mut engine = Engine::from_args(&a.common)?;
     let store = open(&a.common.database, false).await?;
+    engine.for_source(crate::import::source_of(&*store).await?);
     // Only the child's rows and those of every child and conference linked
     // to it: its evaluation reads nothing else.
     let linked = store.linked(&a.reference).await?;
@@ -654,17 +662,19 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
 }
 
 async fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
-    let engine = Engine::from_args(&a.common)?;
-    let board = engine.board(&a.board)?;
+    let mut engine = Engine::from_args(&a.common)?;
+    engine.board(&a.board)?;
     if a.from > a.to {
         bail!("--from {} is after --to {}", a.from, a.to);
     }
+    let store = open(&a.common.database, false).await?;
+    engine.for_source(crate::import::source_of(&*store).await?);
+    let board = engine.board(&a.board)?;
     let calendar = crate::domain::calendar::Calendar::new(
         engine.holidays.clone(),
         &board.calendar,
         board.time_zone,
     )?;
-    let store = open(&a.common.database, false).await?;
     // Only the board's children, their conferences and the children at those.
     let rows = crate::store::Rows::Board {
         board: a.board.clone(),
@@ -734,14 +744,15 @@ fn config_path(a: &RunArgs) -> PathBuf {
 }
 
 /// The configuration and everything built from it; what SIGHUP reloads.
-fn load_settings(a: &RunArgs) -> anyhow::Result<Settings> {
+fn load_settings(a: &RunArgs, source: Option<crate::import::Source>) -> anyhow::Result<Settings> {
     let config = Config::load(&config_path(a), a.config.is_some(), &process_env)?;
-    let engine = Engine::load(
+    let mut engine = Engine::load(
         config.rules_dir.as_deref(),
         config.calendar_file.as_deref(),
         config.closures_file.as_deref(),
         &config.default_board,
     )?;
+    engine.for_source(source);
     for board in config.boards.keys() {
         if !engine.rules.boards.contains_key(board) {
             bail!("boards.{board}: no rule file defines this board");
@@ -775,8 +786,13 @@ async fn service_store(config: &Config) -> anyhow::Result<Box<dyn Store>> {
 
 async fn run_service(a: RunArgs) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown_signal();
-    let settings = load_settings(&a)?;
+    let settings = load_settings(&a, None)?;
     let store = service_store(&settings.config).await?;
+    // Imported case data: the rules its source cannot tell are taken out.
+    let settings = match crate::import::source_of(&*store).await? {
+        Some(source) => load_settings(&a, Some(source))?,
+        None => settings,
+    };
     tracing::info!(database = %store.describe(), transport = ?settings.config.mail.transport, "starting");
     let daemon = Arc::new(Daemon::new(settings, store, Arc::new(SystemClock))?);
     // With SQLite a second instance stops here; with PostgreSQL it waits its turn to send.
@@ -790,7 +806,10 @@ async fn run_service(a: RunArgs) -> anyhow::Result<ExitCode> {
         };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the configuration and rules");
-            reloader.reload(load_settings(&a));
+            let source = crate::import::source_of(reloader.store())
+                .await
+                .unwrap_or_default();
+            reloader.reload(load_settings(&a, source));
         }
     });
     daemon.serve(shutdown).await?;
@@ -805,7 +824,7 @@ async fn config_check(a: RunArgs) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
-    let Settings { config, engine, .. } = load_settings(&a)?;
+    let Settings { config, engine, .. } = load_settings(&a, None)?;
     // A check reads the database as it is: it creates nothing.
     let url = config.database_url_with_secret(&process_env)?;
     let store = open(&url, false).await?;

@@ -12,6 +12,9 @@
 //!   SQLite implementation, and the migrations. A new source of case data that
 //!   is a database goes here; one that is a file to import sits beside it as a
 //!   layer of its own, writing through the [`store::Store`] trait.
+//! - [`import`]: files authorities already hold (the Children in Need
+//!   census), read as streams into case state and written through the
+//!   [`store::Store`] trait all or nothing.
 //! - [`service`]: the daemon (`cpwatch run`): configuration, the scheduled
 //!   tick, incremental state, metrics, and reminders from planning through
 //!   messages to delivery, one file per transport.
@@ -24,6 +27,7 @@
 
 pub mod cli;
 pub mod domain;
+pub mod import;
 pub mod report;
 pub mod service;
 pub mod store;

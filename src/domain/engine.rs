@@ -21,6 +21,9 @@ pub struct Engine {
     pub default_board: String,
     /// Threads an evaluation runs on: one per core the process may use, unless set.
     pub threads: usize,
+    /// The rules taken out because the data's source never records their
+    /// events ([`Engine::for_source`]): a finding each, in every evaluation.
+    pub untold: Vec<Finding>,
 }
 
 impl Engine {
@@ -56,7 +59,16 @@ impl Engine {
             holidays: Arc::new(holidays),
             default_board: default_board.to_string(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            untold: Vec::new(),
         })
+    }
+
+    /// Fits the rules to data imported from `source`: rules whose events it
+    /// never records are taken out, each with a finding.
+    pub fn for_source(&mut self, source: Option<crate::domain::sources::Source>) {
+        if let Some(s) = source {
+            self.untold = crate::domain::sources::untold(&mut self.rules, s);
+        }
     }
 
     /// Every obligation, each borrowing its names from `state`, the rules and
@@ -80,7 +92,7 @@ impl Engine {
     ) -> Vec<Finding> {
         let opts = self.options(sinks.len());
         let mut scratch = Scratch::default();
-        evaluate_split(
+        let mut findings = evaluate_split(
             state,
             &self.rules,
             &self.holidays,
@@ -88,7 +100,9 @@ impl Engine {
             &opts,
             &mut scratch,
             sinks,
-        )
+        );
+        findings.extend(self.untold.iter().cloned());
+        findings
     }
 
     fn options(&self, threads: usize) -> Options<'_> {
@@ -107,7 +121,7 @@ impl Engine {
         now: Instant,
         keep: &(dyn Fn(&Draft<'a>) -> bool + Sync),
     ) -> Evaluation<Draft<'a>> {
-        evaluate_kept(
+        let mut eval = evaluate_kept(
             state,
             &self.rules,
             &self.holidays,
@@ -115,7 +129,9 @@ impl Engine {
             &self.options(self.threads),
             scratch,
             keep,
-        )
+        );
+        eval.findings.extend(self.untold.iter().cloned());
+        eval
     }
 
     pub fn zones(&self) -> Zones {

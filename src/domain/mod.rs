@@ -9,3 +9,4 @@ pub mod engine;
 pub mod evaluate;
 pub mod rules;
 pub mod snooze;
+pub mod sources;

@@ -491,7 +491,7 @@ pub fn explain(
     if !removed.is_empty() {
         writeln!(
             w,
-            "\nNot applied in this board (removed from what it inherits):"
+"\nNot applied in this board (removed by its rule files, or not recorded by the data's source):"
         )?;
         for r in removed {
             writeln!(w, "  {}: {}", r.id, r.reason)?;

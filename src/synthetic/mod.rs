@@ -19,7 +19,11 @@ pub async fn write(
     let store = crate::store::connect(url, true).await?;
     store.migrate(false).await?;
     let existing = store.count_children().await?;
-    if existing > 0 && store.get_state("demo").await?.is_none() && !force {
+    let made_here = store
+        .get_state("demo")
+        .await?
+        .is_some_and(|v| !v.is_empty());
+    if existing > 0 && !made_here && !force {
         bail!(
             "{} already holds {existing} children that cpwatch did not create; it will not replace them. Use another --database, or --force to replace them",
             store.describe()
@@ -27,5 +31,9 @@ pub async fn write(
     }
     store.replace_case_data(state).await?;
     store.set_state("demo", &made_by.to_string()).await?;
+    // No longer an import's data: the rules its source could not tell apply again.
+    if store.get_state(crate::import::STATE_KEY).await?.is_some() {
+        store.set_state(crate::import::STATE_KEY, "").await?;
+    }
     Ok(store)
 }

@@ -408,6 +408,31 @@ impl Board {
     pub fn refs(&self) -> &[Arc<RuleRef>] {
         &self.refs
     }
+
+    /// Takes out the rules `why` gives a reason for, keeping each rule's
+    /// [`RuleRef`] beside it; returns the ids and reasons taken out.
+    pub fn take_out(&mut self, why: impl Fn(&Rule) -> Option<String>) -> Vec<Removed> {
+        let mut out = Vec::new();
+        let mut rules = Vec::with_capacity(self.rules.len());
+        let mut refs = Vec::with_capacity(self.refs.len());
+        for (r, x) in self.rules.drain(..).zip(self.refs.drain(..)) {
+            match why(&r) {
+                Some(reason) => out.push(Removed {
+                    id: r.id,
+                    reason,
+                    file: "(the import's source)".into(),
+                }),
+                None => {
+                    rules.push(r);
+                    refs.push(x);
+                }
+            }
+        }
+        self.rules = rules;
+        self.refs = refs;
+        self.removed.extend(out.iter().cloned());
+        out
+    }
 }
 
 /// What every obligation of one rule of one board version has in common:

@@ -1,0 +1,122 @@
+//! `cpwatch import`: case data from the files authorities already hold,
+//! written into the database all or nothing.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use super::{open, DatabaseArgs};
+use crate::import::{cin_census, write, Imported, Provenance, Source};
+
+#[derive(Subcommand)]
+pub enum ImportCommand {
+    /// Imports a Children in Need census return (XML, any schema year from
+    /// 2017): referrals, section 47 enquiries, initial conferences, plans
+    /// and their reviews. It replaces the case data in the database.
+    CinCensus(ImportArgs),
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// The file to import.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// The board (rule file) of the imported children; without it, the
+    /// default board of the commands that read them.
+    #[arg(long)]
+    pub board: Option<String>,
+    /// Replace case data that no import wrote.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+pub async fn run(c: ImportCommand) -> anyhow::Result<ExitCode> {
+    let ImportCommand::CinCensus(a) = c;
+    if let Some(b) = &a.board {
+        let rules = crate::domain::rules::built_in().map_err(|e| anyhow::anyhow!("{e}"))?;
+        if !rules.boards.contains_key(b) {
+            anyhow::bail!(
+                "--board {b:?} has no rule file (known: {})",
+                rules.boards.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let name = a.file.display().to_string();
+    let file = std::fs::File::open(&a.file).with_context(|| format!("cannot open {name}"))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = progress(size);
+    let mut tick = |read: u64| {
+        if let Some(b) = &bar {
+            b.set_position(read);
+        }
+    };
+    let imported = cin_census::read(
+        std::io::BufReader::with_capacity(1 << 16, file),
+        cin_census::Options {
+            file: &name,
+            board: a.board.as_deref(),
+            progress: &mut tick,
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    for r in &imported.rejected {
+        eprintln!("rejected: {}: {}", r.place, r.reason);
+    }
+    let children = imported.state.children.len();
+    if children == 0 {
+        eprintln!(
+            "cpwatch: none of the {} children in {name} could be imported; the database is unchanged",
+            imported.read
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let store = open(&a.db.database, true).await?;
+    store.migrate(false).await?;
+    write(
+        &*store,
+        &imported,
+        &Provenance {
+            source: Source::CinCensus,
+            file: name.clone(),
+            imported_at: chrono::Utc::now().to_rfc3339(),
+            children,
+        },
+        a.replace,
+    )
+    .await?;
+    println!("{}", summary(&imported, &name, &store.describe()));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summary(i: &Imported, file: &str, db: &str) -> String {
+    let s = &i.state;
+    let initial = s.conferences.iter().filter(|c| c.kind != "review").count();
+    format!(
+        "{file}: imported {} children into {db} ({} referrals, {} section 47 enquiries, {initial} initial conferences, {} plans, {} review conferences); {} rejected",
+        s.children.len(),
+        s.referrals.len(),
+        s.strategy_discussions.len(),
+        s.cp_plans.len(),
+        s.conferences.len() - initial,
+        i.rejected.len(),
+    )
+}
+
+/// A progress bar on a terminal, for files large enough to wait for.
+fn progress(size: u64) -> Option<indicatif::ProgressBar> {
+    (std::io::stderr().is_terminal() && size > 8 << 20).then(|| {
+        let b = indicatif::ProgressBar::new(size);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    })
+}

@@ -1,0 +1,91 @@
+//! What each public data format records: the events a source's data can
+//! tell, and the rules that cannot be judged from it (taken out of an
+//! evaluation of imported data, with a finding each, rather than reported
+//! as all unmet).
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::evaluate::Finding;
+use crate::domain::rules::{Event, RuleKind, RuleSet};
+
+/// A format case data was imported from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    CinCensus,
+}
+
+impl Source {
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::CinCensus => "the Children in Need census",
+        }
+    }
+
+    /// The events the source records (or that follow from what it records).
+    pub fn recorded(self) -> &'static [Event] {
+        use Event::*;
+        match self {
+            Source::CinCensus => &[
+                ReferralReceivedAt,
+                NextStrategyDiscussionHeldAt,
+                StrategyDiscussionHeldAt,
+                NextInitialConferenceHeldAt,
+                LastS47StrategyDiscussionHeldAt,
+                LastStrategyDiscussionHeldAt,
+                ConferenceDate,
+                ConferenceHeldAt,
+                NextReviewConferenceHeldAt,
+                ChildExpectedDueDate,
+                ChildEighteenthBirthday,
+                PlanStartedOn,
+                PlanEndedOn,
+            ],
+        }
+    }
+
+    /// Whether it records what standards are judged by (attendance, advocacy, quoracy).
+    fn records_standards(self) -> bool {
+        false
+    }
+}
+
+/// Takes out of `rules` every rule whose events `source` never records, and
+/// returns one finding for each (board, rule) taken out: evaluating them
+/// would report every duty unmet (or none due) for want of data.
+pub fn untold(rules: &mut RuleSet, source: Source) -> Vec<Finding> {
+    let recorded = source.recorded();
+    let why = |r: &crate::domain::rules::Rule| match [r.starts, r.met_by, r.cap]
+        .into_iter()
+        .flatten()
+        .find(|e| !recorded.contains(e))
+    {
+        Some(e) => Some(format!("{} does not record {}", source.label(), e.name())),
+        None if r.kind == RuleKind::Standard && !source.records_standards() => Some(format!(
+            "{} does not record what the standard is judged by",
+            source.label()
+        )),
+        None => None,
+    };
+    let mut findings = Vec::new();
+    for versions in rules.boards.values_mut() {
+        for board in versions.iter_mut() {
+            let b = std::sync::Arc::make_mut(board);
+            for r in b.take_out(why) {
+                let row = format!("{}/{}", b.id, r.id);
+                if !findings.iter().any(|f: &Finding| f.row == row) {
+                    findings.push(Finding::new(
+                        "not_recorded",
+                        "rules",
+                        &row,
+                        format!(
+                            "{}: rule {} of {} is not evaluated for this data",
+                            r.reason, r.id, b.name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    findings
+}

@@ -1,0 +1,383 @@
+//! Importing the files authorities already hold: the Children in Need
+//! census of every schema year, read as a user runs `cpwatch import`.
+#![allow(clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use cpwatch::domain::case::CaseState;
+use cpwatch::import::cin_census;
+
+fn cpwatch(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cpwatch"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CPWATCH_DATABASE_URL")
+        .env_remove("CPWATCH_RULES_DIR")
+        .output()
+        .expect("run cpwatch")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A census return: the 2017–2022 shape (`GenderCurrent`, yes/no as
+/// true/false, the initial conference under `CINdetails`) or the current
+/// one (`Sex`, yes/no as 0/1, the initial conference under `Section47`).
+fn census(children: &[String]) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Message xmlns=\"http://www.dcsf.gov.uk/cin\">\n<Header><Collection><CollectionName>CIN</CollectionName><Year>2026</Year><ReferenceDate>2026-03-31</ReferenceDate></Collection></Header>\n<Children>\n{}\n</Children>\n</Message>\n",
+        children.join("\n")
+    )
+}
+
+fn child(id: &str, identifiers: &str, details: &[&str]) -> String {
+    let cin: Vec<String> = details
+        .iter()
+        .map(|d| format!("<CINdetails>{d}<ReferralNFA>0</ReferralNFA></CINdetails>"))
+        .collect();
+    format!(
+        "<Child><ChildIdentifiers><LAchildID>{id}</LAchildID>{identifiers}</ChildIdentifiers><ChildCharacteristics><Ethnicity>WBRI</Ethnicity></ChildCharacteristics>{}</Child>",
+        cin.join("")
+    )
+}
+
+/// Every shape the schema years take, and records with deliberate errors.
+fn sample() -> String {
+    census(&[
+        // Current schema: Sex, 0/1, the conference under Section47, a plan
+        // reviewed twice and ended on its second review.
+        child(
+            "NEW-1",
+            "<PersonBirthDate>2016-02-01</PersonBirthDate><Sex>1</Sex>",
+            &["<CINreferralDate>2025-09-01</CINreferralDate><ReferralSource>5A</ReferralSource>\
+               <Section47><S47ActualStartDate>2025-09-03</S47ActualStartDate><InitialCPCtarget>2025-09-24</InitialCPCtarget><DateOfInitialCPC>2025-09-22</DateOfInitialCPC><ICPCnotRequired>0</ICPCnotRequired></Section47>\
+               <ChildProtectionPlans><CPPstartDate>2025-09-22</CPPstartDate><CPPendDate>2026-03-10</CPPendDate><InitialCategoryOfAbuse>NEG</InitialCategoryOfAbuse><LatestCategoryOfAbuse>EMO</LatestCategoryOfAbuse><NumberOfPreviousCPP>0</NumberOfPreviousCPP>\
+               <Reviews><CPPreviewDate>2025-12-10</CPPreviewDate><CPPreviewDate>2026-03-10</CPPreviewDate></Reviews></ChildProtectionPlans>"],
+        ),
+        // 2017 shape: GenderCurrent, true/false, DateOfInitialCPC under
+        // CINdetails; two episodes; an enquiry that needed no conference.
+        child(
+            "OLD-1",
+            "<PersonBirthDate>2012-05-05</PersonBirthDate><GenderCurrent>2</GenderCurrent>",
+            &[
+                "<CINreferralDate>2017-01-09</CINreferralDate><ReferralSource>1A</ReferralSource><DateOfInitialCPC>2017-01-30</DateOfInitialCPC>\
+                 <Section47><S47ActualStartDate>2017-01-10</S47ActualStartDate><ICPCnotRequired>false</ICPCnotRequired></Section47>",
+                "<CINreferralDate>2018-03-01</CINreferralDate><ReferralSource>1A</ReferralSource>\
+                 <Section47><S47ActualStartDate>2018-03-02</S47ActualStartDate><ICPCnotRequired>TRUE</ICPCnotRequired></Section47>",
+            ],
+        ),
+        // Unborn at the conference: a pre-birth conference.
+        child(
+            "UNBORN-1",
+            "<ExpectedPersonBirthDate>2026-04-20</ExpectedPersonBirthDate><Sex>0</Sex>",
+            &["<CINreferralDate>2026-01-05</CINreferralDate><ReferralSource>5A</ReferralSource>\
+               <Section47><S47ActualStartDate>2026-01-06</S47ActualStartDate><DateOfInitialCPC>2026-02-02</DateOfInitialCPC><ICPCnotRequired>0</ICPCnotRequired></Section47>"],
+        ),
+        // Errors: a date that is not one, yes/no that is neither, a child
+        // twice, a child with no LAchildID.
+        child("BAD-1", "<Sex>1</Sex>", &["<CINreferralDate>2025-13-01</CINreferralDate><ReferralSource>5A</ReferralSource>"]),
+        child("BAD-2", "<Sex>1</Sex>", &["<CINreferralDate>2025-10-01</CINreferralDate><ReferralSource>5A</ReferralSource><Section47><S47ActualStartDate>2025-10-02</S47ActualStartDate><ICPCnotRequired>maybe</ICPCnotRequired></Section47>"]),
+        child("NEW-1", "<Sex>1</Sex>", &["<CINreferralDate>2025-10-01</CINreferralDate><ReferralSource>5A</ReferralSource>"]),
+        child("", "<Sex>1</Sex>", &["<CINreferralDate>2025-10-01</CINreferralDate><ReferralSource>5A</ReferralSource>"]),
+    ])
+}
+
+fn read(xml: &str) -> cpwatch::import::Imported {
+    cin_census::read(
+        xml.as_bytes(),
+        cin_census::Options {
+            file: "census.xml",
+            board: Some("barnsley"),
+            progress: &mut |_| {},
+        },
+    )
+    .expect("readable")
+}
+
+fn outcome(s: &CaseState, conf: &str) -> String {
+    s.conference_children
+        .iter()
+        .find(|c| c.conference_id == conf)
+        .and_then(|c| c.outcome.as_deref())
+        .unwrap_or("none")
+        .to_string()
+}
+
+#[test]
+fn every_schema_year_maps_onto_the_contract_and_errors_are_placed() {
+    let i = read(&sample());
+    let s = &i.state;
+    assert_eq!(i.read, 7);
+    let ids: Vec<&str> = s.children.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["NEW-1", "OLD-1", "UNBORN-1"]);
+    assert!(s
+        .children
+        .iter()
+        .all(|c| c.board.as_deref() == Some("barnsley")));
+    // Referrals, enquiries (each a section 47 strategy discussion), conferences.
+    assert_eq!(s.referrals.len(), 4);
+    assert_eq!(s.strategy_discussions.len(), 4);
+    assert!(s.strategy_discussions.iter().all(|d| d.s47_initiated));
+    let kinds: Vec<(&str, &str)> = s
+        .conferences
+        .iter()
+        .map(|c| (c.id.as_str(), c.kind.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("NEW-1/cin1/cpp1/review1", "review"),
+            ("NEW-1/cin1/cpp1/review2", "review"),
+            ("NEW-1/cin1/s47-1/icpc", "initial"),
+            ("OLD-1/cin1/icpc", "initial"),
+            ("UNBORN-1/cin1/s47-1/icpc", "pre_birth"),
+        ]
+    );
+    assert!(s
+        .conferences
+        .iter()
+        .all(|c| c.status == "held" && c.held_at.is_some()));
+    // London midnight at the start of the census date (BST in September).
+    assert_eq!(
+        s.conferences[2].held_at.map(|t| t.to_rfc3339()),
+        Some("2025-09-21T23:00:00+00:00".to_string())
+    );
+    assert_eq!(outcome(s, "NEW-1/cin1/s47-1/icpc"), "plan");
+    assert_eq!(outcome(s, "OLD-1/cin1/icpc"), "no_plan");
+    assert_eq!(outcome(s, "NEW-1/cin1/cpp1/review1"), "plan_continues");
+    assert_eq!(outcome(s, "NEW-1/cin1/cpp1/review2"), "plan_ended");
+    let plan = &s.cp_plans[0];
+    assert_eq!(
+        (
+            plan.started_on.to_string(),
+            plan.ended_on.map(|d| d.to_string()),
+            plan.category.as_deref()
+        ),
+        (
+            "2025-09-22".into(),
+            Some("2026-03-10".into()),
+            Some("emotional_abuse")
+        )
+    );
+    assert_eq!(
+        s.children[2].expected_due_date.map(|d| d.to_string()),
+        Some("2026-04-20".into())
+    );
+    let rejected: Vec<(String, String)> = i
+        .rejected
+        .iter()
+        .map(|r| (r.place.clone(), r.reason.clone()))
+        .collect();
+    assert_eq!(
+        rejected,
+        [
+            (
+                "census.xml: Message[1]/Children[1]/Child[4]/CINdetails[1]/CINreferralDate[1]".to_string(),
+                "\"2025-13-01\" is not a date (YYYY-MM-DD)".to_string()
+            ),
+            (
+                "census.xml: Message[1]/Children[1]/Child[5]/CINdetails[1]/Section47[1]/ICPCnotRequired[1]".to_string(),
+                "\"maybe\" is not yes or no (true/false, 1/0)".to_string()
+            ),
+            (
+                "census.xml: Message[1]/Children[1]/Child[6]".to_string(),
+                "LAchildID \"NEW-1\" appears twice (first at Message[1]/Children[1]/Child[1]); the first is kept".to_string()
+            ),
+            (
+                "census.xml: Message[1]/Children[1]/Child[7]".to_string(),
+                "LAchildID is missing".to_string()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn malformed_xml_or_a_file_that_is_not_a_census_is_refused_whole() {
+    for (xml, says) in [
+        (
+            sample().replace("</Children>", "</Child>"),
+            "the XML cannot be read",
+        ),
+        (
+            "<Message><Header/></Message>".to_string(),
+            "not a Children in Need census",
+        ),
+    ] {
+        let e = cin_census::read(
+            xml.as_bytes(),
+            cin_census::Options {
+                file: "f.xml",
+                board: None,
+                progress: &mut |_| {},
+            },
+        )
+        .expect_err("refused");
+        assert!(e.starts_with("f.xml: ") && e.contains(says), "{e}");
+    }
+}
+
+fn json_check(dir: &Path, db: &str) -> serde_json::Value {
+    let o = cpwatch(
+        dir,
+        &[
+            "check",
+            "--format",
+            "json",
+            "--database",
+            db,
+            "--at",
+            "2026-03-31T12:00:00Z",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("json")
+}
+
+#[test]
+fn a_census_imported_as_a_user_runs_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("census.xml");
+    std::fs::write(&file, sample()).expect("write");
+    let db = "sqlite://cases.db";
+    let import = |extra: &[&str]| {
+        let mut args = vec![
+            "import",
+            "cin-census",
+            "census.xml",
+            "--database",
+            db,
+            "--board",
+            "barnsley",
+        ];
+        args.extend_from_slice(extra);
+        cpwatch(dir.path(), &args)
+    };
+    let o = import(&[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("imported 3 children") && text(&o.stdout).contains("4 rejected"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(
+        text(&o.stderr).contains("rejected: census.xml: Message[1]/Children[1]/Child[4]/CINdetails[1]/CINreferralDate[1]: \"2025-13-01\" is not a date"),
+        "{}",
+        text(&o.stderr)
+    );
+    let first = json_check(dir.path(), db);
+    // Rules whose events the census never records are not evaluated, and say so once per board.
+    let rules: Vec<&str> = first["obligations"]
+        .as_array()
+        .expect("obligations")
+        .iter()
+        .map(|o| o["rule"].as_str().expect("rule"))
+        .collect();
+    assert!(rules.contains(&"icpc-timeliness"), "{rules:?}");
+    for untellable in [
+        "minutes-circulated",
+        "strategy-discussion-record",
+        "report-to-unit",
+        "quoracy",
+    ] {
+        assert!(!rules.contains(&untellable), "{untellable}");
+    }
+    let not_recorded: Vec<&str> = first["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["kind"] == "not_recorded")
+        .map(|f| f["row"].as_str().expect("row"))
+        .collect();
+    assert!(
+        not_recorded.contains(&"barnsley/minutes-circulated"),
+        "{not_recorded:?}"
+    );
+    let mut unique = not_recorded.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), not_recorded.len(), "once per board and rule");
+    // The same file again: the same state.
+    assert!(import(&[]).status.success());
+    assert_eq!(json_check(dir.path(), db), first);
+    // A newer file replaces the older one's rows.
+    std::fs::write(
+        &file,
+        census(&[child(
+            "NEWER-1",
+            "<Sex>1</Sex>",
+            &["<CINreferralDate>2026-01-05</CINreferralDate><ReferralSource>5A</ReferralSource>"],
+        )]),
+    )
+    .expect("write");
+    assert!(import(&[]).status.success());
+    let o = cpwatch(dir.path(), &["explain", "NEW-1", "--database", db]);
+    assert_eq!(o.status.code(), Some(2), "replaced: {}", text(&o.stdout));
+    // Nothing readable: exit 2, and the database is as it was.
+    let before = json_check(dir.path(), db);
+    std::fs::write(
+        &file,
+        census(&[child(
+            "X",
+            "<Sex>1</Sex>",
+            &["<CINreferralDate>soon</CINreferralDate>"],
+        )]),
+    )
+    .expect("write");
+    let o = import(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("none of the 1 children"),
+        "{}",
+        text(&o.stderr)
+    );
+    std::fs::write(&file, "<Message><Children><Child>").expect("write");
+    assert_eq!(import(&[]).status.code(), Some(2));
+    assert_eq!(
+        json_check(dir.path(), db),
+        before,
+        "a failed import changes nothing"
+    );
+    // The demo will not replace imported data unasked.
+    let o = cpwatch(dir.path(), &["demo", "--database", db]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stdout));
+}
+
+#[test]
+fn an_import_will_not_mix_with_case_data_it_did_not_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("census.xml"), sample()).expect("write");
+    // Case data someone else wrote (cpwatch's tables, filled by another tool).
+    let db = "sqlite://theirs.db";
+    assert!(cpwatch(dir.path(), &["demo", "--database", db])
+        .status
+        .success());
+    let url = format!("sqlite://{}", dir.path().join("theirs.db").display());
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let s = cpwatch::store::connect(&url, false).await.expect("db");
+            s.set_state("demo", "").await.expect("not the demo's");
+        });
+    let o = cpwatch(
+        dir.path(),
+        &["import", "cin-census", "census.xml", "--database", db],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("--replace"), "{}", text(&o.stderr));
+    let o = cpwatch(
+        dir.path(),
+        &[
+            "import",
+            "cin-census",
+            "census.xml",
+            "--database",
+            db,
+            "--replace",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+}
