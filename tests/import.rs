@@ -381,3 +381,35 @@ fn an_import_will_not_mix_with_case_data_it_did_not_write() {
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
 }
+
+/// Social Finance's public sample return (MIT licence, attribution in
+/// tests/data/cin-census/), with its deliberate errors.
+#[test]
+fn the_public_sample_census_imports_with_its_errors_placed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cin-census/liia-tools-cin-2022.xml");
+    let o = cpwatch(
+        dir.path(),
+        &["import", "cin-census", sample.to_str().expect("utf8"), "--database", "sqlite://s.db"],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("imported 1 children") && text(&o.stdout).contains("1 initial conferences, 1 plans, 1 review conferences); 2 rejected"),
+        "{}",
+        text(&o.stdout)
+    );
+    let err = text(&o.stderr);
+    assert!(err.contains("Message[1]/Children[1]/Child[2]: LAchildID is missing"), "{err}");
+    assert!(
+        err.contains("Message[1]/Children[1]/Child[3]/CINdetails[1]/Section47[1]/DateOfInitialCPC[1]: \"notadate\" is not a date"),
+        "{err}"
+    );
+    // Its dates are in 1970, before the built-in calendar: said, not guessed.
+    let v = json_check(dir.path(), "sqlite://s.db");
+    let findings = v["findings"].as_array().expect("findings");
+    assert!(
+        findings.iter().any(|f| f["kind"] == "calendar_not_covered"
+            && f["message"].as_str().is_some_and(|m| m.contains("1970 is not covered"))),
+        "{findings:?}"
+    );
+}

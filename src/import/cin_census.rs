@@ -396,8 +396,10 @@ fn rows(c: &ChildRecord, board: Option<&str>, s: &mut CaseState) -> Result<Strin
                 icpcs.push((format!("{sd}/icpc"), d));
             }
         }
+        // The episode's own date only where no enquiry carries one: the
+        // same conference, recorded twice in the years that have both.
         if let Some(d) = opt_date(&cin.icpc)? {
-            if !icpcs.iter().any(|(_, x)| *x == d) {
+            if icpcs.is_empty() {
                 icpcs.push((format!("{id}/cin{k}/icpc"), d));
             }
         }
