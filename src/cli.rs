@@ -250,6 +250,10 @@ pub struct SeedArgs {
     /// Replace case data that cpwatch did not create.
     #[arg(long)]
     pub force: bool,
+    /// Write the casework as a Children in Need census return to this file
+    /// instead of into the database (to try `cpwatch import cin-census`).
+    #[arg(long, value_name = "FILE")]
+    pub census: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -590,6 +594,23 @@ async fn seed(a: SeedArgs) -> anyhow::Result<ExitCode> {
     )
     .context("generating synthetic data")?;
     let generated = started.elapsed();
+    if let Some(path) = &a.census {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
+        crate::synthetic::census::write(&state, now.date_naive(), &mut w)
+            .and_then(|()| w.flush())
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "{}: a census return of {} children (seed {}); generated in {:.1} s, written in {:.1} s",
+            path.display(),
+            a.children,
+            a.seed,
+            generated.as_secs_f64(),
+            (started.elapsed() - generated).as_secs_f64()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let rows: usize = crate::store::rows_of(&state).iter().map(Vec::len).sum();
     let store = crate::synthetic::write(&a.database, &state, a.force, serde_json::json!({ "seed": a.seed, "children": a.children, "years": a.years, "at": now.to_rfc3339() })).await?;
     println!(

@@ -57,7 +57,7 @@ async fn the_benchmark_runs_and_its_figures_are_consistent() {
         );
         assert!(m.service_peak_mib.is_some_and(|p| p > 1.0), "{m:?}");
         assert!(m.scrape_ms.is_some() && m.export.is_some(), "{m:?}");
-        assert_eq!(m.commands.len(), 6, "{m:?}");
+        assert_eq!(m.commands.len(), 7, "{m:?}");
         for c in &m.commands {
             assert!(c.wall > 0.0 && c.peak_mib > 1.0, "{c:?}");
             assert!(c.bytes > 0 || c.command.starts_with("export"), "{c:?}");
@@ -82,6 +82,13 @@ async fn the_benchmark_runs_and_its_figures_are_consistent() {
         md.contains(&format!(
             "| {:.2} | {:.2} |",
             large.evaluate, large.evaluate_unkept
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!(
+            "| `cpwatch import cin-census` of {} children ≤ 10 s and ≤ 500 MiB |",
+            large.children
         )),
         "{md}"
     );

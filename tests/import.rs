@@ -387,19 +387,31 @@ fn an_import_will_not_mix_with_case_data_it_did_not_write() {
 #[test]
 fn the_public_sample_census_imports_with_its_errors_placed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cin-census/liia-tools-cin-2022.xml");
+    let sample =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cin-census/liia-tools-cin-2022.xml");
     let o = cpwatch(
         dir.path(),
-        &["import", "cin-census", sample.to_str().expect("utf8"), "--database", "sqlite://s.db"],
+        &[
+            "import",
+            "cin-census",
+            sample.to_str().expect("utf8"),
+            "--database",
+            "sqlite://s.db",
+        ],
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(
-        text(&o.stdout).contains("imported 1 children") && text(&o.stdout).contains("1 initial conferences, 1 plans, 1 review conferences); 2 rejected"),
+        text(&o.stdout).contains("imported 1 children")
+            && text(&o.stdout)
+                .contains("1 initial conferences, 1 plans, 1 review conferences); 2 rejected"),
         "{}",
         text(&o.stdout)
     );
     let err = text(&o.stderr);
-    assert!(err.contains("Message[1]/Children[1]/Child[2]: LAchildID is missing"), "{err}");
+    assert!(
+        err.contains("Message[1]/Children[1]/Child[2]: LAchildID is missing"),
+        "{err}"
+    );
     assert!(
         err.contains("Message[1]/Children[1]/Child[3]/CINdetails[1]/Section47[1]/DateOfInitialCPC[1]: \"notadate\" is not a date"),
         "{err}"
@@ -409,7 +421,32 @@ fn the_public_sample_census_imports_with_its_errors_placed() {
     let findings = v["findings"].as_array().expect("findings");
     assert!(
         findings.iter().any(|f| f["kind"] == "calendar_not_covered"
-            && f["message"].as_str().is_some_and(|m| m.contains("1970 is not covered"))),
+            && f["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("1970 is not covered"))),
         "{findings:?}"
     );
+}
+
+/// The demo authority written as a census (`cpwatch seed --census`) reads
+/// back whole: every child and plan, every section 47 enquiry, nothing rejected.
+#[test]
+fn synthetic_casework_written_as_a_census_reads_back_whole() {
+    let at = common::t("2026-11-23T09:00:00Z");
+    let s = cpwatch::synthetic::demo::generate(5, 300, at, &common::holidays()).expect("demo");
+    let mut xml = Vec::new();
+    cpwatch::synthetic::census::write(&s, at.date_naive(), &mut xml).expect("write");
+    let i = read(&String::from_utf8(xml).expect("utf8"));
+    assert!(i.rejected.is_empty(), "{:?}", i.rejected);
+    assert_eq!(i.state.children.len(), s.children.len());
+    assert_eq!(i.state.cp_plans.len(), s.cp_plans.len());
+    assert_eq!(
+        i.state.strategy_discussions.len(),
+        s.strategy_discussions
+            .iter()
+            .filter(|d| d.s47_initiated)
+            .count()
+    );
+    assert!(i.state.conferences.iter().any(|c| c.kind == "initial"));
+    assert!(i.state.conferences.iter().any(|c| c.kind == "review"));
 }

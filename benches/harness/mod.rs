@@ -169,10 +169,14 @@ pub async fn measure(opts: &Options, children: usize) -> anyhow::Result<Measure>
         scrape_ms = Some(scrape);
         export = Some(export_year(&opts.binary, &url, opts.at)?);
         // Interleaved with the COPY floor, as the tick is.
-        let list = command_list(&url, opts.at, &*store).await?;
+        let mut list = command_list(&url, opts.at, &*store).await?;
+        let (import, imported_db) = census_import(opts, children)?;
+        list.push(import);
         for _ in 0..3 {
             floors.measure(&url).await?;
             for (name, args) in &list {
+                // Each import into a new database, as a first try is.
+                std::fs::remove_file(&imported_db).ok();
                 let run = time_command(&opts.binary, name, args)?;
                 match commands
                     .iter_mut()
@@ -260,6 +264,46 @@ async fn command_list(
         }),
     ])
 }
+
+/// `cpwatch import cin-census` of a census return of `children` children
+/// (written by `cpwatch seed --census`), into a new SQLite file: the command
+/// and the file it makes.
+fn census_import(
+    opts: &Options,
+    children: usize,
+) -> anyhow::Result<((String, Vec<String>), std::path::PathBuf)> {
+    let dir = std::env::temp_dir();
+    let file = dir.join(format!("cpwatch-bench-census-{children}.xml"));
+    let db = dir.join(format!("cpwatch-bench-import-{}.db", std::process::id()));
+    run(Command::new(&opts.binary)
+        .args([
+            "seed",
+            "--children",
+            &children.to_string(),
+            "--at",
+            &opts.at.to_rfc3339(),
+            "--census",
+        ])
+        .arg(&file))
+    .context("writing a census return")?;
+    let args = vec![
+        "import".to_string(),
+        "cin-census".to_string(),
+        file.display().to_string(),
+        "--database".to_string(),
+        format!("sqlite://{}", db.display()),
+    ];
+    Ok((
+        (
+            format!("{IMPORT} (a census return, into a new SQLite file)"),
+            args,
+        ),
+        db,
+    ))
+}
+
+/// The census import's command, as the tables name it.
+const IMPORT: &str = "import cin-census";
 
 /// Runs one command under `/usr/bin/time` (for its peak memory), reading
 /// its output from a pipe as a script would.
@@ -847,7 +891,8 @@ fn commands_table(md: &mut String, results: &[Measure]) {
     }
     md.push_str("\nEach command is the whole process (`cpwatch` started, the database read, the output written) against PostgreSQL on loopback, \
                  its standard output read from a pipe, best of three runs interleaved with the COPY floor; peak RSS is `/usr/bin/time`'s maximum resident set. \
-                 `check` is the default table for a person (what needs action and a summary line); `explain` is a child conferenced with another.\n\n");
+                 `check` is the default table for a person (what needs action and a summary line); `explain` is a child conferenced with another; \
+                 the census import reads a return `cpwatch seed --census` wrote of the same casework (its COPY floor columns are the PostgreSQL database's, for scale).\n\n");
 }
 
 /// The commands' targets at the largest size.
@@ -889,6 +934,15 @@ fn command_targets(md: &mut String, m: &Measure) {
             "| `cpwatch explain` of one child ≤ 0.1 s | {:.3} s | {} |\n",
             c.wall,
             verdict(c.wall <= 0.1)
+        ));
+    }
+    if let Some(c) = by(IMPORT) {
+        md.push_str(&format!(
+            "| `cpwatch {IMPORT}` of {} children ≤ 10 s and ≤ 500 MiB | {:.2} s, {:.0} MiB | {} |\n",
+            m.children,
+            c.wall,
+            c.peak_mib,
+            verdict(c.wall <= 10.0 && c.peak_mib <= 500.0)
         ));
     }
     let peak = m.commands.iter().map(|c| c.peak_mib).fold(0.0, f64::max);

@@ -2,6 +2,7 @@
 //! any size (`cpwatch seed`), each reproducible from its seed and instant,
 //! and writing them into a store.
 
+pub mod census;
 pub mod demo;
 pub mod history;
 
