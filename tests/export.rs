@@ -222,6 +222,22 @@ fn initial_conferences_beside_the_national_figures() {
         text.contains("initial conferences,1,72100") && text.contains("median working days,14,14"),
         "{text}"
     );
+    // The Department counts the conferences held in its period, whenever
+    // their deadline fell: held late on Wednesday 3 February, the
+    // conference is February's (29 working days), not January's.
+    let mut late = fixture("pan-dorset");
+    conf_mut(&mut late, "CONF-1").held_at = Some(t("2027-02-03T10:00:00Z"));
+    let e = eval(&late, "2027-03-01T12:00:00Z");
+    let january = report(&late, &e, "pan-dorset", "2027-01-01", "2027-01-31");
+    assert_eq!(january.national.conferences, 0);
+    let february = report(&late, &e, "pan-dorset", "2027-02-01", "2027-02-28");
+    assert_eq!(
+        (
+            february.national.conferences,
+            february.national.median_working_days
+        ),
+        (1, Some(29.0))
+    );
 }
 
 #[test]

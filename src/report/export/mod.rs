@@ -355,7 +355,7 @@ pub fn build(input: &Input) -> Report {
         by_team,
         by_month,
         findings: board_findings(input, &selected),
-        national: national(&selected, cal),
+        national: national(input),
     }
 }
 
@@ -529,14 +529,21 @@ fn board_findings(input: &Input, selected: &[&Draft<'_>]) -> Vec<Finding> {
         .collect()
 }
 
-/// Working days from the strategy discussion to the held initial conference, counted as the statistics count them.
-fn national(selected: &[&Draft<'_>], cal: &Calendar) -> National {
-    let mut days: Vec<i64> = selected
-        .iter()
+/// Initial conferences held in the period, by working days from the
+/// section 47 strategy discussion: the Department's method, which counts
+/// the conferences of its collection year (1 April to 31 March), whenever
+/// their deadline fell.
+fn national(input: &Input) -> National {
+    let cal = input.calendar;
+    let period = input.from..=input.to;
+    let mut days: Vec<i64> = (input.eval.obligations.iter())
         .filter(|o| {
-            &*o.of.rule == "icpc-timeliness"
+            *o.of.board == *input.board
+                && &*o.of.rule == "icpc-timeliness"
                 && o.conference.is_some()
                 && matches!(o.status, Status::Met | Status::MetLate)
+                && o.met_at
+                    .is_some_and(|m| period.contains(&cal.local_date(m)))
         })
         .filter_map(|o| {
             let (from, to) = (cal.local_date(o.starts_at), cal.local_date(o.met_at?));
