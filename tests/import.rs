@@ -450,3 +450,87 @@ fn synthetic_casework_written_as_a_census_reads_back_whole() {
     assert!(i.state.conferences.iter().any(|c| c.kind == "initial"));
     assert!(i.state.conferences.iter().any(|c| c.kind == "review"));
 }
+
+/// The census's own target date for an initial conference against
+/// cpwatch's deadline: a difference is a finding naming both dates and the
+/// working days between, in `check` and in the export's Data quality sheet.
+#[test]
+fn the_authoritys_own_target_dates_are_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Section 47 from Wednesday 3 September 2025: 15 working days end on
+    // Wednesday 24 September; the case system said Friday 26th.
+    let enquiry = |id: &str, target: &str| {
+        child(
+            id,
+            "<PersonBirthDate>2016-02-01</PersonBirthDate><Sex>1</Sex>",
+            &[&format!("<CINreferralDate>2025-09-01</CINreferralDate><ReferralSource>5A</ReferralSource>\
+               <Section47><S47ActualStartDate>2025-09-03</S47ActualStartDate><InitialCPCtarget>{target}</InitialCPCtarget><DateOfInitialCPC>2025-09-22</DateOfInitialCPC><ICPCnotRequired>0</ICPCnotRequired></Section47>")],
+        )
+    };
+    std::fs::write(
+        dir.path().join("census.xml"),
+        census(&[
+            enquiry("RIGHT-1", "2025-09-24"),
+            enquiry("WRONG-1", "2025-09-26"),
+        ]),
+    )
+    .expect("write");
+    let o = cpwatch(
+        dir.path(),
+        &[
+            "import",
+            "cin-census",
+            "census.xml",
+            "--database",
+            "sqlite://t.db",
+            "--board",
+            "bolton",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v = json_check(dir.path(), "sqlite://t.db");
+    let differs: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["kind"] == "target_differs")
+        .collect();
+    assert_eq!(differs.len(), 1, "{differs:?}");
+    assert_eq!(differs[0]["row"], "WRONG-1/cin1/s47-1/icpc");
+    assert_eq!(
+        differs[0]["message"],
+        "the authority's target for holding it, Fri 26 Sep 2025, is 2 working days after cpwatch's deadline for icpc-timeliness (Bolton Safeguarding Children Partnership), Wed 24 Sep 2025"
+    );
+    let out = dir.path().join("export");
+    let e = cpwatch(
+        dir.path(),
+        &[
+            "export",
+            "--board",
+            "bolton",
+            "--from",
+            "2025-04-01",
+            "--to",
+            "2026-03-31",
+            "--format",
+            "csv",
+            "--out",
+            out.to_str().expect("utf8"),
+            "--database",
+            "sqlite://t.db",
+            "--at",
+            "2026-03-31T12:00:00Z",
+        ],
+    );
+    assert!(e.status.success(), "{}", text(&e.stderr));
+    let dq = std::fs::read_to_string(out.join("data_quality.csv")).expect("csv");
+    assert!(
+        dq.contains("target_differs,conferences,WRONG-1/cin1/s47-1/icpc,"),
+        "{dq}"
+    );
+    assert!(
+        dq.contains("not_recorded,rules,bolton/minutes-circulated,"),
+        "{dq}"
+    );
+    assert!(!dq.contains("RIGHT-1"), "{dq}");
+}

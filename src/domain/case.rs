@@ -161,6 +161,9 @@ pub struct Conference {
     pub chair_concern: bool,
     /// When the chair escalated that concern to the senior manager.
     pub chair_escalated_at: Option<Instant>,
+    /// The authority's own target date for holding it (its case system's
+    /// arithmetic), compared with cpwatch's deadline.
+    pub target_on: Option<NaiveDate>,
 }
 
 impl Conference {

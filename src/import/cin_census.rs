@@ -369,7 +369,7 @@ fn rows(c: &ChildRecord, board: Option<&str>, s: &mut CaseState) -> Result<Strin
         }
         // An initial conference is the one the section 47 enquiry led to,
         // or (the older schemas) the one recorded against the episode.
-        let mut icpcs: Vec<(String, NaiveDate)> = Vec::new();
+        let mut icpcs: Vec<(String, NaiveDate, Option<NaiveDate>)> = Vec::new();
         for (j, x) in cin.s47.iter().enumerate() {
             let sd = format!("{id}/cin{k}/s47-{}", j + 1);
             let start = x.start.as_ref().map(date).transpose()?.ok_or_else(|| {
@@ -381,7 +381,7 @@ fn rows(c: &ChildRecord, board: Option<&str>, s: &mut CaseState) -> Result<Strin
             if let Some(v) = &x.not_required {
                 yes_no(v)?;
             }
-            opt_date(&x.target)?;
+            let target = opt_date(&x.target)?;
             out.strategy_discussions.push(StrategyDiscussion {
                 id: sd.as_str().into(),
                 child_id: id.as_str().into(),
@@ -393,20 +393,23 @@ fn rows(c: &ChildRecord, board: Option<&str>, s: &mut CaseState) -> Result<Strin
                 record_circulated_at: None,
             });
             if let Some(d) = opt_date(&x.icpc)? {
-                icpcs.push((format!("{sd}/icpc"), d));
+                icpcs.push((format!("{sd}/icpc"), d, target));
             }
         }
         // The episode's own date only where no enquiry carries one: the
         // same conference, recorded twice in the years that have both.
         if let Some(d) = opt_date(&cin.icpc)? {
             if icpcs.is_empty() {
-                icpcs.push((format!("{id}/cin{k}/icpc"), d));
+                icpcs.push((format!("{id}/cin{k}/icpc"), d, None));
             }
         }
-        for (conf, d) in icpcs {
+        for (conf, d, target) in icpcs {
             let unborn = birth.map_or(expected.is_some(), |b| d < b);
             let kind = if unborn { "pre_birth" } else { "initial" };
-            out.conferences.push(held(&conf, kind, d));
+            out.conferences.push(Conference {
+                target_on: target,
+                ..held(&conf, kind, d)
+            });
             let plan = plans.iter().find(|(start, _)| *start == d);
             out.conference_children.push(child_at(
                 &conf,

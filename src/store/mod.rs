@@ -685,6 +685,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "next_review_on",
             "chair_concern",
             "chair_escalated_at",
+            "target_on",
         ],
     ),
     (
@@ -755,6 +756,7 @@ pub const ADDED: &[(&str, &str, &str)] = &[
     ),
     ("conferences", "chair_concern", "boolean"),
     ("conferences", "chair_escalated_at", "timestamptz"),
+    ("conferences", "target_on", "date"),
     ("conference_children", "dissent_recorded", "boolean"),
 ];
 
@@ -875,6 +877,7 @@ pub fn rows_of(s: &CaseState) -> Vec<Vec<Vec<Val>>> {
                     Date(c.next_review_on),
                     Bool(Some(c.chair_concern)),
                     Instant(c.chair_escalated_at),
+                    Date(c.target_on),
                 ]
             })
             .collect(),

@@ -47,6 +47,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0005_cpwatch_snoozes.sql"),
         case_tables: false,
     },
+    Migration {
+        version: 6,
+        name: "target_dates",
+        sql: include_str!("../../migrations/postgres/0006_target_dates.sql"),
+        case_tables: true,
+    },
 ];
 
 pub struct PgStore {

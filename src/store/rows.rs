@@ -333,6 +333,7 @@ impl Loader {
                     next_review_on: r.opt_date("next_review_on"),
                     chair_concern: r.bool_or("chair_concern", false),
                     chair_escalated_at: r.opt_instant("chair_escalated_at"),
+                    target_on: r.opt_date("target_on"),
                 }
             }),
             "conference_children" => read(

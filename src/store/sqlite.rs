@@ -46,6 +46,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0005_cpwatch_snoozes.sql"),
         case_tables: false,
     },
+    Migration {
+        version: 6,
+        name: "target_dates",
+        sql: include_str!("../../migrations/sqlite/0006_target_dates.sql"),
+        case_tables: true,
+    },
 ];
 
 pub struct SqliteStore {

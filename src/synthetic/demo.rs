@@ -592,6 +592,7 @@ impl Gen {
             chair_escalated_at: held
                 .filter(|_| chair_concern)
                 .and_then(|h| self.added_record(h, 3)),
+            target_on: None,
         });
         let workbook = age
             .filter(|a| *a >= 4)

@@ -126,8 +126,9 @@ pub fn evaluate_split<'a, S: Sink<'a>>(
         threads,
         &mut findings,
     );
-    let calendar_errors = split(&jobs, &AtomicUsize::new(0), &idx, now, sinks);
-    for (what, e) in calendar_errors {
+    let worked = split(&jobs, &AtomicUsize::new(0), &idx, now, sinks);
+    findings.extend(worked.findings);
+    for (what, e) in worked.calendar_errors {
         findings.push(Finding::new(
             "calendar_not_covered",
             "-",

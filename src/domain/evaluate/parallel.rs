@@ -30,18 +30,29 @@ pub(super) fn pieces_of<'s, T>(items: &'s [T], n: usize) -> impl Iterator<Item =
     (0..n.max(1)).map(move |_| chunks.next().unwrap_or(&[]))
 }
 
-/// Takes jobs until none are left; returns the calendar errors met.
+/// What one worker met besides obligations.
+#[derive(Default)]
+pub(super) struct Worked {
+    pub(super) calendar_errors: HashMap<String, CalendarError>,
+    /// Conferences whose authority's target differs from cpwatch's deadline.
+    pub(super) findings: Vec<Finding>,
+}
+
+/// Takes jobs until none are left; returns the calendar errors and target
+/// differences met.
 pub(super) fn work<'a>(
     jobs: &[Job<'_, 'a>],
     next: &AtomicUsize,
     idx: &Index<'a>,
     now: Instant,
     sink: &mut dyn FnMut(&Draft<'a>),
-) -> HashMap<String, CalendarError> {
+) -> Worked {
     let mut reasons = Reasons::default();
-    let mut calendar_errors = HashMap::default();
+    let mut worked = Worked::default();
     while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
         let board = job.board;
+        let targets = Targets::new(board, idx, &job.cal);
+        let findings = &mut worked.findings;
         BoardEval {
             idx,
             board,
@@ -51,52 +62,120 @@ pub(super) fn work<'a>(
             now,
             today: job.cal.local_date(now),
             window: job.window,
-            calendar_errors: &mut calendar_errors,
+            calendar_errors: &mut worked.calendar_errors,
             per_rule: Vec::new(),
             exceptions: Vec::new(),
             current: 0,
         }
-        .run(job.children, job.conferences, sink);
+        .run(job.children, job.conferences, &mut |o| {
+            targets.check(o, findings);
+            sink(o)
+        });
     }
-    calendar_errors
+    worked
 }
 
-/// The jobs on one worker per sink, the first on this thread; returns the
-/// calendar errors met.
+/// The authority's own target date for a conference (`target_on`) against
+/// cpwatch's deadline for holding it: the rules met by holding the
+/// obligation's own conference.
+struct Targets<'t, 'a> {
+    rules: rustc_hash::FxHashSet<usize>,
+    idx: &'t Index<'a>,
+    cal: &'t Calendar,
+    board: &'t Board,
+}
+
+impl<'t, 'a> Targets<'t, 'a> {
+    fn new(board: &'t Board, idx: &'t Index<'a>, cal: &'t Calendar) -> Self {
+        let rules = (board.rules.iter().zip(board.refs()))
+            .filter(|(r, _)| r.met_by == Some(crate::domain::rules::Event::ConferenceHeldAt))
+            .map(|(_, x)| Arc::as_ptr(x) as usize)
+            .collect();
+        Targets {
+            rules,
+            idx,
+            cal,
+            board,
+        }
+    }
+
+    fn check(&self, o: &Draft<'_>, findings: &mut Vec<Finding>) {
+        let Some(conf) = o.conference else { return };
+        if !self.rules.contains(&(Arc::as_ptr(o.of) as usize)) {
+            return;
+        }
+        let Some(target) = (self.idx.conferences.get(conf.as_str())).and_then(|c| c.target_on)
+        else {
+            return;
+        };
+        let due = self.cal.local_date(o.due_at);
+        if due == target {
+            return;
+        }
+        let (lo, hi) = (due.min(target), due.max(target));
+        let mut days = 0;
+        let mut d = lo;
+        while d < hi {
+            d = d.succ_opt().unwrap_or(hi);
+            if self.cal.is_working_day(d).unwrap_or(false) {
+                days += 1;
+            }
+        }
+        let fmt = |d: NaiveDate| d.format("%a %-d %b %Y").to_string();
+        findings.push(Finding::new(
+            "target_differs",
+            "conferences",
+            conf.as_str(),
+            format!(
+                "the authority's target for holding it, {}, is {days} working day{} {} cpwatch's deadline for {} ({}), {}",
+                fmt(target),
+                if days == 1 { "" } else { "s" },
+                if target > due { "after" } else { "before" },
+                o.of.rule,
+                self.board.name,
+                fmt(due)
+            ),
+        ));
+    }
+}
+
+/// The jobs on one worker per sink, the first on this thread; returns what
+/// the workers met besides obligations.
 pub(super) fn split<'a, S: Sink<'a>>(
     jobs: &[Job<'_, 'a>],
     next: &AtomicUsize,
     idx: &Index<'a>,
     now: Instant,
     sinks: &mut [S],
-) -> HashMap<String, CalendarError> {
+) -> Worked {
     let Some((first, rest)) = sinks.split_first_mut() else {
-        return HashMap::default();
+        return Worked::default();
     };
     std::thread::scope(|s| {
         let others: Vec<_> = rest
             .iter_mut()
             .map(|sink| {
                 s.spawn(move || {
-                    let errors = work(jobs, next, idx, now, &mut |o| sink.put(o));
+                    let worked = work(jobs, next, idx, now, &mut |o| sink.put(o));
                     sink.finish();
-                    errors
+                    worked
                 })
             })
             .collect();
-        let mut calendar_errors = work(jobs, next, idx, now, &mut |o| first.put(o));
+        let mut all = work(jobs, next, idx, now, &mut |o| first.put(o));
         first.finish();
         for w in others {
             match w.join() {
-                Ok(errors) => {
-                    for (k, e) in errors {
-                        calendar_errors.entry(k).or_insert(e);
+                Ok(worked) => {
+                    for (k, e) in worked.calendar_errors {
+                        all.calendar_errors.entry(k).or_insert(e);
                     }
+                    all.findings.extend(worked.findings);
                 }
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        calendar_errors
+        all
     })
 }
 

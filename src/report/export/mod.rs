@@ -516,12 +516,14 @@ fn board_findings(input: &Input, selected: &[&Draft<'_>]) -> Vec<Finding> {
         .findings
         .iter()
         .filter(|f| {
-            let first = f.row.split('/').next().unwrap_or("");
+            // Link-table rows are `conference_id/other_id`; a conference id may hold a slash.
+            let conference = f.row.rsplit_once('/').map_or(f.row.as_str(), |(c, _)| c);
             match f.table.as_str() {
                 "children" => board_of_child.get(f.row.as_str()) == Some(&input.board),
-                "conferences" | "invitations" | "conference_children" => {
-                    conferences.contains(first)
-                }
+                "conferences" => conferences.contains(f.row.as_str()),
+                "invitations" | "conference_children" => conferences.contains(conference),
+                // The rules an import's source cannot tell, `board/rule`.
+                "rules" => f.row.split('/').next() == Some(input.board),
                 _ => false,
             }
         })
