@@ -9,30 +9,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use clap::CommandFactory;
 use common::*;
 
 const AT: &str = "2026-11-23T09:00:00Z";
-
-fn cpwatch(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cpwatch"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("CPWATCH_DATABASE_URL")
-        .env_remove("CPWATCH_RULES_DIR")
-        .output()
-        .expect("run cpwatch")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn the_command_line_is_well_formed_and_every_command_says_what_it_does() {
@@ -596,31 +578,15 @@ fn a_snooze_is_added_shown_exported_listed_and_ended() {
     // Listed while in force; ended early, it is history.
     let list = stdout(&cpwatch(dir.path(), &["snooze", "list", "--at", AT]));
     assert!(list.starts_with(&format!("{id}\tactive\tchild {child}\tuntil 2026-12-05T00:00:00Z\tagreed by Service manager\tfamily abroad until December")), "{list}");
-    let end = cpwatch(
-        dir.path(),
-        &[
-            "snooze",
-            "expire",
-            &id,
-            "--by",
-            "Team manager",
-            "--at",
-            "2026-11-24T10:00:00Z",
-        ],
-    );
+    let expire = |at: &str| {
+        cpwatch(
+            dir.path(),
+            &["snooze", "expire", &id, "--by", "Team manager", "--at", at],
+        )
+    };
+    let end = expire("2026-11-24T10:00:00Z");
     assert!(end.status.success(), "{}", stderr(&end));
-    let again = cpwatch(
-        dir.path(),
-        &[
-            "snooze",
-            "expire",
-            &id,
-            "--by",
-            "Team manager",
-            "--at",
-            "2026-11-24T11:00:00Z",
-        ],
-    );
+    let again = expire("2026-11-24T11:00:00Z");
     assert_eq!(again.status.code(), Some(2));
     let later = "2026-11-25T09:00:00Z";
     assert_eq!(

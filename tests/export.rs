@@ -11,7 +11,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -400,15 +399,6 @@ print(re.search(r'<col min=\"1\" max=\"[0-9]+\" width=\"([0-9.]+)\"', x).group(1
         width >= longest_rule as f64,
         "the Rule column is {width} wide for rule ids of up to {longest_rule} characters"
     );
-}
-
-fn cpwatch(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cpwatch"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("CPWATCH_DATABASE_URL")
-        .output()
-        .expect("cpwatch")
 }
 
 #[tokio::test]

@@ -5,24 +5,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
+use common::{cpwatch, stderr, stdout};
 use cpwatch::domain::case::CaseState;
 use cpwatch::import::cin_census;
-
-fn cpwatch(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cpwatch"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("CPWATCH_DATABASE_URL")
-        .env_remove("CPWATCH_RULES_DIR")
-        .output()
-        .expect("run cpwatch")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// A census return: the 2017–2022 shape (`GenderCurrent`, yes/no as
 /// true/false, the initial conference under `CINdetails`) or the current
@@ -233,7 +219,7 @@ fn json_check(dir: &Path, db: &str) -> serde_json::Value {
             "2026-03-31T12:00:00Z",
         ],
     );
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(o.status.success(), "{}", stderr(&o));
     serde_json::from_slice(&o.stdout).expect("json")
 }
 
@@ -257,16 +243,16 @@ fn a_census_imported_as_a_user_runs_it() {
         cpwatch(dir.path(), &args)
     };
     let o = import(&[]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        text(&o.stdout).contains("imported 3 children") && text(&o.stdout).contains("4 rejected"),
+        stdout(&o).contains("imported 3 children") && stdout(&o).contains("4 rejected"),
         "{}",
-        text(&o.stdout)
+        stdout(&o)
     );
     assert!(
-        text(&o.stderr).contains("rejected: census.xml: Message[1]/Children[1]/Child[4]/CINdetails[1]/CINreferralDate[1]: \"2025-13-01\" is not a date"),
+        stderr(&o).contains("rejected: census.xml: Message[1]/Children[1]/Child[4]/CINdetails[1]/CINreferralDate[1]: \"2025-13-01\" is not a date"),
         "{}",
-        text(&o.stderr)
+        stderr(&o)
     );
     let first = json_check(dir.path(), db);
     // Rules whose events the census never records are not evaluated, and say so once per board.
@@ -315,7 +301,7 @@ fn a_census_imported_as_a_user_runs_it() {
     .expect("write");
     assert!(import(&[]).status.success());
     let o = cpwatch(dir.path(), &["explain", "NEW-1", "--database", db]);
-    assert_eq!(o.status.code(), Some(2), "replaced: {}", text(&o.stdout));
+    assert_eq!(o.status.code(), Some(2), "replaced: {}", stdout(&o));
     // Nothing readable: exit 2, and the database is as it was.
     let before = json_check(dir.path(), db);
     std::fs::write(
@@ -328,11 +314,11 @@ fn a_census_imported_as_a_user_runs_it() {
     )
     .expect("write");
     let o = import(&[]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
-        text(&o.stderr).contains("none of the 1 children"),
+        stderr(&o).contains("none of the 1 children"),
         "{}",
-        text(&o.stderr)
+        stderr(&o)
     );
     std::fs::write(&file, "<Message><Children><Child>").expect("write");
     assert_eq!(import(&[]).status.code(), Some(2));
@@ -343,7 +329,7 @@ fn a_census_imported_as_a_user_runs_it() {
     );
     // The demo will not replace imported data unasked.
     let o = cpwatch(dir.path(), &["demo", "--database", db]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stdout));
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
 }
 
 #[test]
@@ -367,7 +353,7 @@ fn an_import_will_not_mix_with_case_data_it_did_not_write() {
         &["import", "cin-census", "census.xml", "--database", db],
     );
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("--replace"), "{}", text(&o.stderr));
+    assert!(stderr(&o).contains("--replace"), "{}", stderr(&o));
     let o = cpwatch(
         dir.path(),
         &[
@@ -379,7 +365,7 @@ fn an_import_will_not_mix_with_case_data_it_did_not_write() {
             "--replace",
         ],
     );
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 /// Social Finance's public sample return (MIT licence, attribution in
@@ -399,15 +385,15 @@ fn the_public_sample_census_imports_with_its_errors_placed() {
             "sqlite://s.db",
         ],
     );
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        text(&o.stdout).contains("imported 1 children")
-            && text(&o.stdout)
+        stdout(&o).contains("imported 1 children")
+            && stdout(&o)
                 .contains("1 initial conferences, 1 plans, 1 review conferences); 2 rejected"),
         "{}",
-        text(&o.stdout)
+        stdout(&o)
     );
-    let err = text(&o.stderr);
+    let err = stderr(&o);
     assert!(
         err.contains("Message[1]/Children[1]/Child[2]: LAchildID is missing"),
         "{err}"
@@ -487,7 +473,7 @@ fn the_authoritys_own_target_dates_are_checked() {
             "bolton",
         ],
     );
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(o.status.success(), "{}", stderr(&o));
     let v = json_check(dir.path(), "sqlite://t.db");
     let differs: Vec<&serde_json::Value> = v["findings"]
         .as_array()
@@ -522,7 +508,7 @@ fn the_authoritys_own_target_dates_are_checked() {
             "2026-03-31T12:00:00Z",
         ],
     );
-    assert!(e.status.success(), "{}", text(&e.stderr));
+    assert!(e.status.success(), "{}", stderr(&e));
     let dq = std::fs::read_to_string(out.join("data_quality.csv")).expect("csv");
     assert!(
         dq.contains("target_differs,conferences,WRONG-1/cin1/s47-1/icpc,"),

@@ -442,3 +442,25 @@ pub fn still_open(s: cpwatch::domain::evaluate::Status) -> bool {
     use cpwatch::domain::evaluate::Status;
     matches!(s, Status::Pending | Status::DueSoon | Status::Overdue)
 }
+
+// --------------------------------------------------------------- the binary
+
+/// The `cpwatch` binary run in `dir` as a user runs it, with none of the
+/// environment's database or rules settings.
+pub fn cpwatch(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cpwatch"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CPWATCH_DATABASE_URL")
+        .env_remove("CPWATCH_RULES_DIR")
+        .output()
+        .expect("run cpwatch")
+}
+
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
