@@ -21,29 +21,15 @@ use cpwatch::domain::case::CaseState;
 use cpwatch::domain::engine::Engine;
 use cpwatch::domain::snooze::{Scope, Snooze};
 use cpwatch::service::clock::ManualClock;
-use cpwatch::service::config::{BoardContacts, Config, TlsMode};
+use cpwatch::service::config::{Config, TlsMode};
 use cpwatch::service::daemon::{Daemon, Settings};
 use cpwatch::service::notify::{self, FileTransport, SmtpTransport, Stage, Transport};
 use cpwatch::store::LogRow;
 
 fn config() -> Config {
-    let mut c = Config {
-        default_board: "working-together-2010".into(),
-        ..Config::default()
-    };
-    c.mail.from = "cpwatch <cpwatch@test.cpwatch.example>".into();
+    let mut c = service_config();
     c.schedule.digest_at = "09:00".into();
     c.reminders.send_window = "08:00-18:00".into();
-    for &b in BOARDS {
-        c.boards.insert(
-            b.into(),
-            BoardContacts {
-                conference_service: Some(format!("cs@{b}.test")),
-                safeguarding_manager: Some(format!("sm@{b}.test")),
-                met_notices: None,
-            },
-        );
-    }
     c
 }
 
@@ -686,15 +672,6 @@ fn smtp_to(port: u16) -> Box<dyn Transport> {
         delivery_budget_seconds: 120,
     };
     Box::new(SmtpTransport::new(&c, None).expect("transport"))
-}
-
-fn plaintext_loopback(c: &mut Config, port: u16) {
-    c.mail.transport = cpwatch::service::config::TransportKind::Smtp;
-    c.mail.smtp.host = "127.0.0.1".into();
-    c.mail.smtp.port = port;
-    c.mail.smtp.tls = TlsMode::None;
-    c.mail.smtp.allow_plaintext = true;
-    c.reminders.backoff_seconds = 60;
 }
 
 /// Two overdue agency reports and the missing minutes, Thursday 4 February 2027.

@@ -14,41 +14,22 @@ use common::*;
 use cpwatch::domain::case::Instant;
 use cpwatch::domain::engine::Engine;
 use cpwatch::service::clock::ManualClock;
-use cpwatch::service::config::{BoardContacts, Config, TlsMode, TransportKind};
+use cpwatch::service::config::Config;
 use cpwatch::service::daemon::{Daemon, Settings};
 use cpwatch::service::notify::SmtpTransport;
 use cpwatch::synthetic::history::as_of;
 
 /// The service's defaults, with each board's contacts and a plaintext relay on loopback.
 fn config(url: &str, port: u16) -> Config {
-    let mut c = Config {
-        default_board: "working-together-2010".into(),
-        database_url: url.into(),
-        ..Config::default()
-    };
-    // The case data changes once a night: one full read a day, then only what changed.
+    let mut c = service_config();
+    c.database_url = url.into();
     // The case data changes once a night: one full read a day, then only
     // what changed. A simulated hour passes in a few real milliseconds, so
     // the overlap for late commits (real seconds) would reread the whole
     // night's load at every tick.
     c.schedule.full_every_seconds = 86_400;
     c.schedule.updated_at_overlap_seconds = 0;
-    c.mail.from = "cpwatch <cpwatch@test.cpwatch.example>".into();
-    c.mail.transport = TransportKind::Smtp;
-    c.mail.smtp.host = "127.0.0.1".into();
-    c.mail.smtp.port = port;
-    c.mail.smtp.tls = TlsMode::None;
-    c.mail.smtp.allow_plaintext = true;
-    for &b in BOARDS {
-        c.boards.insert(
-            b.into(),
-            BoardContacts {
-                conference_service: Some(format!("cs@{b}.test")),
-                safeguarding_manager: Some(format!("sm@{b}.test")),
-                met_notices: None,
-            },
-        );
-    }
+    plaintext_loopback(&mut c, port);
     c
 }
 

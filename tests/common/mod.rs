@@ -464,3 +464,36 @@ pub fn stdout(o: &std::process::Output) -> String {
 pub fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+// ------------------------------------------------------ service configuration
+
+/// The service's defaults with the default board, a sender, and each
+/// board's conference service and safeguarding manager at `@<board>.test`.
+pub fn service_config() -> cpwatch::service::config::Config {
+    let mut c = cpwatch::service::config::Config {
+        default_board: "working-together-2010".into(),
+        ..Default::default()
+    };
+    c.mail.from = "cpwatch <cpwatch@test.cpwatch.example>".into();
+    for &b in BOARDS {
+        c.boards.insert(
+            b.into(),
+            cpwatch::service::config::BoardContacts {
+                conference_service: Some(format!("cs@{b}.test")),
+                safeguarding_manager: Some(format!("sm@{b}.test")),
+                met_notices: None,
+            },
+        );
+    }
+    c
+}
+
+/// Mail to the test SMTP server on loopback, in plain text.
+pub fn plaintext_loopback(c: &mut cpwatch::service::config::Config, port: u16) {
+    c.mail.transport = cpwatch::service::config::TransportKind::Smtp;
+    c.mail.smtp.host = "127.0.0.1".into();
+    c.mail.smtp.port = port;
+    c.mail.smtp.tls = cpwatch::service::config::TlsMode::None;
+    c.mail.smtp.allow_plaintext = true;
+    c.reminders.backoff_seconds = 60;
+}
