@@ -330,6 +330,13 @@ fn a_census_imported_as_a_user_runs_it() {
     // The demo will not replace imported data unasked.
     let o = cpwatch(dir.path(), &["demo", "--database", db]);
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains(
+            "already holds 1 children imported from census.xml; it will not replace them"
+        ),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -23,17 +23,15 @@ pub struct Provenance {
     pub children: usize,
 }
 
+/// Where the case data in `store` came from, if an import wrote it.
+pub async fn provenance_of(store: &dyn Store) -> anyhow::Result<Option<Provenance>> {
+    let v = store.get_state(STATE_KEY).await?.unwrap_or_default();
+    Ok(serde_json::from_str::<Provenance>(&v).ok())
+}
+
 /// The source of the case data in `store`, if an import wrote it.
 pub async fn source_of(store: &dyn Store) -> anyhow::Result<Option<Source>> {
-    let Some(v) = store.get_state(STATE_KEY).await? else {
-        return Ok(None);
-    };
-    if v.is_empty() {
-        return Ok(None);
-    }
-    Ok(serde_json::from_str::<Provenance>(&v)
-        .ok()
-        .map(|p| p.source))
+    Ok(provenance_of(store).await?.map(|p| p.source))
 }
 
 /// A record the import could not read, and where it was.

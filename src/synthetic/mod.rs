@@ -25,8 +25,12 @@ pub async fn write(
         .await?
         .is_some_and(|v| !v.is_empty());
     if existing > 0 && !made_here && !force {
+        let whose = match crate::import::provenance_of(&*store).await? {
+            Some(p) => format!("imported from {}", p.file),
+            None => "that cpwatch did not create".to_string(),
+        };
         bail!(
-            "{} already holds {existing} children that cpwatch did not create; it will not replace them. Use another --database, or --force to replace them",
+            "{} already holds {existing} children {whose}; it will not replace them. Use another --database, or --force to replace them",
             store.describe()
         );
     }
