@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{Duration, Timelike};
+use common::history::as_of;
 use common::*;
 use cpwatch::domain::case::Instant;
 use cpwatch::domain::engine::Engine;
@@ -17,7 +18,6 @@ use cpwatch::service::clock::ManualClock;
 use cpwatch::service::config::Config;
 use cpwatch::service::daemon::{Daemon, Settings};
 use cpwatch::service::notify::SmtpTransport;
-use cpwatch::synthetic::history::as_of;
 
 /// The service's defaults, with each board's contacts and a plaintext relay on loopback.
 fn config(url: &str, port: u16) -> Config {
@@ -177,4 +177,38 @@ async fn thirteen_weeks_of_the_demo_authority_hour_by_hour() {
         items > 500 && resolved > 0,
         "a simulation that sends: {stages:?}"
     );
+}
+
+/// The whole history is the state, and nothing later than an instant is known at it.
+#[test]
+fn the_history_as_it_stood() {
+    let end = t("2026-12-01T09:00:00Z");
+    let s = cpwatch::synthetic::demo::generate(3, 120, end, &holidays()).expect("demo");
+    let whole = as_of(&s, end + Duration::days(3650));
+    assert_eq!(format!("{:?}", whole.children), format!("{:?}", s.children));
+    assert_eq!(
+        format!("{:?}", whole.conferences),
+        format!("{:?}", s.conferences)
+    );
+    assert_eq!(
+        format!("{:?}", whole.invitations),
+        format!("{:?}", s.invitations)
+    );
+    let at = t("2026-10-01T12:00:00Z");
+    let then = as_of(&s, at);
+    assert!(then.children.len() < s.children.len());
+    assert!(then.referrals.iter().all(|r| r.received_at <= at));
+    assert!(then
+        .conferences
+        .iter()
+        .all(|c| c.held_at.is_none_or(|h| h <= at)
+            && c.minutes_circulated_at.is_none_or(|m| m <= at)));
+    assert!(then
+        .invitations
+        .iter()
+        .all(|i| i.report_received_at.is_none_or(|r| r <= at)));
+    assert!(then
+        .conferences
+        .iter()
+        .any(|c| c.status == "scheduled" && c.scheduled_at.is_some_and(|x| x > at)));
 }

@@ -4,7 +4,6 @@
 
 pub mod census;
 pub mod demo;
-pub mod history;
 
 use anyhow::bail;
 

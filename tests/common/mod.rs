@@ -4,6 +4,8 @@
 //! conferences in April and October 2027 — everything on time.
 #![allow(dead_code)]
 
+pub mod history;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child as Process, Command, Stdio};

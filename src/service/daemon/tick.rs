@@ -49,7 +49,8 @@ impl Daemon {
         // Snoozes are agreements people made: without them, no reminders this tick.
         let snoozes = Snoozes::active(self.store.snoozes().await?, now);
         self.metrics.snoozes_active.set(snoozes.len() as i64);
-        let planned = self.plan(&settings, state, &snoozes, eval, now);
+        let ctx = context(&settings, state, &snoozes);
+        let planned = self.plan(&ctx, eval, now);
         // Only the replica holding the sender lock sends and writes the log; the others evaluate and serve metrics.
         let leader = match self.store.leadership().await {
             Ok(l) => l,
@@ -61,7 +62,7 @@ impl Daemon {
         self.metrics.leader.set(i64::from(leader));
         let delivery = if leader {
             let mut planned = planned;
-            planned.extend(self.resolved(&settings, state, &snoozes, eval, now).await);
+            planned.extend(self.resolved(&ctx, eval, now).await);
             let delivery = self.deliver(&settings, planned, now).await?;
             self.monthly_exports(&settings, state, &snoozes, &boards, now);
             delivery
@@ -85,14 +86,11 @@ impl Daemon {
     /// The reminders the evaluation calls for; roles with no address are counted in the metrics.
     fn plan(
         &self,
-        settings: &Settings,
-        state: &crate::domain::case::CaseState,
-        snoozes: &Snoozes,
+        ctx: &notify::Context<'_>,
         eval: &crate::domain::evaluate::Evaluation,
         now: crate::domain::case::Instant,
     ) -> Vec<notify::Planned> {
-        let ctx = context(settings, state, snoozes);
-        let (planned, unresolved) = notify::plan(&eval.borrowed(), &ctx, now);
+        let (planned, unresolved) = notify::plan(&eval.borrowed(), ctx, now);
         let mut missing: HashMap<(String, String), i64> = HashMap::new();
         for u in &unresolved {
             let board = u.obligation_key.split(':').next().unwrap_or("").to_string();
@@ -106,9 +104,7 @@ impl Daemon {
     /// read gives none this tick: the next tick tells them.
     async fn resolved(
         &self,
-        settings: &Settings,
-        state: &crate::domain::case::CaseState,
-        snoozes: &Snoozes,
+        ctx: &notify::Context<'_>,
         eval: &crate::domain::evaluate::Evaluation,
         now: crate::domain::case::Instant,
     ) -> Vec<notify::Planned> {
@@ -132,8 +128,7 @@ impl Daemon {
             .filter(|o| o.status.is_open() && rules.contains(&(&*o.of.board, &*o.of.rule)))
             .map(|o| o.key())
             .collect();
-        let ctx = context(settings, state, snoozes);
-        notify::resolved(escalated, &open, &ctx, now)
+        notify::resolved(escalated, &open, ctx, now)
     }
 
     /// Records and sends the planned reminders, and counts what happened.

@@ -1,12 +1,12 @@
-//! Synthetic case data as it stood at an earlier instant: what a case system
-//! would have held then. Replaying a history day by day drives the service
+//! Case data as it stood at an earlier instant: what a case system would
+//! have held then. Replaying a history day by day drives the service
 //! through weeks of an authority's life, as the reminder simulation does.
 
 use std::collections::HashSet;
 
 use chrono::NaiveDate;
 
-use crate::domain::case::{CaseState, Conference, Instant};
+use cpwatch::domain::case::{CaseState, Conference, Instant};
 
 /// How long before its date a conference with no request time is taken to
 /// be known (booked): the initial conference's 15 working days, about.
@@ -154,48 +154,4 @@ pub fn as_of(state: &CaseState, t: Instant) -> CaseState {
         .cloned()
         .collect();
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::calendar::HolidayData;
-
-    fn demo(at: &str) -> CaseState {
-        let holidays = std::sync::Arc::new(HolidayData::load(None).expect("holidays"));
-        crate::synthetic::demo::generate(3, 120, at.parse().expect("at"), &holidays).expect("demo")
-    }
-
-    #[test]
-    fn the_whole_history_is_the_state_and_nothing_later_is_known() {
-        let end: Instant = "2026-12-01T09:00:00Z".parse().expect("t");
-        let s = demo("2026-12-01T09:00:00Z");
-        let whole = as_of(&s, end + chrono::Duration::days(3650));
-        assert_eq!(format!("{:?}", whole.children), format!("{:?}", s.children));
-        assert_eq!(
-            format!("{:?}", whole.conferences),
-            format!("{:?}", s.conferences)
-        );
-        assert_eq!(
-            format!("{:?}", whole.invitations),
-            format!("{:?}", s.invitations)
-        );
-        let t: Instant = "2026-10-01T12:00:00Z".parse().expect("t");
-        let then = as_of(&s, t);
-        assert!(then.children.len() < s.children.len());
-        assert!(then.referrals.iter().all(|r| r.received_at <= t));
-        assert!(then
-            .conferences
-            .iter()
-            .all(|c| c.held_at.is_none_or(|h| h <= t)
-                && c.minutes_circulated_at.is_none_or(|m| m <= t)));
-        assert!(then
-            .invitations
-            .iter()
-            .all(|i| i.report_received_at.is_none_or(|r| r <= t)));
-        assert!(then
-            .conferences
-            .iter()
-            .any(|c| c.status == "scheduled" && c.scheduled_at.is_some_and(|x| x > t)));
-    }
 }
