@@ -2030,6 +2030,7 @@ fn the_initial_conference_counts_from_the_strategy_discussion_the_board_names() 
             child_seen_at: None,
             conference_decided_at: None,
             record_circulated_at: None,
+            conference_not_required: false,
         });
         let e = eval(&s, "2027-02-01T09:00:00Z");
         let o = one(&e, board, "icpc-timeliness", |_| true);
@@ -2640,4 +2641,44 @@ fn a_report_the_conference_went_ahead_without_is_missed() {
     );
     inv_mut(&mut s, "CONF-1", "AG-POL").report_received_at = Some(t("2027-01-14T09:00:00Z"));
     assert_eq!(police(&eval(&s, LATER)).status, Status::MetLate);
+}
+
+/// A child awaiting an initial conference after a section 47 enquiry: due 15
+/// working days on, and void with the reason when the enquiry concluded none
+/// is required; a discussion that decided neither awaits nothing.
+#[test]
+fn an_enquiry_that_needs_no_conference_voids_its_timeliness_with_the_reason() {
+    for board in ["pan-dorset", "bolton", "barnsley"] {
+        let mut s = fixture(board);
+        s.conferences.clear();
+        s.conference_children.clear();
+        s.invitations.clear();
+        let awaiting = |e: &Evaluation| {
+            e.obligations
+                .iter()
+                .filter(|o| &*o.of.rule == "icpc-timeliness")
+                .map(|o| (o.status, o.exception_reason.as_deref().map(str::to_string)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            awaiting(&eval(&s, "2027-02-01T09:00:00Z")),
+            [(Status::Overdue, None)],
+            "{board}"
+        );
+        let sd = &mut s.strategy_discussions[1];
+        sd.conference_decided_at = None;
+        assert_eq!(awaiting(&eval(&s, "2027-02-01T09:00:00Z")), [], "{board}");
+        s.strategy_discussions[1].conference_not_required = true;
+        assert_eq!(
+            awaiting(&eval(&s, "2027-02-01T09:00:00Z")),
+            [(
+                Status::Void,
+                Some(
+                    "the section 47 enquiry concluded that no initial conference is required"
+                        .to_string()
+                )
+            )],
+            "{board}"
+        );
+    }
 }

@@ -527,3 +527,63 @@ fn the_authoritys_own_target_dates_are_checked() {
     );
     assert!(!dq.contains("RIGHT-1"), "{dq}");
 }
+
+/// `ICPCnotRequired`: an enquiry that concluded no conference is needed has
+/// the conference's timeliness void, with the reason; one that did not, and
+/// has no conference, is overdue 15 working days from its start.
+#[test]
+fn an_enquiry_that_needed_no_conference_is_void_not_overdue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let enquiry = |id: &str, not_required: &str| {
+        child(
+            id,
+            "<PersonBirthDate>2016-02-01</PersonBirthDate><Sex>1</Sex>",
+            &[&format!("<CINreferralDate>2026-01-05</CINreferralDate><ReferralSource>5A</ReferralSource>\
+               <Section47><S47ActualStartDate>2026-01-06</S47ActualStartDate><ICPCnotRequired>{not_required}</ICPCnotRequired></Section47>")],
+        )
+    };
+    std::fs::write(
+        dir.path().join("census.xml"),
+        census(&[enquiry("NOREQ-1", "1"), enquiry("WAIT-1", "0")]),
+    )
+    .expect("write");
+    let o = cpwatch(
+        dir.path(),
+        &[
+            "import",
+            "cin-census",
+            "census.xml",
+            "--database",
+            "sqlite://t.db",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json_check(dir.path(), "sqlite://t.db");
+    let timeliness = |child: &str| -> Vec<(String, serde_json::Value)> {
+        v["obligations"]
+            .as_array()
+            .expect("obligations")
+            .iter()
+            .filter(|o| o["rule"] == "icpc-timeliness" && o["child"] == child)
+            .map(|o| {
+                (
+                    o["status"].as_str().expect("status").to_string(),
+                    o["exception_reason"].clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        timeliness("NOREQ-1"),
+        [(
+            "void".to_string(),
+            serde_json::json!(
+                "the section 47 enquiry concluded that no initial conference is required"
+            )
+        )]
+    );
+    assert_eq!(
+        timeliness("WAIT-1"),
+        [("overdue".to_string(), serde_json::Value::Null)]
+    );
+}

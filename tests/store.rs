@@ -75,7 +75,7 @@ async fn sqlite_and_postgres_give_the_same_evaluation() {
     let db = TempDb::new("same").await;
     let pg = store::connect(&db.url(), false).await.expect("postgres");
     let applied = pg.migrate(false).await.expect("migrate");
-    assert_eq!(applied.len(), 6);
+    assert_eq!(applied.len(), 7);
     assert!(
         pg.migrate(false).await.expect("again").is_empty(),
         "migrations run once"

@@ -136,6 +136,8 @@ pub struct StrategyDiscussion {
     pub conference_decided_at: Option<Instant>,
     /// When the record of the discussion was circulated to its parties.
     pub record_circulated_at: Option<Instant>,
+    /// The section 47 enquiry concluded that no initial conference is required.
+    pub conference_not_required: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

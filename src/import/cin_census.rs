@@ -378,10 +378,9 @@ fn rows(c: &ChildRecord, board: Option<&str>, s: &mut CaseState) -> Result<Strin
                     "S47ActualStartDate is missing".to_string(),
                 )
             })?;
-            if let Some(v) = &x.not_required {
-                yes_no(v)?;
-            }
+            let not_required = x.not_required.as_ref().map(yes_no).transpose()? == Some(true);
             let target = opt_date(&x.target)?;
+            let icpc = opt_date(&x.icpc)?;
             out.strategy_discussions.push(StrategyDiscussion {
                 id: sd.as_str().into(),
                 child_id: id.as_str().into(),
@@ -389,10 +388,14 @@ fn rows(c: &ChildRecord, board: Option<&str>, s: &mut CaseState) -> Result<Strin
                 s47_initiated: true,
                 concern: None,
                 child_seen_at: None,
-                conference_decided_at: None,
+                // The census records no date of the decision: an enquiry that
+                // did not conclude a conference is unnecessary awaits one from
+                // its start, as the Department's measure counts it.
+                conference_decided_at: (!not_required).then(|| at(start)),
                 record_circulated_at: None,
+                conference_not_required: not_required,
             });
-            if let Some(d) = opt_date(&x.icpc)? {
+            if let Some(d) = icpc {
                 icpcs.push((format!("{sd}/icpc"), d, target));
             }
         }

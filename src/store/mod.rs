@@ -661,6 +661,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "child_seen_at",
             "conference_decided_at",
             "record_circulated_at",
+            "conference_not_required",
         ],
     ),
     (
@@ -754,6 +755,7 @@ pub const ADDED: &[(&str, &str, &str)] = &[
         "record_circulated_at",
         "timestamptz",
     ),
+    ("strategy_discussions", "conference_not_required", "boolean"),
     ("conferences", "chair_concern", "boolean"),
     ("conferences", "chair_escalated_at", "timestamptz"),
     ("conferences", "target_on", "date"),
@@ -851,6 +853,7 @@ pub fn rows_of(s: &CaseState) -> Vec<Vec<Vec<Val>>> {
                     Instant(d.child_seen_at),
                     Instant(d.conference_decided_at),
                     Instant(d.record_circulated_at),
+                    Bool(Some(d.conference_not_required)),
                 ]
             })
             .collect(),

@@ -305,6 +305,7 @@ impl Loader {
                         child_seen_at: r.opt_instant("child_seen_at"),
                         conference_decided_at: r.opt_instant("conference_decided_at"),
                         record_circulated_at: r.opt_instant("record_circulated_at"),
+                        conference_not_required: r.bool_or("conference_not_required", false),
                     }
                 },
             ),

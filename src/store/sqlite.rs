@@ -52,6 +52,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0006_target_dates.sql"),
         case_tables: true,
     },
+    Migration {
+        version: 7,
+        name: "conference_not_required",
+        sql: include_str!("../../migrations/sqlite/0007_conference_not_required.sql"),
+        case_tables: true,
+    },
 ];
 
 pub struct SqliteStore {

@@ -429,6 +429,7 @@ impl Gen {
                     .then(|| *held + Duration::hours(self.int(1, 3)))
                     .and_then(|t| self.happened(t)),
                 record_circulated_at: self.added_record(*held, 5),
+                conference_not_required: false,
             });
         }
         if s47 {

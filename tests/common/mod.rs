@@ -194,6 +194,7 @@ pub fn fixture(board: &str) -> CaseState {
         child_seen_at: Some(t("2026-12-14T18:00:00Z")),
         conference_decided_at: None,
         record_circulated_at: Some(t("2026-12-15T10:00:00Z")),
+        conference_not_required: false,
     });
     s.strategy_discussions.push(StrategyDiscussion {
         id: "SD2".into(),
@@ -204,6 +205,7 @@ pub fn fixture(board: &str) -> CaseState {
         child_seen_at: Some(t("2026-12-21T16:00:00Z")),
         conference_decided_at: Some(t("2026-12-21T13:00:00Z")),
         record_circulated_at: Some(t("2026-12-22T10:00:00Z")),
+        conference_not_required: false,
     });
     let mut c1 = conference("CONF-1", "initial", "2027-01-13T10:00:00Z");
     c1.requested_at = Some(t("2026-12-22T09:00:00Z"));

@@ -14,7 +14,7 @@ use super::index::*;
 use super::obligation::*;
 use crate::domain::calendar::{Calendar, CalendarError, Offset};
 use crate::domain::case::*;
-use crate::domain::rules::{Board, Event, Rule, RuleKind, Subject};
+use crate::domain::rules::{Board, Event, Rule, RuleKind, Subject, Void};
 
 #[derive(Clone, Copy, Default)]
 pub(super) struct Ctx<'a> {
@@ -229,7 +229,8 @@ impl<'e, 'a> BoardEval<'e, 'a> {
     }
 
     /// The child's last s47 strategy discussion, when it decided on a conference
-    /// and no initial or pre-birth conference has been arranged after it. An
+    /// (or, for a rule void when none is required, concluded none was) and no
+    /// initial or pre-birth conference has been arranged after it. An
     /// unborn child awaits a pre-birth conference and any other child an
     /// initial one: a rule for one kind only awaits none for the other.
     pub(super) fn awaiting_conference(
@@ -244,7 +245,11 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             .iter()
             .rev()
             .find(|d| d.s47_initiated)?;
-        last.conference_decided_at?;
+        let not_required =
+            last.conference_not_required && rule.void_when.contains(&Void::ConferenceNotRequired);
+        if last.conference_decided_at.is_none() && !not_required {
+            return None;
+        }
         let kinds = rule.filter.conference_kind.as_deref().unwrap_or(&[]);
         let unborn = child.expected_due_date.is_some() && child.date_of_birth.is_none();
         let wants = |kind: &str| kinds.is_empty() || kinds.iter().any(|k| k == kind);

@@ -8,6 +8,10 @@ use crate::domain::calendar::{CalendarError, Offset};
 use crate::domain::case::*;
 use crate::domain::rules::{Rule, Void};
 
+/// Why a conference's timeliness is void when the enquiry needed none.
+const NOT_REQUIRED: &str =
+    "the section 47 enquiry concluded that no initial conference is required";
+
 impl<'e, 'a> BoardEval<'e, 'a> {
     pub(super) fn in_window(&self, start: Instant) -> bool {
         // A board with one version has no window: then no local date is needed.
@@ -61,6 +65,14 @@ impl<'e, 'a> BoardEval<'e, 'a> {
             && ctx.conference.is_some_and(Conference::is_cancelled)
         {
             o.status = Status::Void;
+            return;
+        }
+        if rule.void_when.contains(&Void::ConferenceNotRequired)
+            && ctx.awaiting
+            && ctx.sd.is_some_and(|d| d.conference_not_required)
+        {
+            o.status = Status::Void;
+            o.exception_reason = Some(self.reasons.get(NOT_REQUIRED.to_string()));
             return;
         }
         if o.met_at.is_some_and(|m| m <= due) {

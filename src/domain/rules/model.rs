@@ -142,7 +142,11 @@ pub const STANDARDS: &[&str] = &[
     "report_shared",
 ];
 
-pub const VOID_WHEN: &[&str] = &["conference_cancelled", "plan_ended_before_deadline"];
+pub const VOID_WHEN: &[&str] = &[
+    "conference_cancelled",
+    "plan_ended_before_deadline",
+    "conference_not_required",
+];
 
 /// When an obligation lapses rather than falls due (a rule's `void_when`):
 /// read once with the rule, not compared as text for every obligation.
@@ -150,6 +154,8 @@ pub const VOID_WHEN: &[&str] = &["conference_cancelled", "plan_ended_before_dead
 pub enum Void {
     ConferenceCancelled,
     PlanEndedBeforeDeadline,
+    /// The section 47 enquiry concluded that no initial conference is required.
+    ConferenceNotRequired,
 }
 
 impl Void {
@@ -157,6 +163,7 @@ impl Void {
         match s {
             "conference_cancelled" => Some(Void::ConferenceCancelled),
             "plan_ended_before_deadline" => Some(Void::PlanEndedBeforeDeadline),
+            "conference_not_required" => Some(Void::ConferenceNotRequired),
             _ => None,
         }
     }
