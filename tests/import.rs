@@ -316,7 +316,7 @@ fn a_census_imported_as_a_user_runs_it() {
     let o = import(&[]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("none of the 1 children"),
+        stderr(&o).contains("none of the 1 records"),
         "{}",
         stderr(&o)
     );
@@ -585,5 +585,354 @@ fn an_enquiry_that_needed_no_conference_is_void_not_overdue() {
     assert_eq!(
         timeliness("WAIT-1"),
         [("overdue".to_string(), serde_json::Value::Null)]
+    );
+}
+
+/// A cell of a test workbook: text, a number (an Excel serial date, or an
+/// id typed as a number), a date cell, or nothing.
+enum Cell<'a> {
+    T(&'a str),
+    N(f64),
+    D(&'a str),
+    E,
+}
+
+/// A workbook of sheets, each (name, rows).
+fn workbook(path: &Path, sheets: &[(&str, Vec<Vec<Cell>>)]) {
+    use rust_xlsxwriter::{Format, Workbook};
+    let mut wb = Workbook::new();
+    let date = Format::new().set_num_format("dd/mm/yyyy");
+    for (name, rows) in sheets {
+        let ws = wb.add_worksheet().set_name(*name).expect("name");
+        for (r, row) in rows.iter().enumerate() {
+            for (c, cell) in row.iter().enumerate() {
+                let (r, c) = (
+                    u32::try_from(r).expect("row"),
+                    u16::try_from(c).expect("column"),
+                );
+                match cell {
+                    Cell::T(s) => {
+                        ws.write_string(r, c, *s).expect("write");
+                    }
+                    Cell::N(n) => {
+                        ws.write_number(r, c, *n).expect("write");
+                    }
+                    Cell::D(d) => {
+                        let d = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").expect("date");
+                        ws.write_datetime_with_format(r, c, d, &date)
+                            .expect("write");
+                    }
+                    Cell::E => {}
+                }
+            }
+        }
+    }
+    wb.save(path).expect("save");
+}
+
+/// An Annex A as authorities make them: a title row above the headers,
+/// headers spaced, cased and ordered their own way with extra columns,
+/// blank rows, "a) Yes", dates as date cells, serial numbers and text; and
+/// rows with deliberate errors.
+fn annex_a(path: &Path) {
+    use Cell::*;
+    workbook(
+        path,
+        &[
+            ("Contents", vec![vec![T("Annex A, as at 31 March 2026")]]),
+            (
+                "L5 s47",
+                vec![
+                    vec![T("List 5: Section 47 enquiries and ICPCs")],
+                    vec![],
+                    vec![
+                        T("Child  unique ID:"),
+                        T("Gender"),
+                        T("Date of birth"),
+                        T("Strategy discussion initiating Section 47 Enquiry Start Date"),
+                        T("Was an Initial Child Protection Conference deemed unnecessary?"),
+                        T("Date of Initial Child Protection Conference"),
+                        T("Did the Initial Child Protection Conference Result in a Child Protection Plan"),
+                        T("Number of ICPCs in the last 12 months"),
+                        T("Allocated Team"),
+                        T("Allocated Worker"),
+                    ],
+                    // Held on time, a plan; the start as a serial number (46028: 6 January 2026).
+                    vec![N(1001.0), T("a) Male"), D("2016-02-01"), N(46028.0), T("b) No"), D("2026-01-26"), T("a) Yes"), N(1.0), T("Locality 1"), T("A Worker")],
+                    vec![],
+                    // Needed no conference: void, with the reason.
+                    vec![T("1002"), T("b) Female"), T("01/02/2015"), T("06/01/2026"), T("a) Yes"), E, E, N(0.0), T("Locality 2"), E],
+                    // Awaiting a conference, well past 15 working days.
+                    vec![T("1003"), T("b) Female"), E, T("2026-01-06"), T("No"), E, E, N(0.0), T("Locality 2"), T("B Worker")],
+                    // Errors: a date that is not one, yes/no that is neither, a repeat.
+                    vec![T("1004"), T("a) Male"), E, T("31/02/2026"), T("No"), E, E, N(0.0), E, E],
+                    vec![T("1005"), T("a) Male"), E, T("07/01/2026"), T("perhaps"), E, E, N(0.0), E, E],
+                    vec![N(1001.0), T("a) Male"), D("2016-02-01"), N(46028.0), T("b) No"), D("2026-01-26"), T("a) Yes"), N(1.0), T("Locality 1"), T("A Worker")],
+                ],
+            ),
+            (
+                "List 6",
+                vec![
+                    vec![T("Child Unique ID"), T("CIN Start Date"), T("Primary Need Code"), T("Case Status")],
+                    vec![T("1001"), D("2026-01-05"), T("N1"), T("c) Child protection plan")],
+                ],
+            ),
+            (
+                "List 7",
+                vec![
+                    vec![
+                        T("CHILD UNIQUE ID"),
+                        T("Date of Birth"),
+                        T("Child Protection Plan Start Date"),
+                        T("Initial Category of Abuse"),
+                        T("Latest Category of Abuse"),
+                        T("Date of the Last Statutory Visit"),
+                        T("Was the Child Seen Alone?"),
+                        T("Date of latest review conference"),
+                        T("Child Protection Plan End Date"),
+                        T("Allocated Team"),
+                    ],
+                    // A plan from the conference, its latest review in
+                    // April: the next is due six months on.
+                    vec![T("1001"), D("2016-02-01"), D("2026-01-26"), T("Neglect"), T("Emotional abuse"), D("2026-05-20"), T("a) Yes"), D("2026-04-20"), E, T("Locality 1")],
+                ],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn an_annex_a_workbook_imports_as_authorities_make_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    annex_a(&dir.path().join("annex-a.xlsx"));
+    let db = "sqlite://a.db";
+    let o = cpwatch(
+        dir.path(),
+        &[
+            "import",
+            "annex-a",
+            "annex-a.xlsx",
+            "--database",
+            db,
+            "--board",
+            "bolton",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("imported 3 children")
+            && stdout(&o).contains("3 section 47 enquiries, 1 initial conferences, 1 plans, 1 review conferences, 1 visits); 3 rejected"),
+        "{}",
+        stdout(&o)
+    );
+    for placed in [
+        "rejected: annex-a.xlsx: sheet \"L5 s47\", row 8, column D (strategy discussion initiating section 47 enquiry start date): \"31/02/2026\" is not a date",
+        "rejected: annex-a.xlsx: sheet \"L5 s47\", row 9, column E (was an initial child protection conference deemed unnecessary): \"perhaps\" is not yes or no",
+        "rejected: annex-a.xlsx: sheet \"L5 s47\", row 10: child \"1001\" has this List 5 row already (at annex-a.xlsx: sheet \"L5 s47\", row 4)",
+    ] {
+        assert!(stderr(&o).contains(placed), "{placed}\n{}", stderr(&o));
+    }
+    let v = serde_json::from_slice::<serde_json::Value>(
+        &cpwatch(
+            dir.path(),
+            &[
+                "check",
+                "--format",
+                "json",
+                "--database",
+                db,
+                "--at",
+                "2026-07-01T12:00:00Z",
+            ],
+        )
+        .stdout,
+    )
+    .expect("json");
+    let of = |rule: &str, child: &str| -> Vec<(String, String)> {
+        v["obligations"]
+            .as_array()
+            .expect("obligations")
+            .iter()
+            .filter(|o| o["rule"] == rule && o["child"] == child)
+            .map(|o| {
+                (
+                    o["status"].as_str().expect("status").to_string(),
+                    o["due_at"].as_str().expect("due").to_string(),
+                )
+            })
+            .collect()
+    };
+    // 6 January (serial 46028) + 15 working days = 27 January.
+    assert_eq!(of("icpc-timeliness", "1001")[0].0, "met");
+    assert_eq!(of("icpc-timeliness", "1002")[0].0, "void");
+    assert_eq!(of("icpc-timeliness", "1003")[0].0, "overdue");
+    // The first review was met by a review the workbook does not keep, or
+    // by the latest: it is not judged; the next is due from the latest.
+    assert_eq!(of("first-review", "1001"), []);
+    let next = of("subsequent-review", "1001");
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert_eq!(next[0].0, "pending");
+    assert!(next[0].1.starts_with("2026-10-20"), "{next:?}");
+    let kinds: Vec<(&str, &str)> = v["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().expect("kind"),
+                f["row"].as_str().expect("row"),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("latest_only", "bolton/subsequent-review")),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("not_recorded", "bolton/minutes-circulated")),
+        "{kinds:?}"
+    );
+    // The child's team is its plan's: audit by team works on Annex A.
+    let o = cpwatch(
+        dir.path(),
+        &[
+            "explain",
+            "1001",
+            "--database",
+            db,
+            "--at",
+            "2026-07-01T12:00:00Z",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("visit"), "{}", stdout(&o));
+    // The same workbook again gives the same state.
+    let again = cpwatch(
+        dir.path(),
+        &[
+            "import",
+            "annex-a",
+            "annex-a.xlsx",
+            "--database",
+            db,
+            "--board",
+            "bolton",
+        ],
+    );
+    assert!(again.status.success());
+    let v2 = serde_json::from_slice::<serde_json::Value>(
+        &cpwatch(
+            dir.path(),
+            &[
+                "check",
+                "--format",
+                "json",
+                "--database",
+                db,
+                "--at",
+                "2026-07-01T12:00:00Z",
+            ],
+        )
+        .stdout,
+    )
+    .expect("json");
+    assert_eq!(v, v2);
+}
+
+#[test]
+fn a_workbook_without_the_lists_or_anything_readable_changes_nothing() {
+    use Cell::*;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = "sqlite://a.db";
+    workbook(
+        &dir.path().join("other.xlsx"),
+        &[(
+            "Sheet1",
+            vec![vec![T("Name"), T("Amount")], vec![T("x"), N(1.0)]],
+        )],
+    );
+    let o = cpwatch(
+        dir.path(),
+        &["import", "annex-a", "other.xlsx", "--database", db],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no sheet has the headers of Annex A's List 5, 6 or 7"),
+        "{}",
+        stderr(&o)
+    );
+    workbook(
+        &dir.path().join("bad.xlsx"),
+        &[(
+            "List 7",
+            vec![
+                vec![T("Child Unique ID"), T("Child Protection Plan Start Date")],
+                vec![T("1"), T("soon")],
+            ],
+        )],
+    );
+    let o = cpwatch(
+        dir.path(),
+        &["import", "annex-a", "bad.xlsx", "--database", db],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("none of the 1 records"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(dir.path().join("not.xlsx"), "not a workbook").expect("write");
+    let o = cpwatch(
+        dir.path(),
+        &["import", "annex-a", "not.xlsx", "--database", db],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("cannot be read as a workbook"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn the_public_sample_annex_a_imports_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sample =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/annex-a/liia-tools-annex-a.xlsx");
+    let o = cpwatch(
+        dir.path(),
+        &[
+            "import",
+            "annex-a",
+            sample.to_str().expect("utf8"),
+            "--database",
+            "sqlite://s.db",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("imported 17 children")
+            && stdout(&o).contains("5 section 47 enquiries, 3 initial conferences, 7 plans, 5 review conferences, 7 visits); 0 rejected"),
+        "{}",
+        stdout(&o)
+    );
+    let o = cpwatch(
+        dir.path(),
+        &[
+            "check",
+            "--database",
+            "sqlite://s.db",
+            "--all",
+            "--at",
+            "2021-03-31T12:00:00Z",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(
+            "void: the section 47 enquiry concluded that no initial conference is required"
+        ),
+        "{}",
+        stdout(&o)
     );
 }

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::{open, DatabaseArgs};
-use crate::import::{cin_census, write, Imported, Provenance, Source};
+use crate::import::{annex_a, cin_census, write, Imported, Provenance, Source};
 
 #[derive(Subcommand)]
 pub enum ImportCommand {
@@ -17,6 +17,11 @@ pub enum ImportCommand {
     /// 2017): referrals, section 47 enquiries, initial conferences, plans
     /// and their reviews. It replaces the case data in the database.
     CinCensus(ImportArgs),
+    /// Imports Ofsted's Annex A workbook (xlsx): List 5 (section 47
+    /// enquiries and initial conferences), List 6 (children in need) and
+    /// List 7 (plans, with the last visit and latest review), found by
+    /// their headers. It replaces the case data in the database.
+    AnnexA(ImportArgs),
 }
 
 #[derive(Args)]
@@ -35,7 +40,10 @@ pub struct ImportArgs {
 }
 
 pub async fn run(c: ImportCommand) -> anyhow::Result<ExitCode> {
-    let ImportCommand::CinCensus(a) = c;
+    let (source, a) = match c {
+        ImportCommand::CinCensus(a) => (Source::CinCensus, a),
+        ImportCommand::AnnexA(a) => (Source::AnnexA, a),
+    };
     if let Some(b) = &a.board {
         let rules = crate::domain::rules::built_in().map_err(|e| anyhow::anyhow!("{e}"))?;
         if !rules.boards.contains_key(b) {
@@ -46,33 +54,24 @@ pub async fn run(c: ImportCommand) -> anyhow::Result<ExitCode> {
         }
     }
     let name = a.file.display().to_string();
-    let file = std::fs::File::open(&a.file).with_context(|| format!("cannot open {name}"))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let bar = progress(size);
-    let mut tick = |read: u64| {
-        if let Some(b) = &bar {
-            b.set_position(read);
-        }
+    let imported = match source {
+        Source::CinCensus => census(&a, &name)?,
+        Source::AnnexA => annex_a::read(
+            &a.file,
+            annex_a::Options {
+                file: &name,
+                board: a.board.as_deref(),
+            },
+        )
+        .map_err(anyhow::Error::msg)?,
     };
-    let imported = cin_census::read(
-        std::io::BufReader::with_capacity(1 << 16, file),
-        cin_census::Options {
-            file: &name,
-            board: a.board.as_deref(),
-            progress: &mut tick,
-        },
-    )
-    .map_err(anyhow::Error::msg)?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
     for r in &imported.rejected {
         eprintln!("rejected: {}: {}", r.place, r.reason);
     }
     let children = imported.state.children.len();
     if children == 0 {
         eprintln!(
-            "cpwatch: none of the {} children in {name} could be imported; the database is unchanged",
+            "cpwatch: none of the {} records in {name} could be imported; the database is unchanged",
             imported.read
         );
         return Ok(ExitCode::from(2));
@@ -83,7 +82,7 @@ pub async fn run(c: ImportCommand) -> anyhow::Result<ExitCode> {
         &*store,
         &imported,
         &Provenance {
-            source: Source::CinCensus,
+            source,
             file: name.clone(),
             imported_at: chrono::Utc::now().to_rfc3339(),
             children,
@@ -95,11 +94,40 @@ pub async fn run(c: ImportCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Reads a census as a stream, with a progress bar on a terminal for a large file.
+fn census(a: &ImportArgs, name: &str) -> anyhow::Result<Imported> {
+    let file = std::fs::File::open(&a.file).with_context(|| format!("cannot open {name}"))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = progress(size);
+    let mut tick = |read: u64| {
+        if let Some(b) = &bar {
+            b.set_position(read);
+        }
+    };
+    let imported = cin_census::read(
+        std::io::BufReader::with_capacity(1 << 16, file),
+        cin_census::Options {
+            file: name,
+            board: a.board.as_deref(),
+            progress: &mut tick,
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(imported)
+}
+
 fn summary(i: &Imported, file: &str, db: &str) -> String {
     let s = &i.state;
     let initial = s.conferences.iter().filter(|c| c.kind != "review").count();
+    let visits = match s.visits.len() {
+        0 => String::new(),
+        n => format!(", {n} visits"),
+    };
     format!(
-        "{file}: imported {} children into {db} ({} referrals, {} section 47 enquiries, {initial} initial conferences, {} plans, {} review conferences); {} rejected",
+        "{file}: imported {} children into {db} ({} referrals, {} section 47 enquiries, {initial} initial conferences, {} plans, {} review conferences{visits}); {} rejected",
         s.children.len(),
         s.referrals.len(),
         s.strategy_discussions.len(),

@@ -6,19 +6,21 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::evaluate::Finding;
-use crate::domain::rules::{Event, RuleKind, RuleSet};
+use crate::domain::rules::{Event, Rule, RuleKind, RuleSet};
 
 /// A format case data was imported from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Source {
     CinCensus,
+    AnnexA,
 }
 
 impl Source {
     pub fn label(self) -> &'static str {
         match self {
             Source::CinCensus => "the Children in Need census",
+            Source::AnnexA => "Ofsted's Annex A",
         }
     }
 
@@ -41,6 +43,30 @@ impl Source {
                 PlanStartedOn,
                 PlanEndedOn,
             ],
+            Source::AnnexA => &[
+                ReferralReceivedAt,
+                NextStrategyDiscussionHeldAt,
+                StrategyDiscussionHeldAt,
+                NextInitialConferenceHeldAt,
+                LastS47StrategyDiscussionHeldAt,
+                LastStrategyDiscussionHeldAt,
+                ConferenceDate,
+                ConferenceHeldAt,
+                NextReviewConferenceHeldAt,
+                ChildEighteenthBirthday,
+                PlanStartedOn,
+                PlanEndedOn,
+                VisitVisitedAt,
+            ],
+        }
+    }
+
+    /// The events of which the source records only the latest (Annex A's
+    /// latest review conference and last statutory visit of each plan).
+    pub fn latest_only(self) -> &'static [Event] {
+        match self {
+            Source::CinCensus => &[],
+            Source::AnnexA => &[Event::NextReviewConferenceHeldAt, Event::VisitVisitedAt],
         }
     }
 
@@ -52,10 +78,12 @@ impl Source {
 
 /// Takes out of `rules` every rule whose events `source` never records, and
 /// returns one finding for each (board, rule) taken out: evaluating them
-/// would report every duty unmet (or none due) for want of data.
+/// would report every duty unmet (or none due) for want of data. A rule met
+/// by an event the source records only the latest of is judged only while
+/// unmet ([`Rule::latest_only`]), with a finding saying so.
 pub fn untold(rules: &mut RuleSet, source: Source) -> Vec<Finding> {
     let recorded = source.recorded();
-    let why = |r: &crate::domain::rules::Rule| match [r.starts, r.met_by, r.cap]
+    let why = |r: &Rule| match [r.starts, r.met_by, r.cap]
         .into_iter()
         .flatten()
         .find(|e| !recorded.contains(e))
@@ -71,6 +99,27 @@ pub fn untold(rules: &mut RuleSet, source: Source) -> Vec<Finding> {
     for versions in rules.boards.values_mut() {
         for board in versions.iter_mut() {
             let b = std::sync::Arc::make_mut(board);
+            for r in b.rules.iter_mut() {
+                let Some(e) = r.met_by.filter(|e| source.latest_only().contains(e)) else {
+                    continue;
+                };
+                r.latest_only = true;
+                let row = format!("{}/{}", b.id, r.id);
+                if !findings.iter().any(|f: &Finding| f.row == row) {
+                    findings.push(Finding::new(
+                        "latest_only",
+                        "rules",
+                        &row,
+                        format!(
+                            "{} records only the latest {}: rule {} of {} is judged only where it is still unmet",
+                            source.label(),
+                            e.name(),
+                            r.id,
+                            b.name
+                        ),
+                    ));
+                }
+            }
             for r in b.take_out(why) {
                 let row = format!("{}/{}", b.id, r.id);
                 if !findings.iter().any(|f: &Finding| f.row == row) {

@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use quick_xml::events::Event as Xml;
 use quick_xml::reader::Reader;
 
-use super::{Imported, Rejected};
+use super::{at, category, child_at, held, Imported, Rejected};
 use crate::domain::case::*;
 
 /// One leaf value of the file and where it was.
@@ -286,22 +286,6 @@ fn yes_no(v: &Value) -> Result<bool, Bad> {
     }
 }
 
-fn category(code: &str) -> String {
-    match code.trim().to_ascii_uppercase().as_str() {
-        "NEG" => "neglect".into(),
-        "PHY" => "physical_abuse".into(),
-        "EMO" => "emotional_abuse".into(),
-        "SAB" => "sexual_abuse".into(),
-        "MUL" => "multiple".into(),
-        other => other.to_ascii_lowercase(),
-    }
-}
-
-/// The start of a census date, UK time: the census records days, not times.
-fn at(d: NaiveDate) -> Instant {
-    crate::domain::calendar::local_instant(chrono_tz::Europe::London, d, chrono::NaiveTime::MIN)
-}
-
 /// The child's rows, added to `s`; its LAchildID. Nothing is added when a value cannot be read.
 fn rows(c: &ChildRecord, board: Option<&str>, s: &mut CaseState) -> Result<String, Bad> {
     let id =
@@ -437,27 +421,4 @@ fn rows(c: &ChildRecord, board: Option<&str>, s: &mut CaseState) -> Result<Strin
     s.conference_children.append(&mut out.conference_children);
     s.cp_plans.append(&mut out.cp_plans);
     Ok(id)
-}
-
-fn held(id: &str, kind: &str, d: NaiveDate) -> Conference {
-    Conference {
-        id: id.into(),
-        kind: kind.into(),
-        status: "held".into(),
-        scheduled_at: Some(at(d)),
-        held_at: Some(at(d)),
-        ..Conference::default()
-    }
-}
-
-fn child_at(conf: &str, child: &str, outcome: &str, category: Option<String>) -> ConferenceChild {
-    ConferenceChild {
-        conference_id: conf.into(),
-        child_id: child.into(),
-        outcome: Some(outcome.into()),
-        category: category.map(Text::from),
-        advocacy_offered: None,
-        workbook_received_at: None,
-        dissent_recorded: false,
-    }
 }

@@ -2,12 +2,15 @@
 //! case-state contract, and writing an import all or nothing, refusing to
 //! mix with case data it did not write.
 
+pub mod annex_a;
 pub mod cin_census;
 
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::case::CaseState;
+use chrono::NaiveDate;
+
+use crate::domain::case::{CaseState, Conference, ConferenceChild, Instant, Text};
 pub use crate::domain::sources::Source;
 use crate::store::Store;
 
@@ -80,4 +83,54 @@ pub async fn write(
         store.set_state("demo", "").await?;
     }
     Ok(())
+}
+
+/// The start of a day, UK time: the public formats record days, not times.
+fn at(d: NaiveDate) -> Instant {
+    crate::domain::calendar::local_instant(chrono_tz::Europe::London, d, chrono::NaiveTime::MIN)
+}
+
+/// A category of abuse as the census codes it (`NEG`) or as a workbook
+/// writes it ("Physical abuse"), in the contract's words.
+fn category(written: &str) -> String {
+    let w = written.trim().to_ascii_lowercase();
+    let has = |s: &str| w.contains(s);
+    match w.as_str() {
+        "neg" => "neglect".into(),
+        "phy" => "physical_abuse".into(),
+        "emo" => "emotional_abuse".into(),
+        "sab" => "sexual_abuse".into(),
+        "mul" => "multiple".into(),
+        _ if has("multiple") => "multiple".into(),
+        _ if has("neglect") => "neglect".into(),
+        _ if has("physical") => "physical_abuse".into(),
+        _ if has("emotional") => "emotional_abuse".into(),
+        _ if has("sexual") => "sexual_abuse".into(),
+        _ => w.split_whitespace().collect::<Vec<_>>().join("_"),
+    }
+}
+
+/// A conference held on a day.
+fn held(id: &str, kind: &str, d: NaiveDate) -> Conference {
+    Conference {
+        id: id.into(),
+        kind: kind.into(),
+        status: "held".into(),
+        scheduled_at: Some(at(d)),
+        held_at: Some(at(d)),
+        ..Conference::default()
+    }
+}
+
+/// A child's part in a conference, with its decision.
+fn child_at(conf: &str, child: &str, outcome: &str, category: Option<String>) -> ConferenceChild {
+    ConferenceChild {
+        conference_id: conf.into(),
+        child_id: child.into(),
+        outcome: Some(outcome.into()),
+        category: category.map(Text::from),
+        advocacy_offered: None,
+        workbook_received_at: None,
+        dissent_recorded: false,
+    }
 }

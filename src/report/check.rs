@@ -265,7 +265,7 @@ pub fn write_table(
                 .or_else(|| {
                     o.exception_reason
                         .as_ref()
-                        .map(|r| format!("excepted: {r}"))
+                        .map(|r| format!("{}: {r}", o.status.as_str()))
                 })
                 .unwrap_or_default(),
         ]);

@@ -153,7 +153,11 @@ pub fn derivation(o: &Draft<'_>, cal: &Calendar, z: &Zones, met_by: Option<&str>
         ));
     }
     if let Some(r) = &o.exception_reason {
-        s.push_str(&format!(" (agreed exception: {r})"));
+        if o.status == Status::Void {
+            s.push_str(&format!(" ({r})"));
+        } else {
+            s.push_str(&format!(" (agreed exception: {r})"));
+        }
     }
     s
 }
@@ -252,10 +256,12 @@ fn strategy_discussion_events(state: &CaseState, child_id: &str, t: &mut Vec<(In
         .iter()
         .filter(|d| d.child_id == child_id)
     {
-        let s47 = if d.s47_initiated {
-            ", section 47 enquiries initiated"
-        } else {
-            ""
+        let s47 = match (d.s47_initiated, d.conference_not_required) {
+            (true, true) => {
+                ", section 47 enquiries initiated (they concluded no initial conference is required)"
+            }
+            (true, false) => ", section 47 enquiries initiated",
+            _ => "",
         };
         t.push((d.held_at, format!("strategy discussion {} held{s47}", d.id)));
         if let Some(at) = d.child_seen_at {

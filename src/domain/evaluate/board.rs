@@ -531,6 +531,20 @@ impl<'e, 'a> BoardEval<'e, 'a> {
         ctx: &Ctx<'a>,
         out: &mut dyn FnMut(&Draft<'a>),
     ) {
+        if rule.latest_only {
+            // An obligation met by the latest recorded event may have been met
+            // by an earlier one the data does not hold: only open ones are judged.
+            let out = &mut |o: &Draft<'a>| {
+                if o.met_at.is_none() {
+                    out(o)
+                }
+            };
+            return self.kinds(rule, ctx, out);
+        }
+        self.kinds(rule, ctx, out)
+    }
+
+    fn kinds(&mut self, rule: &'a Rule, ctx: &Ctx<'a>, out: &mut dyn FnMut(&Draft<'a>)) {
         match rule.kind {
             RuleKind::Standard => self.standard(rule, ctx, out),
             RuleKind::Recurring => self.recurring(rule, ctx, out),

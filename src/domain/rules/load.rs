@@ -750,6 +750,7 @@ pub(super) fn build_rule(r: &RawRule, file: &str) -> Option<Rule> {
         },
         audit_by: r.audit_by.as_ref().map(|a| *a.get_ref()),
         defined_in: r.defined_in.clone().unwrap_or_else(|| file.to_string()),
+        latest_only: false,
     })
 }
 

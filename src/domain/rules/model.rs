@@ -337,6 +337,11 @@ pub struct Rule {
     pub audit_by: Option<AuditBy>,
     /// Which board file last set this rule.
     pub defined_in: String,
+    /// The case data records only the latest event that meets the rule (an
+    /// Annex A return's latest review): only obligations still unmet are
+    /// judged, as an earlier one would be met by a later event. Set for
+    /// imported data (`domain::sources`), never by a rule file.
+    pub latest_only: bool,
 }
 
 impl Rule {
