@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::{open, DatabaseArgs};
-use crate::import::{annex_a, cin_census, write, Imported, Provenance, Source};
+use crate::import::{annex_a, cin_census, ssd, write, Imported, Provenance, Source};
 
 #[derive(Subcommand)]
 pub enum ImportCommand {
@@ -22,11 +22,36 @@ pub enum ImportCommand {
     /// List 7 (plans, with the last visit and latest review), found by
     /// their headers. It replaces the case data in the database.
     AnnexA(ImportArgs),
+    /// Imports CSV extracts of the Standard Safeguarding Dataset's child
+    /// protection tables (a directory with ssd_person.csv,
+    /// ssd_s47_enquiry.csv, …, one file a table). It replaces the case data
+    /// in the database.
+    Ssd(ImportArgs),
+    /// Creates the case tables as views over a Standard Safeguarding Dataset
+    /// in PostgreSQL (deploy/ssd/contract-views.sql, in schema cpwatch_ssd),
+    /// so the service reads the live SSD with no copy.
+    SsdViews(ViewsArgs),
 }
 
 #[derive(Args)]
+pub struct ViewsArgs {
+    /// The PostgreSQL database that holds the SSD's tables.
+    #[arg(long, env = "CPWATCH_DATABASE")]
+    pub database: String,
+    /// The schema of the SSD's tables.
+    #[arg(long, default_value = "public")]
+    pub ssd_schema: String,
+}
+
+/// The views of the contract over the SSD's tables.
+const SSD_VIEWS: &str = include_str!("../../deploy/ssd/contract-views.sql");
+
+/// Where the views are.
+const VIEWS_SCHEMA: &str = "cpwatch_ssd";
+
+#[derive(Args)]
 pub struct ImportArgs {
-    /// The file to import.
+    /// The file to import (for `ssd`, the directory of its CSV files).
     pub file: PathBuf,
     #[command(flatten)]
     pub db: DatabaseArgs,
@@ -43,6 +68,8 @@ pub async fn run(c: ImportCommand) -> anyhow::Result<ExitCode> {
     let (source, a) = match c {
         ImportCommand::CinCensus(a) => (Source::CinCensus, a),
         ImportCommand::AnnexA(a) => (Source::AnnexA, a),
+        ImportCommand::Ssd(a) => (Source::Ssd, a),
+        ImportCommand::SsdViews(v) => return views(v).await,
     };
     if let Some(b) = &a.board {
         let rules = crate::domain::rules::built_in().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -64,6 +91,26 @@ pub async fn run(c: ImportCommand) -> anyhow::Result<ExitCode> {
             },
         )
         .map_err(anyhow::Error::msg)?,
+        Source::Ssd => {
+            let bar = progress(ssd::size(&a.file));
+            let mut tick = |read: u64| {
+                if let Some(b) = &bar {
+                    b.set_position(read);
+                }
+            };
+            let read = ssd::read(
+                &a.file,
+                ssd::Options {
+                    board: a.board.as_deref(),
+                    progress: &mut tick,
+                },
+            )
+            .map_err(anyhow::Error::msg)?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            read
+        }
     };
     for r in &imported.rejected {
         eprintln!("rejected: {}: {}", r.place, r.reason);
@@ -147,4 +194,51 @@ fn progress(size: u64) -> Option<indicatif::ProgressBar> {
         );
         b
     })
+}
+
+/// Creates the views, then cpwatch's own tables beside them, and records
+/// that the case data is the SSD's (so the rules it cannot tell are left out).
+async fn views(v: ViewsArgs) -> anyhow::Result<ExitCode> {
+    use sqlx::Connection;
+    if !v.database.starts_with("postgres") {
+        anyhow::bail!("--database {}: the SSD's views need PostgreSQL (a postgres:// URL); for an SSD elsewhere, export its tables as CSV and use `cpwatch import ssd DIR`", crate::store::redact(&v.database));
+    }
+    let described = crate::store::redact(&v.database);
+    let mut conn = sqlx::PgConnection::connect(&v.database)
+        .await
+        .with_context(|| format!("cannot connect to {described}"))?;
+    let schema = v.ssd_schema.replace('"', "\"\"");
+    let script = format!("SET search_path TO \"{schema}\";\n{SSD_VIEWS}");
+    sqlx::raw_sql(&script).execute(&mut conn).await.with_context(|| {
+        format!(
+            "creating the views over the SSD in schema {:?} of {described} failed (are its tables there, and may this role create schema {VIEWS_SCHEMA}?)",
+            v.ssd_schema
+        )
+    })?;
+    conn.close().await.ok();
+    let sep = if v.database.contains('?') { '&' } else { '?' };
+    let url = format!(
+        "{}{sep}options=-c%20search_path%3D{VIEWS_SCHEMA}",
+        v.database
+    );
+    let store = open(&url, false).await?;
+    store.migrate(true).await?;
+    let children = store.count_children().await?;
+    store
+        .set_state(
+            crate::import::STATE_KEY,
+            &serde_json::to_string(&Provenance {
+                source: Source::Ssd,
+                file: format!("views over schema {} (SSD)", v.ssd_schema),
+                imported_at: chrono::Utc::now().to_rfc3339(),
+                children: usize::try_from(children).unwrap_or(0),
+            })?,
+        )
+        .await?;
+    println!(
+        "created the case tables as views over the SSD in schema {:?} ({children} children); point cpwatch at them with --database {}",
+        v.ssd_schema,
+        crate::store::redact(&url)
+    );
+    Ok(ExitCode::SUCCESS)
 }

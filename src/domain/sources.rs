@@ -14,6 +14,7 @@ use crate::domain::rules::{Event, Rule, RuleKind, RuleSet};
 pub enum Source {
     CinCensus,
     AnnexA,
+    Ssd,
 }
 
 impl Source {
@@ -21,6 +22,7 @@ impl Source {
         match self {
             Source::CinCensus => "the Children in Need census",
             Source::AnnexA => "Ofsted's Annex A",
+            Source::Ssd => "the Standard Safeguarding Dataset",
         }
     }
 
@@ -58,6 +60,22 @@ impl Source {
                 PlanEndedOn,
                 VisitVisitedAt,
             ],
+            Source::Ssd => &[
+                ReferralReceivedAt,
+                NextStrategyDiscussionHeldAt,
+                StrategyDiscussionHeldAt,
+                NextInitialConferenceHeldAt,
+                LastS47StrategyDiscussionHeldAt,
+                LastStrategyDiscussionHeldAt,
+                ConferenceDate,
+                ConferenceHeldAt,
+                NextReviewConferenceHeldAt,
+                ChildExpectedDueDate,
+                ChildEighteenthBirthday,
+                PlanStartedOn,
+                PlanEndedOn,
+                VisitVisitedAt,
+            ],
         }
     }
 
@@ -65,7 +83,7 @@ impl Source {
     /// latest review conference and last statutory visit of each plan).
     pub fn latest_only(self) -> &'static [Event] {
         match self {
-            Source::CinCensus => &[],
+            Source::CinCensus | Source::Ssd => &[],
             Source::AnnexA => &[Event::NextReviewConferenceHeldAt, Event::VisitVisitedAt],
         }
     }

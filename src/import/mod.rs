@@ -4,6 +4,7 @@
 
 pub mod annex_a;
 pub mod cin_census;
+pub mod ssd;
 
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
@@ -85,9 +86,14 @@ pub async fn write(
     Ok(())
 }
 
-/// The start of a day, UK time: the public formats record days, not times.
+/// The start of a day, UK time: the census and Annex A record days, not times.
 fn at(d: NaiveDate) -> Instant {
-    crate::domain::calendar::local_instant(chrono_tz::Europe::London, d, chrono::NaiveTime::MIN)
+    at_time(d, chrono::NaiveTime::MIN)
+}
+
+/// A time of day, UK time, as the SSD's TIMESTAMP columns hold it.
+fn at_time(d: NaiveDate, t: chrono::NaiveTime) -> Instant {
+    crate::domain::calendar::local_instant(chrono_tz::Europe::London, d, t)
 }
 
 /// A category of abuse as the census codes it (`NEG`) or as a workbook

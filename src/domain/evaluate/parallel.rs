@@ -77,22 +77,38 @@ pub(super) fn work<'a>(
 
 /// The authority's own target date for a conference (`target_on`) against
 /// cpwatch's deadline for holding it: the rules met by holding the
-/// obligation's own conference.
+/// obligation's own conference, and those met by the next review (whose
+/// target is the review's that met it).
 struct Targets<'t, 'a> {
     rules: rustc_hash::FxHashSet<usize>,
+    reviews: rustc_hash::FxHashSet<usize>,
     idx: &'t Index<'a>,
     cal: &'t Calendar,
     board: &'t Board,
 }
 
 impl<'t, 'a> Targets<'t, 'a> {
+    /// The child's review conference that met the obligation.
+    fn review_met(&self, o: &Draft<'_>) -> Option<&'a Conference> {
+        let met = o.met_at?;
+        let child = self.idx.children.get(o.child_id?.as_str())?;
+        let confs = self.idx.child_confs.get(self.idx.child(child))?;
+        confs
+            .iter()
+            .map(|(c, _)| *c)
+            .find(|c| c.kind == "review" && c.held_at == Some(met))
+    }
+
     fn new(board: &'t Board, idx: &'t Index<'a>, cal: &'t Calendar) -> Self {
-        let rules = (board.rules.iter().zip(board.refs()))
-            .filter(|(r, _)| r.met_by == Some(crate::domain::rules::Event::ConferenceHeldAt))
-            .map(|(_, x)| Arc::as_ptr(x) as usize)
-            .collect();
+        let met_by = |e: crate::domain::rules::Event| {
+            (board.rules.iter().zip(board.refs()))
+                .filter(|(r, _)| r.met_by == Some(e))
+                .map(|(_, x)| Arc::as_ptr(x) as usize)
+                .collect()
+        };
         Targets {
-            rules,
+            rules: met_by(crate::domain::rules::Event::ConferenceHeldAt),
+            reviews: met_by(crate::domain::rules::Event::NextReviewConferenceHeldAt),
             idx,
             cal,
             board,
@@ -100,12 +116,16 @@ impl<'t, 'a> Targets<'t, 'a> {
     }
 
     fn check(&self, o: &Draft<'_>, findings: &mut Vec<Finding>) {
-        let Some(conf) = o.conference else { return };
-        if !self.rules.contains(&(Arc::as_ptr(o.of) as usize)) {
+        let rule = Arc::as_ptr(o.of) as usize;
+        let held = if self.rules.contains(&rule) {
+            o.conference
+                .and_then(|c| self.idx.conferences.get(c.as_str()).copied())
+        } else if self.reviews.contains(&rule) {
+            self.review_met(o)
+        } else {
             return;
-        }
-        let Some(target) = (self.idx.conferences.get(conf.as_str())).and_then(|c| c.target_on)
-        else {
+        };
+        let Some((conf, target)) = held.and_then(|c| Some((&c.id, c.target_on?))) else {
             return;
         };
         let due = self.cal.local_date(o.due_at);
