@@ -381,6 +381,13 @@ async fn views_over_the_ssd_and_its_csv_extracts_give_the_same_obligations() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("; 0 rejected"), "{}", stdout(&o));
     let imported = check_json(dir.path(), "sqlite://ssd.db");
+    // The same extracts again: the same state (ids are the SSD's own).
+    let o = cpwatch(
+        dir.path(),
+        &["import", "ssd", "extracts", "--database", "sqlite://ssd.db"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(check_json(dir.path(), "sqlite://ssd.db"), imported);
 
     let obligations = live["obligations"].as_array().expect("obligations");
     assert!(obligations.len() > 500, "{}", obligations.len());

@@ -83,14 +83,32 @@ pub async fn run(c: ImportCommand) -> anyhow::Result<ExitCode> {
     let name = a.file.display().to_string();
     let imported = match source {
         Source::CinCensus => census(&a, &name)?,
-        Source::AnnexA => annex_a::read(
-            &a.file,
-            annex_a::Options {
-                file: &name,
-                board: a.board.as_deref(),
-            },
-        )
-        .map_err(anyhow::Error::msg)?,
+        Source::AnnexA => {
+            // A workbook is read a sheet at a time: a spinner names the sheet.
+            let size = std::fs::metadata(&a.file).map_or(0, |m| m.len());
+            let spinner = worth_showing(size).then(|| {
+                let s = indicatif::ProgressBar::new_spinner();
+                s.enable_steady_tick(std::time::Duration::from_millis(200));
+                s
+            });
+            let read = annex_a::read(
+                &a.file,
+                annex_a::Options {
+                    file: &name,
+                    board: a.board.as_deref(),
+                    progress: &mut |sheet| {
+                        if let Some(s) = &spinner {
+                            s.set_message(format!("reading sheet {sheet:?}"));
+                        }
+                    },
+                },
+            )
+            .map_err(anyhow::Error::msg)?;
+            if let Some(s) = spinner {
+                s.finish_and_clear();
+            }
+            read
+        }
         Source::Ssd => {
             let bar = progress(ssd::size(&a.file));
             let mut tick = |read: u64| {
@@ -186,7 +204,7 @@ fn summary(i: &Imported, file: &str, db: &str) -> String {
 
 /// A progress bar on a terminal, for files large enough to wait for.
 fn progress(size: u64) -> Option<indicatif::ProgressBar> {
-    (std::io::stderr().is_terminal() && size > 8 << 20).then(|| {
+    worth_showing(size).then(|| {
         let b = indicatif::ProgressBar::new(size);
         b.set_style(
             indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}")
@@ -241,4 +259,9 @@ async fn views(v: ViewsArgs) -> anyhow::Result<ExitCode> {
         crate::store::redact(&url)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether progress is worth showing: on a terminal, for input over 8 MiB.
+fn worth_showing(size: u64) -> bool {
+    std::io::stderr().is_terminal() && size > 8 << 20
 }

@@ -279,6 +279,8 @@ struct ChildRows {
 pub struct Options<'a> {
     pub file: &'a str,
     pub board: Option<&'a str>,
+    /// Called with each sheet's name as it is read, for a progress display.
+    pub progress: &'a mut dyn FnMut(&str),
 }
 
 /// Reads Lists 5, 6 and 7 of a workbook. A row whose values cannot be read
@@ -296,6 +298,7 @@ pub fn read(path: &Path, o: Options<'_>) -> Result<Imported, String> {
     let mut children: HashMap<String, ChildRows> = HashMap::new();
     let mut lists = Vec::new();
     for sheet in wb.sheet_names() {
+        (o.progress)(&sheet);
         let range = wb
             .worksheet_range(&sheet)
             .map_err(|e| format!("{}: sheet {sheet:?} cannot be read: {e}", o.file))?;
