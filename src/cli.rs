@@ -17,8 +17,8 @@ use crate::domain::case::Instant;
 use crate::domain::engine::Engine;
 use crate::domain::evaluate::{Draft, Name, Scratch, Status};
 use crate::domain::rules;
-use crate::report::check;
 use crate::report::Printable;
+use crate::report::{check, stream};
 use crate::service::clock::{Clock, SystemClock};
 use crate::service::config::{process_env, secret, BoardContacts, Config, TransportKind};
 use crate::service::daemon::{Daemon, Settings};
@@ -403,32 +403,43 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     if a.format == Format::Table && !a.all && a.statuses.is_empty() {
         return check_for_a_person(&engine, &state, &mut scratch, now, &wanted);
     }
-    let eval = engine.evaluate_where(&state, &mut scratch, now, &wanted);
-    let selected: Vec<&Draft<'_>> = eval.obligations.iter().collect();
     let z = engine.zones();
     // Standard output is written a line at a time: buffered, a national
     // output goes in large writes rather than millions of small ones.
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    match a.format {
+    let shape = match a.format {
         Format::Table => {
+            let eval = engine.evaluate_where(&state, &mut scratch, now, &wanted);
+            let selected: Vec<&Draft<'_>> = eval.obligations.iter().collect();
             let mut out = Printable::new(&mut out);
             check::write_table(&mut out, &eval, &selected, &z)?;
             if selected.len() > 50 {
                 writeln!(out, "\n{} obligations: --format csv, json or jsonl puts them in a spreadsheet or a script.", selected.len())?;
             }
             out.flush()?;
+            return Ok(ExitCode::SUCCESS);
         }
-        Format::Json => check::write_json(&mut out, &eval, &selected, &z)?,
-        Format::Jsonl => {
-            check::write_jsonl(&mut out, &selected, &z)?;
-            if !eval.findings.is_empty() {
-                eprintln!(
-                    "cpwatch: {} data-quality finding(s), listed by --format json",
-                    eval.findings.len()
-                );
-            }
-        }
-        Format::Csv => check::write_csv(&mut out, &selected, &z)?,
+        Format::Json => stream::Shape::Json,
+        Format::Jsonl => stream::Shape::Jsonl,
+        Format::Csv => stream::Shape::Csv,
+    };
+    // Each worker's obligations as it kept them: never two copies at once.
+    let (parts, findings) = engine.evaluate_parts(&state, &mut scratch, now, &wanted);
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    stream::write(
+        &mut out,
+        shape,
+        parts.iter().flatten(),
+        now,
+        &findings,
+        &z,
+        threads,
+    )?;
+    if shape == stream::Shape::Jsonl && !findings.is_empty() {
+        eprintln!(
+            "cpwatch: {} data-quality finding(s), listed by --format json",
+            findings.len()
+        );
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

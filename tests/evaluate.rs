@@ -2682,3 +2682,20 @@ fn an_enquiry_that_needs_no_conference_voids_its_timeliness_with_the_reason() {
         );
     }
 }
+
+/// The outputs' order by compact keys is `report_cmp`'s order.
+#[test]
+fn report_order_by_keys_is_report_cmp_order() {
+    let now = t("2026-12-04T09:00:00Z");
+    let state = cpwatch::synthetic::demo::generate(2, 400, now, &holidays()).expect("demo data");
+    let owned = eval_on(&state, &built_in_rules(), now, 2);
+    let e = owned.borrowed();
+    let all: Vec<_> = e.obligations.iter().collect();
+    assert!(all.len() > 10_000, "{}", all.len());
+    let fast = cpwatch::report::stream::report_order(all.iter().copied());
+    let mut slow = all.clone();
+    slow.sort_by(|a, b| a.report_cmp(b));
+    let keys =
+        |v: &[&cpwatch::domain::evaluate::Draft]| v.iter().map(|o| o.key()).collect::<Vec<_>>();
+    assert_eq!(keys(&fast), keys(&slow));
+}

@@ -11,7 +11,8 @@ mod common;
 
 use common::*;
 use cpwatch::domain::case::CaseState;
-use cpwatch::report::check::{self as report, Zones};
+use cpwatch::report::check::Zones;
+use cpwatch::report::stream;
 use cpwatch::store;
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -24,7 +25,16 @@ fn json_of(state: &CaseState) -> String {
     let z = Zones::new(&rules, "working-together-2010");
     let all: Vec<_> = e.obligations.iter().collect();
     let mut out = Vec::new();
-    report::write_json(&mut out, &e, &all, &z).expect("json");
+    stream::write(
+        &mut out,
+        stream::Shape::Json,
+        all.iter().copied(),
+        e.evaluated_at,
+        &e.findings,
+        &z,
+        2,
+    )
+    .expect("json");
     String::from_utf8(out).expect("utf8")
 }
 

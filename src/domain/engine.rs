@@ -9,7 +9,8 @@ use anyhow::{anyhow, bail, Context};
 use crate::domain::calendar::{Calendar, HolidayData};
 use crate::domain::case::{CaseState, Instant};
 use crate::domain::evaluate::{
-    evaluate_kept, evaluate_split, Draft, Evaluation, Finding, Options, Scratch, Sink,
+    evaluate_kept, evaluate_parts, evaluate_split, Draft, Evaluation, Finding, Options, Scratch,
+    Sink,
 };
 use crate::domain::rules::{self, RuleSet};
 use crate::report::check::Zones;
@@ -132,6 +133,28 @@ impl Engine {
         );
         eval.findings.extend(self.untold.iter().cloned());
         eval
+    }
+
+    /// [`Engine::evaluate_where`]'s obligations as each worker kept them (see
+    /// [`evaluate_parts`]), and the findings.
+    pub fn evaluate_parts<'a>(
+        &'a self,
+        state: &'a CaseState,
+        scratch: &'a mut Scratch,
+        now: Instant,
+        keep: &(dyn Fn(&Draft<'a>) -> bool + Sync),
+    ) -> (Vec<Vec<Draft<'a>>>, Vec<Finding>) {
+        let (parts, mut findings) = evaluate_parts(
+            state,
+            &self.rules,
+            &self.holidays,
+            now,
+            &self.options(self.threads),
+            scratch,
+            keep,
+        );
+        findings.extend(self.untold.iter().cloned());
+        (parts, findings)
     }
 
     pub fn zones(&self) -> Zones {

@@ -59,11 +59,8 @@ pub fn evaluate_kept<'a>(
     scratch: &'a mut Scratch,
     keep: &(dyn Fn(&Draft<'a>) -> bool + Sync),
 ) -> Evaluation<Draft<'a>> {
-    let mut keepers: Vec<Keeper> = (0..opts.threads.max(1))
-        .map(|_| Keeper(Vec::new(), keep))
-        .collect();
-    let findings = evaluate_split(state, rules, holidays, now, opts, scratch, &mut keepers);
-    let obligations = keepers.into_iter().map(|k| k.0).reduce(|mut all, v| {
+    let (parts, findings) = evaluate_parts(state, rules, holidays, now, opts, scratch, keep);
+    let obligations = parts.into_iter().reduce(|mut all, v| {
         all.extend(v);
         all
     });
@@ -72,6 +69,25 @@ pub fn evaluate_kept<'a>(
         obligations: obligations.unwrap_or_default(),
         findings,
     }
+}
+
+/// The obligations `keep` admits as each worker kept them, not joined into
+/// one list, and the findings: for a reader that takes them in an order of
+/// its own, so that no moment holds two copies of a national evaluation.
+pub fn evaluate_parts<'a>(
+    state: &'a CaseState,
+    rules: &'a RuleSet,
+    holidays: &Arc<HolidayData>,
+    now: Instant,
+    opts: &Options,
+    scratch: &'a mut Scratch,
+    keep: &(dyn Fn(&Draft<'a>) -> bool + Sync),
+) -> (Vec<Vec<Draft<'a>>>, Vec<Finding>) {
+    let mut keepers: Vec<Keeper> = (0..opts.threads.max(1))
+        .map(|_| Keeper(Vec::new(), keep))
+        .collect();
+    let findings = evaluate_split(state, rules, holidays, now, opts, scratch, &mut keepers);
+    (keepers.into_iter().map(|k| k.0).collect(), findings)
 }
 
 /// One worker's obligations of [`evaluate_kept`], and what it keeps.
