@@ -424,7 +424,8 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         Format::Csv => stream::Shape::Csv,
     };
     // Each worker's obligations as it kept them: never two copies at once.
-    let (parts, findings) = engine.evaluate_parts(&state, &mut scratch, now, &wanted);
+    let kept = engine.evaluate_parts(&state, &mut scratch, now, &wanted, &|_| true);
+    let (parts, findings) = (kept.parts, kept.findings);
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     stream::write(
         &mut out,
@@ -455,26 +456,16 @@ fn check_for_a_person(
     now: Instant,
     wanted: &(dyn Fn(&Draft<'_>) -> bool + Sync),
 ) -> anyhow::Result<ExitCode> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let counts: Vec<AtomicUsize> = Status::ALL.iter().map(|_| AtomicUsize::new(0)).collect();
-    let eval = engine.evaluate_where(state, scratch, now, &|o| {
-        if !wanted(o) {
-            return false;
-        }
-        if let Some(c) = Status::ALL
-            .iter()
-            .position(|s| *s == o.status)
-            .and_then(|i| counts.get(i))
-        {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
+    // Every wanted obligation is counted by status; only what needs action is kept.
+    let kept = engine.evaluate_parts(state, scratch, now, wanted, &|o| {
         matches!(o.status, Status::Overdue | Status::DueSoon)
     });
-    let by_status: std::collections::BTreeMap<Status, usize> = Status::ALL
-        .iter()
-        .zip(&counts)
-        .map(|(s, c)| (*s, c.load(Ordering::Relaxed)))
-        .collect();
+    let by_status: std::collections::BTreeMap<Status, usize> = kept.tally.into_iter().collect();
+    let eval = crate::domain::evaluate::Evaluation {
+        evaluated_at: now,
+        obligations: kept.parts.into_iter().flatten().collect(),
+        findings: kept.findings,
+    };
     let action: Vec<&Draft<'_>> = eval.obligations.iter().collect();
     let z = engine.zones();
     let mut out = Printable::new(std::io::BufWriter::with_capacity(

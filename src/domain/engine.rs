@@ -9,8 +9,8 @@ use anyhow::{anyhow, bail, Context};
 use crate::domain::calendar::{Calendar, HolidayData};
 use crate::domain::case::{CaseState, Instant};
 use crate::domain::evaluate::{
-    evaluate_kept, evaluate_parts, evaluate_split, Draft, Evaluation, Finding, Options, Scratch,
-    Sink,
+    evaluate_kept, evaluate_parts, evaluate_split, Draft, Evaluation, Finding, Kept, Options,
+    Scratch, Sink,
 };
 use crate::domain::rules::{self, RuleSet};
 use crate::report::check::Zones;
@@ -135,26 +135,28 @@ impl Engine {
         eval
     }
 
-    /// [`Engine::evaluate_where`]'s obligations as each worker kept them (see
-    /// [`evaluate_parts`]), and the findings.
+    /// The obligations `counted` admits, counted by status, and those `keep`
+    /// also admits, as each worker kept them (see [`evaluate_parts`]).
     pub fn evaluate_parts<'a>(
         &'a self,
         state: &'a CaseState,
         scratch: &'a mut Scratch,
         now: Instant,
+        counted: &(dyn Fn(&Draft<'a>) -> bool + Sync),
         keep: &(dyn Fn(&Draft<'a>) -> bool + Sync),
-    ) -> (Vec<Vec<Draft<'a>>>, Vec<Finding>) {
-        let (parts, mut findings) = evaluate_parts(
+    ) -> Kept<'a> {
+        let mut kept = evaluate_parts(
             state,
             &self.rules,
             &self.holidays,
             now,
             &self.options(self.threads),
             scratch,
+            counted,
             keep,
         );
-        findings.extend(self.untold.iter().cloned());
-        (parts, findings)
+        kept.findings.extend(self.untold.iter().cloned());
+        kept
     }
 
     pub fn zones(&self) -> Zones {

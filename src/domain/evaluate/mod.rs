@@ -59,8 +59,9 @@ pub fn evaluate_kept<'a>(
     scratch: &'a mut Scratch,
     keep: &(dyn Fn(&Draft<'a>) -> bool + Sync),
 ) -> Evaluation<Draft<'a>> {
-    let (parts, findings) = evaluate_parts(state, rules, holidays, now, opts, scratch, keep);
-    let obligations = parts.into_iter().reduce(|mut all, v| {
+    let kept = evaluate_parts(state, rules, holidays, now, opts, scratch, keep, &|_| true);
+    let findings = kept.findings;
+    let obligations = kept.parts.into_iter().reduce(|mut all, v| {
         all.extend(v);
         all
     });
@@ -71,9 +72,22 @@ pub fn evaluate_kept<'a>(
     }
 }
 
-/// The obligations `keep` admits as each worker kept them, not joined into
-/// one list, and the findings: for a reader that takes them in an order of
-/// its own, so that no moment holds two copies of a national evaluation.
+/// What [`evaluate_parts`] kept.
+pub struct Kept<'a> {
+    /// The obligations kept, as each worker kept them.
+    pub parts: Vec<Vec<Draft<'a>>>,
+    /// How many obligations `counted` admitted, by status (in the order of
+    /// [`Status::ALL`]), kept or not.
+    pub tally: Vec<(Status, usize)>,
+    pub findings: Vec<Finding>,
+}
+
+/// The obligations `counted` admits counted by status, and those of them
+/// `keep` also admits kept, as each worker kept them: not joined into one
+/// list, for a reader that takes them in an order of its own, so that no
+/// moment holds two copies of a national evaluation. Each worker counts on
+/// its own, so counting costs no traffic between cores.
+#[allow(clippy::too_many_arguments)] // evaluate_kept's, and the two questions
 pub fn evaluate_parts<'a>(
     state: &'a CaseState,
     rules: &'a RuleSet,
@@ -81,22 +95,53 @@ pub fn evaluate_parts<'a>(
     now: Instant,
     opts: &Options,
     scratch: &'a mut Scratch,
+    counted: &(dyn Fn(&Draft<'a>) -> bool + Sync),
     keep: &(dyn Fn(&Draft<'a>) -> bool + Sync),
-) -> (Vec<Vec<Draft<'a>>>, Vec<Finding>) {
+) -> Kept<'a> {
     let mut keepers: Vec<Keeper> = (0..opts.threads.max(1))
-        .map(|_| Keeper(Vec::new(), keep))
+        .map(|_| Keeper {
+            kept: Vec::new(),
+            counted,
+            keep,
+            tally: [0; Status::ALL.len()],
+        })
         .collect();
     let findings = evaluate_split(state, rules, holidays, now, opts, scratch, &mut keepers);
-    (keepers.into_iter().map(|k| k.0).collect(), findings)
+    let tally = Status::ALL
+        .iter()
+        .map(|s| {
+            let n = keepers
+                .iter()
+                .map(|k| k.tally.get(*s as usize).copied().unwrap_or(0))
+                .sum();
+            (*s, n)
+        })
+        .collect();
+    Kept {
+        parts: keepers.into_iter().map(|k| k.kept).collect(),
+        tally,
+        findings,
+    }
 }
 
-/// One worker's obligations of [`evaluate_kept`], and what it keeps.
-struct Keeper<'a, 'k>(Vec<Draft<'a>>, &'k (dyn Fn(&Draft<'a>) -> bool + Sync));
+/// One worker's obligations of [`evaluate_parts`]: what it counts and keeps.
+struct Keeper<'a, 'k> {
+    kept: Vec<Draft<'a>>,
+    counted: &'k (dyn Fn(&Draft<'a>) -> bool + Sync),
+    keep: &'k (dyn Fn(&Draft<'a>) -> bool + Sync),
+    /// By status, indexed by the status's discriminant.
+    tally: [usize; Status::ALL.len()],
+}
 
 impl<'a> Sink<'a> for Keeper<'a, '_> {
     fn put(&mut self, o: &Draft<'a>) {
-        if (self.1)(o) {
-            self.0.push(o.clone());
+        if (self.counted)(o) {
+            if let Some(n) = self.tally.get_mut(o.status as usize) {
+                *n += 1;
+            }
+            if (self.keep)(o) {
+                self.kept.push(o.clone());
+            }
         }
     }
 }
