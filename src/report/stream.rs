@@ -275,6 +275,18 @@ fn records(
     })
 }
 
+/// `v` as a JSON string, as serde_json writes it. Most values need no
+/// escaping and are copied as they are.
+fn json_string(buf: &mut Vec<u8>, v: &str) -> serde_json::Result<()> {
+    if v.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        buf.push(b'"');
+        buf.extend_from_slice(v.as_bytes());
+        buf.push(b'"');
+        return Ok(());
+    }
+    serde_json::to_writer(buf, v)
+}
+
 /// Where a record goes: JSON is written as bytes, CSV through its writer.
 enum Out<'b> {
     Bytes(&'b mut Vec<u8>),
@@ -503,7 +515,7 @@ impl<'z> Formatter<'z> {
                     buf.extend_from_slice(name.as_bytes());
                     buf.extend_from_slice(if pretty { b"\": " } else { b"\":" });
                     match v {
-                        Some(v) => serde_json::to_writer(&mut *buf, v),
+                        Some(v) => json_string(buf, v),
                         None => {
                             buf.extend_from_slice(b"null");
                             Ok(())
@@ -564,6 +576,27 @@ impl<'z> Formatter<'z> {
 mod tests {
     #![allow(clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        for s in [
+            "",
+            "plain",
+            "Café – ok",
+            "a \"quote\"",
+            "back\\slash",
+            "line\nbreak\ttab\u{1}\u{1f}",
+            "\u{7f}\u{2028}",
+        ] {
+            let mut buf = Vec::new();
+            json_string(&mut buf, s).expect("written");
+            assert_eq!(
+                String::from_utf8(buf).expect("utf8"),
+                serde_json::to_string(s).expect("json"),
+                "{s:?}"
+            );
+        }
+    }
 
     /// The fast instant is chrono's, in zones with whole-hour, half-hour and
     /// 45-minute offsets and daylight saving, across transitions, before
