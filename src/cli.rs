@@ -457,15 +457,12 @@ fn check_for_a_person(
     wanted: &(dyn Fn(&Draft<'_>) -> bool + Sync),
 ) -> anyhow::Result<ExitCode> {
     // Every wanted obligation is counted by status; only what needs action is kept.
-    let kept = engine.evaluate_parts(state, scratch, now, wanted, &|o| {
+    let mut kept = engine.evaluate_parts(state, scratch, now, wanted, &|o| {
         matches!(o.status, Status::Overdue | Status::DueSoon)
     });
-    let by_status: std::collections::BTreeMap<Status, usize> = kept.tally.into_iter().collect();
-    let eval = crate::domain::evaluate::Evaluation {
-        evaluated_at: now,
-        obligations: kept.parts.into_iter().flatten().collect(),
-        findings: kept.findings,
-    };
+    let by_status: std::collections::BTreeMap<Status, usize> =
+        std::mem::take(&mut kept.tally).into_iter().collect();
+    let eval = kept.joined(now);
     let action: Vec<&Draft<'_>> = eval.obligations.iter().collect();
     let z = engine.zones();
     let mut out = Printable::new(std::io::BufWriter::with_capacity(

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{cpwatch, stderr, stdout};
+use common::{check_json, cpwatch, stderr, stdout};
 use cpwatch::domain::case::CaseState;
 use cpwatch::import::cin_census;
 
@@ -206,21 +206,18 @@ fn malformed_xml_or_a_file_that_is_not_a_census_is_refused_whole() {
     }
 }
 
-fn json_check(dir: &Path, db: &str) -> serde_json::Value {
-    let o = cpwatch(
+/// `cpwatch import KIND` of a public sample file into `sqlite://s.db`.
+fn import_sample(dir: &Path, kind: &str, sample: &str) -> std::process::Output {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join(sample);
+    let sample = sample.to_str().expect("utf8");
+    cpwatch(
         dir,
-        &[
-            "check",
-            "--format",
-            "json",
-            "--database",
-            db,
-            "--at",
-            "2026-03-31T12:00:00Z",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    serde_json::from_slice(&o.stdout).expect("json")
+        &["import", kind, sample, "--database", "sqlite://s.db"],
+    )
+}
+
+fn json_check(dir: &Path, db: &str) -> serde_json::Value {
+    check_json(dir, db, "2026-03-31T12:00:00Z", &[])
 }
 
 #[test]
@@ -380,17 +377,10 @@ fn an_import_will_not_mix_with_case_data_it_did_not_write() {
 #[test]
 fn the_public_sample_census_imports_with_its_errors_placed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sample =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cin-census/liia-tools-cin-2022.xml");
-    let o = cpwatch(
+    let o = import_sample(
         dir.path(),
-        &[
-            "import",
-            "cin-census",
-            sample.to_str().expect("utf8"),
-            "--database",
-            "sqlite://s.db",
-        ],
+        "cin-census",
+        "tests/data/cin-census/liia-tools-cin-2022.xml",
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -732,22 +722,7 @@ fn an_annex_a_workbook_imports_as_authorities_make_them() {
     ] {
         assert!(stderr(&o).contains(placed), "{placed}\n{}", stderr(&o));
     }
-    let v = serde_json::from_slice::<serde_json::Value>(
-        &cpwatch(
-            dir.path(),
-            &[
-                "check",
-                "--format",
-                "json",
-                "--database",
-                db,
-                "--at",
-                "2026-07-01T12:00:00Z",
-            ],
-        )
-        .stdout,
-    )
-    .expect("json");
+    let v = check_json(dir.path(), db, "2026-07-01T12:00:00Z", &[]);
     let of = |rule: &str, child: &str| -> Vec<(String, String)> {
         v["obligations"]
             .as_array()
@@ -820,22 +795,7 @@ fn an_annex_a_workbook_imports_as_authorities_make_them() {
         ],
     );
     assert!(again.status.success());
-    let v2 = serde_json::from_slice::<serde_json::Value>(
-        &cpwatch(
-            dir.path(),
-            &[
-                "check",
-                "--format",
-                "json",
-                "--database",
-                db,
-                "--at",
-                "2026-07-01T12:00:00Z",
-            ],
-        )
-        .stdout,
-    )
-    .expect("json");
+    let v2 = check_json(dir.path(), db, "2026-07-01T12:00:00Z", &[]);
     assert_eq!(v, v2);
 }
 
@@ -897,17 +857,10 @@ fn a_workbook_without_the_lists_or_anything_readable_changes_nothing() {
 #[test]
 fn the_public_sample_annex_a_imports_whole() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sample =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/annex-a/liia-tools-annex-a.xlsx");
-    let o = cpwatch(
+    let o = import_sample(
         dir.path(),
-        &[
-            "import",
-            "annex-a",
-            sample.to_str().expect("utf8"),
-            "--database",
-            "sqlite://s.db",
-        ],
+        "annex-a",
+        "tests/data/annex-a/liia-tools-annex-a.xlsx",
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(

@@ -9,8 +9,7 @@ use anyhow::{anyhow, bail, Context};
 use crate::domain::calendar::{Calendar, HolidayData};
 use crate::domain::case::{CaseState, Instant};
 use crate::domain::evaluate::{
-    evaluate_kept, evaluate_parts, evaluate_split, Draft, Evaluation, Finding, Kept, Options,
-    Scratch, Sink,
+    evaluate_parts, evaluate_split, Draft, Evaluation, Finding, Kept, Options, Scratch, Sink,
 };
 use crate::domain::rules::{self, RuleSet};
 use crate::report::check::Zones;
@@ -73,7 +72,7 @@ impl Engine {
     }
 
     /// Every obligation, each borrowing its names from `state`, the rules and
-    /// `scratch` (see [`evaluate_kept`]), and the findings.
+    /// `scratch` (see [`crate::domain::evaluate::evaluate_kept`]), and the findings.
     pub fn evaluate<'a>(
         &'a self,
         state: &'a CaseState,
@@ -122,17 +121,8 @@ impl Engine {
         now: Instant,
         keep: &(dyn Fn(&Draft<'a>) -> bool + Sync),
     ) -> Evaluation<Draft<'a>> {
-        let mut eval = evaluate_kept(
-            state,
-            &self.rules,
-            &self.holidays,
-            now,
-            &self.options(self.threads),
-            scratch,
-            keep,
-        );
-        eval.findings.extend(self.untold.iter().cloned());
-        eval
+        self.evaluate_parts(state, scratch, now, keep, &|_| true)
+            .joined(now)
     }
 
     /// The obligations `counted` admits, counted by status, and those `keep`

@@ -26,57 +26,33 @@ impl Source {
         }
     }
 
-    /// The events the source records (or that follow from what it records).
-    pub fn recorded(self) -> &'static [Event] {
+    /// Whether the source records the event (or it follows from what it
+    /// records). Every source holds section 47 enquiries, initial and review
+    /// conferences and plans; they differ in the rest.
+    pub fn records(self, e: Event) -> bool {
         use Event::*;
-        match self {
-            Source::CinCensus => &[
-                ReferralReceivedAt,
-                NextStrategyDiscussionHeldAt,
-                StrategyDiscussionHeldAt,
-                NextInitialConferenceHeldAt,
-                LastS47StrategyDiscussionHeldAt,
-                LastStrategyDiscussionHeldAt,
-                ConferenceDate,
-                ConferenceHeldAt,
-                NextReviewConferenceHeldAt,
-                ChildExpectedDueDate,
-                ChildEighteenthBirthday,
-                PlanStartedOn,
-                PlanEndedOn,
-            ],
-            Source::AnnexA => &[
-                ReferralReceivedAt,
-                NextStrategyDiscussionHeldAt,
-                StrategyDiscussionHeldAt,
-                NextInitialConferenceHeldAt,
-                LastS47StrategyDiscussionHeldAt,
-                LastStrategyDiscussionHeldAt,
-                ConferenceDate,
-                ConferenceHeldAt,
-                NextReviewConferenceHeldAt,
-                ChildEighteenthBirthday,
-                PlanStartedOn,
-                PlanEndedOn,
-                VisitVisitedAt,
-            ],
-            Source::Ssd => &[
-                ReferralReceivedAt,
-                NextStrategyDiscussionHeldAt,
-                StrategyDiscussionHeldAt,
-                NextInitialConferenceHeldAt,
-                LastS47StrategyDiscussionHeldAt,
-                LastStrategyDiscussionHeldAt,
-                ConferenceDate,
-                ConferenceHeldAt,
-                NextReviewConferenceHeldAt,
-                ChildExpectedDueDate,
-                ChildEighteenthBirthday,
-                PlanStartedOn,
-                PlanEndedOn,
-                VisitVisitedAt,
-            ],
-        }
+        let shared = matches!(
+            e,
+            ReferralReceivedAt
+                | NextStrategyDiscussionHeldAt
+                | StrategyDiscussionHeldAt
+                | NextInitialConferenceHeldAt
+                | LastS47StrategyDiscussionHeldAt
+                | LastStrategyDiscussionHeldAt
+                | ConferenceDate
+                | ConferenceHeldAt
+                | NextReviewConferenceHeldAt
+                | ChildEighteenthBirthday
+                | PlanStartedOn
+                | PlanEndedOn
+        );
+        shared
+            || match self {
+                // The census has no visits; Annex A no expected date of delivery.
+                Source::CinCensus => e == ChildExpectedDueDate,
+                Source::AnnexA => e == VisitVisitedAt,
+                Source::Ssd => matches!(e, ChildExpectedDueDate | VisitVisitedAt),
+            }
     }
 
     /// The events of which the source records only the latest (Annex A's
@@ -100,11 +76,10 @@ impl Source {
 /// by an event the source records only the latest of is judged only while
 /// unmet ([`Rule::latest_only`]), with a finding saying so.
 pub fn untold(rules: &mut RuleSet, source: Source) -> Vec<Finding> {
-    let recorded = source.recorded();
     let why = |r: &Rule| match [r.starts, r.met_by, r.cap]
         .into_iter()
         .flatten()
-        .find(|e| !recorded.contains(e))
+        .find(|e| !source.records(*e))
     {
         Some(e) => Some(format!("{} does not record {}", source.label(), e.name())),
         None if r.kind == RuleKind::Standard && !source.records_standards() => Some(format!(

@@ -461,6 +461,15 @@ pub fn cpwatch(dir: &Path, args: &[&str]) -> std::process::Output {
         .expect("run cpwatch")
 }
 
+/// `cpwatch check --format json` of `db` as at `at`, with `extra` arguments, parsed.
+pub fn check_json(dir: &Path, db: &str, at: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["check", "--format", "json", "--database", db, "--at", at];
+    args.extend_from_slice(extra);
+    let o = cpwatch(dir, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("json")
+}
+
 pub fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

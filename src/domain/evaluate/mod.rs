@@ -59,17 +59,7 @@ pub fn evaluate_kept<'a>(
     scratch: &'a mut Scratch,
     keep: &(dyn Fn(&Draft<'a>) -> bool + Sync),
 ) -> Evaluation<Draft<'a>> {
-    let kept = evaluate_parts(state, rules, holidays, now, opts, scratch, keep, &|_| true);
-    let findings = kept.findings;
-    let obligations = kept.parts.into_iter().reduce(|mut all, v| {
-        all.extend(v);
-        all
-    });
-    Evaluation {
-        evaluated_at: now,
-        obligations: obligations.unwrap_or_default(),
-        findings,
-    }
+    evaluate_parts(state, rules, holidays, now, opts, scratch, keep, &|_| true).joined(now)
 }
 
 /// What [`evaluate_parts`] kept.
@@ -80,6 +70,21 @@ pub struct Kept<'a> {
     /// [`Status::ALL`]), kept or not.
     pub tally: Vec<(Status, usize)>,
     pub findings: Vec<Finding>,
+}
+
+impl<'a> Kept<'a> {
+    /// The kept obligations in one list, as the evaluation at `at`.
+    pub fn joined(self, at: Instant) -> Evaluation<Draft<'a>> {
+        let obligations = self.parts.into_iter().reduce(|mut all, v| {
+            all.extend(v);
+            all
+        });
+        Evaluation {
+            evaluated_at: at,
+            obligations: obligations.unwrap_or_default(),
+            findings: self.findings,
+        }
+    }
 }
 
 /// The obligations `counted` admits counted by status, and those of them
