@@ -216,6 +216,23 @@ fn import_sample(dir: &Path, kind: &str, sample: &str) -> std::process::Output {
     )
 }
 
+/// A census of `children` imported into `sqlite://t.db` (with `extra`
+/// arguments), and `check` of it.
+fn imported(dir: &Path, children: &[String], extra: &[&str]) -> serde_json::Value {
+    std::fs::write(dir.join("census.xml"), census(children)).expect("write");
+    let mut args = vec![
+        "import",
+        "cin-census",
+        "census.xml",
+        "--database",
+        "sqlite://t.db",
+    ];
+    args.extend_from_slice(extra);
+    let o = cpwatch(dir, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    json_check(dir, "sqlite://t.db")
+}
+
 fn json_check(dir: &Path, db: &str) -> serde_json::Value {
     check_json(dir, db, "2026-03-31T12:00:00Z", &[])
 }
@@ -450,28 +467,14 @@ fn the_authoritys_own_target_dates_are_checked() {
                <Section47><S47ActualStartDate>2025-09-03</S47ActualStartDate><InitialCPCtarget>{target}</InitialCPCtarget><DateOfInitialCPC>2025-09-22</DateOfInitialCPC><ICPCnotRequired>0</ICPCnotRequired></Section47>")],
         )
     };
-    std::fs::write(
-        dir.path().join("census.xml"),
-        census(&[
-            enquiry("RIGHT-1", "2025-09-24"),
-            enquiry("WRONG-1", "2025-09-26"),
-        ]),
-    )
-    .expect("write");
-    let o = cpwatch(
+    let v = imported(
         dir.path(),
         &[
-            "import",
-            "cin-census",
-            "census.xml",
-            "--database",
-            "sqlite://t.db",
-            "--board",
-            "bolton",
+            enquiry("RIGHT-1", "2025-09-24"),
+            enquiry("WRONG-1", "2025-09-26"),
         ],
+        &["--board", "bolton"],
     );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v = json_check(dir.path(), "sqlite://t.db");
     let differs: Vec<&serde_json::Value> = v["findings"]
         .as_array()
         .expect("findings")
@@ -532,23 +535,11 @@ fn an_enquiry_that_needed_no_conference_is_void_not_overdue() {
                <Section47><S47ActualStartDate>2026-01-06</S47ActualStartDate><ICPCnotRequired>{not_required}</ICPCnotRequired></Section47>")],
         )
     };
-    std::fs::write(
-        dir.path().join("census.xml"),
-        census(&[enquiry("NOREQ-1", "1"), enquiry("WAIT-1", "0")]),
-    )
-    .expect("write");
-    let o = cpwatch(
+    let v = imported(
         dir.path(),
-        &[
-            "import",
-            "cin-census",
-            "census.xml",
-            "--database",
-            "sqlite://t.db",
-        ],
+        &[enquiry("NOREQ-1", "1"), enquiry("WAIT-1", "0")],
+        &[],
     );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v = json_check(dir.path(), "sqlite://t.db");
     let timeliness = |child: &str| -> Vec<(String, serde_json::Value)> {
         v["obligations"]
             .as_array()
