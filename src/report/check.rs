@@ -1,5 +1,6 @@
-//! Presenting an evaluation: the person's table, and the JSON and CSV that
-//! scripts read (a public interface, documented in docs/json-output.md).
+//! Presenting an evaluation to a person: the table, the summary line, and
+//! the boards' time zones every output writes instants in. The JSON and CSV
+//! that scripts read are `report::stream`'s.
 
 use std::collections::BTreeMap;
 use std::io::Write;
