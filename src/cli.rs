@@ -388,7 +388,10 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     let store = open(&a.common.database, false).await?;
     engine.for_source(crate::import::source_of(&*store).await?);
-    let state = store.load().await?;
+    // Never freed: a national state is millions of allocations, and
+    // freeing them one by one just before the process exits takes time and
+    // gives nothing back.
+    let state = std::mem::ManuallyDrop::new(store.load().await?);
     // Only the selected obligations are kept: a national evaluation need not fit in memory whole.
     let wanted = |o: &Draft<'_>| {
         a.board.as_deref().is_none_or(|b| &*o.of.board == b)
@@ -423,7 +426,7 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         Format::Jsonl => stream::Shape::Jsonl,
         Format::Csv => stream::Shape::Csv,
     };
-    // Each worker's obligations as it kept them: never two copies at once.
+    // The obligations in the pieces they were kept in: never two copies at once.
     let kept = engine.evaluate_parts(&state, &mut scratch, now, &wanted, &|_| true);
     let (parts, findings) = (kept.parts, kept.findings);
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
@@ -700,7 +703,8 @@ async fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
         board: a.board.clone(),
         default: a.board == engine.default_board,
     };
-    let state = store.load_rows(&rows).await?.state;
+    // Never freed, as `check`'s: the process ends after the export.
+    let state = std::mem::ManuallyDrop::new(store.load_rows(&rows).await?.state);
     let now = now_or(a.common.at);
     let mut scratch = Scratch::default();
     let eval = engine.evaluate_where(&state, &mut scratch, now, &|o| *o.of.board == *a.board);

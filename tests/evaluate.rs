@@ -2692,10 +2692,19 @@ fn report_order_by_keys_is_report_cmp_order() {
     let e = owned.borrowed();
     let all: Vec<_> = e.obligations.iter().collect();
     assert!(all.len() > 10_000, "{}", all.len());
-    let fast = cpwatch::report::stream::report_order(all.iter().copied());
-    let mut slow = all.clone();
-    slow.sort_by(|a, b| a.report_cmp(b));
     let keys =
         |v: &[&cpwatch::domain::evaluate::Draft]| v.iter().map(|o| o.key()).collect::<Vec<_>>();
-    assert_eq!(keys(&fast), keys(&slow));
+    // Sorted whole, and in halves merged a chunk at a time, of an even and an odd count.
+    for threads in [1, 2, 3] {
+        for n in [all.len(), all.len() - 1] {
+            let fast = cpwatch::report::stream::report_order(all.iter().take(n).copied(), threads);
+            let mut slow: Vec<_> = all.iter().take(n).copied().collect();
+            slow.sort_by(|a, b| a.report_cmp(b));
+            assert_eq!(
+                keys(&fast),
+                keys(&slow),
+                "{threads} threads, {n} obligations"
+            );
+        }
+    }
 }

@@ -126,7 +126,7 @@ impl Engine {
     }
 
     /// The obligations `counted` admits, counted by status, and those `keep`
-    /// also admits, as each worker kept them (see [`evaluate_parts`]).
+    /// also admits, in the pieces they were kept in (see [`evaluate_parts`]).
     pub fn evaluate_parts<'a>(
         &'a self,
         state: &'a CaseState,

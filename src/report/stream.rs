@@ -52,20 +52,20 @@ const FIELDS: [&str; 17] = [
 
 /// Records a chunk: small enough that the first bytes go out at once, large
 /// enough that handing chunks between threads costs nothing measurable.
-const CHUNK: usize = 4096;
+const CHUNK: usize = 1024;
 
 /// Writes the obligations in report order in `shape`; for JSON, with the
 /// evaluation's instant and findings around them.
 pub fn write<'o, 'a: 'o>(
     w: &mut dyn Write,
     shape: Shape,
-    obligations: impl Iterator<Item = &'o Draft<'a>> + Clone,
+    obligations: impl Iterator<Item = &'o Draft<'a>> + Clone + Send + Sync,
     evaluated_at: Instant,
     findings: &[Finding],
     z: &Zones,
     threads: usize,
 ) -> anyhow::Result<()> {
-    let ordered = keyed_order(obligations);
+    let ordered = Ordered::new(obligations, threads);
     match shape {
         Shape::Json => {
             write!(
@@ -112,36 +112,124 @@ pub fn write<'o, 'a: 'o>(
 /// cannot hold them (a deadline with a fraction of a second, ranks beyond
 /// their bits), by `report_cmp` alone.
 pub fn report_order<'o, 'a: 'o>(
-    obligations: impl Iterator<Item = &'o Draft<'a>> + Clone,
+    obligations: impl Iterator<Item = &'o Draft<'a>> + Clone + Send + Sync,
+    threads: usize,
 ) -> Vec<&'o Draft<'a>> {
-    keyed_order(obligations)
-        .into_iter()
-        .map(|(_, o)| o)
-        .collect()
+    let ordered = Ordered::new(obligations, threads);
+    let mut all = Vec::with_capacity(ordered.len());
+    // A chunk at a time, as the outputs take them.
+    for k0 in (0..ordered.len()).step_by(CHUNK) {
+        ordered.range(k0, (k0 + CHUNK).min(ordered.len()), &mut all);
+    }
+    all
 }
 
-/// The obligations in report order beside their keys: the outputs read them
-/// from here, with no second list of them.
-fn keyed_order<'o, 'a: 'o>(
-    obligations: impl Iterator<Item = &'o Draft<'a>> + Clone,
-) -> Vec<Keyed<'o, 'a>> {
-    let ranks = Ranks::of(obligations.clone());
-    let first = obligations.clone().map(|o| o.due_at.timestamp()).min();
-    let keyed: Option<Vec<Keyed<'o, 'a>>> = obligations
-        .clone()
-        .map(|o| Some((ranks.key(o, first?)?, o)))
-        .collect();
-    match keyed {
-        Some(mut keyed) => {
-            keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.report_cmp(b.1)));
-            keyed
+/// The obligations in report order, beside their keys: two halves, each
+/// keyed and sorted on a thread of its own, merged a chunk at a time by
+/// whichever thread formats the chunk. The outputs read them from here,
+/// with no second list of them.
+struct Ordered<'o, 'a> {
+    halves: [Vec<Keyed<'o, 'a>>; 2],
+}
+
+impl<'o, 'a: 'o> Ordered<'o, 'a> {
+    fn new(
+        obligations: impl Iterator<Item = &'o Draft<'a>> + Clone + Send + Sync,
+        threads: usize,
+    ) -> Self {
+        let ranks = Ranks::of(obligations.clone());
+        let first = obligations.clone().map(|o| o.due_at.timestamp()).min();
+        let n = obligations.clone().count();
+        let mid = if threads > 1 { n / 2 } else { 0 };
+        let half = |skip: usize, take: usize| {
+            let these = obligations.clone().skip(skip).take(take);
+            let mut memo = Memo::default();
+            let keyed: Option<Vec<Keyed<'o, 'a>>> = these
+                .clone()
+                .map(|o| Some((ranks.key(o, first?, &mut memo)?, o)))
+                .collect();
+            (keyed, these)
+        };
+        let (a, b) = crate::domain::evaluate::both(threads, || half(0, mid), || half(mid, n));
+        let halves = match (a, b) {
+            ((Some(mut a), _), (Some(mut b), _)) => {
+                crate::domain::evaluate::both(
+                    threads,
+                    || a.sort_unstable_by(order),
+                    || b.sort_unstable_by(order),
+                );
+                [a, b]
+            }
+            // Unkeyed, every key is equal and `report_cmp` alone orders them.
+            ((_, a), (_, b)) => {
+                let unkeyed = |these: &mut dyn Iterator<Item = &'o Draft<'a>>| {
+                    let mut v: Vec<Keyed<'o, 'a>> = these.map(|o| ((0, 0), o)).collect();
+                    v.sort_unstable_by(order);
+                    v
+                };
+                let (a, b) = (a.collect::<Vec<_>>(), b.collect::<Vec<_>>());
+                let (a, b) = crate::domain::evaluate::both(
+                    threads,
+                    || unkeyed(&mut a.into_iter()),
+                    || unkeyed(&mut b.into_iter()),
+                );
+                [a, b]
+            }
+        };
+        Ordered { halves }
+    }
+
+    fn len(&self) -> usize {
+        self.halves.iter().map(Vec::len).sum()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many of the first `k` in report order are in the first half
+    /// (where the merge's path crosses the `k`th diagonal): ties go to the
+    /// first half.
+    fn in_first(&self, k: usize) -> usize {
+        let [a, b] = &self.halves;
+        let (mut lo, mut hi) = (k.saturating_sub(b.len()), k.min(a.len()));
+        while lo < hi {
+            let i = lo + (hi - lo) / 2;
+            match (a.get(i), b.get(k - 1 - i)) {
+                (Some(x), Some(y)) if order(x, y) == std::cmp::Ordering::Greater => hi = i,
+                _ => lo = i + 1,
+            }
         }
-        None => {
-            let mut v: Vec<Keyed<'o, 'a>> = obligations.map(|o| ((0, 0), o)).collect();
-            v.sort_unstable_by(|a, b| a.1.report_cmp(b.1));
-            v
+        lo
+    }
+
+    /// The `k0`th to the `k1`th obligation in report order, into `out`.
+    fn range(&self, k0: usize, k1: usize, out: &mut Vec<&'o Draft<'a>>) {
+        let [a, b] = &self.halves;
+        let (i0, i1) = (self.in_first(k0), self.in_first(k1));
+        let mut a = a.get(i0..i1).unwrap_or_default().iter().peekable();
+        let mut b = b
+            .get(k0 - i0..k1 - i1)
+            .unwrap_or_default()
+            .iter()
+            .peekable();
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if order(x, y) == std::cmp::Ordering::Greater => b.next(),
+                (Some(_), _) => a.next(),
+                (None, _) => b.next(),
+            };
+            match next {
+                Some((_, o)) => out.push(o),
+                None => break,
+            }
         }
     }
+}
+
+/// Report order of two keyed obligations.
+fn order(a: &Keyed<'_, '_>, b: &Keyed<'_, '_>) -> std::cmp::Ordering {
+    a.0.cmp(&b.0).then_with(|| a.1.report_cmp(b.1))
 }
 
 /// An obligation and its sort key.
@@ -150,32 +238,41 @@ type Keyed<'o, 'a> = ((u64, u64), &'o Draft<'a>);
 /// The rank of each name by its text (equal texts one rank), by the
 /// address of the name's text: obligations share their names' text.
 struct Ranks {
-    rules: FxHashMap<*const RuleRef, u64>,
-    children: FxHashMap<*const u8, u64>,
-    conferences: FxHashMap<*const u8, u64>,
-    agencies: FxHashMap<*const u8, u64>,
+    rules: FxHashMap<usize, u64>,
+    children: FxHashMap<usize, u64>,
+    conferences: FxHashMap<usize, u64>,
+    agencies: FxHashMap<usize, u64>,
 }
 
 impl Ranks {
     fn of<'o, 'a: 'o>(obligations: impl Iterator<Item = &'o Draft<'a>>) -> Self {
-        let mut rules: FxHashMap<*const RuleRef, (&str, &str)> = FxHashMap::default();
-        let mut children: FxHashMap<*const u8, &str> = FxHashMap::default();
-        let mut conferences: FxHashMap<*const u8, &str> = FxHashMap::default();
-        let mut agencies: FxHashMap<*const u8, &str> = FxHashMap::default();
-        let mut last = std::ptr::null();
+        let mut rules: FxHashMap<usize, (&str, &str)> = FxHashMap::default();
+        let mut children: FxHashMap<usize, &str> = FxHashMap::default();
+        let mut conferences: FxHashMap<usize, &str> = FxHashMap::default();
+        let mut agencies: FxHashMap<usize, &str> = FxHashMap::default();
+        // A subject's obligations come together: most names are the last one's.
+        let mut last = 0;
+        let mut last_name = [0; 3];
         for o in obligations {
-            let p = Arc::as_ptr(o.of);
+            let p = Arc::as_ptr(o.of) as usize;
             if p != last {
                 rules.insert(p, (o.of.board.as_str(), o.of.rule.as_str()));
                 last = p;
             }
-            for (map, n) in [
+            for ((map, n), last) in [
                 (&mut children, o.child),
                 (&mut conferences, o.conference),
                 (&mut agencies, o.agency),
-            ] {
+            ]
+            .into_iter()
+            .zip(&mut last_name)
+            {
                 if let Some(n) = n {
-                    map.insert(n.as_str().as_ptr(), n.as_str());
+                    let p = n.as_str().as_ptr() as usize;
+                    if p != *last {
+                        map.insert(p, n.as_str());
+                        *last = p;
+                    }
                 }
             }
         }
@@ -189,19 +286,30 @@ impl Ranks {
 
     /// (deadline's seconds from `first`: 32 bits, board and rule: 12,
     /// child: 20; conference: 40, agency: 24), none ranked 0.
-    fn key(&self, o: &Draft<'_>, first: i64) -> Option<(u64, u64)> {
+    fn key(&self, o: &Draft<'_>, first: i64, memo: &mut Memo) -> Option<(u64, u64)> {
         if o.due_at.timestamp_subsec_nanos() != 0 {
             return None;
         }
         let due = u64::try_from(o.due_at.timestamp() - first).ok()?;
-        let rank = |map: &FxHashMap<*const u8, u64>, n: Option<&Name>| match n {
+        let rank = |map: &FxHashMap<usize, u64>, n: Option<&Name>, last: &mut (usize, u64)| match n
+        {
             None => Some(0),
-            Some(n) => map.get(&n.as_str().as_ptr()).map(|r| r + 1),
+            Some(n) => {
+                let p = n.as_str().as_ptr() as usize;
+                if p != last.0 {
+                    *last = (p, map.get(&p)? + 1);
+                }
+                Some(last.1)
+            }
         };
-        let rule = *self.rules.get(&Arc::as_ptr(o.of))?;
-        let child = rank(&self.children, o.child)?;
-        let conference = rank(&self.conferences, o.conference)?;
-        let agency = rank(&self.agencies, o.agency)?;
+        let p = Arc::as_ptr(o.of) as usize;
+        if p != memo.rule.0 {
+            memo.rule = (p, *self.rules.get(&p)?);
+        }
+        let rule = memo.rule.1;
+        let child = rank(&self.children, o.child, &mut memo.child)?;
+        let conference = rank(&self.conferences, o.conference, &mut memo.conference)?;
+        let agency = rank(&self.agencies, o.agency, &mut memo.agency)?;
         let fits = |v: u64, bits: u32| v < 1 << bits;
         (fits(due, 32)
             && fits(rule, 12)
@@ -213,6 +321,16 @@ impl Ranks {
             (conference << 24) | agency,
         ))
     }
+}
+
+/// The ranks [`Ranks::key`] looked up last, by the address they were
+/// looked up by: a subject's obligations come together.
+#[derive(Default)]
+struct Memo {
+    rule: (usize, u64),
+    child: (usize, u64),
+    conference: (usize, u64),
+    agency: (usize, u64),
 }
 
 /// Each key's rank by its value, equal values one rank.
@@ -239,29 +357,32 @@ fn ranked<K: std::hash::Hash + Eq + Copy, V: Ord + Copy>(
 fn records(
     w: &mut dyn Write,
     shape: Shape,
-    ordered: &[Keyed<'_, '_>],
+    ordered: &Ordered<'_, '_>,
     z: &Zones,
     threads: usize,
 ) -> anyhow::Result<()> {
-    let chunks: Vec<&[Keyed<'_, '_>]> = ordered.chunks(CHUNK).collect();
-    let threads = threads.clamp(1, chunks.len().max(1));
+    let chunks = ordered.len().div_ceil(CHUNK);
+    let threads = threads.clamp(1, chunks.max(1));
     std::thread::scope(|s| -> anyhow::Result<()> {
         let mut receivers = Vec::with_capacity(threads);
         for t in 0..threads {
             // Two chunks ahead of the writer at most: memory stays a few MiB.
             let (tx, rx) = mpsc::sync_channel::<anyhow::Result<Vec<u8>>>(2);
             receivers.push(rx);
-            let chunks = &chunks;
             s.spawn(move || {
                 let mut f = Formatter::new(z, shape);
-                for (i, chunk) in chunks.iter().enumerate().skip(t).step_by(threads) {
-                    if tx.send(f.chunk(chunk, i == 0)).is_err() {
+                let mut these = Vec::with_capacity(CHUNK);
+                for i in (t..chunks).step_by(threads) {
+                    these.clear();
+                    let k0 = i * CHUNK;
+                    ordered.range(k0, (k0 + CHUNK).min(ordered.len()), &mut these);
+                    if tx.send(f.chunk(&these, i == 0)).is_err() {
                         return;
                     }
                 }
             });
         }
-        for i in 0..chunks.len() {
+        for i in 0..chunks {
             let rx = receivers
                 .get(i % threads)
                 .ok_or_else(|| anyhow::anyhow!("no writer thread for chunk {i}"))?;
@@ -408,19 +529,19 @@ impl<'z> Formatter<'z> {
     }
 
     /// A chunk of records; `first` when it holds the output's first.
-    fn chunk(&mut self, chunk: &[Keyed<'_, '_>], first: bool) -> anyhow::Result<Vec<u8>> {
+    fn chunk(&mut self, chunk: &[&Draft<'_>], first: bool) -> anyhow::Result<Vec<u8>> {
         let buf = Vec::with_capacity(chunk.len() * 700);
         if self.shape == Shape::Csv {
             let mut csv = csv::WriterBuilder::new()
                 .has_headers(false)
                 .from_writer(buf);
-            for (_, o) in chunk {
+            for o in chunk {
                 self.record(&mut Out::Csv(&mut csv), o, false)?;
             }
             return csv.into_inner().map_err(|e| e.into_error().into());
         }
         let mut buf = buf;
-        for (j, (_, o)) in chunk.iter().enumerate() {
+        for (j, o) in chunk.iter().enumerate() {
             self.record(&mut Out::Bytes(&mut buf), o, first && j == 0)?;
         }
         Ok(buf)

@@ -64,7 +64,9 @@ pub fn evaluate_kept<'a>(
 
 /// What [`evaluate_parts`] kept.
 pub struct Kept<'a> {
-    /// The obligations kept, as each worker kept them.
+    /// The obligations kept, in pieces of at most [`PIECE`] made whole as
+    /// they filled: a list grown by doubling would leave each of its
+    /// earlier homes behind as heap the allocator keeps.
     pub parts: Vec<Vec<Draft<'a>>>,
     /// How many obligations `counted` admitted, by status (in the order of
     /// [`Status::ALL`]), kept or not.
@@ -72,23 +74,27 @@ pub struct Kept<'a> {
     pub findings: Vec<Finding>,
 }
 
+/// Obligations in one piece of [`Kept::parts`] (a MiB of them).
+pub const PIECE: usize = (1 << 20) / std::mem::size_of::<Draft<'static>>();
+
 impl<'a> Kept<'a> {
-    /// The kept obligations in one list, as the evaluation at `at`.
+    /// The kept obligations in one list, as the evaluation at `at`: each
+    /// piece freed as it is moved, so the two copies never coexist whole.
     pub fn joined(self, at: Instant) -> Evaluation<Draft<'a>> {
-        let obligations = self.parts.into_iter().reduce(|mut all, v| {
-            all.extend(v);
-            all
-        });
+        let mut obligations = Vec::with_capacity(self.parts.iter().map(Vec::len).sum());
+        for part in self.parts {
+            obligations.extend(part);
+        }
         Evaluation {
             evaluated_at: at,
-            obligations: obligations.unwrap_or_default(),
+            obligations,
             findings: self.findings,
         }
     }
 }
 
 /// The obligations `counted` admits counted by status, and those of them
-/// `keep` also admits kept, as each worker kept them: not joined into one
+/// `keep` also admits kept, in the pieces the workers kept them in: not joined into one
 /// list, for a reader that takes them in an order of its own, so that no
 /// moment holds two copies of a national evaluation. Each worker counts on
 /// its own, so counting costs no traffic between cores.
@@ -123,7 +129,7 @@ pub fn evaluate_parts<'a>(
         })
         .collect();
     Kept {
-        parts: keepers.into_iter().map(|k| k.kept).collect(),
+        parts: keepers.into_iter().flat_map(|k| k.kept).collect(),
         tally,
         findings,
     }
@@ -131,7 +137,7 @@ pub fn evaluate_parts<'a>(
 
 /// One worker's obligations of [`evaluate_parts`]: what it counts and keeps.
 struct Keeper<'a, 'k> {
-    kept: Vec<Draft<'a>>,
+    kept: Vec<Vec<Draft<'a>>>,
     counted: &'k (dyn Fn(&Draft<'a>) -> bool + Sync),
     keep: &'k (dyn Fn(&Draft<'a>) -> bool + Sync),
     /// By status, indexed by the status's discriminant.
@@ -145,7 +151,14 @@ impl<'a> Sink<'a> for Keeper<'a, '_> {
                 *n += 1;
             }
             if (self.keep)(o) {
-                self.kept.push(o.clone());
+                match self.kept.last_mut() {
+                    Some(piece) if piece.len() < PIECE => piece.push(o.clone()),
+                    _ => {
+                        let mut piece = Vec::with_capacity(PIECE);
+                        piece.push(o.clone());
+                        self.kept.push(piece);
+                    }
+                }
             }
         }
     }
