@@ -424,6 +424,9 @@ struct Formatter<'z> {
     rule_fields: FxHashMap<*const RuleRef, Vec<u8>>,
     /// A zone's UTC offset in seconds over a quarter of an hour.
     offsets: FxHashMap<(Tz, i64), i32>,
+    /// The quarter hour and offset each of `starts_at`, `due_at` and
+    /// `met_at` had last: in report order the next is mostly the same.
+    recent: [Option<(Tz, i64, i32)>; 3],
     key: String,
     occurrence: String,
     late: String,
@@ -437,6 +440,7 @@ impl<'z> Formatter<'z> {
             zones: FxHashMap::default(),
             rule_fields: FxHashMap::default(),
             offsets: FxHashMap::default(),
+            recent: [None; 3],
             key: String::new(),
             occurrence: String::new(),
             late: String::new(),
@@ -453,25 +457,33 @@ impl<'z> Formatter<'z> {
 
     /// `t` as RFC 3339 with the zone's offset, to the second, as
     /// `DateTime::to_rfc3339_opts(SecondsFormat::Secs, false)` writes it.
-    fn instant(&mut self, tz: Tz, t: Instant, out: &mut [u8; 32]) -> usize {
+    /// `slot` is the field's place among the three instants a record has.
+    fn instant(&mut self, tz: Tz, t: Instant, slot: usize, out: &mut [u8; 32]) -> usize {
         let secs = t.timestamp();
         let quarter = secs.div_euclid(900);
-        let offset = match self.offsets.get(&(tz, quarter)) {
-            Some(o) => Some(*o),
+        let recent = self.recent.get(slot).copied().flatten();
+        let offset = match recent.filter(|r| r.0 == tz && r.1 == quarter) {
+            Some((_, _, o)) => Some(o),
             None => {
                 let at = |s: i64| {
                     chrono::DateTime::from_timestamp(s, 0)
                         .map(|d| d.with_timezone(&tz).offset().fix().local_minus_utc())
                 };
                 // Cached only where the offset holds for the whole quarter hour.
-                let (a, b) = (at(quarter * 900), at(quarter * 900 + 899));
-                match (a, b) {
-                    (Some(a), Some(b)) if a == b => {
-                        self.offsets.insert((tz, quarter), a);
-                        Some(a)
-                    }
-                    _ => None,
+                let o = match self.offsets.get(&(tz, quarter)) {
+                    Some(o) => Some(*o),
+                    None => match (at(quarter * 900), at(quarter * 900 + 899)) {
+                        (Some(a), Some(b)) if a == b => {
+                            self.offsets.insert((tz, quarter), a);
+                            Some(a)
+                        }
+                        _ => None,
+                    },
+                };
+                if let (Some(r), Some(o)) = (self.recent.get_mut(slot), o) {
+                    *r = Some((tz, quarter, o));
                 }
+                o
             }
         };
         let local = offset.and_then(|off| {
@@ -552,9 +564,9 @@ impl<'z> Formatter<'z> {
         use std::fmt::Write as _;
         let tz = self.zone(o);
         let (mut s, mut d, mut m) = ([0u8; 32], [0u8; 32], [0u8; 32]);
-        let ns = self.instant(tz, o.starts_at, &mut s);
-        let nd = self.instant(tz, o.due_at, &mut d);
-        let nm = o.met_at.map(|t| self.instant(tz, t, &mut m));
+        let ns = self.instant(tz, o.starts_at, 0, &mut s);
+        let nd = self.instant(tz, o.due_at, 1, &mut d);
+        let nm = o.met_at.map(|t| self.instant(tz, t, 2, &mut m));
         let starts = std::str::from_utf8(s.get(..ns).unwrap_or_default())?;
         let due = std::str::from_utf8(d.get(..nd).unwrap_or_default())?;
         let met = nm
@@ -754,11 +766,12 @@ mod tests {
         ] {
             instants.extend((-16..16).map(|k| base + k * 450 - 1));
         }
-        for secs in instants {
+        // Each field's memory of the last quarter hour tried too (its `slot`).
+        for (i, secs) in instants.into_iter().enumerate() {
             for tz in zones {
                 let t = chrono::DateTime::from_timestamp(secs, 0).expect("instant");
                 let mut out = [0u8; 32];
-                let n = f.instant(tz, t, &mut out);
+                let n = f.instant(tz, t, i % 3, &mut out);
                 assert_eq!(
                     std::str::from_utf8(out.get(..n).expect("written")).expect("utf8"),
                     t.with_timezone(&tz)
