@@ -144,13 +144,17 @@ impl<'o, 'a: 'o> Ordered<'o, 'a> {
         let half = |skip: usize, take: usize| {
             let these = obligations.clone().skip(skip).take(take);
             let mut memo = Memo::default();
-            let keyed: Option<Vec<Keyed<'o, 'a>>> = these
-                .clone()
-                .map(|o| Some((ranks.key(o, first?, &mut memo)?, o)))
-                .collect();
-            (keyed, these)
+            // Made at its size: a list grown by doubling leaves heap behind.
+            let mut keyed = Vec::with_capacity(take);
+            for o in these.clone() {
+                match first.and_then(|first| ranks.key(o, first, &mut memo)) {
+                    Some(key) => keyed.push((key, o)),
+                    None => return (None, these),
+                }
+            }
+            (Some(keyed), these)
         };
-        let (a, b) = crate::domain::evaluate::both(threads, || half(0, mid), || half(mid, n));
+        let (a, b) = crate::domain::evaluate::both(threads, || half(0, mid), || half(mid, n - mid));
         let halves = match (a, b) {
             ((Some(mut a), _), (Some(mut b), _)) => {
                 crate::domain::evaluate::both(
