@@ -863,6 +863,7 @@ pub fn markdown(results: &[Measure], machine: &str, at: Instant, command: &str) 
         targets(&mut md, m, results);
         command_targets(&mut md, m);
         explanations(&mut md, m);
+        default_check_explained(&mut md, m);
     }
     md
 }
@@ -1068,6 +1069,47 @@ fn targets(md: &mut String, m: &Measure, results: &[Measure]) {
             verdict(growth <= 1.1)
         ));
     }
+}
+
+/// Where the default `check`'s time goes, when it missed its target.
+fn default_check_explained(md: &mut String, m: &Measure) {
+    let Some(c) = m.commands.iter().find(|c| c.command == "check") else {
+        return;
+    };
+    let target = 1.2 * m.copy_floor;
+    if c.wall <= target {
+        return;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let in_turn = m.load + m.evaluate_unkept / cores as f64;
+    md.push_str(&format!(
+        "\nWhere the default `check`'s time goes: its summary line counts every obligation by status, \
+         so it has a full tick's work to do before it prints: the load ({:.2} s on two connections, \
+         the service's) and the engine's work on every child ({:.2} s of CPU, {:.2} s shared among {cores} cores), \
+         {in_turn:.2} s one after the other against a target of {target:.2} s; the rest of its {:.2} s is \
+         the table of what needs action, the start and the exit.",
+        m.load,
+        m.evaluate_unkept,
+        m.evaluate_unkept / cores as f64,
+        c.wall,
+    ));
+    if let (Some(server), Some(client)) = (m.copy2_floor_server_cpu, m.copy2_floor_client_cpu) {
+        let least = (server + client + m.evaluate_unkept) / cores.max(1) as f64;
+        let need = format!(
+            "the CPU the fetch and the engine need, (server {server:.2} + client {client:.2} + engine {:.2}) / {cores} cores, is {least:.2} s",
+            m.evaluate_unkept
+        );
+        md.push_str(&if least > target {
+            format!(" Even overlapped with the fetch the evaluation could not meet it: {need}.")
+        } else {
+            format!(
+                " Only the evaluation overlapped with the fetch could meet it ({need}), \
+                 but evaluation indexes the whole state first (rows are checked against one another across tables, \
+                 and siblings share conferences), so it starts when the last row is in."
+            )
+        });
+    }
+    md.push('\n');
 }
 
 /// Where the time went, when a tick or one-core evaluation missed its target.

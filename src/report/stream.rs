@@ -52,7 +52,7 @@ const FIELDS: [&str; 17] = [
 
 /// Records a chunk: small enough that the first bytes go out at once, large
 /// enough that handing chunks between threads costs nothing measurable.
-const CHUNK: usize = 1024;
+const CHUNK: usize = 4096;
 
 /// Writes the obligations in report order in `shape`; for JSON, with the
 /// evaluation's instant and findings around them.
