@@ -2707,4 +2707,15 @@ fn report_order_by_keys_is_report_cmp_order() {
             );
         }
     }
+    // A deadline with a fraction of a second fits no key: report_cmp alone orders them.
+    let mut copies: Vec<_> = all.iter().map(|o| (*o).clone()).collect();
+    if let Some(o) = copies.get_mut(all.len() / 3) {
+        o.due_at += chrono::Duration::nanoseconds(1);
+    }
+    let mut slow: Vec<_> = copies.iter().collect();
+    slow.sort_by(|a, b| a.report_cmp(b));
+    for threads in [1, 2] {
+        let fast = cpwatch::report::stream::report_order(copies.iter(), threads);
+        assert_eq!(keys(&fast), keys(&slow), "unkeyed, {threads} threads");
+    }
 }

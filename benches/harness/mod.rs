@@ -1085,29 +1085,32 @@ fn default_check_explained(md: &mut String, m: &Measure) {
     md.push_str(&format!(
         "\nWhere the default `check`'s time goes: its summary line counts every obligation by status, \
          so it has a full tick's work to do before it prints: the load ({:.2} s on two connections, \
-         the service's) and the engine's work on every child ({:.2} s of CPU, {:.2} s shared among {cores} cores), \
-         {in_turn:.2} s one after the other against a target of {target:.2} s; the rest of its {:.2} s is \
-         the table of what needs action, the start and the exit.",
+         as the service's) and the engine's work on every child ({:.2} s of CPU, {:.2} s shared among {cores} cores), \
+         {in_turn:.2} s one after the other",
         m.load,
         m.evaluate_unkept,
         m.evaluate_unkept / cores as f64,
-        c.wall,
     ));
+    if in_turn <= target {
+        md.push_str(&format!(
+            ", within the target of {target:.2} s. The other {:.2} s of its {:.2} s are what a new process pays \
+             that the running service does not (its connections, its memory touched for the first time), \
+             the indexing of the state that is not shared among cores, the table of what needs action and the exit.\n",
+            c.wall - in_turn,
+            c.wall,
+        ));
+        return;
+    }
+    md.push_str(&format!(", over the target of {target:.2} s."));
     if let (Some(server), Some(client)) = (m.copy2_floor_server_cpu, m.copy2_floor_client_cpu) {
         let least = (server + client + m.evaluate_unkept) / cores.max(1) as f64;
-        let need = format!(
-            "the CPU the fetch and the engine need, (server {server:.2} + client {client:.2} + engine {:.2}) / {cores} cores, is {least:.2} s",
-            m.evaluate_unkept
-        );
-        md.push_str(&if least > target {
-            format!(" Even overlapped with the fetch the evaluation could not meet it: {need}.")
-        } else {
-            format!(
-                " Only the evaluation overlapped with the fetch could meet it ({need}), \
-                 but evaluation indexes the whole state first (rows are checked against one another across tables, \
-                 and siblings share conferences), so it starts when the last row is in."
-            )
-        });
+        md.push_str(&format!(
+            " Only overlapping the evaluation with the fetch could bring it nearer: the CPU both need is \
+             (server {server:.2} + client {client:.2} + engine {:.2}) / {cores} cores = {least:.2} s, \
+             but evaluation indexes the whole state first (rows are checked against one another across tables, \
+             and siblings share conferences), so it starts when the last row is in.",
+            m.evaluate_unkept,
+        ));
     }
     md.push('\n');
 }

@@ -166,17 +166,7 @@ impl<'o, 'a: 'o> Ordered<'o, 'a> {
             }
             // Unkeyed, every key is equal and `report_cmp` alone orders them.
             ((_, a), (_, b)) => {
-                let unkeyed = |these: &mut dyn Iterator<Item = &'o Draft<'a>>| {
-                    let mut v: Vec<Keyed<'o, 'a>> = these.map(|o| ((0, 0), o)).collect();
-                    v.sort_unstable_by(order);
-                    v
-                };
-                let (a, b) = (a.collect::<Vec<_>>(), b.collect::<Vec<_>>());
-                let (a, b) = crate::domain::evaluate::both(
-                    threads,
-                    || unkeyed(&mut a.into_iter()),
-                    || unkeyed(&mut b.into_iter()),
-                );
+                let (a, b) = crate::domain::evaluate::both(threads, || unkeyed(a), || unkeyed(b));
                 [a, b]
             }
         };
@@ -229,6 +219,13 @@ impl<'o, 'a: 'o> Ordered<'o, 'a> {
             }
         }
     }
+}
+
+/// The obligations sorted by `report_cmp` alone, each with the same key.
+fn unkeyed<'o, 'a>(these: impl Iterator<Item = &'o Draft<'a>>) -> Vec<Keyed<'o, 'a>> {
+    let mut v: Vec<Keyed<'o, 'a>> = these.map(|o| ((0, 0), o)).collect();
+    v.sort_unstable_by(order);
+    v
 }
 
 /// Report order of two keyed obligations.
