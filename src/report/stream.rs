@@ -110,7 +110,8 @@ pub fn write<'o, 'a: 'o>(
 /// board and rule, child, conference and agency), and by `report_cmp` only
 /// where keys tie, so the sort rarely leaves the keys' array. Where a key
 /// cannot hold them (a deadline with a fraction of a second, ranks beyond
-/// their bits), by `report_cmp` alone.
+/// their bits), by `report_cmp` alone. Two halves on two threads when
+/// `threads` allows, merged as the outputs merge them.
 pub fn report_order<'o, 'a: 'o>(
     obligations: impl Iterator<Item = &'o Draft<'a>> + Clone + Send + Sync,
     threads: usize,
