@@ -403,9 +403,15 @@ pub(super) fn invitations<'a>(
     // name it by one address: found by that, its text is hashed and compared once.
     let mut by_address: HashMap<(usize, usize), Option<&Agency>> = HashMap::default();
     let mut invitations = Vec::with_capacity(s.invitations.len());
-    let mut invitation_runs = Vec::with_capacity(conferences.len());
-    let mut met = vec![false; conf_slots.len];
-    let mut scattered: Option<rustc_hash::FxHashSet<(Addr, &str)>> = None;
+    let mut invitation_runs: Vec<(Slot, usize, usize)> = Vec::with_capacity(conferences.len());
+    // Each conference's latest run, and each run's previous run of the same
+    // conference (by place in `invitation_runs`): a conference met again in a
+    // later run (rows not grouped by conference) has its earlier runs looked
+    // through for a repeated agency, and rows grouped by conference, as
+    // usual, pay one store a run for it.
+    const NO_RUN: u32 = u32::MAX;
+    let mut latest_run = vec![NO_RUN; conf_slots.len];
+    let mut earlier_run: Vec<u32> = Vec::with_capacity(conferences.len());
     // Written conference by conference, so a run of one conference costs one lookup of it.
     for run in s
         .invitations
@@ -414,28 +420,11 @@ pub(super) fn invitations<'a>(
         let conf = run
             .first()
             .and_then(|i| conferences.get(i.conference_id.as_str()).copied());
+        let slot = conf.map(|c| conf_slots.of(c));
+        let before = slot
+            .and_then(|k| latest_run.get(k).copied())
+            .unwrap_or(NO_RUN);
         let start = invitations.len();
-        // A conference met again in a later run (rows not grouped by
-        // conference): from then on every invitation's key is remembered,
-        // those read so far included, so a duplicate in another run is found
-        // too. Rows grouped by conference, as usual, never pay for it.
-        if let Some(c) = conf {
-            let slot = conf_slots.of(c);
-            if scattered.is_none() && met.get(slot).copied().unwrap_or(false) {
-                scattered = Some(
-                    invitations
-                        .iter()
-                        .map(|(j, _): &(&Invitation, &Agency)| {
-                            let of = conferences.get(j.conference_id.as_str());
-                            (of.map_or(0, |c| addr(*c)), j.agency_id.as_str())
-                        })
-                        .collect(),
-                );
-            }
-            if let Some(m) = met.get_mut(slot) {
-                *m = true;
-            }
-        }
         for i in run.iter().copied() {
             let row = || format!("{}/{}", i.conference_id, i.agency_id);
             let id = i.agency_id.as_str();
@@ -453,14 +442,22 @@ pub(super) fn invitations<'a>(
             };
             // A second row inviting the same agency (a view over tables
             // without keys can give one) would double its obligations.
-            let seen = conf.is_some_and(|c| {
-                let in_run = invitations
-                    .get(start..)
+            let invites = |from: usize, to: usize| {
+                invitations
+                    .get(from..to)
                     .unwrap_or(&[])
                     .iter()
-                    .any(|(j, _): &(&Invitation, &Agency)| j.agency_id == i.agency_id);
-                in_run || scattered.as_mut().is_some_and(|k| !k.insert((addr(c), id)))
-            });
+                    .any(|(j, _): &(&Invitation, &Agency)| j.agency_id == i.agency_id)
+            };
+            let mut seen = invites(start, invitations.len());
+            let mut r = before;
+            while !seen && r != NO_RUN {
+                let at = r as usize;
+                seen = invitation_runs
+                    .get(at)
+                    .is_some_and(|&(_, a, b)| invites(a, b));
+                r = earlier_run.get(at).copied().unwrap_or(NO_RUN);
+            }
             match conf {
                 Some(_) if seen => f.push(Finding::new(
                     "duplicate_id",
@@ -477,8 +474,12 @@ pub(super) fn invitations<'a>(
                 )),
             }
         }
-        if let Some(conf) = conf {
-            invitation_runs.push((conf_slots.of(conf), start, invitations.len()));
+        if let Some(k) = slot {
+            if let Some(latest) = latest_run.get_mut(k) {
+                *latest = u32::try_from(invitation_runs.len()).unwrap_or(NO_RUN);
+            }
+            earlier_run.push(before);
+            invitation_runs.push((k, start, invitations.len()));
         }
     }
     Grouped::from_runs(invitations, invitation_runs, conf_slots.len)
