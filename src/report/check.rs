@@ -3,15 +3,20 @@
 //! that scripts read are `report::stream`'s.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::Write;
 
+use chrono::format::StrftimeItems;
 use chrono::SecondsFormat;
 use chrono_tz::Tz;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 
 use crate::domain::case::Instant;
 use crate::domain::evaluate::{Draft, Evaluation, Name, Status};
 use crate::domain::rules::RuleSet;
+use crate::report::table::Table;
+
+/// How the table writes an instant: `Thu 14 Jan 2027 23:59`, in the board's time zone.
+const HUMAN: &str = "%a %-d %b %Y %H:%M";
 
 /// Time zones of the boards, for writing instants with the local offset.
 pub struct Zones {
@@ -46,13 +51,6 @@ impl Zones {
         t.with_timezone(&self.default)
             .to_rfc3339_opts(SecondsFormat::Secs, false)
     }
-
-    /// `Thu 14 Jan 2027 23:59` in the board's time zone.
-    pub fn human(&self, board: &str, t: Instant) -> String {
-        t.with_timezone(&self.of(board))
-            .format("%a %-d %b %Y %H:%M")
-            .to_string()
-    }
 }
 
 /// Overdue first, then by deadline.
@@ -72,11 +70,7 @@ pub fn write_table(
 ) -> anyhow::Result<()> {
     let mut sorted: Vec<&Draft<'_>> = obligations.to_vec();
     person_order(&mut sorted);
-    let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic);
-    table.set_header([
+    let mut table = Table::new([
         "status",
         "due",
         "late (wd)",
@@ -87,35 +81,43 @@ pub fn write_table(
         "agency",
         "met",
     ]);
+    table.reserve(sorted.len(), 128);
+    let human = StrftimeItems::new(HUMAN)
+        .parse()
+        .map_err(|e| anyhow::anyhow!("the table's time format: {e}"))?;
+    fn name(n: Option<&Name>) -> &str {
+        n.map(Name::as_str).unwrap_or_default()
+    }
     for o in &sorted {
-        table.add_row([
-            o.status.as_str().to_string(),
-            z.human(&o.of.board, o.due_at),
-            o.late_working_days
-                .filter(|n| *n > 0)
-                .map(|n| n.to_string())
-                .unwrap_or_default(),
-            o.of.board.to_string(),
-            o.of.rule.to_string(),
-            o.child.map(Name::as_str).unwrap_or_default().to_string(),
-            o.conference
-                .map(Name::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            o.agency.map(Name::as_str).unwrap_or_default().to_string(),
-            o.met_at
-                .map(|t| z.human(&o.of.board, t))
-                .or_else(|| {
-                    o.exception_reason
-                        .as_ref()
-                        .map(|r| format!("{}: {r}", o.status.as_str()))
-                })
-                .unwrap_or_default(),
-        ]);
+        let tz = z.of(&o.of.board);
+        let when = |s: &mut String, t: Instant| {
+            // Writing to a String cannot fail.
+            let _ = write!(
+                s,
+                "{}",
+                t.with_timezone(&tz).format_with_items(human.iter())
+            );
+        };
+        table.cell(|s| s.push_str(o.status.as_str()));
+        table.cell(|s| when(s, o.due_at));
+        match o.late_working_days.filter(|n| *n > 0) {
+            Some(n) => table.cell_of(n),
+            None => table.cell(|_| ()),
+        }
+        table.cell(|s| s.push_str(&o.of.board));
+        table.cell(|s| s.push_str(&o.of.rule));
+        table.cell(|s| s.push_str(name(o.child)));
+        table.cell(|s| s.push_str(name(o.conference)));
+        table.cell(|s| s.push_str(name(o.agency)));
+        table.cell(|s| match (o.met_at, &o.exception_reason) {
+            (Some(t), _) => when(s, t),
+            (None, Some(r)) => {
+                let _ = write!(s, "{}: {r}", o.status.as_str());
+            }
+            (None, None) => {}
+        });
     }
-    if !sorted.is_empty() {
-        writeln!(w, "{table}")?;
-    }
+    table.write(w)?;
     write_summary(w, eval, obligations, z)
 }
 

@@ -6,6 +6,7 @@ pub mod check;
 pub mod explain;
 pub mod export;
 pub mod stream;
+pub mod table;
 
 /// Text for a terminal: a writer that shows each control character of the
 /// text written through it (ESC, carriage return, backspace, DEL, the C1
