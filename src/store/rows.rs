@@ -431,7 +431,16 @@ impl Loader {
             ($($t:ident),*) => {
                 // Named in full, so a table added to the state must be added here.
                 let CaseState { $($t,)* load_findings: _ } = other.state;
-                $(self.state.$t.extend($t);)*
+                // Each table is mostly read whole by one of the two: its rows
+                // are then moved, not copied into fresh memory (at national
+                // size, tens of megabytes of visits or invitations).
+                $(
+                    if self.state.$t.is_empty() {
+                        self.state.$t = $t;
+                    } else {
+                        self.state.$t.extend($t);
+                    }
+                )*
             };
         }
         append!(
@@ -486,4 +495,38 @@ pub fn log_row<R: Get>(r: &R) -> Result<crate::store::LogRow, String> {
         planned_at: time("planned_at")?.ok_or("planned_at is empty")?,
         sent_at: time("sent_at")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Loader;
+    use crate::domain::case::{Agency, CaseState};
+
+    fn agency(id: &str) -> Agency {
+        Agency {
+            id: id.into(),
+            name: id.into(),
+            professional_group: "police".into(),
+            email: None,
+        }
+    }
+
+    fn ids(s: &CaseState) -> Vec<&str> {
+        s.agencies.iter().map(|a| a.id.as_str()).collect()
+    }
+
+    /// A table only one loader read is taken whole; one both read keeps the
+    /// first loader's rows, then the other's.
+    #[test]
+    fn joined_loaders_keep_every_row_in_order() {
+        let mut first = Loader::default();
+        let mut other = Loader::default();
+        other.state.agencies = vec![agency("A"), agency("B")];
+        first.join(other);
+        assert_eq!(ids(&first.state), ["A", "B"]);
+        let mut more = Loader::default();
+        more.state.agencies = vec![agency("C")];
+        first.join(more);
+        assert_eq!(ids(&first.finish()), ["A", "B", "C"]);
+    }
 }
