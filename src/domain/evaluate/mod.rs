@@ -136,6 +136,9 @@ pub fn evaluate_parts<'a>(
 }
 
 /// One worker's obligations of [`evaluate_parts`]: what it counts and keeps.
+/// Aligned to cache lines of its own (see [`Sink`]): its tally changes with
+/// every obligation.
+#[repr(align(128))]
 struct Keeper<'a, 'k> {
     kept: Vec<Vec<Draft<'a>>>,
     counted: &'k (dyn Fn(&Draft<'a>) -> bool + Sync),
@@ -165,6 +168,11 @@ impl<'a> Sink<'a> for Keeper<'a, '_> {
 }
 
 /// Where a worker of [`evaluate_split`] puts the obligations it makes.
+///
+/// The sinks lie side by side in one slice, each written by its own thread:
+/// a sink that changes its own fields for most obligations (a count, a
+/// list's length) should be `#[repr(align(128))]`, or the cores pass the
+/// cache line two sinks share back and forth millions of times.
 pub trait Sink<'a>: Send {
     /// The obligation, borrowed: [`Draft::owned`] makes one to keep.
     fn put(&mut self, o: &Draft<'a>);
