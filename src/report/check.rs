@@ -88,15 +88,17 @@ pub fn write_table(
     fn name(n: Option<&Name>) -> &str {
         n.map(Name::as_str).unwrap_or_default()
     }
+    // A national table's rows share a few thousand deadlines: each is written once.
+    let mut shown: rustc_hash::FxHashMap<(Tz, i64), String> = Default::default();
     for o in &sorted {
         let tz = z.of(&o.of.board);
-        let when = |s: &mut String, t: Instant| {
-            // Writing to a String cannot fail.
-            let _ = write!(
-                s,
-                "{}",
-                t.with_timezone(&tz).format_with_items(human.iter())
-            );
+        let mut when = |s: &mut String, t: Instant| {
+            let text = shown.entry((tz, t.timestamp())).or_insert_with(|| {
+                t.with_timezone(&tz)
+                    .format_with_items(human.iter())
+                    .to_string()
+            });
+            s.push_str(text);
         };
         table.cell(|s| s.push_str(o.status.as_str()));
         table.cell(|s| when(s, o.due_at));
