@@ -1094,11 +1094,20 @@ fn default_check_explained(md: &mut String, m: &Measure) {
     if in_turn <= target {
         md.push_str(&format!(
             ", within the target of {target:.2} s. The other {:.2} s of its {:.2} s are what a new process pays \
-             that the running service does not (its connections, its memory touched for the first time), \
-             the indexing of the state that is not shared among cores, the table of what needs action and the exit.\n",
+             that the running service does not (its connections, and every page of its memory touched for the first time), \
+             the steps not shared evenly between the cores (checking the state before it is indexed, sorting \
+             what needs action and writing its table) and the exit.",
             c.wall - in_turn,
             c.wall,
         ));
+        if let (Some(server), Some(client)) = (m.copy2_floor_server_cpu, m.copy2_floor_client_cpu) {
+            md.push_str(&format!(
+                " Nor can they overlap the load: fetching alone keeps {:.0}% of the {cores} cores busy \
+                 (the COPY floor on two connections).",
+                100.0 * (server + client) / (m.copy2_floor * cores as f64),
+            ));
+        }
+        md.push('\n');
         return;
     }
     md.push_str(&format!(", over the target of {target:.2} s."));
