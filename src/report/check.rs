@@ -114,6 +114,7 @@ pub fn write_table(
         table.cell(|s| match (o.met_at, &o.exception_reason) {
             (Some(t), _) => when(s, t),
             (None, Some(r)) => {
+                // Writing to a String cannot fail.
                 let _ = write!(s, "{}: {r}", o.status.as_str());
             }
             (None, None) => {}
