@@ -102,7 +102,8 @@ impl<const N: usize> Table<N> {
 
     /// The table drawn as comfy-table draws it when nothing wraps.
     fn write_unwrapped(&self, w: &mut dyn Write) -> std::io::Result<()> {
-        // comfy-table's widths: at least one, at most what a u16 holds.
+        // comfy-table's widths: at least one, at most what a u16 holds (a
+        // line wider than that, which comfy-table would wrap, is left whole).
         let widths = self.widths.map(|n| n.clamp(1, usize::from(u16::MAX)));
         let mut line = String::new();
         let rule = |line: &mut String, [left, fill, cross, right]: [char; 4]| {
