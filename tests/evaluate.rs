@@ -2246,6 +2246,43 @@ fn duplicate_invitations_and_links_are_findings_not_double_obligations() {
     }
 }
 
+/// A conference's invitations read in three runs, apart from one another
+/// (an ETL appending corrections), with the first run's agency invited again
+/// in the last: the repeat is found through the runs between, and only it.
+#[test]
+fn a_repeated_invitation_is_found_across_runs_of_its_conference() {
+    let mut s = fixture("pan-dorset");
+    let once = eval(&s, "2027-02-01T09:00:00Z");
+    let (first, rest): (Vec<Invitation>, Vec<Invitation>) = s
+        .invitations
+        .drain(..)
+        .partition(|i| i.conference_id == "CONF-1");
+    assert!(first.len() >= 2, "CONF-1 has invitations to split");
+    let other = rest
+        .first()
+        .cloned()
+        .expect("another conference's invitation");
+    let (head, tail) = first.split_at(1);
+    s.invitations.extend(head.iter().cloned());
+    s.invitations.push(other.clone());
+    s.invitations.extend(tail.iter().cloned());
+    s.invitations.extend(rest.into_iter().skip(1));
+    s.invitations.push(head[0].clone());
+    let e = eval(&s, "2027-02-01T09:00:00Z");
+    let repeats: Vec<&Finding> = e
+        .findings
+        .iter()
+        .filter(|f| f.kind == "duplicate_id" && f.table == "invitations")
+        .collect();
+    assert_eq!(repeats.len(), 1, "{repeats:?}");
+    assert_eq!(
+        repeats[0].row,
+        format!("CONF-1/{}", head[0].agency_id),
+        "{repeats:?}"
+    );
+    assert_eq!(obligations_json(&e), obligations_json(&once));
+}
+
 /// Each child's earliest conference among those `pick` selects, by date.
 fn earliest(
     s: &CaseState,
