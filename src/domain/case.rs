@@ -224,14 +224,14 @@ pub struct CpPlan {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CoreGroup {
-    pub id: Text,
+    pub id: RowId,
     pub child_id: Text,
     pub held_at: Instant,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Visit {
-    pub id: Text,
+    pub id: RowId,
     pub child_id: Text,
     pub visited_at: Instant,
     pub seen_alone: Option<bool>,
@@ -239,7 +239,7 @@ pub struct Visit {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CinReview {
-    pub id: Text,
+    pub id: RowId,
     pub child_id: Text,
     pub held_on: NaiveDate,
 }
@@ -255,6 +255,13 @@ pub struct Exception {
     pub agreed_by: Text,
     pub recorded_at: Instant,
 }
+
+/// The id of a row that no other row names (a core group, a visit, a CIN
+/// review): read for findings and for writing the row back. A national load
+/// reads a million of them, so `store` gathers a table's ids into blocks and
+/// each id is a slice of its block: an allocation for some thousands of ids,
+/// not one for each.
+pub type RowId = arcstr::Substr;
 
 /// Text of the case state. Shared rather than copied: a load gives every
 /// mention of the same code or agency one allocation, and each run of rows

@@ -217,6 +217,88 @@ fn read<R: Get, T>(
 
 const ID: &[&str] = &["id"];
 
+/// A row whose id is a [`RowId`], set once its block is made.
+trait WithRowId {
+    fn row_id(&mut self) -> &mut RowId;
+}
+
+macro_rules! with_row_id {
+    ($($t:ty),*) => {$(
+        impl WithRowId for $t {
+            fn row_id(&mut self) -> &mut RowId {
+                &mut self.id
+            }
+        }
+    )*};
+}
+with_row_id!(CoreGroup, Visit, CinReview);
+
+/// A table's ids not yet in a block: their text one after another, and for
+/// each, the row it belongs to and where its text is.
+#[derive(Default)]
+struct Ids {
+    text: String,
+    rows: Vec<(usize, usize, usize)>,
+}
+
+/// The text a block of ids holds before it is made: large enough that
+/// allocations are few, small enough that a block's rows are still in the
+/// cache when their ids are set.
+const BLOCK: usize = 1 << 16;
+
+impl Ids {
+    /// Makes the block of the ids gathered and gives each of `rows` its own.
+    fn settle<T: WithRowId>(&mut self, rows: &mut [T]) {
+        if self.rows.is_empty() {
+            return;
+        }
+        let block = arcstr::ArcStr::from(self.text.as_str());
+        self.text.clear();
+        for (row, from, to) in self.rows.drain(..) {
+            // Each range is that of a whole `&str` appended, so it is
+            // always a slice of the block.
+            let id = block.get(from..to).and_then(|s| block.try_substr_from(s));
+            if let (Some(r), Some(id)) = (rows.get_mut(row), id) {
+                *r.row_id() = id;
+            }
+        }
+    }
+}
+
+/// As [`read`], for a table of [`WithRowId`] rows: the id is gathered into
+/// the table's next block (`ids`) rather than allocated alone.
+fn read_with_id<R: Get, T: WithRowId>(
+    row: &R,
+    table: &'static str,
+    findings: &mut Vec<Finding>,
+    shared: &mut Shared,
+    into: &mut Vec<T>,
+    ids: &mut Ids,
+    f: impl Fn(&mut Reader<R>) -> T,
+) {
+    let mut r = Reader {
+        row,
+        table,
+        id_cols: ID,
+        findings,
+        shared,
+        ok: true,
+    };
+    let id = row.text("id");
+    let id = r.note("id", id);
+    let id = r.need("id", id);
+    let v = f(&mut r);
+    if let (true, Some(id)) = (r.ok, id) {
+        let from = ids.text.len();
+        ids.text.push_str(id);
+        ids.rows.push((into.len(), from, ids.text.len()));
+        into.push(v);
+        if ids.text.len() >= BLOCK {
+            ids.settle(into);
+        }
+    }
+}
+
 /// Builds the case state row by row as the rows arrive, so a load never holds
 /// a table's raw rows and its case state at once.
 #[derive(Default)]
@@ -224,6 +306,9 @@ pub struct Loader {
     state: CaseState,
     findings: Vec<Finding>,
     shared: Shared,
+    core_group_ids: Ids,
+    visit_ids: Ids,
+    cin_review_ids: Ids,
 }
 
 impl Loader {
@@ -232,6 +317,11 @@ impl Loader {
     // order, so the mapping reads whole beside `TABLES` (and `rows_of`).
     pub fn row<R: Get>(&mut self, table: &str, row: &R) {
         let (s, f, sh) = (&mut self.state, &mut self.findings, &mut self.shared);
+        let (core_group_ids, visit_ids, cin_review_ids) = (
+            &mut self.core_group_ids,
+            &mut self.visit_ids,
+            &mut self.cin_review_ids,
+        );
         match table {
             "agencies" => read(row, "agencies", ID, f, sh, &mut s.agencies, |r| {
                 let group = r.opt_text("professional_group");
@@ -384,26 +474,32 @@ impl Loader {
                 category: r.opt_text("category"),
                 visit_interval_working_days: r.opt_int("visit_interval_working_days"),
             }),
-            "core_groups" => read(row, "core_groups", ID, f, sh, &mut s.core_groups, |r| {
-                CoreGroup {
-                    id: r.unique("id"),
-                    child_id: r.run_text("child_id"),
-                    held_at: r.instant("held_at"),
-                }
-            }),
-            "visits" => read(row, "visits", ID, f, sh, &mut s.visits, |r| Visit {
-                id: r.unique("id"),
+            "core_groups" => {
+                let into = &mut s.core_groups;
+                read_with_id(row, "core_groups", f, sh, into, core_group_ids, |r| {
+                    CoreGroup {
+                        id: RowId::default(),
+                        child_id: r.run_text("child_id"),
+                        held_at: r.instant("held_at"),
+                    }
+                });
+            }
+            "visits" => read_with_id(row, "visits", f, sh, &mut s.visits, visit_ids, |r| Visit {
+                id: RowId::default(),
                 child_id: r.run_text("child_id"),
                 visited_at: r.instant("visited_at"),
                 seen_alone: r.opt_bool("seen_alone"),
             }),
-            "cin_reviews" => read(row, "cin_reviews", ID, f, sh, &mut s.cin_reviews, |r| {
-                CinReview {
-                    id: r.unique("id"),
-                    child_id: r.run_text("child_id"),
-                    held_on: r.date("held_on"),
-                }
-            }),
+            "cin_reviews" => {
+                let into = &mut s.cin_reviews;
+                read_with_id(row, "cin_reviews", f, sh, into, cin_review_ids, |r| {
+                    CinReview {
+                        id: RowId::default(),
+                        child_id: r.run_text("child_id"),
+                        held_on: r.date("held_on"),
+                    }
+                });
+            }
             "exceptions" => read(row, "exceptions", ID, f, sh, &mut s.exceptions, |r| {
                 Exception {
                     id: r.unique("id"),
@@ -425,8 +521,19 @@ impl Loader {
         self.findings.push(finding);
     }
 
+    /// Gives every row read so far its id (see [`Ids`]).
+    fn settle(&mut self) {
+        let s = &mut self.state;
+        self.core_group_ids.settle(&mut s.core_groups);
+        self.visit_ids.settle(&mut s.visits);
+        self.cin_review_ids.settle(&mut s.cin_reviews);
+    }
+
     /// Takes in the rows another loader read (of other tables, or more of the same).
-    pub fn join(&mut self, other: Loader) {
+    pub fn join(&mut self, mut other: Loader) {
+        // A pending id names its row by its place in its own loader's table.
+        self.settle();
+        other.settle();
         macro_rules! append {
             ($($t:ident),*) => {
                 // Named in full, so a table added to the state must be added here.
@@ -463,7 +570,8 @@ impl Loader {
         self.findings.extend(other.findings);
     }
 
-    pub fn finish(self) -> CaseState {
+    pub fn finish(mut self) -> CaseState {
+        self.settle();
         CaseState {
             load_findings: self.findings,
             ..self.state
@@ -499,8 +607,74 @@ pub fn log_row<R: Get>(r: &R) -> Result<crate::store::LogRow, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::Loader;
-    use crate::domain::case::{Agency, CaseState};
+    use super::{parse_instant, Get, Loader, BLOCK};
+    use crate::domain::case::{Agency, CaseState, Instant};
+    use chrono::NaiveDate;
+
+    /// A visits row: its id, and its child's unless left empty.
+    struct VisitRow(String, Option<String>);
+
+    impl Get for VisitRow {
+        fn text(&self, col: &str) -> Result<Option<&str>, String> {
+            Ok(match col {
+                "id" => Some(self.0.as_str()),
+                "child_id" => self.1.as_deref(),
+                _ => None,
+            })
+        }
+        fn boolean(&self, _: &str) -> Result<Option<bool>, String> {
+            Ok(None)
+        }
+        fn int(&self, _: &str) -> Result<Option<i64>, String> {
+            Ok(None)
+        }
+        fn instant(&self, _: &str) -> Result<Option<Instant>, String> {
+            parse_instant("2026-01-13T10:00:00Z").map(Some)
+        }
+        fn date(&self, _: &str) -> Result<Option<NaiveDate>, String> {
+            Ok(None)
+        }
+    }
+
+    /// Ids are gathered into blocks and set when a block is full, when
+    /// loaders join and when the load finishes: every row gets its own,
+    /// across blocks, with rows left out between them (a missing child),
+    /// and when both loaders have ids still to set.
+    #[test]
+    fn every_row_gets_its_own_id_however_the_blocks_fall() {
+        let (mut first, mut other) = (Loader::default(), Loader::default());
+        let mut want = (Vec::new(), Vec::new());
+        // Ids of every length up to 29 bytes, some not ASCII, over several blocks.
+        let n = 3 * BLOCK / 10;
+        for i in 0..n {
+            let id = format!("{}-{i}", "é".repeat(i % 13));
+            let child = (i % 7 != 3).then(|| format!("C-{}", i / 5));
+            let (loader, kept) = if i < n / 2 {
+                (&mut first, &mut want.0)
+            } else {
+                (&mut other, &mut want.1)
+            };
+            if child.is_some() {
+                kept.push(id.clone());
+            }
+            loader.row("visits", &VisitRow(id, child));
+        }
+        first.join(other);
+        let state = first.finish();
+        let got: Vec<&str> = state.visits.iter().map(|v| v.id.as_str()).collect();
+        let want: Vec<&String> = want.0.iter().chain(&want.1).collect();
+        assert_eq!(got, want);
+        assert_eq!(state.load_findings.len(), n - want.len());
+        // Fewer blocks than ids: the ids share their allocations.
+        let blocks: std::collections::HashSet<*const u8> = (state.visits.iter())
+            .map(|v| v.id.parent().as_ptr())
+            .collect();
+        assert!(
+            blocks.len() > 2 && blocks.len() < n / 100,
+            "{} blocks",
+            blocks.len()
+        );
+    }
 
     fn agency(id: &str) -> Agency {
         Agency {

@@ -251,7 +251,7 @@ pub(super) fn by_child<'a, R: 'a, V: Copy>(
     children: &HashMap<&str, &'a Child>,
     slots: &Slots<Child>,
     f: &mut Vec<Finding>,
-    read: impl Fn(&&'a R) -> (&'a Text, &'a Text, V),
+    read: impl Fn(&&'a R) -> (&'a Text, &'a str, V),
     unique: bool,
 ) -> Grouped<V> {
     let mut kept = Vec::with_capacity(rows.len());
@@ -320,7 +320,7 @@ impl<'a> PerChild<'a> {
                     children,
                     slots,
                     f,
-                    |r| (&r.child_id, &r.id, *r),
+                    |r| (&r.child_id, r.id.as_str(), *r),
                     true,
                 )
             };
@@ -338,7 +338,7 @@ impl<'a> PerChild<'a> {
                     children,
                     slots,
                     f,
-                    |r| (&r.child_id, &r.id, r.$at),
+                    |r| (&r.child_id, r.id.as_str(), r.$at),
                     false,
                 )
             };
