@@ -588,10 +588,11 @@ fn be<const N: usize>(b: &[u8]) -> Result<[u8; N], String> {
 
 impl Get for Tuple<'_> {
     fn text(&self, col: &str) -> Result<Option<&str>, String> {
+        self.raw_text(col)?.map(super::rows::utf8).transpose()
+    }
+    fn raw_text(&self, col: &str) -> Result<Option<&[u8]>, String> {
         // text, varchar, bpchar, name, unknown: the bytes are the UTF-8 text.
-        self.field(col, "text", &[25, 1043, 1042, 19, 705])?
-            .map(|b| std::str::from_utf8(b).map_err(|_| "text that is not UTF-8".to_string()))
-            .transpose()
+        self.field(col, "text", &[25, 1043, 1042, 19, 705])
     }
     fn boolean(&self, col: &str) -> Result<Option<bool>, String> {
         self.field(col, "a boolean", &[16])?

@@ -12,6 +12,12 @@ use crate::domain::evaluate::Finding;
 pub trait Get {
     /// Borrowed from the row: a value that is shared needs no copy.
     fn text(&self, col: &str) -> Result<Option<&str>, String>;
+    /// A text value's bytes, perhaps not yet checked to be UTF-8 ([`utf8`]):
+    /// most values repeat one read before (the same child's id in the next
+    /// row, an agency's code), and one that does needs no second check.
+    fn raw_text(&self, col: &str) -> Result<Option<&[u8]>, String> {
+        self.text(col).map(|v| v.map(str::as_bytes))
+    }
     fn boolean(&self, col: &str) -> Result<Option<bool>, String>;
     fn int(&self, col: &str) -> Result<Option<i64>, String>;
     fn instant(&self, col: &str) -> Result<Option<Instant>, String>;
@@ -32,6 +38,11 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
         .map_err(|_| format!("{s:?} is not a YYYY-MM-DD date"))
 }
 
+/// A text value's bytes as text, or why they are not.
+pub fn utf8(b: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(b).map_err(|_| "text that is not UTF-8".to_string())
+}
+
 struct Reader<'r, R: Get> {
     row: &'r R,
     table: &'static str,
@@ -45,21 +56,29 @@ struct Reader<'r, R: Get> {
 /// addresses, the ids of agencies and workers), so a national load holds
 /// each once; and for the columns that name a child or a conference, one
 /// for each run of rows naming the same one.
+/// Both are found by the value's bytes, so only a value not read before is
+/// checked to be UTF-8.
 #[derive(Default)]
 struct Shared {
-    all: rustc_hash::FxHashSet<Text>,
+    all: hashbrown::HashTable<Text>,
     /// Each run column's last value, by the address of the column's name.
     last: Vec<(usize, Text)>,
 }
 
+fn hash(b: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(b)
+}
+
 impl Shared {
-    fn text(&mut self, s: &str) -> Text {
-        if let Some(t) = self.all.get(s) {
-            return t.clone();
+    fn text(&mut self, b: &[u8]) -> Result<Text, String> {
+        let h = hash(b);
+        if let Some(t) = self.all.find(h, |t| t.as_bytes() == b) {
+            return Ok(t.clone());
         }
-        let t = Text::from(s);
-        self.all.insert(t.clone());
-        t
+        let t = Text::from(utf8(b)?);
+        self.all.insert_unique(h, t.clone(), |t| hash(t.as_bytes()));
+        Ok(t)
     }
 
     /// A value of a column whose rows come in runs of one value (a child's
@@ -67,19 +86,19 @@ impl Shared {
     /// text of its own, not looked up among every value read: there are a
     /// hundred thousand, so that lookup is a cache miss or two, where making
     /// the text is not.
-    fn run(&mut self, col: &str, s: &str) -> Text {
+    fn run(&mut self, col: &str, b: &[u8]) -> Result<Text, String> {
         let key = col.as_ptr() as usize;
         match self.last.iter_mut().find(|(k, _)| *k == key) {
             Some((_, last)) => {
-                if last.as_str() != s {
-                    *last = Text::from(s);
+                if last.as_bytes() != b {
+                    *last = Text::from(utf8(b)?);
                 }
-                last.clone()
+                Ok(last.clone())
             }
             None => {
-                let t = Text::from(s);
+                let t = Text::from(utf8(b)?);
                 self.last.push((key, t.clone()));
-                t
+                Ok(t)
             }
         }
     }
@@ -133,9 +152,10 @@ impl<'r, R: Get> Reader<'r, R> {
             .push(Finding::new(kind, self.table, &id, message));
     }
     fn opt_text(&mut self, col: &str) -> Option<Text> {
-        let r = self.row.text(col);
+        let r = self.row.raw_text(col);
         let v = self.note(col, r)?;
-        Some(self.shared.text(v))
+        let t = self.shared.text(v);
+        self.note(col, t.map(Some))
     }
     /// A value that is mostly unique (an id, a name): not worth sharing.
     fn unique(&mut self, col: &str) -> Text {
@@ -149,8 +169,14 @@ impl<'r, R: Get> Reader<'r, R> {
     }
     /// A column naming a child or a conference (see [`Shared::run`]).
     fn run_text(&mut self, col: &str) -> Text {
-        let r = self.row.text(col);
-        let v = self.note(col, r).map(|v| self.shared.run(col, v));
+        let r = self.row.raw_text(col);
+        let v = match self.note(col, r) {
+            Some(b) => {
+                let t = self.shared.run(col, b);
+                self.note(col, t.map(Some))
+            }
+            None => None,
+        };
         self.need(col, v).unwrap_or_default()
     }
     fn opt_bool(&mut self, col: &str) -> Option<bool> {
@@ -634,6 +660,88 @@ mod tests {
         fn date(&self, _: &str) -> Result<Option<NaiveDate>, String> {
             Ok(None)
         }
+    }
+
+    /// A row of any table, its values as bytes as a database might hold
+    /// them (not always UTF-8).
+    struct RawRow(Vec<(&'static str, &'static [u8])>);
+
+    impl Get for RawRow {
+        fn text(&self, col: &str) -> Result<Option<&str>, String> {
+            self.raw_text(col)?.map(super::utf8).transpose()
+        }
+        fn raw_text(&self, col: &str) -> Result<Option<&[u8]>, String> {
+            Ok(self.0.iter().find(|(c, _)| *c == col).map(|(_, v)| *v))
+        }
+        fn boolean(&self, _: &str) -> Result<Option<bool>, String> {
+            Ok(None)
+        }
+        fn int(&self, _: &str) -> Result<Option<i64>, String> {
+            Ok(None)
+        }
+        fn instant(&self, _: &str) -> Result<Option<Instant>, String> {
+            parse_instant("2026-01-13T10:00:00Z").map(Some)
+        }
+        fn date(&self, _: &str) -> Result<Option<NaiveDate>, String> {
+            Ok(None)
+        }
+    }
+
+    /// Text that is not UTF-8 is a finding each time it is read, whether
+    /// it follows a good value of its column or repeats a bad one; a value
+    /// read before is taken again without a second check.
+    #[test]
+    fn text_that_is_not_utf8_is_a_finding_each_time() {
+        let mut l = Loader::default();
+        let visit = |id: &'static [u8], child: &'static [u8]| {
+            RawRow(vec![("id", id), ("child_id", child)])
+        };
+        for (id, child) in [
+            (b"V1".as_slice(), b"C1".as_slice()),
+            (b"V2", b"C\xff"),
+            (b"V3", b"C\xff"),
+            (b"V4", b"C1"),
+        ] {
+            l.row("visits", &visit(id, child));
+        }
+        let agency = |id: &'static [u8], email: &'static [u8]| {
+            RawRow(vec![
+                ("id", id),
+                ("name", b"N"),
+                ("professional_group", b"police"),
+                ("email", email),
+            ])
+        };
+        for (id, email) in [
+            (b"A1".as_slice(), b"a@x".as_slice()),
+            (b"A2", b"a\xff@x"),
+            (b"A3", b"a\xff@x"),
+            (b"A4", b"a@x"),
+        ] {
+            l.row("agencies", &agency(id, email));
+        }
+        let s = l.finish();
+        let visits: Vec<(&str, &str)> = (s.visits.iter())
+            .map(|v| (v.id.as_str(), v.child_id.as_str()))
+            .collect();
+        assert_eq!(visits, [("V1", "C1"), ("V4", "C1")]);
+        let emails: Vec<Option<&str>> = s.agencies.iter().map(|a| a.email.as_deref()).collect();
+        assert_eq!(emails, [Some("a@x"), None, None, Some("a@x")]);
+        let found: Vec<(&str, &str, &str)> = (s.load_findings.iter())
+            .map(|f| (f.kind.as_str(), f.table.as_str(), f.row.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("unreadable_value", "visits", "V2"),
+                ("missing_value", "visits", "V2"),
+                ("unreadable_value", "visits", "V3"),
+                ("missing_value", "visits", "V3"),
+                ("unreadable_value", "agencies", "A2"),
+                ("unreadable_value", "agencies", "A3"),
+            ]
+        );
+        assert!(s.load_findings[0].message.contains("not UTF-8"));
     }
 
     /// Ids are gathered into blocks and set when a block is full, when
