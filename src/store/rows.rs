@@ -56,6 +56,7 @@ struct Reader<'r, R: Get> {
 /// addresses, the ids of agencies and workers), so a national load holds
 /// each once; and for the columns that name a child or a conference, one
 /// for each run of rows naming the same one.
+///
 /// Both are found by the value's bytes, so only a value not read before is
 /// checked to be UTF-8.
 #[derive(Default)]
@@ -170,13 +171,8 @@ impl<'r, R: Get> Reader<'r, R> {
     /// A column naming a child or a conference (see [`Shared::run`]).
     fn run_text(&mut self, col: &str) -> Text {
         let r = self.row.raw_text(col);
-        let v = match self.note(col, r) {
-            Some(b) => {
-                let t = self.shared.run(col, b);
-                self.note(col, t.map(Some))
-            }
-            None => None,
-        };
+        let t = self.note(col, r).map(|b| self.shared.run(col, b));
+        let v = t.and_then(|t| self.note(col, t.map(Some)));
         self.need(col, v).unwrap_or_default()
     }
     fn opt_bool(&mut self, col: &str) -> Option<bool> {
