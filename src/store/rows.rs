@@ -221,7 +221,7 @@ fn read<R: Get, T>(
     findings: &mut Vec<Finding>,
     shared: &mut Shared,
     into: &mut Vec<T>,
-    f: impl Fn(&mut Reader<R>) -> T,
+    f: impl FnOnce(&mut Reader<R>) -> T,
 ) {
     let mut r = Reader {
         row,
@@ -296,25 +296,21 @@ fn read_with_id<R: Get, T: WithRowId>(
     shared: &mut Shared,
     into: &mut Vec<T>,
     ids: &mut Ids,
-    f: impl Fn(&mut Reader<R>) -> T,
+    f: impl FnOnce(&mut Reader<R>) -> T,
 ) {
-    let mut r = Reader {
-        row,
-        table,
-        id_cols: ID,
-        findings,
-        shared,
-        ok: true,
-    };
-    let id = row.text("id");
-    let id = r.note("id", id);
-    let id = r.need("id", id);
-    let v = f(&mut r);
-    if let (true, Some(id)) = (r.ok, id) {
+    let at = into.len();
+    let mut id = None;
+    read(row, table, ID, findings, shared, into, |r| {
+        let v = row.text("id");
+        let v = r.note("id", v);
+        id = r.need("id", v);
+        f(r)
+    });
+    // A row is kept only with every value it needs, its id among them.
+    if let (Some(id), true) = (id, into.len() > at) {
         let from = ids.text.len();
         ids.text.push_str(id);
-        ids.rows.push((into.len(), from, ids.text.len()));
-        into.push(v);
+        ids.rows.push((at, from, ids.text.len()));
         if ids.text.len() >= BLOCK {
             ids.settle(into);
         }
