@@ -1065,3 +1065,70 @@ async fn a_future_updated_at_is_reported_in_postgres() {
     drop(s);
     db.finish().await;
 }
+
+/// The application name each of the store's connections gives, and whether
+/// it is encrypted, as the server sees them.
+async fn sessions_of(admin: &mut PgConnection, application: &str) -> Vec<bool> {
+    sqlx::query_scalar(
+        "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = $1",
+    )
+    .bind(application)
+    .fetch_all(admin)
+    .await
+    .expect("pg_stat_ssl")
+}
+
+/// The case database is reached over TLS as the URL's `sslmode` asks
+/// (PostgreSQL's own names). The server on loopback has TLS on, as Debian
+/// sets it up, with a certificate for `localhost`: `require` encrypts every
+/// connection, `disable` none, and `verify-full` to 127.0.0.1 is refused
+/// with what to do about the certificate.
+#[tokio::test]
+async fn the_database_is_reached_over_tls_as_the_url_asks() {
+    let state = demo_state();
+    let (db, owner) = pg_holding("tls", &state).await;
+    drop(owner);
+    let mut admin = PgConnection::connect(&admin_url()).await.expect("admin");
+    let ssl: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&mut admin)
+        .await
+        .expect("SHOW ssl");
+    assert_eq!(ssl, "on", "the PostgreSQL on loopback must have TLS on");
+
+    for (mode, encrypted) in [("require", true), ("disable", false)] {
+        let application = format!("{}_{mode}", db.name);
+        let url = format!("{}?sslmode={mode}&application_name={application}", db.url());
+        let store = store::connect(&url, false).await.expect(mode);
+        let loaded = store.load().await.expect(mode);
+        assert_eq!(json_of(&loaded), json_of(&state), "{mode}");
+        let seen = sessions_of(&mut admin, &application).await;
+        assert!(
+            !seen.is_empty() && seen.iter().all(|s| *s == encrypted),
+            "sslmode={mode}: connections encrypted {seen:?}"
+        );
+    }
+
+    let refused = |query: String| {
+        let url = format!("{}?{query}", db.url());
+        async move {
+            store::connect(&url, false)
+                .await
+                .err()
+                .expect("refused")
+                .to_string()
+        }
+    };
+    let text = refused("sslmode=verify-full".into()).await;
+    assert!(
+        text.contains("certificate") && text.contains("sslrootcert=PATH"),
+        "{text}"
+    );
+    let missing = "/nonexistent/cpwatch-ca.pem";
+    let text = refused(format!("sslmode=verify-full&sslrootcert={missing}")).await;
+    assert!(
+        text.contains(&format!("sslrootcert={missing} cannot be read")),
+        "{text}"
+    );
+    db.finish().await;
+}

@@ -129,11 +129,18 @@ impl Measure {
     }
 }
 
+/// The admin URL naming database `name` instead, its parameters (`sslmode`) kept.
 fn database_url(admin: &str, name: &str) -> anyhow::Result<String> {
-    let (base, _) = admin
+    let (path, query) = admin
+        .split_once('?')
+        .map_or((admin, None), |(p, q)| (p, Some(q)));
+    let (base, _) = path
         .rsplit_once('/')
         .context("the PostgreSQL URL needs a database name, e.g. postgres://postgres@127.0.0.1:5432/postgres")?;
-    Ok(format!("{base}/{name}"))
+    Ok(match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    })
 }
 
 /// Drops the database `measure` made for this size.
@@ -812,15 +819,24 @@ pub async fn machine(admin_url: &str) -> String {
         .to_string();
     let pg = async {
         let mut c = sqlx::PgConnection::connect(admin_url).await.ok()?;
-        sqlx::query_scalar::<_, String>("SHOW server_version")
+        let version = sqlx::query_scalar::<_, String>("SHOW server_version")
             .fetch_one(&mut c)
             .await
-            .ok()
+            .ok()?;
+        let tls: bool =
+            sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(&mut c)
+                .await
+                .ok()?;
+        Some(format!(
+            "{version} on loopback, {}",
+            if tls { "over TLS" } else { "without TLS" }
+        ))
     }
     .await
     .unwrap_or_else(|| "unknown".into());
     format!(
-        "{cpu}, {cores} cores, {mem_gib:.0} GiB memory, Linux {kernel}; PostgreSQL {pg} on loopback; cpwatch {} (release build)",
+        "{cpu}, {cores} cores, {mem_gib:.0} GiB memory, Linux {kernel}; PostgreSQL {pg}; cpwatch {} (release build)",
         env!("CARGO_PKG_VERSION")
     )
 }

@@ -81,7 +81,7 @@ impl PgStore {
             .map_err(|e| StoreError::Connect {
                 url: redact(url),
                 reason: e.to_string(),
-                hint: "check that PostgreSQL is running and that the URL's host, port, user, password and database are right".into(),
+                hint: connect_hint(url, &e),
             })?;
         Ok(PgStore {
             pool,
@@ -159,6 +159,31 @@ impl PgStore {
     fn failed(&self, what: &str, reason: String) -> StoreError {
         query_failed(&self.url, what, reason)
     }
+}
+
+/// What to do about a connection that failed: a TLS failure or an
+/// unreadable `sslrootcert` is about the URL's TLS settings, not about
+/// whether the server is there.
+fn connect_hint(url: &str, e: &sqlx::Error) -> String {
+    let parsed = url::Url::parse(url).ok();
+    let param = |name: &str| {
+        let pairs = parsed.as_ref()?.query_pairs();
+        pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    };
+    if let Some(root) = param("sslrootcert") {
+        if let Err(io) = std::fs::metadata(&*root) {
+            return format!(
+                "sslrootcert={root} cannot be read ({io}): give the path of the PEM file of the certificate authority that signed the server's certificate"
+            );
+        }
+    }
+    if matches!(e, sqlx::Error::Tls(_)) {
+        let mode = param("sslmode").unwrap_or("prefer".into());
+        return format!(
+            "the server's certificate was not accepted (sslmode={mode}): with verify-full the URL's host must be a name the certificate was issued for, and sslrootcert=PATH must name the authority that signed it unless the system trusts that authority; verify-ca checks the authority only; require encrypts without checking the certificate"
+        );
+    }
+    "check that PostgreSQL is running and that the URL's host, port, user, password and database are right".into()
 }
 
 fn query_err(url: &str, what: &str, e: sqlx::Error) -> StoreError {
