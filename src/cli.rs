@@ -818,6 +818,9 @@ async fn run_service(a: RunArgs) -> anyhow::Result<ExitCode> {
         None => settings,
     };
     tracing::info!(database = %store.describe(), transport = ?settings.config.mail.transport, "starting");
+    if let Some(advice) = settings.config.database_advice() {
+        tracing::warn!("{advice}");
+    }
     let daemon = Arc::new(Daemon::new(settings, store, Arc::new(SystemClock))?);
     // With SQLite a second instance stops here; with PostgreSQL it waits its turn to send.
     daemon.store().leadership().await?;
@@ -867,6 +870,9 @@ async fn config_check(a: RunArgs) -> anyhow::Result<ExitCode> {
         config.mail.transport,
         config.http.listen
     );
+    if let Some(advice) = config.database_advice() {
+        println!("note: {advice}");
+    }
     if !boards_without_contacts.is_empty() {
         println!("note: no [boards.<id>] contacts for {}: their conference-service and safeguarding-manager reminders have no address", boards_without_contacts.iter().map(|b| b.as_str()).collect::<Vec<_>>().join(", "));
     }

@@ -540,6 +540,46 @@ impl Config {
         })
     }
 
+    /// Advice about `database_url` that is not an error: a PostgreSQL
+    /// database on another machine reached without checking its certificate.
+    /// The default, `sslmode=prefer`, encrypts only if the server offers TLS
+    /// and, like `require`, takes any certificate, so neither tells the real
+    /// server from one in the middle.
+    pub fn database_advice(&self) -> Option<String> {
+        let url = url::Url::parse(&self.database_url).ok()?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return None;
+        }
+        let param = |name: &str| {
+            (url.query_pairs())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        let host = param("host")
+            .or_else(|| url.host_str().map(String::from))
+            .unwrap_or_default();
+        // A Unix socket (a path) or loopback: nothing crosses a network.
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let local = bare.is_empty()
+            || bare.starts_with('/')
+            || bare == "localhost"
+            || bare
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let mode = param("sslmode").unwrap_or_else(|| "prefer".into());
+        if local || matches!(mode.as_str(), "verify-ca" | "verify-full") {
+            return None;
+        }
+        let plain = if mode == "require" {
+            ""
+        } else {
+            ", and sends the case data unencrypted to a server that offers no TLS"
+        };
+        Some(format!(
+            "database_url reaches {host} with sslmode={mode}, which does not check the server's certificate{plain}: add sslmode=verify-full (and sslrootcert=PATH if the system does not trust the authority that signed it)"
+        ))
+    }
+
     /// The database URL with the password from the environment put in.
     pub fn database_url_with_secret(
         &self,
@@ -625,4 +665,50 @@ pub fn cron_check(expr: &str) -> Result<(), String> {
 /// The process environment, for `Config::load`.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    fn advice(url: &str) -> Option<String> {
+        Config {
+            database_url: url.into(),
+            ..Config::default()
+        }
+        .database_advice()
+    }
+
+    #[test]
+    fn a_remote_database_without_a_checked_certificate_is_advised_against() {
+        for url in [
+            "postgres://cpwatch@db.example/cases",
+            "postgres://cpwatch@db.example/cases?sslmode=prefer",
+            "postgresql://cpwatch@10.0.0.5:5432/cases?sslmode=disable",
+            "postgres://cpwatch@[2001:db8::1]/cases?sslmode=require",
+            "postgres:///cases?host=db.example",
+        ] {
+            let a = advice(url).unwrap_or_else(|| panic!("{url}: no advice"));
+            assert!(a.contains("sslmode=verify-full"), "{url}: {a}");
+        }
+        let a = advice("postgres://cpwatch@db.example/cases?sslmode=require").unwrap_or_default();
+        assert!(!a.contains("unencrypted"), "{a}");
+        let a = advice("postgres://cpwatch@db.example/cases").unwrap_or_default();
+        assert!(a.contains("db.example") && a.contains("unencrypted"), "{a}");
+    }
+
+    #[test]
+    fn a_local_or_verified_database_needs_no_advice() {
+        for url in [
+            "postgres://cpwatch@db.example/cases?sslmode=verify-full",
+            "postgres://cpwatch@db.example/cases?sslmode=verify-ca&sslrootcert=/etc/ca.pem",
+            "postgres://postgres@127.0.0.1/cases",
+            "postgres://postgres@localhost:5433/cases?sslmode=disable",
+            "postgres://postgres@[::1]/cases",
+            "postgres:///cases?host=/var/run/postgresql",
+            "sqlite:///var/lib/cpwatch/cpwatch.db",
+        ] {
+            assert_eq!(advice(url), None, "{url}");
+        }
+    }
 }
