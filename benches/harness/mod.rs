@@ -823,15 +823,16 @@ pub async fn machine(admin_url: &str) -> String {
             .fetch_one(&mut c)
             .await
             .ok()?;
-        let tls: bool =
+        let tls: Option<bool> =
             sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
                 .fetch_one(&mut c)
                 .await
-                .ok()?;
-        Some(format!(
-            "{version} on loopback, {}",
-            if tls { "over TLS" } else { "without TLS" }
-        ))
+                .ok();
+        Some(match tls {
+            Some(true) => format!("{version} on loopback, over TLS"),
+            Some(false) => format!("{version} on loopback, without TLS"),
+            None => format!("{version} on loopback"),
+        })
     }
     .await
     .unwrap_or_else(|| "unknown".into());

@@ -550,11 +550,7 @@ impl Config {
         if !matches!(url.scheme(), "postgres" | "postgresql") {
             return None;
         }
-        let param = |name: &str| {
-            (url.query_pairs())
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned())
-        };
+        let param = |name: &str| crate::store::url_param(&self.database_url, name);
         let host = param("host")
             .or_else(|| url.host_str().map(String::from))
             .unwrap_or_default();

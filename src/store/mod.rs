@@ -535,6 +535,13 @@ pub async fn connect(url: &str, create: bool) -> Result<Box<dyn Store>, StoreErr
     }
 }
 
+/// A parameter of a database URL (`sslmode`, `sslrootcert`), decoded.
+pub fn url_param(url: &str, name: &str) -> Option<String> {
+    let url = url::Url::parse(url).ok()?;
+    let found = url.query_pairs().find(|(k, _)| k == name);
+    found.map(|(_, v)| v.into_owned())
+}
+
 /// The URL as it may be shown: a password, whether after the user
 /// (`user:secret@host`) or as a parameter (`?password=secret`), replaced by
 /// `***`.

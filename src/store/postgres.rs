@@ -165,20 +165,15 @@ impl PgStore {
 /// unreadable `sslrootcert` is about the URL's TLS settings, not about
 /// whether the server is there.
 fn connect_hint(url: &str, e: &sqlx::Error) -> String {
-    let parsed = url::Url::parse(url).ok();
-    let param = |name: &str| {
-        let pairs = parsed.as_ref()?.query_pairs();
-        pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
-    };
-    if let Some(root) = param("sslrootcert") {
-        if let Err(io) = std::fs::metadata(&*root) {
+    if let Some(root) = super::url_param(url, "sslrootcert") {
+        if let Err(io) = std::fs::metadata(&root) {
             return format!(
                 "sslrootcert={root} cannot be read ({io}): give the path of the PEM file of the certificate authority that signed the server's certificate"
             );
         }
     }
     if matches!(e, sqlx::Error::Tls(_)) {
-        let mode = param("sslmode").unwrap_or("prefer".into());
+        let mode = super::url_param(url, "sslmode").unwrap_or_else(|| "prefer".into());
         return format!(
             "the server's certificate was not accepted (sslmode={mode}): with verify-full the URL's host must be a name the certificate was issued for, and sslrootcert=PATH must name the authority that signed it unless the system trusts that authority; verify-ca checks the authority only; require encrypts without checking the certificate"
         );
