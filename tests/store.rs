@@ -1124,6 +1124,28 @@ async fn the_database_is_reached_over_tls_as_the_url_asks() {
         text.contains("certificate") && text.contains("sslrootcert=PATH"),
         "{text}"
     );
+    // As a user meets it, from a command and from the SSD import's own connection.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("{}?sslmode=verify-full", db.url());
+    for args in [
+        vec!["check", "--database", &url],
+        vec![
+            "import",
+            "ssd-views",
+            "--ssd-schema",
+            "ssd",
+            "--database",
+            &url,
+        ],
+    ] {
+        let o = cpwatch(dir.path(), &args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&o).contains("the server's certificate was not accepted"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
     let missing = "/nonexistent/cpwatch-ca.pem";
     let text = refused(format!("sslmode=verify-full&sslrootcert={missing}")).await;
     assert!(

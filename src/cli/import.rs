@@ -224,7 +224,10 @@ async fn views(v: ViewsArgs) -> anyhow::Result<ExitCode> {
     let described = crate::store::redact(&v.database);
     let mut conn = sqlx::PgConnection::connect(&v.database)
         .await
-        .with_context(|| format!("cannot connect to {described}"))?;
+        .map_err(|e| {
+            let hint = crate::store::postgres::connect_hint(&v.database, &e);
+            anyhow::anyhow!("cannot connect to {described}: {e}\n  what to do: {hint}")
+        })?;
     let schema = v.ssd_schema.replace('"', "\"\"");
     let script = format!("SET search_path TO \"{schema}\";\n{SSD_VIEWS}");
     sqlx::raw_sql(&script).execute(&mut conn).await.with_context(|| {

@@ -164,7 +164,7 @@ impl PgStore {
 /// What to do about a connection that failed: a TLS failure or an
 /// unreadable `sslrootcert` is about the URL's TLS settings, not about
 /// whether the server is there.
-fn connect_hint(url: &str, e: &sqlx::Error) -> String {
+pub fn connect_hint(url: &str, e: &sqlx::Error) -> String {
     if let Some(root) = super::url_param(url, "sslrootcert") {
         if let Err(io) = std::fs::metadata(&root) {
             return format!(
