@@ -1066,8 +1066,8 @@ async fn a_future_updated_at_is_reported_in_postgres() {
     db.finish().await;
 }
 
-/// The application name each of the store's connections gives, and whether
-/// it is encrypted, as the server sees them.
+/// Whether each connection that gives `application` as its name is
+/// encrypted, as the server sees it.
 async fn sessions_of(admin: &mut PgConnection, application: &str) -> Vec<bool> {
     sqlx::query_scalar(
         "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
@@ -1146,6 +1146,28 @@ async fn the_database_is_reached_over_tls_as_the_url_asks() {
             stderr(&o)
         );
     }
+    // A server that answers the TLS request with PostgreSQL's "no".
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = plain.local_addr().expect("addr").port();
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = plain.accept().await.expect("accept");
+        let mut request = [0u8; 8];
+        socket.read_exact(&mut request).await.expect("SSLRequest");
+        socket.write_all(b"N").await.expect("answer");
+    });
+    let e = store::connect(
+        &format!("postgres://cpwatch@127.0.0.1:{port}/cases?sslmode=require"),
+        false,
+    )
+    .await
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(e.contains("the server offers no TLS"), "{e}");
+    server.await.expect("server");
     let missing = "/nonexistent/cpwatch-ca.pem";
     let text = refused(format!("sslmode=verify-full&sslrootcert={missing}")).await;
     assert!(

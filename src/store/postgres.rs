@@ -172,8 +172,13 @@ pub fn connect_hint(url: &str, e: &sqlx::Error) -> String {
             );
         }
     }
-    if matches!(e, sqlx::Error::Tls(_)) {
+    if let sqlx::Error::Tls(tls) = e {
         let mode = super::url_param(url, "sslmode").unwrap_or_else(|| "prefer".into());
+        if tls.to_string().contains("does not support TLS") {
+            return format!(
+                "the server offers no TLS, which sslmode={mode} requires: turn on ssl in its postgresql.conf, or, for a database on this machine only, use sslmode=disable"
+            );
+        }
         return format!(
             "the server's certificate was not accepted (sslmode={mode}): with verify-full the URL's host must be a name the certificate was issued for, and sslrootcert=PATH must name the authority that signed it unless the system trusts that authority; verify-ca checks the authority only; require encrypts without checking the certificate"
         );
